@@ -1,0 +1,321 @@
+# All-vs-all association tests. Each public function validates and encodes its inputs with
+# the input layer, then `assoc_screen()` runs the core block by block and builds one long
+# results table (or matrices).
+
+reason_text <- c("fewer than 3 complete observations", "zero variance", "an empty group",
+                 "fewer than 2 groups", "fewer than 2 levels")
+
+#' Correlation screen: Pearson or Spearman for every pair of features
+#'
+#' Correlates every feature (row) of `x` with every feature of `y`, or every pair of
+#' features of `x` when `y` is `NULL`, with the t-test of [stats::cor.test()]:
+#' \eqn{t = r \sqrt{(n-2)/(1-r^2)}} on \eqn{n-2} df. Spearman uses average ranks for ties and
+#' the same t approximation, as `cor.test(method = "spearman", exact = FALSE)`.
+#'
+#' The work is done in blocks of features, so memory is bounded by the block size, never by
+#' the number of pairs. With `top` or `p_max` only some pairs are kept, but the FDR is still
+#' taken over all pairs tested: the core counts every p-value in bins 1/100 of a decade
+#' wide, which gives each kept pair an FDR never below and at most 2.3% above the exact
+#' Benjamini-Hochberg value. Without `top` and `p_max`, all pairs are returned and the FDR
+#' is exactly `p.adjust(p_value, "BH")`.
+#'
+#' @param x Features in rows, samples in columns: a numeric matrix, a `dgCMatrix`, a
+#'   `DelayedArray`, a `SummarizedExperiment`/`SingleCellExperiment` (see `assay`), a
+#'   data.frame with features in columns (as `colData()`), or one numeric vector.
+#' @param y Like `x`, with the same samples in the same order, or `NULL` for all pairs
+#'   within `x`.
+#' @param method `"pearson"` or `"spearman"`.
+#' @param assay Assay name or index when `x` or `y` is a SummarizedExperiment (first assay
+#'   by default).
+#' @param na_action `"fail"` (missing values are an error) or `"pairwise"` (each pair is
+#'   tested on the samples where both features are observed; Spearman reranks those).
+#' @param top Keep, for each feature of `x` (and of `y` within `x`), only its `top` pairs
+#'   with the smallest p-values.
+#' @param p_max Keep only pairs with p-value at or below this.
+#' @param output `"long"` (one row per pair) or `"matrix"` (a list of feature x feature
+#'   matrices `estimate`, `statistic`, `p_value`, `fdr`, `n`; all pairs).
+#' @param threads Number of threads (default `getOption("sceffects.threads", 2)`).
+#' @param block_size Features per block (default: 4096 when pairs are filtered, else 1024).
+#' @return A results table with columns `feature_x`, `feature_y`, `estimate` (r or rho),
+#'   `statistic` (t), `df`, `p_value`, `log_p` (natural log of the p-value, finite when
+#'   `p_value` underflows), `fdr`, `n` and `reason` (why a pair has no result), or a list of
+#'   matrices for `output = "matrix"`.
+#' @export
+#' @examples
+#' set.seed(1)
+#' x <- matrix(rnorm(30 * 50), 30, dimnames = list(paste0("gene", 1:30), NULL))
+#' y <- rbind(drug = x[1, ] + rnorm(50))
+#' assoc_cor(x, y)
+#' head(assoc_cor(x, method = "spearman", top = 2))
+assoc_cor <- function(x, y = NULL, method = c("pearson", "spearman"), assay = NULL,
+                      na_action = c("fail", "pairwise"), top = NULL, p_max = NULL,
+                      output = c("long", "matrix"), threads = NULL, block_size = NULL) {
+  method <- match.arg(method)
+  na_action <- match.arg(na_action)
+  allow_na <- na_action == "pairwise"
+  xs <- numeric_features(x, "x", assay, allow_na)
+  ys <- if (is.null(y)) NULL else numeric_features(y, "y", assay, allow_na)
+  assoc_screen(method, xs, ys, options = list(), top = top, p_max = p_max,
+               output = match.arg(output), threads = threads, block_size = block_size,
+               label = if (method == "pearson") "Pearson correlation" else "Spearman correlation",
+               estimate_label = if (method == "pearson") "Pearson r" else "Spearman rho")
+}
+
+#' Mann-Whitney U tests of continuous features against binary groupings
+#'
+#' For every feature of `x` and every indicator in `groups`, the Wilcoxon rank-sum test of
+#' `wilcox.test(x[g], x[!g])`: U of the `TRUE` group, the normal approximation with tie and
+#' continuity correction, or the exact distribution where `wilcox.test()` uses it (both
+#' groups under 50 observations and no ties, with `exact = NULL`). Rank sums for all pairs
+#' come from one matrix product.
+#'
+#' @inheritParams assoc_cor
+#' @param groups The binary groupings: a logical or 0/1 vector; a factor or character
+#'   vector (one indicator per level, that level against the rest); a data.frame of such
+#'   columns (as `colData()`); or a logical/0-1 matrix with indicators in rows. `NA` leaves a
+#'   sample out of that test.
+#' @param exact `NULL` (as `wilcox.test()`), `TRUE` (exact whenever there are no ties) or
+#'   `FALSE`.
+#' @param correct Continuity correction for the normal approximation.
+#' @return A results table: `feature_x`, `feature_y` (the indicator), `estimate` (the
+#'   rank-biserial correlation, 2 AUC - 1, positive when the `TRUE` group is larger),
+#'   `statistic` (U, `wilcox.test()`'s W), `auc` (U / (n1 n2)), `p_value`, `log_p`, `fdr`,
+#'   `n`, `reason`.
+#' @export
+#' @examples
+#' set.seed(1)
+#' x <- matrix(rnorm(20 * 60), 20, dimnames = list(paste0("gene", 1:20), NULL))
+#' mutated <- rep(c(TRUE, FALSE), 30)
+#' x[1, mutated] <- x[1, mutated] + 2
+#' head(assoc_mwu(x, mutated))
+assoc_mwu <- function(x, groups, assay = NULL, exact = NULL, correct = TRUE,
+                      na_action = c("fail", "pairwise"), top = NULL, p_max = NULL,
+                      output = c("long", "matrix"), threads = NULL, block_size = NULL) {
+  na_action <- match.arg(na_action)
+  xs <- numeric_features(x, "x", assay, allow_na = na_action == "pairwise")
+  gs <- indicator_features(groups)
+  if (!is.null(exact) && !(isTRUE(exact) || isFALSE(exact))) {
+    stop("`exact` must be NULL, TRUE or FALSE.", call. = FALSE)
+  }
+  exact <- if (is.null(exact)) "auto" else if (exact) "always" else "never"
+  assoc_screen("mwu", xs, gs, options = list(exact = exact, continuity = isTRUE(correct)),
+               top = top, p_max = p_max, output = match.arg(output), threads = threads,
+               block_size = block_size, label = "Mann-Whitney U",
+               estimate_label = "rank-biserial correlation", extra_name = "auc")
+}
+
+#' Kruskal-Wallis tests of continuous features against grouping factors
+#'
+#' For every feature of `x` and every factor in `groups`, `kruskal.test(x, g)`: H with the
+#' tie correction on (number of groups present - 1) df. Rank sums come from one matrix
+#' product of ranks and level indicators.
+#'
+#' @inheritParams assoc_cor
+#' @param groups A factor (or character/integer vector), or a data.frame of them (as
+#'   `colData()`), or a matrix with grouping variables in rows. `NA` leaves a sample out.
+#' @return A results table: `feature_x`, `feature_y` (the factor), `estimate`
+#'   (epsilon-squared, H / (n - 1)), `statistic` (H), `df`, `p_value`, `log_p`, `fdr`, `n`,
+#'   `reason`.
+#' @export
+#' @examples
+#' set.seed(1)
+#' x <- matrix(rnorm(10 * 45), 10, dimnames = list(paste0("gene", 1:10), NULL))
+#' tissue <- factor(rep(c("lung", "skin", "gut"), each = 15))
+#' assoc_kruskal(x, tissue)
+assoc_kruskal <- function(x, groups, assay = NULL, na_action = c("fail", "pairwise"),
+                          top = NULL, p_max = NULL, threads = NULL, block_size = NULL) {
+  na_action <- match.arg(na_action)
+  xs <- numeric_features(x, "x", assay, allow_na = na_action == "pairwise")
+  gs <- coded_features(groups, "groups", "categorical")
+  assoc_screen("kruskal", xs, gs, options = list(), top = top, p_max = p_max, output = "long",
+               threads = threads, block_size = block_size, label = "Kruskal-Wallis",
+               estimate_label = "epsilon-squared")
+}
+
+#' Fisher's exact test for every pair of binary features
+#'
+#' The 2x2 table of every pair comes from matrix products of indicator matrices; the
+#' two-sided p-value is that of [stats::fisher.test()] (tables no more likely than the
+#' observed one), computed on the log scale so it never underflows.
+#'
+#' @param a Binary features: a logical or 0/1 matrix with features in rows, a data.frame
+#'   of logical/0-1 columns (as `colData()`), or one vector. `NA` leaves a sample out of
+#'   the pairs of that feature.
+#' @param b Like `a`, or `NULL` for all pairs within `a`.
+#' @param mle Also report the conditional maximum-likelihood odds ratio that
+#'   `fisher.test()` gives as its estimate (column `odds_ratio_mle`).
+#' @inheritParams assoc_cor
+#' @return A results table: `feature_x`, `feature_y`, `estimate` (the sample log odds
+#'   ratio, `log(n11 n00 / (n10 n01))`, +-Inf when a cell is 0), `statistic` (n11, the
+#'   count of samples where both are 1), `p_value`, `log_p`, `fdr`, `n`, `reason`, and
+#'   `odds_ratio_mle` when asked.
+#' @export
+#' @examples
+#' set.seed(1)
+#' a <- matrix(runif(5 * 100) < 0.3, 5, dimnames = list(paste0("mut", 1:5), NULL))
+#' b <- rbind(msi = a[1, ] | runif(100) < 0.1)
+#' assoc_fisher(a, b, mle = TRUE)
+assoc_fisher <- function(a, b = NULL, mle = FALSE, top = NULL, p_max = NULL,
+                         output = c("long", "matrix"), threads = NULL, block_size = NULL) {
+  as_ <- coded_features(a, "a", "binary")
+  bs <- if (is.null(b)) NULL else coded_features(b, "b", "binary")
+  assoc_screen("fisher", as_, bs, options = list(mle = isTRUE(mle)), top = top, p_max = p_max,
+               output = match.arg(output), threads = threads, block_size = block_size,
+               label = "Fisher's exact test", estimate_label = "log odds ratio",
+               extra_name = if (isTRUE(mle)) "odds_ratio_mle" else NULL)
+}
+
+#' Chi-square tests of independence for every pair of categorical features
+#'
+#' For every pair, `chisq.test(a, b)` on the samples where both are observed: levels absent
+#' from those samples are dropped, 2x2 tables get Yates' correction when `correct = TRUE`.
+#' All contingency tables of a block come from one product of one-hot matrices.
+#'
+#' @param a Categorical features: a data.frame of factor/character/logical/integer columns
+#'   (as `colData()`), a character or integer matrix with features in rows, or one vector.
+#' @param b Like `a`, or `NULL` for all pairs within `a`.
+#' @param correct Yates' continuity correction for 2x2 tables, as `chisq.test()`.
+#' @inheritParams assoc_cor
+#' @return A results table: `feature_x`, `feature_y`, `estimate` (Cramer's V, from the
+#'   uncorrected statistic), `statistic` (X-squared), `df`, `p_value`, `log_p`, `fdr`, `n`,
+#'   `reason`.
+#' @export
+#' @examples
+#' set.seed(1)
+#' d <- data.frame(sex = sample(c("F", "M"), 80, TRUE), stage = sample(1:3, 80, TRUE))
+#' d$response <- ifelse(d$stage == 3, "CR", sample(c("CR", "PD"), 80, TRUE))
+#' assoc_chisq(d)
+assoc_chisq <- function(a, b = NULL, correct = TRUE, top = NULL, p_max = NULL,
+                        threads = NULL, block_size = NULL) {
+  as_ <- coded_features(a, "a", "categorical")
+  bs <- if (is.null(b)) NULL else coded_features(b, "b", "categorical")
+  assoc_screen("chisq", as_, bs, options = list(yates = isTRUE(correct)), top = top,
+               p_max = p_max, output = "long", threads = threads, block_size = block_size,
+               label = "Pearson's chi-square test", estimate_label = "Cramer's V")
+}
+
+# Binary indicators for assoc_mwu(): factors and characters become one indicator per level.
+indicator_features <- function(groups) {
+  expand <- function(v, name) {
+    if (is.factor(v) || is.character(v)) {
+      f <- factor(v)
+      ind <- lapply(levels(f), function(l) ifelse(is.na(f), NA, f == l))
+      stats::setNames(ind, paste0(name, ":", levels(f)))
+    } else {
+      stats::setNames(list(v), name)
+    }
+  }
+  if (is.data.frame(groups)) {
+    groups <- as.data.frame(do.call(c, Map(expand, as.list(groups), names(groups))),
+                            check.names = FALSE)
+  } else if (is.factor(groups) || is.character(groups)) {
+    groups <- as.data.frame(expand(groups, "groups"), check.names = FALSE)
+  }
+  coded_features(groups, "groups", "binary")
+}
+
+check_keep <- function(top, p_max) {
+  if (!is.null(top) && (!is.numeric(top) || length(top) != 1L || is.na(top) || top < 1)) {
+    stop("`top` must be NULL or a single number >= 1.", call. = FALSE)
+  }
+  if (!is.null(p_max) && (!is.numeric(p_max) || length(p_max) != 1L || is.na(p_max) ||
+                          p_max <= 0 || p_max > 1)) {
+    stop("`p_max` must be NULL or a single number in (0, 1].", call. = FALSE)
+  }
+}
+
+# Runs one test over all block pairs of x and y (y = NULL: pairs within x).
+assoc_screen <- function(test, x, y, options, top, p_max, output, threads, block_size,
+                         label, estimate_label, extra_name = NULL) {
+  check_keep(top, p_max)
+  threads <- resolve_threads(threads)
+  symmetric <- is.null(y)
+  if (symmetric) y <- x else check_same_samples(x, y)
+  if (x$n_samples < 1L) stop(sprintf("`%s` has no samples.", x$arg), call. = FALSE)
+  keep_all <- is.null(top) && is.null(p_max)
+  if (output == "matrix" && !keep_all) {
+    stop("`output = \"matrix\"` returns all pairs: drop `top` and `p_max`.", call. = FALSE)
+  }
+  if (is.null(block_size)) block_size <- if (keep_all || !test %in% c("pearson", "spearman")) 1024L else 4096L
+  xb <- split_blocks(x$n_features, block_size)
+  yb <- split_blocks(y$n_features, block_size)
+  jobs <- expand.grid(i = seq_along(xb), j = seq_along(yb))
+  if (symmetric) jobs <- jobs[jobs$j >= jobs$i, , drop = FALSE]
+  max_log_p <- if (is.null(p_max)) Inf else log(p_max)
+  levels_of <- function(src) if (is.null(src$levels)) integer() else lengths(src$levels)
+  x_levels <- levels_of(x)
+  y_levels <- levels_of(y)
+  results <- with_progress(nrow(jobs), label, function(k) {
+    rows_x <- xb[[jobs$i[k]]]
+    rows_y <- yb[[jobs$j[k]]]
+    xm <- read_block(x, rows_x)
+    ym <- if (symmetric && jobs$i[k] == jobs$j[k]) xm else read_block(y, rows_y)
+    out <- rs_assoc_block(test, xm, ym, x_levels[rows_x], y_levels[rows_y],
+                          c(min(rows_x), min(rows_y)) - 1L, symmetric, keep_all,
+                          max_log_p, as.integer(if (is.null(top)) 0L else top),
+                          options, threads)
+    out$i <- rows_x[out$i]
+    out$j <- rows_y[out$j]
+    out
+  })
+  table <- bind_blocks(results)
+  hist <- if (keep_all) NULL else Reduce(`+`, lapply(results, `[[`, "histogram"))
+  if (!keep_all && !is.null(top)) table <- top_across_blocks(table, top, symmetric)
+  finish_table(table, x, y, hist, symmetric, output, label, estimate_label, extra_name)
+}
+
+split_blocks <- function(n, size) {
+  if (n == 0L) return(list())
+  starts <- seq(1L, n, by = size)
+  lapply(starts, function(s) s:min(n, s + size - 1L))
+}
+
+bind_blocks <- function(results) {
+  cols <- c("i", "j", "estimate", "statistic", "df", "n", "log_p", "extra", "reason")
+  stats::setNames(lapply(cols, function(cl) unlist(lapply(results, `[[`, cl), use.names = FALSE)), cols)
+}
+
+# Blocks keep their own top pairs per feature; keep the overall top across blocks.
+top_across_blocks <- function(t, top, symmetric) {
+  ord <- order(t$log_p, -abs(t$estimate))
+  t <- lapply(t, `[`, ord)
+  rank_in <- function(g) stats::ave(seq_along(g), g, FUN = seq_along)
+  keep <- rank_in(t$i) <= top
+  if (symmetric) keep <- keep | rank_in(t$j) <= top
+  lapply(t, `[`, keep)
+}
+
+finish_table <- function(t, x, y, hist, symmetric, output, label, estimate_label, extra_name) {
+  p <- exp(t$log_p)
+  fdr <- if (is.null(hist)) rs_bh(p) else rs_bh_histogram(t$log_p, hist)
+  reason <- ifelse(t$reason == 0L, NA_character_, reason_text[pmax(t$reason, 1L)])
+  df_col <- if (all(is.na(t$df))) NULL else t$df
+  if (output == "matrix") {
+    return(pair_matrices(t, p, fdr, x, y, symmetric))
+  }
+  out <- data.frame(feature_x = x$names[t$i], feature_y = y$names[t$j],
+                    estimate = t$estimate, statistic = t$statistic, stringsAsFactors = FALSE)
+  if (!is.null(df_col)) out$df <- df_col
+  if (!is.null(extra_name)) out[[extra_name]] <- t$extra
+  out$p_value <- p
+  out$log_p <- t$log_p
+  out$fdr <- fdr
+  out$n <- as.integer(t$n)
+  out$reason <- reason
+  out <- out[order(out$log_p, -abs(out$estimate), na.last = TRUE), , drop = FALSE]
+  note <- if (is.null(hist)) NULL else sprintf(
+    "%d of %.0f tested pairs kept; fdr is over all tested pairs (conservative by at most 2.3%%).",
+    nrow(out), sum(hist))
+  new_results(out, label, list(estimate_label = estimate_label, fdr_note = note))
+}
+
+pair_matrices <- function(t, p, fdr, x, y, symmetric) {
+  fill <- function(v) {
+    m <- matrix(NA_real_, x$n_features, y$n_features, dimnames = list(x$names, y$names))
+    m[cbind(t$i, t$j)] <- v
+    if (symmetric) m[cbind(t$j, t$i)] <- v
+    m
+  }
+  list(estimate = fill(t$estimate), statistic = fill(t$statistic), p_value = fill(p),
+       fdr = fill(fdr), n = fill(t$n))
+}

@@ -1,0 +1,160 @@
+# The input layer: every capability turns its data into a "feature source" here, and reads
+# it back in blocks of features. Features are rows; samples are columns. Nothing is
+# densified whole: dense matrices are sliced, dgCMatrix rows are read by the Rust core
+# from the borrowed slots, DelayedArray blocks are realised one at a time.
+
+#' @importFrom SummarizedExperiment assay assayNames
+NULL
+
+# A numeric feature source from a matrix-like object or a SummarizedExperiment.
+numeric_features <- function(x, arg, assay = NULL, allow_na = FALSE) {
+  if (is(x, "SummarizedExperiment")) {
+    x <- se_assay(x, assay, arg)
+  } else if (is.data.frame(x)) {
+    x <- t(as.matrix(x))
+  } else if (is.null(dim(x)) && (is.numeric(x) || is.logical(x))) {
+    x <- matrix(as.numeric(x), nrow = 1L, dimnames = list(arg, names(x)))
+  }
+  kind <- if (is(x, "dgCMatrix")) {
+    "sparse"
+  } else if (is(x, "DelayedArray")) {
+    "delayed"
+  } else if (is.matrix(x)) {
+    "dense"
+  } else {
+    stop(sprintf("`%s` must be a matrix, dgCMatrix, DelayedArray, data.frame or SummarizedExperiment, not %s.",
+                 arg, class(x)[1L]), call. = FALSE)
+  }
+  if (kind == "dense" && !is.numeric(x) && !is.logical(x)) {
+    stop(sprintf("`%s` must be numeric; it holds %s values.", arg, typeof(x)), call. = FALSE)
+  }
+  if (kind == "delayed" && !(DelayedArray::type(x) %in% c("double", "integer", "logical"))) {
+    stop(sprintf("`%s` must be numeric; it holds %s values.", arg, DelayedArray::type(x)), call. = FALSE)
+  }
+  check_feature_names(rownames(x), arg)
+  check_finite(x, kind, arg, allow_na)
+  structure(list(data = x, kind = kind, names = rownames(x), n_features = nrow(x),
+                 n_samples = ncol(x), samples = colnames(x), arg = arg),
+            class = "sceffects_features")
+}
+
+se_assay <- function(x, assay, arg) {
+  available <- assayNames(x)
+  if (length(available) == 0L) stop(sprintf("`%s` has no assays.", arg), call. = FALSE)
+  if (is.null(assay)) assay <- 1L
+  if (is.character(assay) && !assay %in% available) {
+    stop(sprintf("`assay` \"%s\" is not an assay of `%s`; it has: %s.", assay, arg,
+                 paste(available, collapse = ", ")), call. = FALSE)
+  }
+  SummarizedExperiment::assay(x, assay, withDimnames = TRUE)
+}
+
+check_feature_names <- function(names, arg) {
+  if (is.null(names)) {
+    stop(sprintf("`%s` has no feature names: set rownames(%s) (features are rows).", arg, arg), call. = FALSE)
+  }
+  if (anyNA(names) || any(names == "")) {
+    stop(sprintf("`%s` has missing or empty feature names.", arg), call. = FALSE)
+  }
+  dup <- unique(names[duplicated(names)])
+  if (length(dup)) {
+    stop(sprintf("`%s` has duplicated feature names, e.g. %s: make them unique (make.unique()).",
+                 arg, paste(utils::head(dup, 3L), collapse = ", ")), call. = FALSE)
+  }
+}
+
+check_finite <- function(x, kind, arg, allow_na) {
+  values <- switch(kind, dense = x, sparse = x@x, delayed = NULL)
+  if (is.null(values)) return(invisible())  # DelayedArray: checked block by block
+  check_block_values(values, arg, allow_na)
+}
+
+check_block_values <- function(values, arg, allow_na) {
+  if (is.logical(values)) return(invisible())
+  if (any(is.infinite(values))) stop(sprintf("`%s` contains infinite values.", arg), call. = FALSE)
+  if (!allow_na && anyNA(values)) {
+    stop(sprintf("`%s` contains NA/NaN values: remove them, or use na_action = \"pairwise\" to test each pair on its complete observations.",
+                 arg), call. = FALSE)
+  }
+  invisible()
+}
+
+# Dense double matrix of features `rows` (a contiguous range) of a feature source.
+read_block <- function(src, rows) {
+  block <- switch(src$kind,
+    dense = src$data[rows, , drop = FALSE],
+    sparse = rs_csc_row_block(src$data, min(rows) - 1L, max(rows)),
+    delayed = {
+      b <- as.matrix(src$data[rows, , drop = FALSE])
+      check_block_values(b, src$arg, allow_na = TRUE)
+      b
+    })
+  storage.mode(block) <- "double"
+  dimnames(block) <- NULL
+  block
+}
+
+# Coded features: binary (0/1) or categorical (level codes 0..L-1), NA kept as NaN.
+# Vectors and factors are one feature; data.frames have features in columns (as colData);
+# matrices have features in rows.
+coded_features <- function(x, arg, type = c("binary", "categorical")) {
+  type <- match.arg(type)
+  columns <- if (is.data.frame(x)) {
+    as.list(x)
+  } else if (is.matrix(x)) {
+    check_feature_names(rownames(x), arg)
+    stats::setNames(lapply(seq_len(nrow(x)), function(i) x[i, ]), rownames(x))
+  } else if (is.atomic(x) || is.factor(x)) {
+    stats::setNames(list(x), arg)
+  } else {
+    stop(sprintf("`%s` must be a vector, factor, matrix (features in rows) or data.frame (features in columns).",
+                 arg), call. = FALSE)
+  }
+  check_feature_names(names(columns), arg)
+  encoded <- lapply(names(columns), function(nm) encode_feature(columns[[nm]], nm, arg, type))
+  codes <- do.call(rbind, lapply(encoded, `[[`, "codes"))
+  rownames(codes) <- names(columns)
+  structure(list(data = codes, kind = "dense", names = names(columns), n_features = nrow(codes),
+                 n_samples = ncol(codes), samples = names(columns[[1L]]), arg = arg,
+                 levels = lapply(encoded, `[[`, "levels")),
+            class = "sceffects_features")
+}
+
+encode_feature <- function(v, name, arg, type) {
+  if (is.matrix(v) || is.list(v)) stop(sprintf("`%s`: feature %s is not a vector.", arg, name), call. = FALSE)
+  if (type == "binary") {
+    if (is.logical(v)) v <- as.numeric(v)
+    if (is.factor(v) || is.character(v)) {
+      stop(sprintf("`%s`: feature %s is not binary; give logical or 0/1 values.", arg, name), call. = FALSE)
+    }
+    if (!is.numeric(v) || any(!v %in% c(0, 1, NA))) {
+      stop(sprintf("`%s`: feature %s must be logical or 0/1.", arg, name), call. = FALSE)
+    }
+    return(list(codes = as.numeric(v), levels = c("0", "1")))
+  }
+  if (is.numeric(v) && any(v != round(v), na.rm = TRUE)) {
+    stop(sprintf("`%s`: feature %s has non-integer numbers; categorical features must be factors, characters, logicals or integers.",
+                 arg, name), call. = FALSE)
+  }
+  f <- factor(v)
+  list(codes = as.numeric(as.integer(f) - 1L), levels = levels(f))
+}
+
+# Same samples, same order, in both sources; otherwise a message about orientation.
+check_same_samples <- function(x, y) {
+  if (x$n_samples != y$n_samples) {
+    hint <- if (x$n_samples == y$n_features || y$n_samples == x$n_features) {
+      " One of them may have samples in rows: features must be rows (use t())."
+    } else ""
+    stop(sprintf("`%s` has %d samples (columns) but `%s` has %d.%s", x$arg, x$n_samples,
+                 y$arg, y$n_samples, hint), call. = FALSE)
+  }
+  if (!is.null(x$samples) && !is.null(y$samples) && !identical(x$samples, y$samples)) {
+    if (setequal(x$samples, y$samples)) {
+      stop(sprintf("`%s` and `%s` have the same samples in a different order: reorder the columns of one to match the other.",
+                   x$arg, y$arg), call. = FALSE)
+    }
+    stop(sprintf("`%s` and `%s` have different sample names.", x$arg, y$arg), call. = FALSE)
+  }
+  invisible()
+}

@@ -1,0 +1,27 @@
+# Threads and progress, shared by every capability.
+
+# The `threads` argument: a positive whole number, by default the option
+# `sceffects.threads`, else 2.
+resolve_threads <- function(threads = NULL) {
+  if (is.null(threads)) threads <- getOption("sceffects.threads", 2L)
+  if (!is.numeric(threads) || length(threads) != 1L || is.na(threads) || threads < 1 ||
+      threads != round(threads)) {
+    stop("`threads` must be a single whole number >= 1.", call. = FALSE)
+  }
+  as.integer(threads)
+}
+
+# Runs `step(k)` for k in seq_len(n) with a cli progress bar; R checks for Ctrl-C between
+# steps, and each step is a short call into the core.
+with_progress <- function(n, label, step) {
+  out <- vector("list", n)
+  if (n > 1L) {
+    id <- cli::cli_progress_bar(label, total = n, clear = TRUE, .envir = environment())
+    on.exit(cli::cli_progress_done(id), add = TRUE)
+  }
+  for (k in seq_len(n)) {
+    out[[k]] <- step(k)
+    if (n > 1L) cli::cli_progress_update(id = id)
+  }
+  out
+}

@@ -1,0 +1,80 @@
+# Plots shared by every results table.
+
+#' Volcano plot of a results table
+#'
+#' Effect (`estimate`) against significance for any sceffects results table. p-values that
+#' underflow double precision are plotted from the table's `log_p` column when it has one.
+#'
+#' @param results A results table (a data.frame with `estimate` and `p_value`).
+#' @param fdr_max Features with `fdr` at or below this are highlighted (when the table has `fdr`).
+#' @param label Number of the most significant points to label, by `feature` or by
+#'   `feature_x`/`feature_y`.
+#' @return A ggplot object.
+#' @export
+#' @examples
+#' set.seed(1)
+#' x <- matrix(rnorm(200), 20, dimnames = list(paste0("g", 1:20), NULL))
+#' plot_volcano(assoc_cor(x))
+plot_volcano <- function(results, fdr_max = 0.05, label = 5L) {
+  check_results(results)
+  df <- plot_frame(results)
+  df$significant <- if (!is.null(results$fdr)) !is.na(results$fdr) & results$fdr <= fdr_max else FALSE
+  top <- utils::head(order(df$minus_log10_p, decreasing = TRUE), label)
+  df$label <- ""
+  df$label[top] <- df$name[top]
+  ggplot2::ggplot(df, ggplot2::aes(x = .data$estimate, y = .data$minus_log10_p, colour = .data$significant)) +
+    ggplot2::geom_point(alpha = 0.6, size = 1) +
+    ggplot2::geom_text(ggplot2::aes(label = .data$label), colour = "black", size = 3, vjust = -0.6,
+                       check_overlap = TRUE) +
+    ggplot2::scale_colour_manual(values = c(`FALSE` = "grey55", `TRUE` = "firebrick"),
+                                 name = sprintf("FDR <= %g", fdr_max)) +
+    ggplot2::labs(x = effect_label(results), y = expression(-log[10](p)), title = attr(results, "method")) +
+    ggplot2::theme_bw()
+}
+
+#' Histogram and QQ plot of p-values
+#'
+#' Under the null, p-values are uniform: the histogram is flat and the QQ points follow the
+#' diagonal. Works on any sceffects results table.
+#'
+#' @inheritParams plot_volcano
+#' @param bins Histogram bins.
+#' @return A ggplot object (histogram and QQ plot in two facets).
+#' @export
+#' @examples
+#' set.seed(1)
+#' x <- matrix(rnorm(2000), 40, dimnames = list(paste0("g", 1:40), NULL))
+#' plot_pvalues(assoc_cor(x))
+plot_pvalues <- function(results, bins = 40L) {
+  check_results(results)
+  df <- plot_frame(results)
+  p <- df$p_value[!is.na(df$p_value)]
+  n <- length(p)
+  if (n == 0L) stop("`results` has no p-values to plot.", call. = FALSE)
+  hist_df <- data.frame(panel = "histogram", p = p)
+  qq_df <- data.frame(panel = "QQ (uniform)", expected = -log10(stats::ppoints(n)),
+                      observed = sort(df$minus_log10_p[!is.na(df$p_value)], decreasing = TRUE))
+  ggplot2::ggplot() +
+    ggplot2::geom_histogram(data = hist_df, ggplot2::aes(x = .data$p), bins = bins,
+                            boundary = 0, fill = "grey60", colour = "white") +
+    ggplot2::geom_abline(data = qq_df[1, ], ggplot2::aes(intercept = 0, slope = 1), colour = "firebrick") +
+    ggplot2::geom_point(data = qq_df, ggplot2::aes(x = .data$expected, y = .data$observed), size = 0.8) +
+    ggplot2::facet_wrap(~panel, scales = "free") +
+    ggplot2::labs(x = NULL, y = NULL, title = attr(results, "method")) +
+    ggplot2::theme_bw()
+}
+
+plot_frame <- function(results) {
+  name <- if (!is.null(results$feature)) {
+    as.character(results$feature)
+  } else if (!is.null(results$feature_x)) {
+    paste(results$feature_x, results$feature_y, sep = " ~ ")
+  } else {
+    as.character(seq_len(nrow(results)))
+  }
+  mlp <- if (!is.null(results$log_p)) -results$log_p / log(10) else -log10(results$p_value)
+  data.frame(name = name, estimate = results$estimate, p_value = results$p_value, minus_log10_p = mlp)
+}
+
+#' @importFrom ggplot2 .data
+NULL

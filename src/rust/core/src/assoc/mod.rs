@@ -1,0 +1,79 @@
+//! Vectorised all-vs-all association tests between the features (rows) of two blocks.
+//!
+//! Every test works on one block pair at a time: the caller splits the feature sets into
+//! blocks, so memory is bounded by the block size whatever the number of pairs. Counts and
+//! rank sums come from matrix products (faer); p-values are computed per pair in parallel.
+
+pub mod chisq;
+pub mod cor;
+pub mod fisher;
+pub mod kruskal;
+pub mod mwu;
+pub mod pairs;
+
+use faer::Mat;
+
+/// A block of features in R's layout: column-major, features in rows, samples in columns.
+#[derive(Clone, Copy, Debug)]
+pub struct Block<'a> {
+    pub data: &'a [f64],
+    pub n_features: usize,
+    pub n_samples: usize,
+}
+
+impl<'a> Block<'a> {
+    pub fn new(data: &'a [f64], n_features: usize, n_samples: usize) -> Result<Self, String> {
+        if data.len() != n_features * n_samples {
+            return Err(format!(
+                "block has {} values, expected {} features x {} samples",
+                data.len(),
+                n_features,
+                n_samples
+            ));
+        }
+        Ok(Block { data, n_features, n_samples })
+    }
+
+    /// The values of one feature across samples.
+    pub fn feature(&self, f: usize) -> Vec<f64> {
+        (0..self.n_samples).map(|s| self.data[s * self.n_features + f]).collect()
+    }
+
+    pub fn has_missing(&self, f: usize) -> bool {
+        (0..self.n_samples).any(|s| self.data[s * self.n_features + f].is_nan())
+    }
+
+    /// Samples x features matrix whose column f is `transform(feature f)`.
+    pub fn sample_major(&self, mut transform: impl FnMut(usize, &mut [f64])) -> Mat<f64> {
+        let mut m = Mat::<f64>::zeros(self.n_samples, self.n_features);
+        let mut buf = vec![0.0; self.n_samples];
+        for f in 0..self.n_features {
+            for (s, v) in buf.iter_mut().enumerate() {
+                *v = self.data[s * self.n_features + f];
+            }
+            transform(f, &mut buf);
+            m.col_mut(f).iter_mut().zip(&buf).for_each(|(d, v)| *d = *v);
+        }
+        m
+    }
+}
+
+/// Why a pair has no result. Codes are mapped to text on the R side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Reason {
+    Ok = 0,
+    TooFewObservations = 1,
+    ZeroVariance = 2,
+    EmptyGroup = 3,
+    OneGroup = 4,
+    OneLevel = 5,
+}
+
+/// `x^T y` for samples x features matrices, on the current rayon pool.
+pub(crate) fn cross_product(x: &Mat<f64>, y: &Mat<f64>) -> Mat<f64> {
+    let mut out = Mat::<f64>::zeros(x.ncols(), y.ncols());
+    let par = faer::Par::rayon(rayon::current_num_threads());
+    faer::linalg::matmul::matmul(out.as_mut(), faer::Accum::Replace, x.transpose(), y.as_ref(), 1.0, par);
+    out
+}

@@ -206,7 +206,7 @@ indicator_features <- function(groups) {
     }
   }
   if (is.data.frame(groups)) {
-    groups <- as.data.frame(do.call(c, Map(expand, as.list(groups), names(groups))),
+    groups <- as.data.frame(do.call(c, unname(Map(expand, as.list(groups), names(groups)))),
                             check.names = FALSE)
   } else if (is.factor(groups) || is.character(groups)) {
     groups <- as.data.frame(expand(groups, "groups"), check.names = FALSE)
@@ -318,4 +318,15 @@ pair_matrices <- function(t, p, fdr, x, y, symmetric) {
   }
   list(estimate = fill(t$estimate), statistic = fill(t$statistic), p_value = fill(p),
        fdr = fill(fdr), n = fill(t$n))
+}
+
+# The bare matrix product x %*% t(y) by the core's product (faer, `threads` threads), for
+# benchmarks: the floor that a correlation screen is measured against.
+bare_crossprod <- function(x, y, threads = 2L, block_size = 4096L) {
+  xb <- split_blocks(nrow(x), block_size)
+  yb <- split_blocks(nrow(y), block_size)
+  for (i in xb) for (j in yb) {
+    rs_crossprod(unname(x[i, , drop = FALSE]), unname(y[j, , drop = FALSE]), as.integer(threads))
+  }
+  invisible()
 }

@@ -30,4 +30,5 @@ check_results <- function(results, arg = "results") {
   if (!is.data.frame(results) || !all(c("estimate", "p_value") %in% names(results))) {
     stop(sprintf("`%s` must be a results table with columns `estimate` and `p_value`.", arg), call. = FALSE)
   }
+  if (nrow(results) == 0L) stop(sprintf("`%s` has no rows to plot.", arg), call. = FALSE)
 }

@@ -36,7 +36,10 @@ pub const DEFAULT_BINS: usize = 40_000;
 
 impl LogPHistogram {
     pub fn new(width: f64, bins: usize) -> Self {
-        LogPHistogram { width, counts: vec![0.0; bins] }
+        LogPHistogram {
+            width,
+            counts: vec![0.0; bins],
+        }
     }
 
     pub fn with_defaults() -> Self {
@@ -98,7 +101,9 @@ pub fn bh_from_histogram(kept_log_p: &[f64], hist: &LogPHistogram) -> Vec<f64> {
     }
     // Rank of each kept p among the kept ones that share or precede its bin gives a lower
     // bound on its rank among all tests.
-    let mut order: Vec<usize> = (0..kept_log_p.len()).filter(|&i| !kept_log_p[i].is_nan()).collect();
+    let mut order: Vec<usize> = (0..kept_log_p.len())
+        .filter(|&i| !kept_log_p[i].is_nan())
+        .collect();
     order.sort_by(|&a, &b| kept_log_p[a].total_cmp(&kept_log_p[b]));
     let mut out = vec![f64::NAN; kept_log_p.len()];
     let mut kept_in_bin = 0.0;
@@ -134,14 +139,19 @@ mod tests {
         let q = bh_adjust(&p);
         let expected = [0.05, 0.05, 0.05, f64::NAN, 0.5, 0.05];
         for (a, b) in q.iter().zip(expected) {
-            assert!((a.is_nan() && b.is_nan()) || (a - b).abs() < 1e-15, "{a} vs {b}");
+            assert!(
+                (a.is_nan() && b.is_nan()) || (a - b).abs() < 1e-15,
+                "{a} vs {b}"
+            );
         }
     }
 
     #[test]
     fn histogram_fdr_bounds_exact_fdr() {
         let m = 5000;
-        let p: Vec<f64> = (0..m).map(|i| ((i as f64 + 0.5) / m as f64).powf(3.0)).collect();
+        let p: Vec<f64> = (0..m)
+            .map(|i| ((i as f64 + 0.5) / m as f64).powf(3.0))
+            .collect();
         let exact = bh_adjust(&p);
         let mut hist = LogPHistogram::with_defaults();
         p.iter().for_each(|v| hist.add(v.ln()));
@@ -150,7 +160,11 @@ mod tests {
         let approx = bh_from_histogram(&kept_log_p, &hist);
         for (a, &i) in approx.iter().zip(&kept) {
             assert!(*a >= exact[i] * (1.0 - 1e-12), "{a} < {}", exact[i]);
-            assert!(*a <= exact[i] * DEFAULT_BIN_WIDTH.exp() * (1.0 + 1e-12), "{a} >> {}", exact[i]);
+            assert!(
+                *a <= exact[i] * DEFAULT_BIN_WIDTH.exp() * (1.0 + 1e-12),
+                "{a} >> {}",
+                exact[i]
+            );
         }
     }
 }

@@ -13,11 +13,25 @@ pub struct CscView<'a> {
 }
 
 impl<'a> CscView<'a> {
-    pub fn new(nrow: usize, ncol: usize, p: &'a [i32], i: &'a [i32], x: &'a [f64]) -> Result<Self, String> {
+    pub fn new(
+        nrow: usize,
+        ncol: usize,
+        p: &'a [i32],
+        i: &'a [i32],
+        x: &'a [f64],
+    ) -> Result<Self, String> {
         if p.len() != ncol + 1 || i.len() != x.len() || p[ncol] as usize != x.len() {
-            return Err("malformed sparse matrix: slots p, i and x do not agree with its dimensions".into());
+            return Err(
+                "malformed sparse matrix: slots p, i and x do not agree with its dimensions".into(),
+            );
         }
-        Ok(CscView { nrow, ncol, p, i, x })
+        Ok(CscView {
+            nrow,
+            ncol,
+            p,
+            i,
+            x,
+        })
     }
 
     /// Dense column-major block of rows `start..end` (features x samples).
@@ -28,8 +42,8 @@ impl<'a> CscView<'a> {
             let (lo, hi) = (self.p[c] as usize, self.p[c + 1] as usize);
             let rows = &self.i[lo..hi];
             let first = rows.partition_point(|&r| (r as usize) < start);
-            for k in first..rows.len() {
-                let r = rows[k] as usize;
+            for (k, &r) in rows.iter().enumerate().skip(first) {
+                let r = r as usize;
                 if r >= end {
                     break;
                 }

@@ -12,7 +12,9 @@ use faer::Mat;
 pub fn chisq_table(table: &[Vec<f64>], yates: bool) -> PairResult {
     let cols = table.first().map_or(0, |r| r.len());
     let row_tot: Vec<f64> = table.iter().map(|r| r.iter().sum()).collect();
-    let col_tot: Vec<f64> = (0..cols).map(|c| table.iter().map(|r| r[c]).sum()).collect();
+    let col_tot: Vec<f64> = (0..cols)
+        .map(|c| table.iter().map(|r| r[c]).sum())
+        .collect();
     let n: f64 = row_tot.iter().sum();
     let rows: Vec<usize> = (0..table.len()).filter(|&r| row_tot[r] > 0.0).collect();
     let keep_cols: Vec<usize> = (0..cols).filter(|&c| col_tot[c] > 0.0).collect();
@@ -42,12 +44,27 @@ pub fn chisq_table(table: &[Vec<f64>], yates: bool) -> PairResult {
     }
     let df = ((rows.len() - 1) * (keep_cols.len() - 1)) as f64;
     let v = (raw / (n * (rows.len().min(keep_cols.len()) - 1) as f64)).sqrt();
-    PairResult { estimate: v, statistic: stat, df, n, log_p: chisq_upper_log_p(stat, df), extra: f64::NAN, reason: Reason::Ok }
+    PairResult {
+        estimate: v,
+        statistic: stat,
+        df,
+        n,
+        log_p: chisq_upper_log_p(stat, df),
+        extra: f64::NAN,
+        reason: Reason::Ok,
+    }
 }
 
 /// One-hot columns of every level of every feature (codes 0, 1, ...; NaN missing).
 fn one_hot(block: &Block, n_levels: &[usize]) -> (Mat<f64>, Vec<usize>) {
-    let offsets: Vec<usize> = n_levels.iter().scan(0, |acc, &l| { let o = *acc; *acc += l; Some(o) }).collect();
+    let offsets: Vec<usize> = n_levels
+        .iter()
+        .scan(0, |acc, &l| {
+            let o = *acc;
+            *acc += l;
+            Some(o)
+        })
+        .collect();
     let mut m = Mat::<f64>::zeros(block.n_samples, n_levels.iter().sum());
     for f in 0..block.n_features {
         for s in 0..block.n_samples {
@@ -75,8 +92,13 @@ pub fn chisq_block(
     let (hb, ob) = one_hot(b, b_levels);
     let counts = cross_product(&ha, &hb);
     run_block(a.n_features, b.n_features, pos, rule, |i, j| {
-        let table: Vec<Vec<f64>> =
-            (0..a_levels[i]).map(|r| (0..b_levels[j]).map(|c| counts[(oa[i] + r, ob[j] + c)]).collect()).collect();
+        let table: Vec<Vec<f64>> = (0..a_levels[i])
+            .map(|r| {
+                (0..b_levels[j])
+                    .map(|c| counts[(oa[i] + r, ob[j] + c)])
+                    .collect()
+            })
+            .collect();
         chisq_table(&table, yates)
     })
 }
@@ -89,10 +111,18 @@ mod tests {
     fn chisq_reference_values() {
         // chisq.test(matrix(c(12, 5, 7, 9), 2)): X-squared = 1.4559963788, df = 1 (Yates)
         let r = chisq_table(&[vec![12.0, 7.0], vec![5.0, 9.0]], true);
-        assert!((r.statistic - 1.455_996_378_8).abs() < 1e-9, "{}", r.statistic);
+        assert!(
+            (r.statistic - 1.455_996_378_8).abs() < 1e-9,
+            "{}",
+            r.statistic
+        );
         // chisq.test(matrix(c(10, 20, 30, 25, 15, 5), 2)): df = 2, no correction
         let r = chisq_table(&[vec![10.0, 30.0, 15.0], vec![20.0, 25.0, 5.0]], true);
         assert_eq!(r.df, 2.0);
-        assert!((r.statistic - 8.569_214_876_0).abs() < 1e-9, "{}", r.statistic);
+        assert!(
+            (r.statistic - 8.569_214_876_0).abs() < 1e-9,
+            "{}",
+            r.statistic
+        );
     }
 }

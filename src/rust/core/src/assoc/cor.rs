@@ -1,13 +1,18 @@
 //! Pearson and Spearman correlations for all pairs of two blocks, with the t-test of
 //! `cor.test()`: t = r sqrt((n - 2) / (1 - r^2)) on n - 2 degrees of freedom.
 
-use super::pairs::{keep_pairs, keep_top, run_block, BlockOutput, BlockPosition, KeepRule, PairResult, PairTable};
+use super::pairs::{
+    keep_pairs, keep_top, run_block, BlockOutput, BlockPosition, KeepRule, PairResult, PairTable,
+};
 use super::{cross_product, Block, Reason};
 use crate::dist::{t_quantile, t_two_sided_log_p, Tail};
 use crate::fdr::LogPHistogram;
 use crate::rank::average_ranks;
 use faer::Mat;
 use rayon::prelude::*;
+
+/// A kept pair: block-local x and y indices and its result.
+type Candidate = (usize, usize, PairResult);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CorMethod {
@@ -27,14 +32,26 @@ pub fn cor_result(r: f64, n: f64) -> PairResult {
     let df = n - 2.0;
     let t = r * (df / (1.0 - r * r)).sqrt();
     let log_p = t_two_sided_log_p(t, df);
-    PairResult { estimate: r, statistic: t, df, n, log_p, extra: f64::NAN, reason: Reason::Ok }
+    PairResult {
+        estimate: r,
+        statistic: t,
+        df,
+        n,
+        log_p,
+        extra: f64::NAN,
+        reason: Reason::Ok,
+    }
 }
 
 /// Correlation of two vectors over their complete observations, ranking them first for
 /// Spearman (ranks recomputed on the complete pairs, as `cor.test()` does).
 pub fn cor_pair(x: &[f64], y: &[f64], method: CorMethod) -> PairResult {
-    let (mut a, mut b): (Vec<f64>, Vec<f64>) =
-        x.iter().zip(y).filter(|(u, v)| !u.is_nan() && !v.is_nan()).map(|(u, v)| (*u, *v)).unzip();
+    let (mut a, mut b): (Vec<f64>, Vec<f64>) = x
+        .iter()
+        .zip(y)
+        .filter(|(u, v)| !u.is_nan() && !v.is_nan())
+        .map(|(u, v)| (*u, *v))
+        .unzip();
     if method == CorMethod::Spearman {
         let mut ra = vec![0.0; a.len()];
         let mut rb = vec![0.0; b.len()];
@@ -57,7 +74,7 @@ fn unit_centered(v: &mut [f64]) -> bool {
     let mean = v.iter().sum::<f64>() / n;
     v.iter_mut().for_each(|u| *u -= mean);
     let norm = v.iter().map(|u| u * u).sum::<f64>().sqrt();
-    if !(norm > 0.0) || norm <= 1e-14 * mean.abs() * n.sqrt() {
+    if norm.is_nan() || norm <= 0.0 || norm <= 1e-14 * mean.abs() * n.sqrt() {
         return false;
     }
     v.iter_mut().for_each(|u| *u /= norm);
@@ -85,7 +102,13 @@ fn standardized(block: &Block, method: CorMethod) -> (Mat<f64>, Vec<bool>) {
 /// All pairs of `x` and `y` features. Without missing values, one matrix product gives every
 /// r; with them, Pearson uses masked products (pairwise-complete sums) and Spearman reranks
 /// each pair that involves a feature with missing values.
-pub fn cor_block(x: &Block, y: &Block, method: CorMethod, pos: BlockPosition, rule: KeepRule) -> BlockOutput {
+pub fn cor_block(
+    x: &Block,
+    y: &Block,
+    method: CorMethod,
+    pos: BlockPosition,
+    rule: KeepRule,
+) -> BlockOutput {
     let x_na: Vec<bool> = (0..x.n_features).map(|f| x.has_missing(f)).collect();
     let y_na: Vec<bool> = (0..y.n_features).map(|f| y.has_missing(f)).collect();
     let any_na = x_na.iter().chain(&y_na).any(|&b| b);
@@ -122,7 +145,13 @@ pub fn cor_block(x: &Block, y: &Block, method: CorMethod, pos: BlockPosition, ru
 /// The common case: no missing values, so every pair has the same n and the p-value is a
 /// decreasing function of |r|. Only kept pairs get a p-value; the others are binned by |r|
 /// against precomputed bin edges.
-fn complete_block(x: &Block, y: &Block, method: CorMethod, pos: BlockPosition, rule: KeepRule) -> BlockOutput {
+fn complete_block(
+    x: &Block,
+    y: &Block,
+    method: CorMethod,
+    pos: BlockPosition,
+    rule: KeepRule,
+) -> BlockOutput {
     let n = x.n_samples as f64;
     let (xs, x_const) = standardized(x, method);
     let (ys, y_const) = standardized(y, method);
@@ -141,42 +170,94 @@ fn complete_block(x: &Block, y: &Block, method: CorMethod, pos: BlockPosition, r
     let r_min = edges.r_for_log_p(rule.max_log_p);
     let (nx, ny) = (x.n_features, y.n_features);
     // Bin and filter each column in parallel; p-values only for candidates.
-    let per_column: Vec<(LogPHistogram, Vec<(usize, usize, PairResult)>)> = (0..ny)
+    // One histogram per worker (fold), not per column: they are 40,000 bins each.
+    let (histogram, mut candidates) = (0..ny)
         .into_par_iter()
-        .map(|j| {
-            let mut hist = LogPHistogram::with_defaults();
-            let mut kept = Vec::new();
-            for i in 0..nx {
-                if !pos.tested(i, j) {
-                    continue;
-                }
-                if x_const[i] || y_const[j] {
-                    continue;
-                }
-                let a = r[(i, j)].abs().min(1.0);
-                hist.counts[edges.bin(a)] += 1.0;
-                if a >= r_min {
-                    let res = cor_result(r[(i, j)], n);
-                    if res.log_p <= rule.max_log_p {
-                        kept.push((i, j, res));
+        .fold(
+            || (LogPHistogram::with_defaults(), Vec::<Candidate>::new()),
+            |(mut hist, mut kept), j| {
+                for i in 0..nx {
+                    if !pos.tested(i, j) {
+                        continue;
+                    }
+                    if x_const[i] || y_const[j] {
+                        continue;
+                    }
+                    let a = r[(i, j)].abs().min(1.0);
+                    hist.counts[edges.bin(a)] += 1.0;
+                    if rule.top == 0 && a >= r_min {
+                        let res = cor_result(r[(i, j)], n);
+                        if res.log_p <= rule.max_log_p {
+                            kept.push((i, j, res));
+                        }
                     }
                 }
-            }
-            (hist, kept)
+                (hist, kept)
+            },
+        )
+        .reduce(
+            || (LogPHistogram::with_defaults(), Vec::new()),
+            |(mut h1, mut k1), (h2, k2)| {
+                h1.merge(&h2);
+                k1.extend(k2);
+                (h1, k1)
+            },
+        );
+    if rule.top > 0 {
+        candidates = strongest_pairs(&r, nx, ny, pos, rule.top, r_min, |i, j| {
+            x_const[i] || y_const[j]
         })
+        .into_iter()
+        .map(|(i, j)| (i, j, cor_result(r[(i, j)], n)))
+        .filter(|c| c.2.log_p <= rule.max_log_p)
         .collect();
-    let mut histogram = LogPHistogram::with_defaults();
-    let mut candidates: Vec<(usize, usize, PairResult)> = Vec::new();
-    for (h, k) in per_column {
-        histogram.merge(&h);
-        candidates.extend(k);
+        keep_top(&mut candidates, nx, ny, pos.symmetric, rule.top);
     }
-    keep_top(&mut candidates, nx, ny, pos.symmetric, rule.top);
     let mut pairs = PairTable::default();
     for (i, j, res) in &candidates {
         pairs.push(*i, *j, res);
     }
     BlockOutput { pairs, histogram }
+}
+
+/// With a common n, the `top` pairs by p-value of each x feature (and each y feature of a
+/// symmetric screen) are those with the largest |r|: select them without any p-value.
+fn strongest_pairs(
+    r: &Mat<f64>,
+    nx: usize,
+    ny: usize,
+    pos: BlockPosition,
+    top: usize,
+    r_min: f64,
+    skip: impl Fn(usize, usize) -> bool + Sync,
+) -> Vec<(usize, usize)> {
+    let usable = |i: usize, j: usize| pos.tested(i, j) && !skip(i, j) && r[(i, j)].abs() >= r_min;
+    let select = |mut idx: Vec<(usize, usize)>| {
+        let by_strength =
+            |a: &(usize, usize), b: &(usize, usize)| r[*b].abs().total_cmp(&r[*a].abs());
+        if idx.len() > top {
+            idx.select_nth_unstable_by(top - 1, by_strength);
+            idx.truncate(top);
+        }
+        idx
+    };
+    let mut out: Vec<(usize, usize)> = (0..nx)
+        .into_par_iter()
+        .flat_map_iter(|i| select((0..ny).filter(|&j| usable(i, j)).map(|j| (i, j)).collect()))
+        .collect();
+    if pos.symmetric {
+        out.extend(
+            (0..ny)
+                .into_par_iter()
+                .flat_map_iter(|j| {
+                    select((0..nx).filter(|&i| usable(i, j)).map(|i| (i, j)).collect())
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Bin edges on the |r| scale matching the log-p bins of `LogPHistogram` for a fixed df:
@@ -189,7 +270,9 @@ struct RBinEdges {
 impl RBinEdges {
     fn new(df: f64) -> Self {
         let hist = LogPHistogram::with_defaults();
-        let edges = (0..hist.counts.len()).map(|k| Self::r_at(df, hist.upper_log_p(k))).collect();
+        let edges = (0..hist.counts.len())
+            .map(|k| Self::r_at(df, hist.upper_log_p(k)))
+            .collect();
         RBinEdges { df, edges }
     }
 
@@ -212,7 +295,9 @@ impl RBinEdges {
 
     /// The bin of a pair with this |r|: the last edge at or below it.
     fn bin(&self, abs_r: f64) -> usize {
-        self.edges.partition_point(|&e| e <= abs_r).saturating_sub(1)
+        self.edges
+            .partition_point(|&e| e <= abs_r)
+            .saturating_sub(1)
     }
 }
 
@@ -233,12 +318,34 @@ impl MaskedSums {
         let centred = |b: &Block, power: i32| {
             b.sample_major(|_, v| {
                 let obs: Vec<f64> = v.iter().copied().filter(|u| !u.is_nan()).collect();
-                let mean = if obs.is_empty() { 0.0 } else { obs.iter().sum::<f64>() / obs.len() as f64 };
-                v.iter_mut().for_each(|u| *u = if u.is_nan() { 0.0 } else { (*u - mean).powi(power) });
+                let mean = if obs.is_empty() {
+                    0.0
+                } else {
+                    obs.iter().sum::<f64>() / obs.len() as f64
+                };
+                v.iter_mut().for_each(|u| {
+                    *u = if u.is_nan() {
+                        0.0
+                    } else {
+                        (*u - mean).powi(power)
+                    }
+                });
             })
         };
-        let mask = |b: &Block| b.sample_major(|_, v| v.iter_mut().for_each(|u| *u = if u.is_nan() { 0.0 } else { 1.0 }));
-        let (x1, y1, x2, y2, mx, my) = (centred(x, 1), centred(y, 1), centred(x, 2), centred(y, 2), mask(x), mask(y));
+        let mask = |b: &Block| {
+            b.sample_major(|_, v| {
+                v.iter_mut()
+                    .for_each(|u| *u = if u.is_nan() { 0.0 } else { 1.0 })
+            })
+        };
+        let (x1, y1, x2, y2, mx, my) = (
+            centred(x, 1),
+            centred(y, 1),
+            centred(x, 2),
+            centred(y, 2),
+            mask(x),
+            mask(y),
+        );
         MaskedSums {
             n: cross_product(&mx, &my),
             sx: cross_product(&x1, &my),
@@ -285,14 +392,20 @@ mod tests {
         let mut s = seed;
         (0..nf * ns)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
             })
             .collect()
     }
 
     fn all() -> KeepRule {
-        KeepRule { all: true, max_log_p: f64::INFINITY, top: 0 }
+        KeepRule {
+            all: true,
+            max_log_p: f64::INFINITY,
+            top: 0,
+        }
     }
 
     #[test]
@@ -302,7 +415,11 @@ mod tests {
         let yd = data(ny, ns, 2);
         let x = Block::new(&xd, nx, ns).unwrap();
         let y = Block::new(&yd, ny, ns).unwrap();
-        let pos = BlockPosition { x_offset: 0, y_offset: 0, symmetric: false };
+        let pos = BlockPosition {
+            x_offset: 0,
+            y_offset: 0,
+            symmetric: false,
+        };
         let out = cor_block(&x, &y, CorMethod::Pearson, pos, all());
         assert_eq!(out.pairs.len(), nx * ny);
         for k in 0..out.pairs.len() {
@@ -321,7 +438,11 @@ mod tests {
         xd[13] = f64::NAN;
         let x = Block::new(&xd, nx, ns).unwrap();
         let y = Block::new(&yd, ny, ns).unwrap();
-        let pos = BlockPosition { x_offset: 0, y_offset: 0, symmetric: false };
+        let pos = BlockPosition {
+            x_offset: 0,
+            y_offset: 0,
+            symmetric: false,
+        };
         let out = cor_block(&x, &y, CorMethod::Pearson, pos, all());
         for k in 0..out.pairs.len() {
             let (i, j) = (out.pairs.i[k], out.pairs.j[k]);
@@ -336,18 +457,37 @@ mod tests {
         let (nx, ns) = (40, 12);
         let xd = data(nx, ns, 5);
         let x = Block::new(&xd, nx, ns).unwrap();
-        let pos = BlockPosition { x_offset: 0, y_offset: 0, symmetric: true };
+        let pos = BlockPosition {
+            x_offset: 0,
+            y_offset: 0,
+            symmetric: true,
+        };
         let full = cor_block(&x, &x, CorMethod::Spearman, pos, all());
         let max_log_p = 0.2f64.ln();
-        let rule = KeepRule { all: false, max_log_p, top: 0 };
+        let rule = KeepRule {
+            all: false,
+            max_log_p,
+            top: 0,
+        };
         let kept = cor_block(&x, &x, CorMethod::Spearman, pos, rule);
-        let expected = full.pairs.log_p.iter().filter(|&&lp| lp <= max_log_p).count();
+        let expected = full
+            .pairs
+            .log_p
+            .iter()
+            .filter(|&&lp| lp <= max_log_p)
+            .count();
         assert_eq!(kept.pairs.len(), expected);
         assert_eq!(kept.histogram.total() as usize, nx * (nx - 1) / 2);
         // the histogram puts each pair in the bin of its exact p-value
         let mut direct = LogPHistogram::with_defaults();
         full.pairs.log_p.iter().for_each(|&lp| direct.add(lp));
-        let moved: f64 = kept.histogram.counts.iter().zip(&direct.counts).map(|(a, b)| (a - b).abs()).sum();
+        let moved: f64 = kept
+            .histogram
+            .counts
+            .iter()
+            .zip(&direct.counts)
+            .map(|(a, b)| (a - b).abs())
+            .sum();
         assert!(moved <= 2.0, "{moved} pairs binned differently");
     }
 }

@@ -36,7 +36,9 @@ impl Margins {
         hyper_pmf(x, self.m, self.n, self.k, true)
     }
     fn mode(&self) -> f64 {
-        ((self.k + 1.0) * (self.m + 1.0) / (self.m + self.n + 2.0)).floor().clamp(self.lo(), self.hi())
+        ((self.k + 1.0) * (self.m + 1.0) / (self.m + self.n + 2.0))
+            .floor()
+            .clamp(self.lo(), self.hi())
     }
 }
 
@@ -52,7 +54,11 @@ fn tail_sum(mg: &Margins, start: f64, step: f64, first: f64) -> f64 {
         if v < NEGLIGIBLE * sum {
             break;
         }
-        v *= if step > 0.0 { mg.up(x) } else { 1.0 / mg.up(x - 1.0) };
+        v *= if step > 0.0 {
+            mg.up(x)
+        } else {
+            1.0 / mg.up(x - 1.0)
+        };
         x += step;
     }
     sum
@@ -66,8 +72,9 @@ pub fn fisher_two_sided_log_p(x: f64, mg: &Margins) -> f64 {
     }
     let mode = mg.mode();
     let log_rel_x = (mg.log_pmf(x) - mg.log_pmf(mode)).min(0.0); // log(d_x / d_mode)
-    // Total mass relative to the mode.
-    let total = tail_sum(mg, mode, 1.0, 1.0) + tail_sum(mg, mode - 1.0, -1.0, 1.0 / mg.up(mode - 1.0));
+                                                                 // Total mass relative to the mode.
+    let total =
+        tail_sum(mg, mode, 1.0, 1.0) + tail_sum(mg, mode - 1.0, -1.0, 1.0 / mg.up(mode - 1.0));
     // Direction from the mode towards x (the side x lies on) and away from it.
     let out = if x > mode { 1.0 } else { -1.0 };
     // x and everything beyond it on its side, relative to d_x.
@@ -76,7 +83,11 @@ pub fn fisher_two_sided_log_p(x: f64, mg: &Margins) -> f64 {
     let mut v = 1.0;
     let mut p = x - out;
     while (p - mode) * out >= 0.0 && p >= lo && p <= hi {
-        v *= if out > 0.0 { 1.0 / mg.up(p) } else { mg.up(p - 1.0) };
+        v *= if out > 0.0 {
+            1.0 / mg.up(p)
+        } else {
+            mg.up(p - 1.0)
+        };
         if v > REL_ERR {
             break;
         }
@@ -89,7 +100,13 @@ pub fn fisher_two_sided_log_p(x: f64, mg: &Margins) -> f64 {
     let mut y = mode - out;
     let mut log_scale = 0.0;
     let mut w = 1.0; // d_y / d_mode = w * exp(log_scale)
-    let step_ratio = |y: f64| if out > 0.0 { 1.0 / mg.up(y) } else { mg.up(y - 1.0) };
+    let step_ratio = |y: f64| {
+        if out > 0.0 {
+            1.0 / mg.up(y)
+        } else {
+            mg.up(y - 1.0)
+        }
+    };
     let mut crossed = false;
     while y >= lo && y <= hi {
         w *= step_ratio(y);
@@ -123,12 +140,21 @@ pub fn conditional_mle(x: f64, mg: &Margins) -> f64 {
     let support: Vec<f64> = (lo as i64..=hi as i64).map(|v| v as f64).collect();
     let log_d: Vec<f64> = support.iter().map(|&s| mg.log_pmf(s)).collect();
     let moments = |theta: f64| {
-        let lw: Vec<f64> = log_d.iter().zip(&support).map(|(d, s)| d + theta * s).collect();
+        let lw: Vec<f64> = log_d
+            .iter()
+            .zip(&support)
+            .map(|(d, s)| d + theta * s)
+            .collect();
         let max = lw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let w: Vec<f64> = lw.iter().map(|v| (v - max).exp()).collect();
         let sw: f64 = w.iter().sum();
         let mean = w.iter().zip(&support).map(|(a, s)| a * s).sum::<f64>() / sw;
-        let var = w.iter().zip(&support).map(|(a, s)| a * (s - mean).powi(2)).sum::<f64>() / sw;
+        let var = w
+            .iter()
+            .zip(&support)
+            .map(|(a, s)| a * (s - mean).powi(2))
+            .sum::<f64>()
+            / sw;
         (mean, var)
     };
     // Newton on the log odds ratio, with bisection safeguards.
@@ -146,7 +172,11 @@ pub fn conditional_mle(x: f64, mg: &Margins) -> f64 {
             a = theta;
         }
         let next = theta - f / var;
-        theta = if var > 0.0 && next > a && next < b { next } else { 0.5 * (a + b) };
+        theta = if var > 0.0 && next > a && next < b {
+            next
+        } else {
+            0.5 * (a + b)
+        };
         if b - a < 1e-15 {
             break;
         }
@@ -158,7 +188,11 @@ pub fn conditional_mle(x: f64, mg: &Margins) -> f64 {
 /// Counts: `n11` (both 1), `n10`, `n01`, `n00`.
 pub fn fisher_from_counts(n11: f64, n10: f64, n01: f64, n00: f64, want_mle: bool) -> PairResult {
     // Rows of table(a, b) are a = 0, 1; columns b = 0, 1.
-    let mg = Margins { m: n00 + n10, n: n01 + n11, k: n00 + n01 };
+    let mg = Margins {
+        m: n00 + n10,
+        n: n01 + n11,
+        k: n00 + n01,
+    };
     let total = n11 + n10 + n01 + n00;
     let log_or = (n11.ln() + n00.ln()) - (n10.ln() + n01.ln());
     PairResult {
@@ -167,17 +201,35 @@ pub fn fisher_from_counts(n11: f64, n10: f64, n01: f64, n00: f64, want_mle: bool
         df: f64::NAN,
         n: total,
         log_p: fisher_two_sided_log_p(n00, &mg),
-        extra: if want_mle { conditional_mle(n00, &mg) } else { f64::NAN },
+        extra: if want_mle {
+            conditional_mle(n00, &mg)
+        } else {
+            f64::NAN
+        },
         reason: super::Reason::Ok,
     }
 }
 
 /// All pairs of binary features of `a` and `b` (1 / 0 / NaN).
-pub fn fisher_block(a: &Block, b: &Block, want_mle: bool, pos: BlockPosition, rule: KeepRule) -> BlockOutput {
+pub fn fisher_block(
+    a: &Block,
+    b: &Block,
+    want_mle: bool,
+    pos: BlockPosition,
+    rule: KeepRule,
+) -> BlockOutput {
     let indicator = |blk: &Block, level: f64| {
-        blk.sample_major(|_, v| v.iter_mut().for_each(|u| *u = if *u == level { 1.0 } else { 0.0 }))
+        blk.sample_major(|_, v| {
+            v.iter_mut()
+                .for_each(|u| *u = if *u == level { 1.0 } else { 0.0 })
+        })
     };
-    let (a1, a0, b1, b0) = (indicator(a, 1.0), indicator(a, 0.0), indicator(b, 1.0), indicator(b, 0.0));
+    let (a1, a0, b1, b0) = (
+        indicator(a, 1.0),
+        indicator(a, 0.0),
+        indicator(b, 1.0),
+        indicator(b, 0.0),
+    );
     let n11 = cross_product(&a1, &b1);
     let n10 = cross_product(&a1, &b0);
     let n01 = cross_product(&a0, &b1);
@@ -193,7 +245,9 @@ mod tests {
 
     /// Direct transcription of fisher.test's two-sided p on the probability scale.
     fn naive(x: f64, mg: &Margins) -> f64 {
-        let support: Vec<f64> = (mg.lo() as i64..=mg.hi() as i64).map(|v| v as f64).collect();
+        let support: Vec<f64> = (mg.lo() as i64..=mg.hi() as i64)
+            .map(|v| v as f64)
+            .collect();
         let ld: Vec<f64> = support.iter().map(|&s| mg.log_pmf(s)).collect();
         let max = ld.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let d: Vec<f64> = ld.iter().map(|v| (v - max).exp()).collect();
@@ -204,20 +258,38 @@ mod tests {
 
     #[test]
     fn matches_direct_sum_over_the_support() {
-        for &(n11, n10, n01, n00) in
-            &[(3.0, 1.0, 1.0, 3.0), (10.0, 2.0, 3.0, 15.0), (0.0, 5.0, 7.0, 2.0), (40.0, 60.0, 55.0, 45.0), (1.0, 0.0, 0.0, 1.0)]
-        {
-            let mg = Margins { m: n00 + n10, n: n01 + n11, k: n00 + n01 };
+        for &(n11, n10, n01, n00) in &[
+            (3.0, 1.0, 1.0, 3.0),
+            (10.0, 2.0, 3.0, 15.0),
+            (0.0, 5.0, 7.0, 2.0),
+            (40.0, 60.0, 55.0, 45.0),
+            (1.0, 0.0, 0.0, 1.0),
+        ] {
+            let mg = Margins {
+                m: n00 + n10,
+                n: n01 + n11,
+                k: n00 + n01,
+            };
             let ours = fisher_two_sided_log_p(n00, &mg).exp();
             let direct = naive(n00, &mg);
-            assert!((ours - direct).abs() <= 1e-12 * direct, "{ours} vs {direct}");
+            assert!(
+                (ours - direct).abs() <= 1e-12 * direct,
+                "{ours} vs {direct}"
+            );
         }
     }
 
     #[test]
     fn tiny_p_stays_positive() {
         // fisher.test(matrix(c(500, 0, 0, 500), 2)): p < 1e-300
-        let lp = fisher_two_sided_log_p(500.0, &Margins { m: 500.0, n: 500.0, k: 500.0 });
+        let lp = fisher_two_sided_log_p(
+            500.0,
+            &Margins {
+                m: 500.0,
+                n: 500.0,
+                k: 500.0,
+            },
+        );
         assert!(lp.is_finite() && lp < -600.0);
     }
 }

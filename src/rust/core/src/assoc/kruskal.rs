@@ -15,9 +15,14 @@ fn kruskal_from_sums(sums: &[f64], sizes: &[f64], ties: f64) -> PairResult {
     if k < 2 {
         return PairResult::missing(n, Reason::OneGroup);
     }
-    let between: f64 = sums.iter().zip(sizes).filter(|(_, &s)| s > 0.0).map(|(r, s)| r * r / s).sum();
+    let between: f64 = sums
+        .iter()
+        .zip(sizes)
+        .filter(|(_, &s)| s > 0.0)
+        .map(|(r, s)| r * r / s)
+        .sum();
     let correction = 1.0 - ties / (n * n * n - n);
-    if !(correction > 0.0) {
+    if correction.is_nan() || correction <= 0.0 {
         return PairResult::missing(n, Reason::ZeroVariance);
     }
     let h = (12.0 * between / (n * (n + 1.0)) - 3.0 * (n + 1.0)) / correction;
@@ -35,8 +40,12 @@ fn kruskal_from_sums(sums: &[f64], sizes: &[f64], ties: f64) -> PairResult {
 
 /// One feature against one factor (level codes 0, 1, ...; NaN missing).
 pub fn kruskal_pair(x: &[f64], g: &[f64], n_levels: usize) -> PairResult {
-    let (vals, grp): (Vec<f64>, Vec<usize>) =
-        x.iter().zip(g).filter(|(a, b)| !a.is_nan() && !b.is_nan()).map(|(a, b)| (*a, *b as usize)).unzip();
+    let (vals, grp): (Vec<f64>, Vec<usize>) = x
+        .iter()
+        .zip(g)
+        .filter(|(a, b)| !a.is_nan() && !b.is_nan())
+        .map(|(a, b)| (*a, *b as usize))
+        .unzip();
     let mut ranks = vec![0.0; vals.len()];
     let ties = average_ranks(&vals, &mut ranks);
     let mut sums = vec![0.0; n_levels];
@@ -49,7 +58,13 @@ pub fn kruskal_pair(x: &[f64], g: &[f64], n_levels: usize) -> PairResult {
 }
 
 /// All features of `x` against all factors of `groups`; `n_levels[j]` is factor j's level count.
-pub fn kruskal_block(x: &Block, groups: &Block, n_levels: &[usize], pos: BlockPosition, rule: KeepRule) -> BlockOutput {
+pub fn kruskal_block(
+    x: &Block,
+    groups: &Block,
+    n_levels: &[usize],
+    pos: BlockPosition,
+    rule: KeepRule,
+) -> BlockOutput {
     let nx = x.n_features;
     let ng = groups.n_features;
     let mut ties = vec![0.0; nx];
@@ -58,11 +73,20 @@ pub fn kruskal_block(x: &Block, groups: &Block, n_levels: &[usize], pos: BlockPo
     let g_na: Vec<bool> = (0..ng).map(|f| groups.has_missing(f)).collect();
     let ranks = x.sample_major(|f, v| {
         ties[f] = average_ranks(v, &mut scratch);
-        v.iter_mut().zip(&scratch).for_each(|(d, r)| *d = if r.is_nan() { 0.0 } else { *r });
+        v.iter_mut()
+            .zip(&scratch)
+            .for_each(|(d, r)| *d = if r.is_nan() { 0.0 } else { *r });
     });
     let gf: Vec<Vec<f64>> = (0..ng).map(|f| groups.feature(f)).collect();
     // One-hot columns of every level of every factor, side by side.
-    let offsets: Vec<usize> = n_levels.iter().scan(0, |acc, &l| { let o = *acc; *acc += l; Some(o) }).collect();
+    let offsets: Vec<usize> = n_levels
+        .iter()
+        .scan(0, |acc, &l| {
+            let o = *acc;
+            *acc += l;
+            Some(o)
+        })
+        .collect();
     let total_levels: usize = n_levels.iter().sum();
     let mut onehot = Mat::<f64>::zeros(x.n_samples, total_levels);
     for j in 0..ng {
@@ -72,7 +96,9 @@ pub fn kruskal_block(x: &Block, groups: &Block, n_levels: &[usize], pos: BlockPo
             }
         }
     }
-    let sizes: Vec<f64> = (0..total_levels).map(|c| onehot.col(c).iter().sum()).collect();
+    let sizes: Vec<f64> = (0..total_levels)
+        .map(|c| onehot.col(c).iter().sum())
+        .collect();
     let sums = cross_product(&ranks, &onehot);
     let xf: Vec<Vec<f64>> = (0..nx).map(|f| x.feature(f)).collect();
     run_block(nx, ng, pos, rule, |i, j| {
@@ -93,10 +119,21 @@ mod tests {
     fn kruskal_reference_value() {
         // kruskal.test(c(2.9, 3.0, 2.5, 2.6, 3.2, 3.8, 2.7, 4.0, 2.4, 2.8, 3.4, 3.7, 2.2, 2.0),
         //              rep(1:3, c(5, 4, 5))): H = 0.77143, df = 2, p = 0.68
-        let x = [2.9, 3.0, 2.5, 2.6, 3.2, 3.8, 2.7, 4.0, 2.4, 2.8, 3.4, 3.7, 2.2, 2.0];
-        let g: Vec<f64> = [0.0; 5].iter().chain(&[1.0; 4]).chain(&[2.0; 5]).copied().collect();
+        let x = [
+            2.9, 3.0, 2.5, 2.6, 3.2, 3.8, 2.7, 4.0, 2.4, 2.8, 3.4, 3.7, 2.2, 2.0,
+        ];
+        let g: Vec<f64> = [0.0; 5]
+            .iter()
+            .chain(&[1.0; 4])
+            .chain(&[2.0; 5])
+            .copied()
+            .collect();
         let r = kruskal_pair(&x, &g, 3);
-        assert!((r.statistic - 0.771_428_571_428_571_4).abs() < 1e-12, "{}", r.statistic);
+        assert!(
+            (r.statistic - 0.771_428_571_428_571_4).abs() < 1e-12,
+            "{}",
+            r.statistic
+        );
         assert_eq!(r.df, 2.0);
     }
 }

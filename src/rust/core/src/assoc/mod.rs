@@ -31,12 +31,18 @@ impl<'a> Block<'a> {
                 n_samples
             ));
         }
-        Ok(Block { data, n_features, n_samples })
+        Ok(Block {
+            data,
+            n_features,
+            n_samples,
+        })
     }
 
     /// The values of one feature across samples.
     pub fn feature(&self, f: usize) -> Vec<f64> {
-        (0..self.n_samples).map(|s| self.data[s * self.n_features + f]).collect()
+        (0..self.n_samples)
+            .map(|s| self.data[s * self.n_features + f])
+            .collect()
     }
 
     pub fn has_missing(&self, f: usize) -> bool {
@@ -70,10 +76,28 @@ pub enum Reason {
     OneLevel = 5,
 }
 
+/// Sum of all entries of the product of two blocks: the bare matrix product that a
+/// correlation screen is benchmarked against (same layout conversion, same product).
+pub fn product_checksum(x: &Block, y: &Block) -> f64 {
+    let xs = x.sample_major(|_, _| {});
+    let ys = y.sample_major(|_, _| {});
+    cross_product(&xs, &ys)
+        .col_iter()
+        .map(|c| c.iter().sum::<f64>())
+        .sum()
+}
+
 /// `x^T y` for samples x features matrices, on the current rayon pool.
 pub(crate) fn cross_product(x: &Mat<f64>, y: &Mat<f64>) -> Mat<f64> {
     let mut out = Mat::<f64>::zeros(x.ncols(), y.ncols());
     let par = faer::Par::rayon(rayon::current_num_threads());
-    faer::linalg::matmul::matmul(out.as_mut(), faer::Accum::Replace, x.transpose(), y.as_ref(), 1.0, par);
+    faer::linalg::matmul::matmul(
+        out.as_mut(),
+        faer::Accum::Replace,
+        x.transpose(),
+        y.as_ref(),
+        1.0,
+        par,
+    );
     out
 }

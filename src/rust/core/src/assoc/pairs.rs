@@ -102,12 +102,20 @@ pub struct BlockOutput {
 
 /// Computes `test(i, j)` for every tested pair of an `nx` x `ny` block in parallel and keeps
 /// pairs by `rule`.
-pub fn run_block<F>(nx: usize, ny: usize, pos: BlockPosition, rule: KeepRule, test: F) -> BlockOutput
+pub fn run_block<F>(
+    nx: usize,
+    ny: usize,
+    pos: BlockPosition,
+    rule: KeepRule,
+    test: F,
+) -> BlockOutput
 where
     F: Fn(usize, usize) -> PairResult + Sync,
 {
-    let columns: Vec<Vec<PairResult>> =
-        (0..ny).into_par_iter().map(|j| (0..nx).map(|i| test(i, j)).collect()).collect();
+    let columns: Vec<Vec<PairResult>> = (0..ny)
+        .into_par_iter()
+        .map(|j| (0..nx).map(|i| test(i, j)).collect())
+        .collect();
     keep_pairs(nx, ny, pos, rule, |i, j| columns[j][i])
 }
 
@@ -149,12 +157,20 @@ pub fn keep_pairs(
 
 /// Orders pairs by p-value, then by the size of the effect.
 pub fn stronger(a: &PairResult, b: &PairResult) -> std::cmp::Ordering {
-    a.log_p.total_cmp(&b.log_p).then(b.estimate.abs().total_cmp(&a.estimate.abs()))
+    a.log_p
+        .total_cmp(&b.log_p)
+        .then(b.estimate.abs().total_cmp(&a.estimate.abs()))
 }
 
 /// Keeps the pairs that are among the `top` strongest of their x feature (and, for a
 /// symmetric screen, of their y feature too).
-pub fn keep_top(candidates: &mut Vec<(usize, usize, PairResult)>, nx: usize, ny: usize, symmetric: bool, top: usize) {
+pub fn keep_top(
+    candidates: &mut Vec<(usize, usize, PairResult)>,
+    nx: usize,
+    ny: usize,
+    symmetric: bool,
+    top: usize,
+) {
     if top == 0 {
         return;
     }

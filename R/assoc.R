@@ -280,14 +280,22 @@ top_across_blocks <- function(t, top, symmetric) {
   ord <- order(t$log_p, -abs(t$estimate))
   t <- lapply(t, `[`, ord)
   rank_in <- function(g) stats::ave(seq_along(g), g, FUN = seq_along)
-  keep <- rank_in(t$i) <= top
-  if (symmetric) keep <- keep | rank_in(t$j) <= top
+  keep <- if (symmetric) {
+    # Within one set a feature's pairs are those where it is either member.
+    m <- length(t$i)
+    ranks <- rank_in(c(t$i, t$j)[order(c(seq_len(m), seq_len(m)))])
+    ranks <- matrix(ranks, nrow = 2L)
+    pmin(ranks[1L, ], ranks[2L, ]) <= top
+  } else {
+    rank_in(t$i) <= top
+  }
   lapply(t, `[`, keep)
 }
 
 finish_table <- function(t, x, y, hist, symmetric, output, label, estimate_label, extra_name) {
+  for (cl in c("estimate", "statistic", "df", "log_p", "extra")) t[[cl]] <- nan_to_na(t[[cl]])
   p <- exp(t$log_p)
-  fdr <- if (is.null(hist)) rs_bh(p) else rs_bh_histogram(t$log_p, hist)
+  fdr <- nan_to_na(if (is.null(hist)) rs_bh(p) else rs_bh_histogram(t$log_p, hist))
   reason <- ifelse(t$reason == 0L, NA_character_, reason_text[pmax(t$reason, 1L)])
   df_col <- if (all(is.na(t$df))) NULL else t$df
   if (output == "matrix") {

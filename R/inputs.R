@@ -34,7 +34,7 @@ numeric_features <- function(x, arg, assay = NULL, allow_na = FALSE) {
   check_feature_names(rownames(x), arg)
   check_finite(x, kind, arg, allow_na)
   structure(list(data = x, kind = kind, names = rownames(x), n_features = nrow(x),
-                 n_samples = ncol(x), samples = colnames(x), arg = arg),
+                 n_samples = ncol(x), samples = colnames(x), arg = arg, allow_na = allow_na),
             class = "sceffects_features")
 }
 
@@ -86,7 +86,7 @@ read_block <- function(src, rows) {
     sparse = rs_csc_row_block(src$data, min(rows) - 1L, max(rows)),
     delayed = {
       b <- as.matrix(src$data[rows, , drop = FALSE])
-      check_block_values(b, src$arg, allow_na = TRUE)
+      check_block_values(b, src$arg, allow_na = isTRUE(src$allow_na))
       b
     })
   storage.mode(block) <- "double"

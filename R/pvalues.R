@@ -15,7 +15,13 @@
 fdr_bh <- function(p) {
   if (!is.numeric(p)) stop("`p` must be numeric.", call. = FALSE)
   if (any(p < 0 | p > 1, na.rm = TRUE)) stop("`p` must lie in [0, 1].", call. = FALSE)
-  stats::setNames(rs_bh(as.double(p)), names(p))
+  stats::setNames(nan_to_na(rs_bh(as.double(p))), names(p))
+}
+
+# The core marks missing values as NaN; R users expect NA.
+nan_to_na <- function(v) {
+  v[is.nan(v)] <- NA
+  v
 }
 
 #' Distribution functions with accurate tails

@@ -99,9 +99,11 @@ fn standardized(block: &Block, method: CorMethod) -> (Mat<f64>, Vec<bool>) {
     (m, constant)
 }
 
-/// All pairs of `x` and `y` features. Without missing values, one matrix product gives every
-/// r; with them, Pearson uses masked products (pairwise-complete sums) and Spearman reranks
-/// each pair that involves a feature with missing values.
+/// All pairs of `x` and `y` features. One matrix product gives every r of complete features;
+/// a pair that involves a feature with missing values is computed on its complete
+/// observations (reranked for Spearman), as `cor.test()` does. Masked products of
+/// uncentred sums were tried for Pearson and lose precision when a feature has a large
+/// value where its partner is missing, so those pairs are computed directly.
 pub fn cor_block(
     x: &Block,
     y: &Block,
@@ -117,29 +119,21 @@ pub fn cor_block(
     }
     let nx = x.n_features;
     let ny = y.n_features;
-    match method {
-        CorMethod::Pearson => {
-            let sums = MaskedSums::new(x, y);
-            run_block(nx, ny, pos, rule, |i, j| sums.result(i, j))
+    let (xs, x_const) = standardized(x, method);
+    let (ys, y_const) = standardized(y, method);
+    let r = cross_product(&xs, &ys);
+    let xf: Vec<Vec<f64>> = (0..nx).map(|f| x.feature(f)).collect();
+    let yf: Vec<Vec<f64>> = (0..ny).map(|f| y.feature(f)).collect();
+    let n = x.n_samples as f64;
+    run_block(nx, ny, pos, rule, |i, j| {
+        if x_na[i] || y_na[j] {
+            cor_pair(&xf[i], &yf[j], method)
+        } else if x_const[i] || y_const[j] {
+            cor_result(f64::NAN, n)
+        } else {
+            cor_result(r[(i, j)], n)
         }
-        CorMethod::Spearman => {
-            let (xs, x_const) = standardized(x, method);
-            let (ys, y_const) = standardized(y, method);
-            let r = cross_product(&xs, &ys);
-            let xf: Vec<Vec<f64>> = (0..nx).map(|f| x.feature(f)).collect();
-            let yf: Vec<Vec<f64>> = (0..ny).map(|f| y.feature(f)).collect();
-            let n = x.n_samples as f64;
-            run_block(nx, ny, pos, rule, |i, j| {
-                if x_na[i] || y_na[j] {
-                    cor_pair(&xf[i], &yf[j], method)
-                } else if x_const[i] || y_const[j] {
-                    cor_result(f64::NAN, n)
-                } else {
-                    cor_result(r[(i, j)], n)
-                }
-            })
-        }
-    }
+    })
 }
 
 /// The common case: no missing values, so every pair has the same n and the p-value is a
@@ -301,80 +295,6 @@ impl RBinEdges {
     }
 }
 
-/// Pairwise-complete sums for Pearson with missing values: every sum over the observations
-/// that both features have is one masked matrix product.
-struct MaskedSums {
-    n: Mat<f64>,
-    sx: Mat<f64>,
-    sy: Mat<f64>,
-    sxx: Mat<f64>,
-    syy: Mat<f64>,
-    sxy: Mat<f64>,
-}
-
-impl MaskedSums {
-    fn new(x: &Block, y: &Block) -> Self {
-        // Centre each feature on its observed mean first: the sums then stay small.
-        let centred = |b: &Block, power: i32| {
-            b.sample_major(|_, v| {
-                let obs: Vec<f64> = v.iter().copied().filter(|u| !u.is_nan()).collect();
-                let mean = if obs.is_empty() {
-                    0.0
-                } else {
-                    obs.iter().sum::<f64>() / obs.len() as f64
-                };
-                v.iter_mut().for_each(|u| {
-                    *u = if u.is_nan() {
-                        0.0
-                    } else {
-                        (*u - mean).powi(power)
-                    }
-                });
-            })
-        };
-        let mask = |b: &Block| {
-            b.sample_major(|_, v| {
-                v.iter_mut()
-                    .for_each(|u| *u = if u.is_nan() { 0.0 } else { 1.0 })
-            })
-        };
-        let (x1, y1, x2, y2, mx, my) = (
-            centred(x, 1),
-            centred(y, 1),
-            centred(x, 2),
-            centred(y, 2),
-            mask(x),
-            mask(y),
-        );
-        MaskedSums {
-            n: cross_product(&mx, &my),
-            sx: cross_product(&x1, &my),
-            sy: cross_product(&mx, &y1),
-            sxx: cross_product(&x2, &my),
-            syy: cross_product(&mx, &y2),
-            sxy: cross_product(&x1, &y1),
-        }
-    }
-
-    fn result(&self, i: usize, j: usize) -> PairResult {
-        let n = self.n[(i, j)];
-        if n < 3.0 {
-            return cor_result(f64::NAN, n);
-        }
-        let (sx, sy) = (self.sx[(i, j)], self.sy[(i, j)]);
-        let vx = self.sxx[(i, j)] - sx * sx / n;
-        let vy = self.syy[(i, j)] - sy * sy / n;
-        let cov = self.sxy[(i, j)] - sx * sy / n;
-        let scale = (self.sxx[(i, j)] * self.syy[(i, j)]).sqrt();
-        let r = if vx > 1e-13 * self.sxx[(i, j)] && vy > 1e-13 * self.syy[(i, j)] && scale > 0.0 {
-            cov / (vx * vy).sqrt()
-        } else {
-            f64::NAN
-        };
-        cor_result(r, n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,12 +350,13 @@ mod tests {
     }
 
     #[test]
-    fn masked_pearson_equals_complete_case_pearson() {
+    fn pairwise_complete_pearson_equals_complete_case_pearson() {
         let (nx, ny, ns) = (4, 3, 25);
         let mut xd = data(nx, ns, 3);
         let yd = data(ny, ns, 4);
         xd[5] = f64::NAN;
         xd[13] = f64::NAN;
+        xd[9] = 1e8; // a large value where a partner is missing must not cost precision
         let x = Block::new(&xd, nx, ns).unwrap();
         let y = Block::new(&yd, ny, ns).unwrap();
         let pos = BlockPosition {

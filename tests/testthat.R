@@ -1,0 +1,4 @@
+library(testthat)
+library(sceffects)
+
+test_check("sceffects")

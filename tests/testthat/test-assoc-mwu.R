@@ -1,0 +1,198 @@
+# assoc_mwu() against wilcox.test() on the ALL data and on simulated data.
+
+skip_if_not_installed("ALL")
+skip_if_not_installed("Biobase")
+
+all_env <- new.env()
+utils::data("ALL", package = "ALL", envir = all_env)
+X <- Biobase::exprs(all_env$ALL)[1:60, ]
+pheno <- Biobase::pData(all_env$ALL)
+
+rel_err <- function(a, b) ifelse(a == b, 0, abs(a - b) / abs(b))
+
+# wilcox.test(x[g], x[!g]) on the complete cases of every row of a results table.
+# `ind` maps feature_y to a logical indicator (NA = left out).
+wilcox_ref <- function(r, x, ind, ...) {
+  t(vapply(seq_len(nrow(r)), function(k) {
+    v <- x[r$feature_x[k], ]
+    g <- ind[[r$feature_y[k]]]
+    ok <- !is.na(v) & !is.na(g)
+    w <- suppressWarnings(stats::wilcox.test(v[ok & g], v[ok & !g], ...))
+    c(unname(w$statistic), w$p.value, sum(ok & g), sum(ok & !g))
+  }, numeric(4)))
+}
+
+expect_mwu_matches <- function(r, x, ind, ..., tol = 1e-10) {
+  ref <- wilcox_ref(r, x, ind, ...)
+  expect_equal(r$statistic, ref[, 1], tolerance = 0)
+  expect_lte(max(rel_err(r$p_value, ref[, 2])), tol)
+  expect_equal(r$n, as.integer(ref[, 3] + ref[, 4]))
+  # AUC and rank-biserial correlation from wilcox.test's W
+  expect_equal(r$auc, ref[, 1] / (ref[, 3] * ref[, 4]), tolerance = 1e-12)
+  expect_equal(r$estimate, 2 * ref[, 1] / (ref[, 3] * ref[, 4]) - 1, tolerance = 1e-12)
+  invisible(ref)
+}
+
+test_that("ALL data, sex as a logical indicator with NA, matches wilcox.test", {
+  male <- pheno$sex == "M"
+  expect_true(anyNA(male))
+  r <- assoc_mwu(X, male)
+  expect_equal(nrow(r), nrow(X))
+  expect_true(all(c("feature_x", "feature_y", "estimate", "statistic", "auc", "p_value",
+                    "log_p", "fdr", "n", "reason") %in% names(r)))
+  ref <- expect_mwu_matches(r, X, list(groups = male))
+  expect_equal(r$fdr, p.adjust(ref[, 2], "BH"), tolerance = 1e-10)
+  expect_equal(r$log_p, log(ref[, 2]), tolerance = 1e-10)
+  expect_true(all(r$n == sum(!is.na(male))))
+  # 0/1 coding gives the same
+  r01 <- assoc_mwu(X, as.numeric(male))
+  expect_equal(r01$p_value, r$p_value, tolerance = 0)
+})
+
+test_that("factor groups give one indicator per level, each level against the rest", {
+  r <- assoc_mwu(X[1:15, ], pheno$sex)
+  expect_setequal(unique(r$feature_y), c("groups:F", "groups:M"))
+  ind <- list(`groups:F` = pheno$sex == "F", `groups:M` = pheno$sex == "M")
+  expect_mwu_matches(r, X, ind)
+  # a multi-level factor: ALL's B/T subtype
+  bt <- pheno$BT
+  r <- assoc_mwu(X[1:10, ], bt)
+  lv <- levels(droplevels(bt))
+  expect_setequal(unique(r$feature_y), paste0("groups:", lv))
+  expect_equal(nrow(r), 10 * length(lv))
+  ind <- stats::setNames(lapply(lv, function(l) bt == l), paste0("groups:", lv))
+  expect_mwu_matches(r, X, ind)
+  # a data.frame of grouping columns: names are column:level
+  d <- data.frame(sex = pheno$sex, relapse = pheno$relapse)
+  r <- assoc_mwu(X[1:10, ], d)
+  expect_setequal(unique(r$feature_y), c("sex:F", "sex:M", "relapse"))
+  ind <- list(`sex:F` = pheno$sex == "F", `sex:M` = pheno$sex == "M", relapse = pheno$relapse)
+  expect_mwu_matches(r, X, ind)
+})
+
+test_that("simulated data with ties: normal approximation with correction", {
+  set.seed(21)
+  x <- matrix(round(rnorm(12 * 40), 1), 12, dimnames = list(paste0("f", 1:12), NULL))
+  g <- rep(c(TRUE, FALSE), c(15, 25))
+  r <- assoc_mwu(x, g)
+  expect_mwu_matches(r, x, list(groups = g))
+  r <- assoc_mwu(x, g, correct = FALSE)
+  expect_mwu_matches(r, x, list(groups = g), correct = FALSE)
+  # all-tied feature: no variance
+  r <- assoc_mwu(rbind(a = rep(1, 6)), rep(c(TRUE, FALSE), 3))
+  expect_identical(r$reason, "zero variance")
+  expect_true(is.na(r$p_value))
+})
+
+test_that("exact distribution for small groups without ties", {
+  set.seed(22)
+  x <- matrix(rnorm(20 * 12), 20, dimnames = list(paste0("f", 1:20), NULL))
+  g <- rep(c(TRUE, FALSE), c(5, 7))
+  r <- assoc_mwu(x, g)
+  expect_mwu_matches(r, x, list(groups = g), tol = 1e-12)
+  # exact p by full enumeration of the 792 splits, for the first feature
+  f <- r$feature_x[1]
+  rk <- rank(x[f, ])
+  u_obs <- sum(rk[g]) - 5 * 6 / 2
+  u_all <- combn(12, 5, function(i) sum(i) - 15)
+  p_enum <- min(1, 2 * min(mean(u_all <= u_obs), mean(u_all >= u_obs)))
+  expect_equal(r$p_value[1], p_enum, tolerance = 1e-12)
+  # largest groups that still use the exact law (49 and 49) and a huge effect
+  set.seed(23)
+  x <- rbind(a = rnorm(98), b = c(1:49 + 100, 1:49))
+  g <- rep(c(TRUE, FALSE), c(49, 49))
+  x["a", g] <- x["a", g] + 3
+  r <- assoc_mwu(x, g)
+  expect_mwu_matches(r, x, list(groups = g), tol = 1e-10)
+  # p = 2 / choose(98, 49): compare on the log scale
+  b <- r[r$feature_x == "b", ]
+  expect_equal(b$log_p, log(2) - lchoose(98, 49), tolerance = 1e-12)
+})
+
+test_that("exact p-values match pwilcox over the whole range of U", {
+  # one feature per value of U: group 1 (the first m samples) gets ranks giving that U
+  for (mn in list(c(45, 45), c(10, 49), c(3, 12))) {
+    m <- mn[1]
+    n <- mn[2]
+    us <- unique(round(seq(0, m * n, length.out = 120)))
+    x <- t(vapply(us, function(u) {
+      q <- u %/% m
+      rem <- u %% m
+      rk <- (1:m) + q
+      if (rem > 0) rk[(m - rem + 1):m] <- rk[(m - rem + 1):m] + 1
+      as.numeric(c(rk, setdiff(seq_len(m + n), rk)))
+    }, numeric(m + n)))
+    rownames(x) <- paste0("u", us)
+    g <- rep(c(TRUE, FALSE), c(m, n))
+    r <- assoc_mwu(x, g)
+    r <- r[match(rownames(x), r$feature_x), ]
+    expect_equal(r$statistic, us)
+    ref <- vapply(us, function(u) {
+      p <- if (u > m * n / 2) stats::pwilcox(u - 1, m, n, lower.tail = FALSE) else stats::pwilcox(u, m, n)
+      min(2 * p, 1)
+    }, 0)
+    expect_lte(max(rel_err(r$p_value, ref)), 1e-12)
+  }
+})
+
+test_that("exact = TRUE and exact = FALSE follow wilcox.test", {
+  set.seed(24)
+  x <- rbind(a = rnorm(120), b = rnorm(120), c = round(rnorm(120)))
+  g <- rep(c(TRUE, FALSE), c(60, 60))
+  x["a", g] <- x["a", g] + 0.4
+  expect_mwu_matches(assoc_mwu(x, g, exact = TRUE), x, list(groups = g), exact = TRUE)
+  expect_mwu_matches(assoc_mwu(x, g), x, list(groups = g))
+  x <- x[, 1:30]
+  g <- g[1:30] & seq_len(30) %% 2 == 0
+  expect_mwu_matches(assoc_mwu(x, g, exact = FALSE), x, list(groups = g), exact = FALSE)
+  expect_mwu_matches(assoc_mwu(x, g, exact = FALSE, correct = FALSE), x, list(groups = g),
+                     exact = FALSE, correct = FALSE)
+  expect_mwu_matches(assoc_mwu(x, g, exact = TRUE), x, list(groups = g), exact = TRUE)
+  expect_error(assoc_mwu(x, g, exact = "yes"), "exact")
+})
+
+test_that("NA in groups and in x (pairwise) use the complete cases", {
+  set.seed(25)
+  x <- matrix(rnorm(8 * 36), 8, dimnames = list(paste0("f", 1:8), NULL))
+  x[1, 1:3] <- NA
+  x[2, c(5, 30)] <- NA
+  x[3, ] <- round(x[3, ])
+  x[3, 7] <- NA
+  g <- rep(c(TRUE, FALSE), 18)
+  g[c(2, 11)] <- NA
+  expect_error(assoc_mwu(x, g), "na_action")
+  r <- assoc_mwu(x, g, na_action = "pairwise")
+  expect_mwu_matches(r, x, list(groups = g), tol = 1e-12)
+  r <- assoc_mwu(x, g, na_action = "pairwise", exact = FALSE, correct = FALSE)
+  expect_mwu_matches(r, x, list(groups = g), exact = FALSE, correct = FALSE)
+  # several indicators as a logical matrix with indicators in rows
+  gm <- rbind(g1 = g, g2 = rep(c(TRUE, TRUE, FALSE), 12))
+  r <- assoc_mwu(x, gm, na_action = "pairwise")
+  expect_equal(nrow(r), 16L)
+  expect_mwu_matches(r, x, list(g1 = gm[1, ], g2 = gm[2, ]), tol = 1e-12)
+})
+
+test_that("an empty group gives NA with reason", {
+  set.seed(26)
+  x <- rbind(a = rnorm(5), b = rnorm(5))
+  r <- assoc_mwu(x, rep(TRUE, 5))
+  expect_true(all(r$reason == "an empty group"))
+  expect_true(all(is.na(r$p_value)))
+  expect_true(all(is.na(r$estimate)))
+  expect_error(stats::wilcox.test(x[1, ], numeric(0)))
+  # empty only after the NA of x are dropped
+  x <- rbind(a = c(NA, NA, 1, 2, 3), b = c(1, 2, 3, 4, 5))
+  r <- assoc_mwu(x, c(TRUE, TRUE, FALSE, FALSE, FALSE), na_action = "pairwise")
+  expect_identical(r$reason[r$feature_x == "a"], "an empty group")
+  expect_identical(r$n[r$feature_x == "a"], 3L)
+  expect_true(is.na(r$reason[r$feature_x == "b"]))
+})
+
+test_that("threads and block sizes do not change results", {
+  g <- pheno$sex == "M"
+  expect_identical(assoc_mwu(X, g, threads = 1), assoc_mwu(X, g, threads = 2))
+  a <- assoc_mwu(X, pheno$BT, block_size = 7)
+  b <- assoc_mwu(X, pheno$BT)
+  key <- function(r) paste(r$feature_x, r$feature_y)
+  expect_equal(a$p_value[order(key(a))], b$p_value[order(key(b))], tolerance = 1e-14)
+})

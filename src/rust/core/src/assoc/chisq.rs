@@ -4,9 +4,8 @@
 //! All contingency tables of a block come from one product of one-hot matrices.
 
 use super::pairs::{run_block, BlockOutput, BlockPosition, KeepRule, PairResult};
-use super::{cross_product, Block, Reason};
+use super::{cross_product, one_hot, Block, Reason};
 use crate::dist::chisq_upper_log_p;
-use faer::Mat;
 
 /// Chi-square test of a contingency table given as rows of counts.
 pub fn chisq_table(table: &[Vec<f64>], yates: bool) -> PairResult {
@@ -53,28 +52,6 @@ pub fn chisq_table(table: &[Vec<f64>], yates: bool) -> PairResult {
         extra: f64::NAN,
         reason: Reason::Ok,
     }
-}
-
-/// One-hot columns of every level of every feature (codes 0, 1, ...; NaN missing).
-fn one_hot(block: &Block, n_levels: &[usize]) -> (Mat<f64>, Vec<usize>) {
-    let offsets: Vec<usize> = n_levels
-        .iter()
-        .scan(0, |acc, &l| {
-            let o = *acc;
-            *acc += l;
-            Some(o)
-        })
-        .collect();
-    let mut m = Mat::<f64>::zeros(block.n_samples, n_levels.iter().sum());
-    for f in 0..block.n_features {
-        for s in 0..block.n_samples {
-            let code = block.data[s * block.n_features + f];
-            if !code.is_nan() {
-                m[(s, offsets[f] + code as usize)] = 1.0;
-            }
-        }
-    }
-    (m, offsets)
 }
 
 /// All pairs of categorical features of `a` and `b`.

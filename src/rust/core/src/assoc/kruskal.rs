@@ -3,10 +3,9 @@
 //! epsilon-squared, H / (n - 1).
 
 use super::pairs::{run_block, BlockOutput, BlockPosition, KeepRule, PairResult};
-use super::{cross_product, Block, Reason};
+use super::{cross_product, one_hot, Block, Reason};
 use crate::dist::chisq_upper_log_p;
 use crate::rank::average_ranks;
-use faer::Mat;
 
 /// H from the rank sums and sizes of the groups present.
 fn kruskal_from_sums(sums: &[f64], sizes: &[f64], ties: f64) -> PairResult {
@@ -78,24 +77,8 @@ pub fn kruskal_block(
             .for_each(|(d, r)| *d = if r.is_nan() { 0.0 } else { *r });
     });
     let gf: Vec<Vec<f64>> = (0..ng).map(|f| groups.feature(f)).collect();
-    // One-hot columns of every level of every factor, side by side.
-    let offsets: Vec<usize> = n_levels
-        .iter()
-        .scan(0, |acc, &l| {
-            let o = *acc;
-            *acc += l;
-            Some(o)
-        })
-        .collect();
+    let (onehot, offsets) = one_hot(groups, n_levels);
     let total_levels: usize = n_levels.iter().sum();
-    let mut onehot = Mat::<f64>::zeros(x.n_samples, total_levels);
-    for j in 0..ng {
-        for (s, &code) in gf[j].iter().enumerate() {
-            if !code.is_nan() {
-                onehot[(s, offsets[j] + code as usize)] = 1.0;
-            }
-        }
-    }
     let sizes: Vec<f64> = (0..total_levels)
         .map(|c| onehot.col(c).iter().sum())
         .collect();

@@ -87,6 +87,28 @@ pub fn product_checksum(x: &Block, y: &Block) -> f64 {
         .sum()
 }
 
+/// One-hot columns of every level of every feature (codes 0, 1, ...; NaN missing).
+pub(crate) fn one_hot(block: &Block, n_levels: &[usize]) -> (Mat<f64>, Vec<usize>) {
+    let offsets: Vec<usize> = n_levels
+        .iter()
+        .scan(0, |acc, &l| {
+            let o = *acc;
+            *acc += l;
+            Some(o)
+        })
+        .collect();
+    let mut m = Mat::<f64>::zeros(block.n_samples, n_levels.iter().sum());
+    for f in 0..block.n_features {
+        for s in 0..block.n_samples {
+            let code = block.data[s * block.n_features + f];
+            if !code.is_nan() {
+                m[(s, offsets[f] + code as usize)] = 1.0;
+            }
+        }
+    }
+    (m, offsets)
+}
+
 /// `x^T y` for samples x features matrices, on the current rayon pool.
 pub(crate) fn cross_product(x: &Mat<f64>, y: &Mat<f64>) -> Mat<f64> {
     let mut out = Mat::<f64>::zeros(x.ncols(), y.ncols());

@@ -8,3 +8,8 @@ rs_bh_histogram <- function(kept_log_p, counts) .Call(wrap__rs_bh_histogram, kep
 rs_csc_row_block <- function(x, start, end) .Call(wrap__rs_csc_row_block, x, start, end)
 rs_assoc_block <- function(test, x, y, x_levels, y_levels, offsets, symmetric, keep_all, max_log_p, top, options, threads) .Call(wrap__rs_assoc_block, test, x, y, x_levels, y_levels, offsets, symmetric, keep_all, max_log_p, top, options, threads)
 rs_crossprod <- function(x, y, threads) .Call(wrap__rs_crossprod, x, y, threads)
+rs_group_sums <- function(x, group, n_groups, threads) .Call(wrap__rs_group_sums, x, group, n_groups, threads)
+rs_feature_weighted_sums <- function(x, w, threads) .Call(wrap__rs_feature_weighted_sums, x, w, threads)
+rs_cluster_fit <- function(x, design, weights, cluster, n_clusters, coefs, vcov, boot_weights, standardize, threads) .Call(wrap__rs_cluster_fit, x, design, weights, cluster, n_clusters, coefs, vcov, boot_weights, standardize, threads)
+rs_welch <- function(y, in_first) .Call(wrap__rs_welch, y, in_first)
+rs_feature_moments <- function(x, threads) .Call(wrap__rs_feature_moments, x, threads)

@@ -78,3 +78,42 @@ plot_frame <- function(results) {
 
 #' @importFrom ggplot2 .data
 NULL
+
+#' Forest plot of effects with confidence intervals
+#'
+#' One row per feature (and cell type): the estimate with its 95% confidence interval,
+#' `estimate +/- qt(0.975, df) * std_error` (normal quantile where `df` is missing), sorted
+#' by estimate; features with p below `alpha` in red.
+#'
+#' @inheritParams plot_volcano
+#' @param n Show at most this many rows, the most significant.
+#' @param alpha Significance level of the highlighting.
+#' @return A ggplot object.
+#' @export
+#' @examples
+#' sce <- simulate_trial(n_genes = 300, n_cells = 2000, seed = 1)
+#' design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
+#'                        baseline = "Pre", followup = "Post")
+#' plot_forest(did_table(sce, design), n = 15)
+plot_forest <- function(results, n = 30L, alpha = 0.05) {
+  check_results(results)
+  if (is.null(results$std_error)) stop("`results` needs a `std_error` column.", call. = FALSE)
+  df <- as.data.frame(results)
+  df <- df[!is.na(df$estimate) & !is.na(df$std_error), , drop = FALSE]
+  if (!nrow(df)) stop("`results` has no rows with an estimate and a standard error.", call. = FALSE)
+  df <- utils::head(df[order(df$p_value), , drop = FALSE], n)
+  q <- if (!is.null(df$df)) ifelse(is.na(df$df), stats::qnorm(0.975), stats::qt(0.975, pmax(df$df, 1e-8))) else stats::qnorm(0.975)
+  df$lower <- df$estimate - q * df$std_error
+  df$upper <- df$estimate + q * df$std_error
+  df$name <- if (!is.null(df$celltype)) paste(df$feature, df$celltype, sep = " | ") else df$feature
+  df$name <- factor(df$name, levels = unique(df$name[order(df$estimate)]))
+  df$significant <- !is.na(df$p_value) & df$p_value < alpha
+  ggplot2::ggplot(df, ggplot2::aes(x = .data$estimate, y = .data$name, colour = .data$significant)) +
+    ggplot2::geom_vline(xintercept = 0, linetype = "dashed", colour = "grey40") +
+    ggplot2::geom_errorbarh(ggplot2::aes(xmin = .data$lower, xmax = .data$upper), height = 0.25) +
+    ggplot2::geom_point(size = 2) +
+    ggplot2::scale_colour_manual(values = c(`FALSE` = "grey50", `TRUE` = "firebrick"),
+                                 name = sprintf("p < %g", alpha)) +
+    ggplot2::labs(x = paste(effect_label(results), "(95% CI)"), y = NULL, title = attr(results, "method")) +
+    ggplot2::theme_bw()
+}

@@ -10,7 +10,7 @@ DEB_PACKAGES=(
   r-cran-matrix r-cran-cli r-cran-ggplot2
   r-bioc-summarizedexperiment r-bioc-singlecellexperiment r-bioc-delayedarray
   r-bioc-biocparallel r-bioc-all
-  r-cran-testthat r-cran-roxygen2 r-cran-knitr r-cran-rmarkdown
+  r-cran-testthat r-cran-sandwich r-cran-clubsandwich r-cran-roxygen2 r-cran-knitr r-cran-rmarkdown
 )
 
 missing=()

@@ -3,9 +3,11 @@
 //! borrows R memory, calls them and builds R results.
 
 pub mod assoc;
+pub mod clustered;
 pub mod dist;
 pub mod fdr;
 pub mod input;
+pub mod project;
 pub mod rank;
 
 /// Runs `f` on a local rayon pool of `threads` threads (never the global pool, so each call

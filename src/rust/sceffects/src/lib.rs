@@ -5,6 +5,8 @@
 use extendr_api::prelude::*;
 use sceffects_core::assoc::pairs::{BlockOutput, BlockPosition, KeepRule};
 use sceffects_core::assoc::{chisq, cor, fisher, kruskal, mwu, Block};
+use sceffects_core::clustered::{self, ClusterFit, Design, Vcov};
+use sceffects_core::project::{self, Projection};
 use sceffects_core::{dist, fdr, input, with_threads};
 
 type RResult<T> = std::result::Result<T, Error>;
@@ -64,29 +66,88 @@ fn rs_bh_histogram(kept_log_p: &[f64], counts: &[f64]) -> Vec<f64> {
     fdr::bh_from_histogram(kept_log_p, &hist)
 }
 
-/// Dense block of rows `start..end` (0-based, end exclusive) of a dgCMatrix.
-#[extendr]
-fn rs_csc_row_block(x: Robj, start: i32, end: i32) -> RResult<RMatrix<f64>> {
-    let dim = x.get_attrib("Dim").ok_or_else(|| fail("not a dgCMatrix"))?;
-    let dim = dim
-        .as_integer_slice()
+/// Borrowed view of a dgCMatrix's slots.
+fn csc_view(x: &Robj) -> RResult<input::CscView<'_>> {
+    let dim = x
+        .get_attrib("Dim")
+        .and_then(|d| d.as_integer_slice().map(|d| d.to_vec()))
         .ok_or_else(|| fail("not a dgCMatrix"))?;
     let slot = |name: &str| {
         x.get_attrib(name)
             .ok_or_else(|| fail(format!("dgCMatrix without slot {name}")))
     };
     let (p, i, xv) = (slot("p")?, slot("i")?, slot("x")?);
-    let view = input::CscView::new(
-        dim[0] as usize,
-        dim[1] as usize,
-        p.as_integer_slice()
-            .ok_or_else(|| fail("slot p is not integer"))?,
-        i.as_integer_slice()
-            .ok_or_else(|| fail("slot i is not integer"))?,
-        xv.as_real_slice()
-            .ok_or_else(|| fail("slot x is not double"))?,
-    )
-    .map_err(fail)?;
+    // The slots live as long as `x`; extendr ties their slices to the temporary Robj.
+    let p: &[i32] = unsafe {
+        std::mem::transmute(
+            p.as_integer_slice()
+                .ok_or_else(|| fail("slot p is not integer"))?,
+        )
+    };
+    let i: &[i32] = unsafe {
+        std::mem::transmute(
+            i.as_integer_slice()
+                .ok_or_else(|| fail("slot i is not integer"))?,
+        )
+    };
+    let xv: &[f64] = unsafe {
+        std::mem::transmute(
+            xv.as_real_slice()
+                .ok_or_else(|| fail("slot x is not double"))?,
+        )
+    };
+    input::CscView::new(dim[0] as usize, dim[1] as usize, p, i, xv).map_err(fail)
+}
+
+/// Features (rows) of a double matrix or a dgCMatrix.
+enum Features<'a> {
+    Dense { data: &'a [f64], nrow: usize },
+    Sparse(input::CscView<'a>),
+}
+
+fn features_of(x: &Robj) -> RResult<Features<'_>> {
+    if x.inherits("dgCMatrix") {
+        return Ok(Features::Sparse(csc_view(x)?));
+    }
+    let nrow = x
+        .get_attrib("dim")
+        .and_then(|d| d.as_integer_slice().map(|d| d[0] as usize))
+        .ok_or_else(|| fail("features must be a matrix or dgCMatrix"))?;
+    let data = x
+        .as_real_slice()
+        .ok_or_else(|| fail("features must be a double matrix"))?;
+    Ok(Features::Dense { data, nrow })
+}
+
+impl Features<'_> {
+    fn n_features(&self) -> usize {
+        match self {
+            Features::Dense { nrow, .. } => *nrow,
+            Features::Sparse(v) => v.nrow,
+        }
+    }
+    fn n_obs(&self) -> usize {
+        match self {
+            Features::Dense { data, nrow } => data.len() / (*nrow).max(1),
+            Features::Sparse(v) => v.ncol,
+        }
+    }
+    fn project(&self, proj: &Projection) -> Result<Vec<f64>, String> {
+        proj.check()?;
+        if self.n_obs() != proj.n_obs {
+            return Err("features and design have different numbers of observations".into());
+        }
+        Ok(match self {
+            Features::Dense { data, nrow } => project::project_dense(data, *nrow, proj),
+            Features::Sparse(v) => project::project_csc(v, proj),
+        })
+    }
+}
+
+/// Dense block of rows `start..end` (0-based, end exclusive) of a dgCMatrix.
+#[extendr]
+fn rs_csc_row_block(x: Robj, start: i32, end: i32) -> RResult<RMatrix<f64>> {
+    let view = csc_view(&x)?;
     let (s, e) = (start as usize, end as usize);
     if start < 0 || e > view.nrow || s > e {
         return Err(fail("row block out of range"));
@@ -95,6 +156,204 @@ fn rs_csc_row_block(x: Robj, start: i32, end: i32) -> RResult<RMatrix<f64>> {
     Ok(RMatrix::new_matrix(e - s, view.ncol, |r, c| {
         values[c * (e - s) + r]
     }))
+}
+
+/// Sums of each feature over groups of observations (`group` 1-based; 0 = left out):
+/// features x groups.
+#[extendr]
+fn rs_group_sums(x: Robj, group: &[i32], n_groups: i32, threads: i32) -> RResult<RMatrix<f64>> {
+    let feats = features_of(&x)?;
+    let n_groups = n_groups as usize;
+    let slot = |g: i32| if g > 0 { (g - 1) as usize } else { n_groups };
+    let proj = Projection {
+        n_obs: group.len(),
+        n_dense: 0,
+        dense: Vec::new(),
+        n_grouped: 1,
+        grouped: vec![1.0; group.len()],
+        group: group.iter().map(|&g| slot(g)).collect(),
+        n_groups: n_groups + 1,
+        weights: vec![1.0; group.len()],
+    };
+    let z = with_threads(threads as usize, || feats.project(&proj)).map_err(fail)?;
+    let z = z.map_err(fail)?;
+    let width = proj.width();
+    Ok(RMatrix::new_matrix(feats.n_features(), n_groups, |r, c| {
+        z[r * width + c]
+    }))
+}
+
+/// Sum and sum of squares of each feature: features x 2.
+#[extendr]
+fn rs_feature_moments(x: Robj, threads: i32) -> RResult<RMatrix<f64>> {
+    let feats = features_of(&x)?;
+    let n = feats.n_obs();
+    let proj = Projection {
+        n_obs: n,
+        n_dense: 0,
+        dense: Vec::new(),
+        n_grouped: 0,
+        grouped: Vec::new(),
+        group: Vec::new(),
+        n_groups: 0,
+        weights: vec![1.0; n],
+    };
+    let z = with_threads(threads as usize, || feats.project(&proj)).map_err(fail)?;
+    let z = z.map_err(fail)?;
+    Ok(RMatrix::new_matrix(feats.n_features(), 2, |r, c| {
+        z[r * project::N_STATS + c]
+    }))
+}
+
+/// Per-observation weighted sums over features: `t(x) %*% w` (observations x sets).
+#[extendr]
+fn rs_feature_weighted_sums(x: Robj, w: RMatrix<f64>, threads: i32) -> RResult<RMatrix<f64>> {
+    let feats = features_of(&x)?;
+    let n_sets = w.ncols();
+    if w.nrows() != feats.n_features() {
+        return Err(fail("weights need one row per feature"));
+    }
+    // Row-major weights: feature i's sets contiguous.
+    let wr: Vec<f64> = (0..w.nrows())
+        .flat_map(|i| (0..n_sets).map(move |s| (i, s)))
+        .map(|(i, s)| w.data()[s * w.nrows() + i])
+        .collect();
+    let n_obs = feats.n_obs();
+    let out = with_threads(threads as usize, || match &feats {
+        Features::Dense { data, nrow } => {
+            project::feature_weighted_sums_dense(data, *nrow, &wr, n_sets)
+        }
+        Features::Sparse(v) => project::feature_weighted_sums_csc(v, &wr, n_sets),
+    })
+    .map_err(fail)?;
+    Ok(RMatrix::new_matrix(n_obs, n_sets, |r, c| {
+        out[r * n_sets + c]
+    }))
+}
+
+/// Cluster-robust WLS of every feature (row of `x`) on one design: results for the
+/// coefficients `coefs` (1-based), and a wild-bootstrap p of the first when `boot_weights`
+/// (draws x clusters) is a matrix.
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn rs_cluster_fit(
+    x: Robj,
+    design: RMatrix<f64>,
+    weights: &[f64],
+    cluster: &[i32],
+    n_clusters: i32,
+    coefs: &[i32],
+    vcov: &str,
+    boot_weights: Robj,
+    standardize: bool,
+    threads: i32,
+) -> RResult<Robj> {
+    let feats = features_of(&x)?;
+    let xmat = faer::MatRef::from_column_major_slice(design.data(), design.nrows(), design.ncols());
+    let cluster: Vec<usize> = cluster.iter().map(|&g| (g - 1) as usize).collect();
+    let d = Design {
+        x: xmat,
+        weights,
+        cluster: &cluster,
+        n_clusters: n_clusters as usize,
+    };
+    let vcov = match vcov {
+        "CR1" => Vcov::Cr1,
+        "CR2" => Vcov::Cr2,
+        other => return Err(fail(format!("unknown vcov '{other}'"))),
+    };
+    let boot = if boot_weights.is_null() {
+        None
+    } else {
+        let m = RMatrix::<f64>::try_from(boot_weights)?;
+        // Row-major draws x clusters.
+        let (b, g) = (m.nrows(), m.ncols());
+        Some((
+            (0..b * g).map(|k| m.data()[(k % g) * b + k / g]).collect(),
+            b,
+        ))
+    };
+    let coefs: Vec<usize> = coefs.iter().map(|&c| (c - 1) as usize).collect();
+    let fit = ClusterFit::new(&d, &coefs, vcov, boot).map_err(fail)?;
+    let proj = fit.projection();
+    let width = proj.width();
+    let results = with_threads(
+        threads as usize,
+        || -> Result<Vec<clustered::ResponseResult>, String> {
+            use rayon::prelude::*;
+            let z = feats.project(&proj)?;
+            Ok(z.par_chunks(width)
+                .map(|zf| fit.finish(zf, standardize))
+                .collect())
+        },
+    )
+    .map_err(fail)??;
+    let per_coef = |f: fn(&clustered::CoefResult) -> f64| -> Robj {
+        let n = results.len();
+        let k = coefs.len();
+        RMatrix::new_matrix(n, k, |r, c| f(&results[r].coefs[c])).into_robj()
+    };
+    let list = List::from_names_and_values(
+        [
+            "estimate",
+            "std_error",
+            "statistic",
+            "df",
+            "log_p",
+            "resid_sd",
+            "boot_p",
+            "status",
+        ],
+        [
+            per_coef(|c| c.estimate),
+            per_coef(|c| c.std_error),
+            per_coef(|c| c.statistic),
+            per_coef(|c| c.df),
+            per_coef(|c| c.log_p),
+            results
+                .iter()
+                .map(|r| r.resid_sd)
+                .collect::<Vec<f64>>()
+                .into_robj(),
+            results
+                .iter()
+                .map(|r| r.boot_p)
+                .collect::<Vec<f64>>()
+                .into_robj(),
+            results
+                .iter()
+                .map(|r| r.status as i32)
+                .collect::<Vec<i32>>()
+                .into_robj(),
+        ],
+    )?;
+    Ok(list.into_robj())
+}
+
+/// Welch two-sample t-tests of every row of `y` between `in_first` and the other columns.
+#[extendr]
+fn rs_welch(y: RMatrix<f64>, in_first: &[Rbool]) -> RResult<Robj> {
+    let (n, k) = (y.nrows(), y.ncols());
+    let group: Vec<bool> = in_first.iter().map(|b| b.is_true()).collect();
+    let res: Vec<clustered::CoefResult> = (0..n)
+        .map(|r| {
+            let row: Vec<f64> = (0..k).map(|c| y.data()[c * n + r]).collect();
+            clustered::welch(&row, &group)
+        })
+        .collect();
+    let col =
+        |f: fn(&clustered::CoefResult) -> f64| res.iter().map(f).collect::<Vec<f64>>().into_robj();
+    Ok(List::from_names_and_values(
+        ["estimate", "std_error", "statistic", "df", "log_p"],
+        [
+            col(|c| c.estimate),
+            col(|c| c.std_error),
+            col(|c| c.statistic),
+            col(|c| c.df),
+            col(|c| c.log_p),
+        ],
+    )?
+    .into_robj())
 }
 
 fn output_list(out: BlockOutput) -> RResult<Robj> {
@@ -231,5 +490,10 @@ extendr_module! {
     fn rs_bh;
     fn rs_bh_histogram;
     fn rs_csc_row_block;
+    fn rs_group_sums;
+    fn rs_feature_moments;
+    fn rs_feature_weighted_sums;
+    fn rs_cluster_fit;
+    fn rs_welch;
     fn rs_assoc_block;
 }

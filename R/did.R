@@ -1,0 +1,749 @@
+# Difference-in-differences for trials: designs, the DiD table, within- and between-arm
+# comparisons, response harmonisation and compositional DiD. Formulas and designs are
+# built here; every feature is fitted by the core's cluster-robust WLS (rs_cluster_fit)
+# on a design shared by all features, after one pass that sums cells per
+# participant-visit (rs_group_sums).
+
+#' Describe a pre/post trial
+#'
+#' Names the `colData()` columns that hold the participant (the unit of replication and
+#' the cluster), the visit and the arm, and the labels of the two arms and two visits.
+#' Nothing is read until the design is used; [did_table()] and friends validate it
+#' against the data and report participants seen at one visit only, who are dropped from
+#' paired analyses.
+#'
+#' @param participant,visit,arm Column names in `colData(x)`.
+#' @param treated,control Labels of `arm` for the treated (e.g. responders) and control
+#'   arms. Cells of any other arm are left out, with a message.
+#' @param celltype Optional column name of cell types, for `celltype =` in [did_table()]
+#'   and for [abundance_did()].
+#' @param baseline,followup Labels of `visit` for the pre and post visits. By default the
+#'   first two levels when `visit` is a factor; otherwise they must be given.
+#' @return A `sceffects_trial_design` object.
+#' @export
+#' @examples
+#' design <- trial_design("participant", "visit", "response", treated = "Responder",
+#'                        control = "Non-responder", celltype = "cell_type",
+#'                        baseline = "Pre", followup = "Post")
+#' design
+trial_design <- function(participant, visit, arm, treated, control, celltype = NULL,
+                         baseline = NULL, followup = NULL) {
+  for (nm in c("participant", "visit", "arm", "treated", "control")) {
+    v <- get(nm)
+    if (!is.character(v) || length(v) != 1L || is.na(v) || v == "") {
+      stop(sprintf("`%s` must be a single non-empty string.", nm), call. = FALSE)
+    }
+  }
+  for (nm in c("celltype", "baseline", "followup")) {
+    v <- get(nm)
+    if (!is.null(v) && (!is.character(v) || length(v) != 1L || is.na(v))) {
+      stop(sprintf("`%s` must be NULL or a single string.", nm), call. = FALSE)
+    }
+  }
+  if (treated == control) stop("`treated` and `control` must be different labels.", call. = FALSE)
+  if (!is.null(baseline) && identical(baseline, followup)) {
+    stop("`baseline` and `followup` must be different visits.", call. = FALSE)
+  }
+  structure(list(participant = participant, visit = visit, arm = arm, treated = treated,
+                 control = control, celltype = celltype, baseline = baseline,
+                 followup = followup), class = "sceffects_trial_design")
+}
+
+#' @export
+print.sceffects_trial_design <- function(x, ...) {
+  cat("<sceffects trial design>\n")
+  cat(sprintf("  participant: %s\n  visit:       %s (%s -> %s)\n  arm:         %s (treated \"%s\" vs control \"%s\")\n",
+              x$participant, x$visit, x$baseline %||% "first level",
+              x$followup %||% "second level", x$arm, x$treated, x$control))
+  if (!is.null(x$celltype)) cat(sprintf("  cell type:   %s\n", x$celltype))
+  invisible(x)
+}
+
+`%||%` <- function(a, b) if (is.null(a)) b else a
+
+check_design <- function(design) {
+  if (!inherits(design, "sceffects_trial_design")) {
+    stop("`design` must be made by trial_design().", call. = FALSE)
+  }
+}
+
+check_trial_object <- function(x) {
+  if (!is(x, "SummarizedExperiment")) {
+    stop("`x` must be a SingleCellExperiment or SummarizedExperiment with the design columns in colData(x).",
+         call. = FALSE)
+  }
+}
+
+# The cells of a trial as a data.frame: participant, visit (0 = baseline, 1 = follow-up),
+# treated (0/1), celltype; cells at other visits or arms are NA in `visit`/`treated`.
+trial_cells <- function(x, design) {
+  check_design(design)
+  check_trial_object(x)
+  cd <- SummarizedExperiment::colData(x)
+  cols <- c(design$participant, design$visit, design$arm, design$celltype)
+  missing <- setdiff(cols, colnames(cd))
+  if (length(missing)) {
+    stop(sprintf("`design` names columns that are not in colData(x): %s.", paste(missing, collapse = ", ")),
+         call. = FALSE)
+  }
+  participant <- as.character(cd[[design$participant]])
+  if (anyNA(participant)) stop(sprintf("colData column `%s` (participant) has missing values.", design$participant), call. = FALSE)
+  visits <- visit_labels(cd[[design$visit]], design)
+  visit <- match(as.character(cd[[design$visit]]), visits) - 1L
+  arm <- as.character(cd[[design$arm]])
+  present <- unique(arm[!is.na(arm)])
+  for (lab in c(design$treated, design$control)) {
+    if (!lab %in% present) {
+      stop(sprintf("Arm label \"%s\" does not occur in colData column `%s` (it has: %s).", lab,
+                   design$arm, paste(utils::head(present, 6L), collapse = ", ")), call. = FALSE)
+    }
+  }
+  treated <- ifelse(arm == design$treated, 1L, ifelse(arm == design$control, 0L, NA_integer_))
+  cells <- data.frame(participant = participant, visit = visit, treated = treated,
+                      stringsAsFactors = FALSE)
+  if (!is.null(design$celltype)) cells$celltype <- as.character(cd[[design$celltype]])
+  arms <- tapply(treated, participant, function(v) length(unique(v[!is.na(v)])))
+  if (any(arms > 1L)) {
+    stop(sprintf("Participants with cells in both arms: %s. Use harmonize_response() first.",
+                 paste(utils::head(names(arms)[arms > 1L], 5L), collapse = ", ")), call. = FALSE)
+  }
+  cells
+}
+
+visit_labels <- function(v, design) {
+  if (!is.null(design$baseline) && !is.null(design$followup)) {
+    labels <- c(design$baseline, design$followup)
+  } else if (is.factor(v) && nlevels(v) >= 2L) {
+    labels <- levels(v)[1:2]
+  } else {
+    stop("Set `baseline` and `followup` in trial_design(): the visit column is not a factor whose first two levels are the visits.",
+         call. = FALSE)
+  }
+  present <- unique(as.character(v))
+  miss <- setdiff(labels, present)
+  if (length(miss)) {
+    stop(sprintf("Visit label(s) %s do not occur in colData column `%s`.",
+                 paste0("\"", miss, "\"", collapse = ", "), design$visit), call. = FALSE)
+  }
+  labels
+}
+
+# Participants with cells at both visits among `keep` cells.
+paired_participants <- function(cells, keep) {
+  seen <- table(cells$participant[keep], cells$visit[keep])
+  if (ncol(seen) < 2L) return(character())
+  rownames(seen)[seen[, 1L] > 0 & seen[, 2L] > 0]
+}
+
+#' Difference-in-differences for every gene or score of a trial
+#'
+#' For each feature, fits `outcome ~ visit + visit:arm + participant` (participant fixed
+#' effects, plus `covariates`) by weighted least squares and reports the difference in
+#' differences, (follow-up - baseline) in the treated arm minus the same in the control
+#' arm, with inference clustered on participant. All features share one design, so the
+#' core reduces each to a handful of sums in a single pass over the data (sparse input
+#' stays sparse) and the whole transcriptome costs seconds.
+#'
+#' **Aggregation.** `"participant_visit"` fits the mean of each participant-visit (weights:
+#' its number of cells, or equal with `weights = "equal"`); `"cell"` fits cells, clustered
+#' on participant; `"pseudobulk"` fits `log1p(CPM)` of the counts summed per
+#' participant-visit (library size over all genes of the assay).
+#'
+#' **Inference.** `vcov = "CR2"` (default) is the bias-reduced cluster-robust variance of
+#' Bell and McCaffrey with Satterthwaite degrees of freedom, equal to
+#' `clubSandwich::coef_test(fit, vcov = "CR2", cluster = participant)`; `"CR1"` equals
+#' `sandwich::vcovCL(fit, type = "HC1")` with t on G - 1 df (G participants). With
+#' `bootstrap = B`, a wild cluster bootstrap-t with the null imposed (restricted fit
+#' without the DiD term; Rademacher weights, or Webb's six-point weights when there are 12
+#' or fewer participants) gives `boot_p = (1 + #{|t*| >= |t|}) / (1 + B)` (a draw within
+#' 1e-9 relative of |t| counts, so the draw that reproduces the data always does); t* uses
+#' the same `vcov`. The weights come from `seed` (column k belongs to the k-th paired
+#' participant in sorted order) and are the same for every feature, so results do not
+#' depend on `threads` or `BPPARAM`.
+#'
+#' Only participants with cells at both visits enter the model (others are reported in a
+#' message and in `attr(result, "unpaired")`). With `standardize = TRUE` each feature is
+#' divided by its SD over the fitted rows, so `estimate` is in SD units (p-values are
+#' unchanged).
+#'
+#' @param x A SingleCellExperiment or SummarizedExperiment with the design columns in
+#'   `colData(x)`.
+#' @param design A [trial_design()].
+#' @param features Genes (rownames of `x`) and/or numeric `colData` columns such as
+#'   gene-set scores; `NULL` for all genes.
+#' @param assay Assay name; default `"logcounts"` if present (`"counts"` for pseudobulk),
+#'   else the first assay.
+#' @param aggregate `"participant_visit"`, `"cell"` or `"pseudobulk"`.
+#' @param standardize Divide each feature by its SD over the fitted rows.
+#' @param covariates `colData` columns to adjust for. Participant-visit and pseudobulk
+#'   modes average numeric covariates over cells; other covariates must be constant
+#'   within a participant-visit. Covariates absorbed by the participant effects are dropped
+#'   with a message.
+#' @param celltype `NULL` (all cells), one cell type, or `"all"` (every cell type of the
+#'   design's `celltype` column in turn; a `celltype` column is added, `fdr` is within cell
+#'   type and `fdr_overall` across the table).
+#' @param vcov `"CR2"` or `"CR1"`.
+#' @param bootstrap Number of wild cluster bootstrap draws (0 for none).
+#' @param seed Seed of the bootstrap weights.
+#' @param weights Participant-visit weights: `"cells"` (cell counts) or `"equal"`.
+#' @param threads Number of threads (default `getOption("sceffects.threads", 2)`).
+#' @param BPPARAM Optional BiocParallel parameter: features are split across its workers.
+#' @return A results table, one row per feature (and cell type): `feature`, `estimate`
+#'   (the DiD), `std_error`, `statistic`, `df`, `p_value`, `fdr`, `control_change` and
+#'   `control_p_value` (the change in the control arm), `n_units` (paired participants),
+#'   `n_cells`, `resid_sd`, `vcov`, `boot_p` (when `bootstrap > 0`) and `reason` (why a
+#'   row is NA).
+#' @export
+#' @examples
+#' sce <- simulate_trial(n_genes = 300, n_cells = 3000, seed = 1)
+#' design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
+#'                        celltype = "cell_type", baseline = "Pre", followup = "Post")
+#' res <- did_table(sce, design)
+#' head(res[order(res$p_value), ])
+did_table <- function(x, design, features = NULL, assay = NULL,
+                      aggregate = c("participant_visit", "cell", "pseudobulk"),
+                      standardize = TRUE, covariates = NULL, celltype = NULL,
+                      vcov = c("CR2", "CR1"), bootstrap = 0, seed = 1,
+                      weights = c("cells", "equal"), threads = NULL, BPPARAM = NULL) {
+  aggregate <- match.arg(aggregate)
+  vcov <- match.arg(vcov)
+  weights <- match.arg(weights)
+  threads <- resolve_threads(threads)
+  bootstrap <- check_count(bootstrap, "bootstrap")
+  cells <- trial_cells(x, design)
+  src <- trial_features(x, features, assay, aggregate)
+  covs <- trial_covariates(x, covariates)
+  model <- list(contrast = "did", aggregate = aggregate, standardize = isTRUE(standardize),
+                covariates = covs, vcov = vcov, bootstrap = bootstrap, seed = seed,
+                weights = weights, threads = threads, BPPARAM = BPPARAM)
+  strata <- celltype_strata(cells, design, celltype)
+  tables <- lapply(names(strata), function(ct) {
+    keep <- strata[[ct]] & !is.na(cells$visit) & !is.na(cells$treated)
+    tab <- trial_fit(src, cells, keep, model)
+    if (!is.null(celltype)) tab <- cbind(celltype = ct, tab, stringsAsFactors = FALSE)
+    tab
+  })
+  finish_trial_table(tables, celltype, "difference in differences")
+}
+
+check_count <- function(v, arg) {
+  if (!is.numeric(v) || length(v) != 1L || is.na(v) || v < 0 || v != round(v)) {
+    stop(sprintf("`%s` must be a single whole number >= 0.", arg), call. = FALSE)
+  }
+  as.integer(v)
+}
+
+# Named list of logical cell masks, one per analysed cell type (or one for all cells).
+celltype_strata <- function(cells, design, celltype) {
+  if (is.null(celltype)) return(list(all = rep(TRUE, nrow(cells))))
+  if (is.null(design$celltype)) {
+    stop("`celltype` needs a design with a `celltype` column (trial_design(celltype = ...)).", call. = FALSE)
+  }
+  types <- sort(unique(cells$celltype[!is.na(cells$celltype)]))
+  if (identical(celltype, "all")) celltype <- types
+  bad <- setdiff(celltype, types)
+  if (length(bad)) {
+    stop(sprintf("`celltype` %s not found in colData column `%s`.", paste0("\"", bad, "\"", collapse = ", "),
+                 design$celltype), call. = FALSE)
+  }
+  stats::setNames(lapply(celltype, function(ct) !is.na(cells$celltype) & cells$celltype == ct), celltype)
+}
+
+# Feature source for a trial: genes of an assay and/or numeric colData columns.
+trial_features <- function(x, features, assay, aggregate) {
+  if (is.null(assay)) {
+    an <- assayNames(x)
+    assay <- if (aggregate == "pseudobulk") "counts" else if ("logcounts" %in% an) "logcounts" else 1L
+  }
+  cd <- SummarizedExperiment::colData(x)
+  genes <- if (is.null(features)) rownames(x) else intersect(features, rownames(x))
+  scores <- if (is.null(features)) character() else setdiff(features, rownames(x))
+  unknown <- setdiff(scores, colnames(cd))
+  if (length(unknown)) {
+    stop(sprintf("`features` not found as genes (rownames) or colData columns: %s%s.",
+                 paste(utils::head(unknown, 5L), collapse = ", "),
+                 if (length(unknown) > 5L) sprintf(" and %d more", length(unknown) - 5L) else ""),
+         call. = FALSE)
+  }
+  if (length(features) && anyDuplicated(features)) stop("`features` has duplicates.", call. = FALSE)
+  nonnum <- scores[!vapply(scores, function(s) is.numeric(cd[[s]]), TRUE)]
+  if (length(nonnum)) stop(sprintf("colData feature(s) %s are not numeric.", paste(nonnum, collapse = ", ")), call. = FALSE)
+  if (aggregate == "pseudobulk" && length(scores)) {
+    stop("`aggregate = \"pseudobulk\"` sums counts; colData scores cannot be pseudobulked.", call. = FALSE)
+  }
+  gene_src <- NULL
+  if (length(genes)) {
+    m <- se_assay(x, assay, "x")
+    if (!is.null(features)) m <- m[genes, , drop = FALSE]
+    gene_src <- numeric_features(m, "x")
+    if (aggregate == "pseudobulk") check_counts(m)
+  }
+  score_src <- NULL
+  if (length(scores)) {
+    sm <- do.call(rbind, lapply(scores, function(s) as.numeric(cd[[s]])))
+    rownames(sm) <- scores
+    score_src <- numeric_features(sm, "colData features")
+  }
+  lib_size <- if (aggregate == "pseudobulk") {
+    full <- se_assay(x, assay, "x")
+    if (is(full, "dgCMatrix")) Matrix::colSums(full) else if (is(full, "DelayedArray")) DelayedArray::colSums(full) else colSums(full)
+  }
+  list(sources = Filter(Negate(is.null), list(gene_src, score_src)), lib_size = lib_size)
+}
+
+check_counts <- function(m) {
+  v <- if (is(m, "dgCMatrix")) m@x else if (is.matrix(m)) m else NULL
+  if (!is.null(v) && (any(v < 0) || any(v != round(v)))) {
+    stop("`aggregate = \"pseudobulk\"` needs counts: the assay has negative or non-integer values (set `assay`).",
+         call. = FALSE)
+  }
+}
+
+trial_covariates <- function(x, covariates) {
+  if (is.null(covariates)) return(NULL)
+  cd <- SummarizedExperiment::colData(x)
+  missing <- setdiff(covariates, colnames(cd))
+  if (length(missing)) stop(sprintf("`covariates` not in colData(x): %s.", paste(missing, collapse = ", ")), call. = FALSE)
+  out <- as.data.frame(cd[, covariates, drop = FALSE])
+  if (anyNA(out)) stop("`covariates` have missing values.", call. = FALSE)
+  out
+}
+
+# Fits one stratum (cells `keep`) for every feature of `src`; returns a data.frame.
+trial_fit <- function(src, cells, keep, model) {
+  fit <- trial_model(cells, keep, src$lib_size, model)
+  feature_names <- unlist(lapply(src$sources, `[[`, "names"))
+  if (!is.null(fit$reason)) return(na_trial_rows(feature_names, fit, model))
+  rows <- lapply(src$sources, function(s) trial_fit_source(s, fit, model))
+  res <- do.call(rbind, rows)
+  res$feature <- feature_names
+  res
+}
+
+# The design of one stratum: observations (cells or participant-visits), X, weights,
+# clusters, or a reason why it cannot be fitted.
+trial_model <- function(cells, keep, lib_size, model) {
+  paired <- paired_participants(cells, keep)
+  all_units <- unique(cells$participant[keep])
+  unpaired <- setdiff(all_units, paired)
+  use <- keep & cells$participant %in% paired
+  out <- list(unpaired = unpaired, n_cells = sum(use), n_units = length(paired))
+  arms <- tapply(cells$treated[use], cells$participant[use], `[`, 1L)
+  per_arm <- c(sum(arms == 1L), sum(arms == 0L))
+  if (model$contrast == "did" && any(per_arm == 0L)) return(c(out, reason = "an arm missing"))
+  if (model$contrast == "did" && any(per_arm < 2L)) return(c(out, reason = "too few participants"))
+  if (length(paired) < 3L) return(c(out, reason = "too few participants"))
+  if (model$aggregate == "cell") {
+    obs <- data.frame(participant = cells$participant[use], visit = cells$visit[use],
+                      treated = cells$treated[use], n_cells = 1)
+    group <- rep(0L, length(use))
+    group[use] <- seq_len(sum(use))
+    cov_rows <- if (!is.null(model$covariates)) model$covariates[use, , drop = FALSE]
+  } else {
+    key <- paste(cells$participant, cells$visit, sep = "\r")
+    key[!use] <- NA
+    levels_pv <- unique(key[use])
+    group <- match(key, levels_pv)
+    group[is.na(group)] <- 0L
+    first <- match(levels_pv, key)
+    obs <- data.frame(participant = cells$participant[first], visit = cells$visit[first],
+                      treated = cells$treated[first], n_cells = tabulate(group, length(levels_pv)))
+    cov_rows <- if (!is.null(model$covariates)) aggregate_covariates(model$covariates, group, length(levels_pv))
+  }
+  cluster <- match(obs$participant, paired)
+  x <- cbind(visit = obs$visit, did = obs$visit * obs$treated)
+  if (model$contrast == "within") x <- x[, "visit", drop = FALSE]
+  if (!is.null(cov_rows)) {
+    cm <- stats::model.matrix(~ ., data = cov_rows)[, -1L, drop = FALSE]
+    x <- cbind(x, cm)
+  }
+  fe <- outer(cluster, seq_along(paired), `==`) * 1
+  x_full <- cbind(x, fe)
+  rank_check <- qr(x_full)
+  aliased <- rank_check$pivot[seq.int(rank_check$rank + 1L, length.out = ncol(x_full) - rank_check$rank)]
+  n_main <- if (model$contrast == "within") 1L else 2L
+  if (any(aliased <= n_main)) return(c(out, reason = "visit effect not identifiable"))
+  if (length(aliased)) {
+    message(sprintf("Dropped covariate column(s) absorbed by the participant effects or collinear: %s.",
+                    paste(colnames(x_full)[aliased], collapse = ", ")))
+    x_full <- x_full[, -aliased, drop = FALSE]
+  }
+  w <- if (model$aggregate == "cell" || model$weights == "equal") rep(1, nrow(obs)) else obs$n_cells
+  c(out, list(x = unname(x_full), weights = as.double(w), cluster = cluster, group = group,
+              n_groups = nrow(obs), obs = obs, lib_size = lib_size,
+              coefs = if (model$contrast == "within") 1L else c(2L, 1L)))
+}
+
+aggregate_covariates <- function(covs, group, n_groups) {
+  out <- lapply(names(covs), function(nm) {
+    v <- covs[[nm]]
+    if (is.numeric(v)) {
+      sums <- tapply(v[group > 0], factor(group[group > 0], seq_len(n_groups)), mean)
+      return(as.numeric(sums))
+    }
+    v <- as.character(v)
+    per <- tapply(v[group > 0], factor(group[group > 0], seq_len(n_groups)), function(u) length(unique(u)))
+    if (any(per > 1L)) {
+      stop(sprintf("Covariate `%s` is not numeric and varies within a participant-visit; use aggregate = \"cell\".", nm),
+           call. = FALSE)
+    }
+    v[group > 0][match(seq_len(n_groups), group[group > 0])]
+  })
+  stats::setNames(as.data.frame(out, stringsAsFactors = TRUE), names(covs))
+}
+
+# Bootstrap weights (draws x clusters) from `seed`, leaving the user's RNG untouched.
+boot_weights <- function(n_draws, n_clusters, seed) {
+  if (n_draws == 0L) return(NULL)
+  old <- if (exists(".Random.seed", envir = globalenv())) get(".Random.seed", envir = globalenv())
+  on.exit(if (is.null(old)) rm(".Random.seed", envir = globalenv()) else assign(".Random.seed", old, envir = globalenv()))
+  set.seed(seed)
+  values <- if (n_clusters <= 12L) {
+    c(-sqrt(1.5), -1, -sqrt(0.5), sqrt(0.5), 1, sqrt(1.5))
+  } else c(-1, 1)
+  matrix(sample(values, n_draws * n_clusters, replace = TRUE), n_draws, n_clusters)
+}
+
+# Fits one feature source: aggregates (unless cell level) then runs the core on blocks.
+trial_fit_source <- function(s, fit, model) {
+  boot <- boot_weights(model$bootstrap, length(unique(fit$cluster)), model$seed)
+  one <- function(rows) {
+    m <- trial_rows(s, rows, fit, model)
+    rs_cluster_fit(m, fit$x, fit$weights, fit$cluster, max(fit$cluster), fit$coefs,
+                   model$vcov, boot, model$standardize, model$threads)
+  }
+  chunks <- feature_chunks(s, model$BPPARAM)
+  parts <- if (is.null(model$BPPARAM) || length(chunks) == 1L) {
+    lapply(chunks, one)
+  } else {
+    BiocParallel::bplapply(chunks, one, BPPARAM = model$BPPARAM)
+  }
+  trial_columns(parts, fit, model)
+}
+
+feature_chunks <- function(s, BPPARAM) {
+  n <- s$n_features
+  k <- if (is.null(BPPARAM)) 1L else max(1L, min(n, BiocParallel::bpnworkers(BPPARAM)))
+  if (s$kind == "delayed") k <- max(k, ceiling(n / 2048))
+  unname(split(seq_len(n), ceiling(seq_len(n) * k / n)))
+}
+
+# The analysis matrix of features `rows`: aggregated participant-visit values (dense,
+# small), or the cells themselves (sparse stays sparse).
+trial_rows <- function(s, rows, fit, model) {
+  whole <- length(rows) == s$n_features
+  data <- if (s$kind == "delayed") read_block(s, rows) else if (whole) s$data else s$data[rows, , drop = FALSE]
+  if (is.logical(data)) storage.mode(data) <- "double"
+  if (model$aggregate == "cell") {
+    cols <- which(fit$group > 0)
+    if (length(cols) < ncol(data)) data <- data[, cols, drop = FALSE]
+    if (is.matrix(data) && !is.double(data)) storage.mode(data) <- "double"
+    return(if (is(data, "dgCMatrix")) data else as.matrix(data))
+  }
+  if (is.matrix(data) && !is.double(data)) storage.mode(data) <- "double"
+  if (!is(data, "dgCMatrix")) data <- as.matrix(data)
+  sums <- rs_group_sums(data, fit$group, fit$n_groups, model$threads)
+  if (model$aggregate == "pseudobulk") {
+    lib <- as.numeric(tapply(fit$lib_size[fit$group > 0], factor(fit$group[fit$group > 0], seq_len(fit$n_groups)), sum))
+    return(log1p(sweep(sums, 2L, pmax(lib, 1e-300), `/`) * 1e6))
+  }
+  sweep(sums, 2L, fit$obs$n_cells, `/`)
+}
+
+trial_columns <- function(parts, fit, model) {
+  bind <- function(name) do.call(rbind, lapply(parts, `[[`, name))
+  est <- bind("estimate")
+  se <- bind("std_error")
+  stat <- bind("statistic")
+  df <- bind("df")
+  logp <- bind("log_p")
+  status <- unlist(lapply(parts, `[[`, "status"))
+  reason <- c(NA, "zero variance", "no residual variance")[status + 1L]
+  out <- data.frame(feature = NA_character_, estimate = nan_to_na(est[, 1]), std_error = nan_to_na(se[, 1]),
+                    statistic = nan_to_na(stat[, 1]), df = nan_to_na(df[, 1]), p_value = nan_to_na(exp(logp[, 1])),
+                    log_p = nan_to_na(logp[, 1]), fdr = NA_real_, stringsAsFactors = FALSE)
+  if (ncol(est) > 1L) {
+    out$control_change <- nan_to_na(est[, 2])
+    out$control_p_value <- nan_to_na(exp(logp[, 2]))
+  }
+  out$n_units <- fit$n_units
+  out$n_cells <- fit$n_cells
+  out$resid_sd <- nan_to_na(unlist(lapply(parts, `[[`, "resid_sd")))
+  out$vcov <- model$vcov
+  if (model$bootstrap > 0L) out$boot_p <- nan_to_na(unlist(lapply(parts, `[[`, "boot_p")))
+  out$reason <- reason
+  attr(out, "unpaired") <- fit$unpaired
+  out
+}
+
+na_trial_rows <- function(feature_names, fit, model) {
+  n <- length(feature_names)
+  out <- data.frame(feature = feature_names, estimate = NA_real_, std_error = NA_real_, statistic = NA_real_,
+                    df = NA_real_, p_value = NA_real_, log_p = NA_real_, fdr = NA_real_,
+                    stringsAsFactors = FALSE)[seq_len(n), , drop = FALSE]
+  if (model$contrast != "within") {
+    out$control_change <- rep(NA_real_, n)
+    out$control_p_value <- rep(NA_real_, n)
+  }
+  out$n_units <- rep(fit$n_units, n)
+  out$n_cells <- rep(fit$n_cells, n)
+  out$resid_sd <- rep(NA_real_, n)
+  out$vcov <- rep(model$vcov, n)
+  if (model$bootstrap > 0L) out$boot_p <- rep(NA_real_, n)
+  out$reason <- rep(fit$reason, n)
+  attr(out, "unpaired") <- fit$unpaired
+  out
+}
+
+# FDR (within cell type, and overall when there are several), messages, results class.
+finish_trial_table <- function(tables, celltype, method) {
+  unpaired <- unique(unlist(lapply(tables, attr, "unpaired")))
+  tables <- lapply(tables, function(t) {
+    p <- if ("boot_p" %in% names(t)) t$boot_p else t$p_value
+    t$fdr <- fdr_bh(p)
+    t
+  })
+  res <- do.call(rbind, tables)
+  if (!is.null(celltype) && length(tables) > 1L) {
+    res$fdr_overall <- fdr_bh(if ("boot_p" %in% names(res)) res$boot_p else res$p_value)
+  }
+  if (length(unpaired)) {
+    message(sprintf("%d participant(s) seen at one visit only were left out of the paired analysis: %s.",
+                    length(unpaired), paste(utils::head(sort(unpaired), 10L), collapse = ", ")))
+  }
+  n_units <- unique(res$n_units)
+  if (any(n_units < 10L)) {
+    warning(sprintf("Only %d paired participant(s)%s: cluster-robust inference rests on few clusters; prefer vcov = \"CR2\" and check with `bootstrap`.",
+                    min(n_units), if (!is.null(celltype)) " in some cell types" else ""), call. = FALSE)
+  }
+  new_results(res, method, list(unpaired = unpaired))
+}
+
+#' Change within one arm of a trial
+#'
+#' For each feature, the paired change from baseline to follow-up within arm `arm`:
+#' `outcome ~ visit + participant` with the same aggregation, weights, cluster-robust
+#' inference and bootstrap as [did_table()], on that arm's paired participants.
+#'
+#' @inheritParams did_table
+#' @param arm The arm label (e.g. `design$treated`).
+#' @param ... Further arguments of [did_table()]: `features`, `assay`, `aggregate`,
+#'   `standardize`, `covariates`, `celltype`, `vcov`, `bootstrap`, `seed`, `weights`,
+#'   `threads`, `BPPARAM`.
+#' @return A results table as [did_table()] where `estimate` is the mean change.
+#' @export
+#' @examples
+#' sce <- simulate_trial(n_genes = 200, n_cells = 3000, seed = 1)
+#' design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
+#'                        baseline = "Pre", followup = "Post")
+#' head(within_arm(sce, design, arm = "Non-responder"))
+within_arm <- function(x, design, arm, ...) {
+  args <- within_args(...)
+  cells <- trial_cells(x, design)
+  if (!is.character(arm) || length(arm) != 1L || !arm %in% c(design$treated, design$control)) {
+    stop(sprintf("`arm` must be \"%s\" or \"%s\".", design$treated, design$control), call. = FALSE)
+  }
+  in_arm <- cells$treated == as.integer(arm == design$treated)
+  src <- trial_features(x, args$features, args$assay, args$aggregate)
+  model <- list(contrast = "within", aggregate = args$aggregate, standardize = isTRUE(args$standardize),
+                covariates = trial_covariates(x, args$covariates), vcov = args$vcov,
+                bootstrap = check_count(args$bootstrap, "bootstrap"), seed = args$seed,
+                weights = args$weights, threads = resolve_threads(args$threads), BPPARAM = args$BPPARAM)
+  strata <- celltype_strata(cells, design, args$celltype)
+  tables <- lapply(names(strata), function(ct) {
+    keep <- strata[[ct]] & !is.na(cells$visit) & !is.na(in_arm) & in_arm
+    tab <- trial_fit(src, cells, keep, model)
+    if (!is.null(args$celltype)) tab <- cbind(celltype = ct, tab, stringsAsFactors = FALSE)
+    tab
+  })
+  finish_trial_table(tables, args$celltype, sprintf("change within arm %s", arm))
+}
+
+within_args <- function(features = NULL, assay = NULL, aggregate = c("participant_visit", "cell", "pseudobulk"),
+                        standardize = TRUE, covariates = NULL, celltype = NULL, vcov = c("CR2", "CR1"),
+                        bootstrap = 0, seed = 1, weights = c("cells", "equal"), threads = NULL, BPPARAM = NULL) {
+  list(features = features, assay = assay, aggregate = match.arg(aggregate), standardize = standardize,
+       covariates = covariates, celltype = celltype, vcov = match.arg(vcov), bootstrap = bootstrap,
+       seed = seed, weights = match.arg(weights), threads = threads, BPPARAM = BPPARAM)
+}
+
+#' Compare the arms at one visit
+#'
+#' For each feature, participant means at visit `visit` are compared between the treated
+#' and control arms: Welch's t-test (as [stats::t.test()]) or the Wilcoxon rank-sum test
+#' (as [stats::wilcox.test()], exact when small and untied). Each participant counts once,
+#' whatever its number of cells; participants need not be paired.
+#'
+#' @inheritParams did_table
+#' @param visit The visit label to compare at.
+#' @param method `"t"` (Welch) or `"wilcoxon"`.
+#' @return A results table: `estimate` (treated minus control mean of participant means;
+#'   for Wilcoxon also `auc`), `std_error`, `statistic`, `df`, `p_value`, `fdr`,
+#'   `n_treated`, `n_control`, `reason`.
+#' @export
+#' @examples
+#' sce <- simulate_trial(n_genes = 200, n_cells = 3000, seed = 1)
+#' design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
+#'                        baseline = "Pre", followup = "Post")
+#' head(between_arm(sce, design, visit = "Pre"))
+between_arm <- function(x, design, visit, features = NULL, assay = NULL, method = c("t", "wilcoxon"),
+                        celltype = NULL, threads = NULL) {
+  method <- match.arg(method)
+  threads <- resolve_threads(threads)
+  cells <- trial_cells(x, design)
+  cd <- SummarizedExperiment::colData(x)
+  if (!is.character(visit) || length(visit) != 1L || !visit %in% as.character(cd[[design$visit]])) {
+    stop(sprintf("`visit` must be one visit label of colData column `%s`.", design$visit), call. = FALSE)
+  }
+  at_visit <- as.character(cd[[design$visit]]) == visit
+  src <- trial_features(x, features, assay, "participant_visit")
+  strata <- celltype_strata(cells, design, celltype)
+  tables <- lapply(names(strata), function(ct) {
+    keep <- strata[[ct]] & at_visit & !is.na(cells$treated)
+    units <- unique(cells$participant[keep])
+    group <- match(cells$participant, units)
+    group[!keep] <- 0L
+    treated <- cells$treated[match(units, cells$participant)] == 1L
+    means <- do.call(rbind, lapply(src$sources, function(s) {
+      data <- if (s$kind == "delayed") read_block(s, seq_len(s$n_features)) else s$data
+      if (!is(data, "dgCMatrix")) data <- as.matrix(data) * 1
+      sums <- rs_group_sums(data, group, length(units), threads)
+      rownames(sums) <- s$names
+      sweep(sums, 2L, tabulate(group, length(units)), `/`)
+    }))
+    tab <- between_tests(means, treated, method, threads)
+    if (!is.null(celltype)) tab <- cbind(celltype = ct, tab, stringsAsFactors = FALSE)
+    tab
+  })
+  res <- do.call(rbind, tables)
+  res$fdr <- fdr_bh(res$p_value)
+  new_results(res, sprintf("%s between arms at %s", if (method == "t") "Welch t-test" else "Wilcoxon test", visit))
+}
+
+between_tests <- function(means, treated, method, threads) {
+  n1 <- sum(treated)
+  n0 <- sum(!treated)
+  few <- n1 < 2L || n0 < 2L
+  if (method == "t") {
+    r <- if (few) NULL else rs_welch(means, treated)
+    out <- data.frame(feature = rownames(means), estimate = if (few) NA_real_ else nan_to_na(r$estimate),
+                      std_error = if (few) NA_real_ else nan_to_na(r$std_error),
+                      statistic = if (few) NA_real_ else nan_to_na(r$statistic),
+                      df = if (few) NA_real_ else nan_to_na(r$df),
+                      p_value = if (few) NA_real_ else nan_to_na(exp(r$log_p)), stringsAsFactors = FALSE)
+  } else {
+    w <- assoc_mwu(means, rbind(treated = treated), threads = threads)
+    w <- w[match(rownames(means), w$feature_x), ]
+    diff <- rowMeans(means[, treated, drop = FALSE]) - rowMeans(means[, !treated, drop = FALSE])
+    out <- data.frame(feature = rownames(means), estimate = unname(diff), auc = w$auc, std_error = NA_real_,
+                      statistic = w$statistic, df = NA_real_, p_value = w$p_value, stringsAsFactors = FALSE)
+  }
+  out$fdr <- NA_real_
+  out$n_treated <- n1
+  out$n_control <- n0
+  zero <- apply(means, 1L, function(v) all(v == v[1L]))
+  out$reason <- ifelse(few, "too few participants", ifelse(zero, "zero variance", NA_character_))
+  out$p_value[!is.na(out$reason)] <- NA
+  out
+}
+
+#' One response label per participant
+#'
+#' Response is often recorded per lesion or per sample, so cells of one participant can
+#' carry different labels. This sets every cell of a participant to the label most of its
+#' cells carry (ties go to the label first in sorted order) and reports the participants
+#' whose cells disagreed.
+#'
+#' @inheritParams did_table
+#' @return `x` with `colData(x)[[design$arm]]` harmonised; the report (participant, labels
+#'   and cell counts, chosen label) is in `S4Vectors::metadata(x)$harmonize_response` and
+#'   printed as a message.
+#' @export
+#' @examples
+#' sce <- simulate_trial(n_genes = 50, n_cells = 2000, seed = 1)
+#' design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
+#'                        baseline = "Pre", followup = "Post")
+#' sce <- harmonize_response(sce, design)
+harmonize_response <- function(x, design) {
+  check_design(design)
+  check_trial_object(x)
+  cd <- SummarizedExperiment::colData(x)
+  for (col in c(design$participant, design$arm)) {
+    if (!col %in% colnames(cd)) stop(sprintf("colData(x) has no column `%s`.", col), call. = FALSE)
+  }
+  pid <- as.character(cd[[design$participant]])
+  label <- as.character(cd[[design$arm]])
+  counts <- table(pid, label)
+  chosen <- colnames(counts)[apply(counts, 1L, which.max)]
+  names(chosen) <- rownames(counts)
+  mixed <- rownames(counts)[rowSums(counts > 0) > 1L]
+  report <- data.frame(participant = mixed,
+                       labels = vapply(mixed, function(p) {
+                         k <- counts[p, counts[p, ] > 0]
+                         paste(sprintf("%s: %d", names(k), k), collapse = "; ")
+                       }, ""),
+                       chosen = unname(chosen[mixed]), stringsAsFactors = FALSE)
+  new <- unname(chosen[pid])
+  new[is.na(label) & !pid %in% names(chosen)] <- NA
+  SummarizedExperiment::colData(x)[[design$arm]] <- if (is.factor(cd[[design$arm]])) {
+    factor(new, levels = levels(cd[[design$arm]]))
+  } else new
+  S4Vectors::metadata(x)$harmonize_response <- report
+  if (nrow(report)) {
+    message(sprintf("%d participant(s) had cells with different `%s` labels, set by majority: %s.",
+                    nrow(report), design$arm,
+                    paste(sprintf("%s -> %s (%s)", report$participant, report$chosen, report$labels), collapse = ", ")))
+  }
+  x
+}
+
+#' Difference in differences of cell-type proportions
+#'
+#' Counts the cells of each type per participant-visit, turns counts into proportions
+#' (zero-filled), transforms them, and runs the DiD of [did_table()] with one feature per
+#' cell type (participant-visits weighted equally; not standardised).
+#'
+#' @inheritParams did_table
+#' @param transform `"arcsin_sqrt"`, `"logit"` (proportions clipped to \[1e-6, 1 - 1e-6\])
+#'   or `"none"`.
+#' @param ... Further arguments of [did_table()]: `vcov`, `bootstrap`, `seed`, `threads`.
+#' @return A results table with one row per cell type (`feature`), plus `proportion_pre`
+#'   and `proportion_post` (mean proportions over paired participants).
+#' @export
+#' @examples
+#' sce <- simulate_trial(n_genes = 50, n_cells = 3000, seed = 1)
+#' design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
+#'                        celltype = "cell_type", baseline = "Pre", followup = "Post")
+#' abundance_did(sce, design)
+abundance_did <- function(x, design, transform = c("arcsin_sqrt", "logit", "none"), ...) {
+  transform <- match.arg(transform)
+  args <- within_args(...)
+  cells <- trial_cells(x, design)
+  if (is.null(design$celltype)) stop("abundance_did() needs a design with a `celltype` column.", call. = FALSE)
+  ok <- !is.na(cells$visit) & !is.na(cells$treated) & !is.na(cells$celltype)
+  types <- sort(unique(cells$celltype[ok]))
+  # Cell-type indicators: one "feature" per type, averaged per participant-visit = proportion.
+  ind <- t(vapply(types, function(ct) as.numeric(cells$celltype == ct & ok), numeric(nrow(cells))))
+  rownames(ind) <- types
+  src <- list(sources = list(numeric_features(ind, "cell types")), lib_size = NULL)
+  model <- list(contrast = "did", aggregate = "participant_visit", standardize = FALSE, covariates = NULL,
+                vcov = args$vcov, bootstrap = check_count(args$bootstrap, "bootstrap"), seed = args$seed,
+                weights = "equal", threads = resolve_threads(args$threads), BPPARAM = NULL,
+                transform = transform)
+  fit <- trial_model(cells, ok, NULL, model)
+  if (!is.null(fit$reason)) return(finish_trial_table(list(na_trial_rows(types, fit, model)), NULL, "abundance DiD"))
+  props <- rs_group_sums(ind, fit$group, fit$n_groups, model$threads)
+  props <- sweep(props, 2L, fit$obs$n_cells, `/`)
+  y <- switch(transform,
+              arcsin_sqrt = asin(sqrt(props)),
+              logit = stats::qlogis(pmin(pmax(props, 1e-6), 1 - 1e-6)),
+              none = props)
+  boot <- boot_weights(model$bootstrap, max(fit$cluster), model$seed)
+  part <- rs_cluster_fit(y, fit$x, fit$weights, fit$cluster, max(fit$cluster), fit$coefs, model$vcov,
+                         boot, FALSE, model$threads)
+  tab <- trial_columns(list(part), fit, model)
+  tab$feature <- types
+  tab$proportion_pre <- rowMeans(props[, fit$obs$visit == 0L, drop = FALSE])
+  tab$proportion_post <- rowMeans(props[, fit$obs$visit == 1L, drop = FALSE])
+  finish_trial_table(list(tab), NULL, sprintf("abundance DiD (%s)", transform))
+}

@@ -1,0 +1,746 @@
+//! Weighted least squares with cluster-robust inference, for many responses that share one
+//! design (the difference-in-differences model: every gene of a trial has the same
+//! participants, visits and weights).
+//!
+//! Everything a coefficient needs is linear in the response y: its estimate is `b'y` and
+//! its cluster scores are `P y` (one per cluster), with variance `scale * |P y|^2`:
+//! - CR1 (`sandwich::vcovCL(type = "HC1")`): `P = R (I - H)`, row g of R being
+//!   `c'M X_g'W_g` on cluster g's observations, `scale = G/(G-1) (N-1)/(N-p)`, df `G - 1`;
+//! - CR2 (`clubSandwich`, working model the identity): R adjusted by
+//!   `A_g = G_g^{-1/2}` (pseudo-inverse square root), with
+//!   `G_g = I - H_gg - H_gg' + X_g Omega X_g'`, `Omega = M X'W^2X M`; Satterthwaite df
+//!   `tr(S)^2 / |S|_F^2` with `S = P P'`.
+//!
+//! `G_g` differs from the identity by a matrix of rank at most 2p, so `A_g` is computed
+//! from a thin SVD and a small eigenproblem: a cluster of thousands of cells costs
+//! `O(n_g p^2)`, not `O(n_g^3)`.
+//!
+//! The wild cluster bootstrap imposes the null (restricted fit without the tested column):
+//! with `y* = yhat_r + w_g e_r`, the draw's estimate is `sum_h w_h a_h` and its scores
+//! `K w`, where `a_h` and `K[g, h]` are cluster-h sums of `b_i e_r,i` and `P[g, i] e_r,i`,
+//! themselves linear in y. So each draw costs `O(G^2)` per response.
+
+use crate::dist;
+use crate::project::{Projection, N_STATS};
+use faer::linalg::solvers::DenseSolveCore;
+use faer::{Mat, MatRef, Side};
+
+/// Eigenvalues at or below this are treated as zero in the pseudo-inverse square root,
+/// as clubSandwich's `matrix_power()` does.
+const EIGEN_TOL: f64 = 1e-12;
+/// A bootstrap draw counts as at least as extreme as the data within this relative
+/// tolerance, so the draw that reproduces the data always counts.
+pub const TIE_TOL: f64 = 1e-9;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vcov {
+    Cr1,
+    Cr2,
+}
+
+/// Why a response's row has no inference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Ok = 0,
+    ZeroVariance = 1,
+    NoResidualVariance = 2,
+}
+
+/// A design shared by all responses: `x` is `N x p` and of full column rank.
+pub struct Design<'a> {
+    pub x: MatRef<'a, f64>,
+    pub weights: &'a [f64],
+    /// Cluster of each observation, 0-based and dense (every cluster has observations).
+    pub cluster: &'a [usize],
+    pub n_clusters: usize,
+}
+
+impl Design<'_> {
+    fn check(&self) -> Result<(), String> {
+        let n = self.x.nrows();
+        if self.weights.len() != n || self.cluster.len() != n {
+            return Err("design: weights and clusters must have one entry per row".into());
+        }
+        if self.weights.iter().any(|&w| !(w > 0.0 && w.is_finite())) {
+            return Err("design: weights must be positive and finite".into());
+        }
+        let mut seen = vec![false; self.n_clusters];
+        for &g in self.cluster {
+            if g >= self.n_clusters {
+                return Err("design: cluster index out of range".into());
+            }
+            seen[g] = true;
+        }
+        if self.n_clusters < 2 || seen.iter().any(|s| !s) {
+            return Err("design: need at least two clusters, each with observations".into());
+        }
+        if n <= self.x.ncols() {
+            return Err("design: no residual degrees of freedom".into());
+        }
+        Ok(())
+    }
+
+    fn members(&self) -> Vec<Vec<usize>> {
+        let mut m = vec![Vec::new(); self.n_clusters];
+        for (i, &g) in self.cluster.iter().enumerate() {
+            m[g].push(i);
+        }
+        m
+    }
+
+    fn rows(&self, idx: &[usize]) -> Mat<f64> {
+        Mat::from_fn(idx.len(), self.x.ncols(), |r, c| self.x[(idx[r], c)])
+    }
+
+    /// `X'WX` and its inverse (the bread).
+    fn bread(&self) -> Result<Mat<f64>, String> {
+        let wx = Mat::from_fn(self.x.nrows(), self.x.ncols(), |i, c| {
+            self.weights[i] * self.x[(i, c)]
+        });
+        let xtwx = self.x.transpose() * &wx;
+        let llt = xtwx
+            .llt(Side::Lower)
+            .map_err(|_| "design: X'WX is singular (collinear columns)".to_string())?;
+        Ok(llt.inverse())
+    }
+}
+
+/// What one coefficient needs per response.
+pub struct CoefRows {
+    /// Estimate = `b'y` (length N).
+    pub b: Vec<f64>,
+    /// Cluster scores = `P y`, `P` being `G x N`.
+    pub scores: Mat<f64>,
+    pub df: f64,
+    /// Variance = `scale * |P y|^2`.
+    pub scale: f64,
+}
+
+/// `b` and `P` of coefficient `coef` under `vcov`.
+fn coef_rows(d: &Design, bread: &Mat<f64>, coef: usize, vcov: Vcov) -> Result<CoefRows, String> {
+    let (n, p, g_count) = (d.x.nrows(), d.x.ncols(), d.n_clusters);
+    let mc = bread.col(coef).to_owned(); // M c (M symmetric)
+    let xmc = d.x * &mc;
+    let b: Vec<f64> = (0..n).map(|i| d.weights[i] * xmc[i]).collect();
+    let members = d.members();
+    let omega = match vcov {
+        Vcov::Cr2 => {
+            let w2x = Mat::from_fn(n, p, |i, c| d.weights[i].powi(2) * d.x[(i, c)]);
+            Some(bread * (d.x.transpose() * w2x) * bread)
+        }
+        Vcov::Cr1 => None,
+    };
+    // R: G x N, row g = b restricted to cluster g, adjusted by A_g for CR2.
+    let mut r = Mat::<f64>::zeros(g_count, n);
+    for (g, idx) in members.iter().enumerate() {
+        let q: Vec<f64> = idx.iter().map(|&i| b[i]).collect();
+        let adjusted = match &omega {
+            Some(om) => cr2_adjust(d, idx, bread, om, &q)?,
+            None => q,
+        };
+        for (k, &i) in idx.iter().enumerate() {
+            r[(g, i)] = adjusted[k];
+        }
+    }
+    // P = R (I - H) = R - (R X) M X'W.
+    let rxm = (&r * d.x) * bread;
+    let xm_w = Mat::from_fn(p, n, |c, i| d.x[(i, c)] * d.weights[i]);
+    let scores = &r - rxm * xm_w;
+    let (df, scale) = match vcov {
+        Vcov::Cr1 => (
+            g_count as f64 - 1.0,
+            g_count as f64 / (g_count as f64 - 1.0) * (n as f64 - 1.0) / (n as f64 - p as f64),
+        ),
+        Vcov::Cr2 => {
+            let s = &scores * scores.transpose();
+            let trace: f64 = (0..g_count).map(|i| s[(i, i)]).sum();
+            let frob: f64 = (0..g_count)
+                .flat_map(|i| (0..g_count).map(move |j| (i, j)))
+                .map(|(i, j)| s[(i, j)].powi(2))
+                .sum();
+            (trace * trace / frob, 1.0)
+        }
+    };
+    Ok(CoefRows {
+        b,
+        scores,
+        df,
+        scale,
+    })
+}
+
+/// `A_g q` for the CR2 adjustment of cluster `idx` (A_g symmetric, so `q'A_g = (A_g q)'`).
+/// `G_g = I + V C V'` with `V = [X_g, W_g X_g]`, `C = [[Omega, -M], [-M, 0]]`.
+fn cr2_adjust(
+    d: &Design,
+    idx: &[usize],
+    bread: &Mat<f64>,
+    omega: &Mat<f64>,
+    q: &[f64],
+) -> Result<Vec<f64>, String> {
+    let p = d.x.ncols();
+    let xg = d.rows(idx);
+    let v = Mat::from_fn(idx.len(), 2 * p, |r, c| {
+        if c < p {
+            xg[(r, c)]
+        } else {
+            d.weights[idx[r]] * xg[(r, c - p)]
+        }
+    });
+    let svd = v.thin_svd().map_err(|_| "SVD failed".to_string())?;
+    let (u, s, vt) = (svd.U(), svd.S().column_vector(), svd.V());
+    let s_max = (0..s.nrows()).map(|i| s[i]).fold(0.0, f64::max);
+    let rank = (0..s.nrows()).filter(|&i| s[i] > s_max * 1e-12).count();
+    let c = Mat::from_fn(2 * p, 2 * p, |i, j| match (i < p, j < p) {
+        (true, true) => omega[(i, j)],
+        (true, false) => -bread[(i, j - p)],
+        (false, true) => -bread[(i - p, j)],
+        (false, false) => 0.0,
+    });
+    // Small symmetric S = Sigma V_r' C V_r Sigma (rank x rank).
+    let vs = Mat::from_fn(2 * p, rank, |i, k| vt[(i, k)] * s[k]);
+    let small = vs.transpose() * &c * &vs;
+    let small = Mat::from_fn(rank, rank, |i, j| 0.5 * (small[(i, j)] + small[(j, i)]));
+    let eig = small
+        .self_adjoint_eigen(Side::Lower)
+        .map_err(|_| "eigendecomposition failed".to_string())?;
+    let (e, lambda) = (eig.U(), eig.S().column_vector());
+    // Z = U_r E: orthonormal directions where G_g differs from I, with eigenvalues 1 + lambda.
+    let z = u.subcols(0, rank) * e;
+    let zq = z.transpose() * faer::ColRef::from_slice(q);
+    let mut out = q.to_vec();
+    for k in 0..rank {
+        let ev = 1.0 + lambda[k];
+        let factor = if ev > EIGEN_TOL { ev.powf(-0.5) } else { 0.0 } - 1.0;
+        let coef = factor * zq[k];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o += coef * z[(i, k)];
+        }
+    }
+    Ok(out)
+}
+
+/// The wild-bootstrap pieces of the tested coefficient (see the module docs).
+struct BootRows {
+    /// `X_r'W` (p_r x N) and the restricted bread `M_r`.
+    xrw: Mat<f64>,
+    bread_r: Mat<f64>,
+    /// Cluster sums of `b_i x_r,i` (G x p_r) and of `P[g, i] x_r,i` ((G*G) x p_r, row h*G+g).
+    a_corr: Mat<f64>,
+    k_corr: Mat<f64>,
+    /// Draws x clusters, row-major.
+    weights: Vec<f64>,
+    n_draws: usize,
+}
+
+/// A fitted design: what to project each response on, and how to finish each response.
+pub struct ClusterFit {
+    pub n_obs: usize,
+    pub n_coef: usize,
+    pub n_clusters: usize,
+    pub coefs: Vec<CoefRows>,
+    bread: Mat<f64>,
+    xw: Mat<f64>, // p x N, X'W
+    weights: Vec<f64>,
+    cluster: Vec<usize>,
+    boot: Option<BootRows>,
+}
+
+/// One response's results for one coefficient.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CoefResult {
+    pub estimate: f64,
+    pub std_error: f64,
+    pub statistic: f64,
+    pub df: f64,
+    pub log_p: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct ResponseResult {
+    pub coefs: Vec<CoefResult>,
+    pub resid_sd: f64,
+    pub boot_p: f64,
+    pub status: Status,
+}
+
+impl ClusterFit {
+    /// Fits the design for coefficients `coefs` (column indices); with `boot_weights`
+    /// (draws x clusters, row-major), the first coefficient is also bootstrapped.
+    pub fn new(
+        d: &Design,
+        coefs: &[usize],
+        vcov: Vcov,
+        boot_weights: Option<(Vec<f64>, usize)>,
+    ) -> Result<Self, String> {
+        d.check()?;
+        let (n, p, g) = (d.x.nrows(), d.x.ncols(), d.n_clusters);
+        if coefs.is_empty() || coefs.iter().any(|&c| c >= p) {
+            return Err("design: coefficient index out of range".into());
+        }
+        let bread = d.bread()?;
+        let rows = coefs
+            .iter()
+            .map(|&c| coef_rows(d, &bread, c, vcov))
+            .collect::<Result<Vec<_>, _>>()?;
+        let xw = Mat::from_fn(p, n, |c, i| d.x[(i, c)] * d.weights[i]);
+        let boot = match boot_weights {
+            Some((weights, n_draws)) => {
+                if weights.len() != n_draws * g {
+                    return Err("bootstrap weights must be draws x clusters".into());
+                }
+                Some(boot_rows(d, &rows[0], coefs[0], weights, n_draws)?)
+            }
+            None => None,
+        };
+        Ok(ClusterFit {
+            n_obs: n,
+            n_coef: p,
+            n_clusters: g,
+            coefs: rows,
+            bread,
+            xw,
+            weights: d.weights.to_vec(),
+            cluster: d.cluster.to_vec(),
+            boot,
+        })
+    }
+
+    fn n_restricted(&self) -> usize {
+        self.boot.as_ref().map_or(0, |b| b.xrw.nrows())
+    }
+
+    /// The functionals each response is reduced to. Dense rows: per coefficient `b` and
+    /// the G rows of `P`; then `X'W`; then `X_r'W` when bootstrapping. Grouped rows (when
+    /// bootstrapping): `b` and the G rows of `P`, summed within each cluster.
+    pub fn projection(&self) -> Projection {
+        let (n, g) = (self.n_obs, self.n_clusters);
+        let mut rows: Vec<Vec<f64>> = Vec::new();
+        for c in &self.coefs {
+            rows.push(c.b.clone());
+            rows.extend((0..g).map(|k| (0..n).map(|i| c.scores[(k, i)]).collect()));
+        }
+        rows.extend((0..self.n_coef).map(|k| (0..n).map(|i| self.xw[(k, i)]).collect()));
+        let (n_grouped, grouped) = match &self.boot {
+            Some(b) => {
+                rows.extend((0..b.xrw.nrows()).map(|k| (0..n).map(|i| b.xrw[(k, i)]).collect()));
+                let c = &self.coefs[0];
+                let grouped = (0..n)
+                    .flat_map(|i| {
+                        std::iter::once(c.b[i]).chain((0..g).map(move |k| c.scores[(k, i)]))
+                    })
+                    .collect();
+                (1 + g, grouped)
+            }
+            None => (0, Vec::new()),
+        };
+        let n_dense = rows.len();
+        let dense = (0..n)
+            .flat_map(|i| rows.iter().map(move |r| r[i]))
+            .collect();
+        Projection {
+            n_obs: n,
+            n_dense,
+            dense,
+            n_grouped,
+            grouped,
+            group: self.cluster.clone(),
+            n_groups: g,
+            weights: self.weights.clone(),
+        }
+    }
+
+    /// Results of one response from its projected values `z` (see [`Self::projection`]).
+    /// With `standardize`, the response is first divided by its SD over observations.
+    pub fn finish(&self, z: &[f64], standardize: bool) -> ResponseResult {
+        let (n, g, p) = (self.n_obs as f64, self.n_clusters, self.n_coef);
+        let stats = &z[z.len() - N_STATS..];
+        let (sum, sumsq, wsum, wsumsq) = (stats[0], stats[1], stats[2], stats[3]);
+        let mean = sum / n;
+        let var = ((sumsq - sum * mean) / (n - 1.0)).max(0.0);
+        let nan_row = |status| ResponseResult {
+            coefs: vec![
+                CoefResult {
+                    estimate: f64::NAN,
+                    std_error: f64::NAN,
+                    statistic: f64::NAN,
+                    df: f64::NAN,
+                    log_p: f64::NAN,
+                };
+                self.coefs.len()
+            ],
+            resid_sd: f64::NAN,
+            boot_p: f64::NAN,
+            status,
+        };
+        // Constant up to rounding (NaN counts as constant too).
+        if var.is_nan() || var <= 1e-12 * mean * mean || var <= 0.0 {
+            return nan_row(Status::ZeroVariance);
+        }
+        let scale = if standardize { var.sqrt() } else { 1.0 };
+        let stride = 1 + g;
+        let xwy_at = self.coefs.len() * stride;
+        let xwy = &z[xwy_at..xwy_at + p];
+        let fitted_ss: f64 = (0..p)
+            .map(|i| {
+                (0..p)
+                    .map(|j| xwy[i] * self.bread[(i, j)] * xwy[j])
+                    .sum::<f64>()
+            })
+            .sum();
+        let total_ss = wsumsq - wsum * wsum / self.weights.iter().sum::<f64>();
+        let rss = (wsumsq - fitted_ss).max(0.0);
+        let resid_sd = (rss / (n - p as f64)).sqrt() / scale;
+        let degenerate = rss.is_nan() || rss <= 1e-14 * total_ss;
+        let mut coefs = Vec::with_capacity(self.coefs.len());
+        for (k, c) in self.coefs.iter().enumerate() {
+            let zk = &z[k * stride..(k + 1) * stride];
+            let estimate = zk[0] / scale;
+            let ss: f64 = zk[1..].iter().map(|u| u * u).sum();
+            let se = (c.scale * ss).sqrt() / scale;
+            let (se, statistic, log_p) = if degenerate {
+                (f64::NAN, f64::NAN, f64::NAN)
+            } else {
+                let t = estimate / se;
+                (se, t, dist::t_two_sided_log_p(t, c.df))
+            };
+            coefs.push(CoefResult {
+                estimate,
+                std_error: se,
+                statistic,
+                df: c.df,
+                log_p,
+            });
+        }
+        let boot_p = match (&self.boot, degenerate) {
+            (Some(b), false) => self.boot_p(b, z, xwy_at + p),
+            _ => f64::NAN,
+        };
+        ResponseResult {
+            coefs,
+            resid_sd,
+            boot_p,
+            status: if degenerate {
+                Status::NoResidualVariance
+            } else {
+                Status::Ok
+            },
+        }
+    }
+
+    /// Bootstrap p of the first coefficient: `(1 + #{|t*| >= |t|}) / (1 + valid draws)`.
+    fn boot_p(&self, b: &BootRows, z: &[f64], xrwy_at: usize) -> f64 {
+        let g = self.n_clusters;
+        let pr = self.n_restricted();
+        let xrwy = &z[xrwy_at..xrwy_at + pr];
+        let gamma: Vec<f64> = (0..pr)
+            .map(|i| (0..pr).map(|j| b.bread_r[(i, j)] * xrwy[j]).sum())
+            .collect();
+        let grouped_at = z.len() - N_STATS - (1 + g) * g;
+        let corr =
+            |m: &Mat<f64>, row: usize| -> f64 { (0..pr).map(|j| m[(row, j)] * gamma[j]).sum() };
+        // a_h and K[g, h] (row-major G x G) from the cluster sums minus X_r gamma's share.
+        let a: Vec<f64> = (0..g)
+            .map(|h| z[grouped_at + h * (1 + g)] - corr(&b.a_corr, h))
+            .collect();
+        let mut kmat = vec![0.0; g * g];
+        for h in 0..g {
+            for k in 0..g {
+                kmat[k * g + h] = z[grouped_at + h * (1 + g) + 1 + k] - corr(&b.k_corr, h * g + k);
+            }
+        }
+        let obs_ss: f64 = z[1..1 + g].iter().map(|u| u * u).sum();
+        let t_obs = (z[0] / obs_ss.sqrt()).abs();
+        let (mut extreme, mut valid) = (0usize, 0usize);
+        for draw in b.weights.chunks_exact(g).take(b.n_draws) {
+            let est: f64 = a.iter().zip(draw).map(|(x, w)| x * w).sum();
+            let ss: f64 = kmat
+                .chunks_exact(g)
+                .map(|row| {
+                    row.iter()
+                        .zip(draw)
+                        .map(|(x, w)| x * w)
+                        .sum::<f64>()
+                        .powi(2)
+                })
+                .sum();
+            if ss > 0.0 && ss.is_finite() {
+                valid += 1;
+                if (est / ss.sqrt()).abs() >= t_obs * (1.0 - TIE_TOL) {
+                    extreme += 1;
+                }
+            }
+        }
+        (1 + extreme) as f64 / (1 + valid) as f64
+    }
+}
+
+fn boot_rows(
+    d: &Design,
+    tested: &CoefRows,
+    coef: usize,
+    weights: Vec<f64>,
+    n_draws: usize,
+) -> Result<BootRows, String> {
+    let (n, p, g) = (d.x.nrows(), d.x.ncols(), d.n_clusters);
+    let keep: Vec<usize> = (0..p).filter(|&c| c != coef).collect();
+    let xr = Mat::from_fn(n, keep.len(), |i, c| d.x[(i, keep[c])]);
+    let restricted = Design {
+        x: xr.as_ref(),
+        weights: d.weights,
+        cluster: d.cluster,
+        n_clusters: g,
+    };
+    let bread_r = restricted.bread()?;
+    let pr = keep.len();
+    let xrw = Mat::from_fn(pr, n, |c, i| xr[(i, c)] * d.weights[i]);
+    let mut a_corr = Mat::<f64>::zeros(g, pr);
+    let mut k_corr = Mat::<f64>::zeros(g * g, pr);
+    for i in 0..n {
+        let h = d.cluster[i];
+        for c in 0..pr {
+            a_corr[(h, c)] += tested.b[i] * xr[(i, c)];
+            for k in 0..g {
+                k_corr[(h * g + k, c)] += tested.scores[(k, i)] * xr[(i, c)];
+            }
+        }
+    }
+    Ok(BootRows {
+        xrw,
+        bread_r,
+        a_corr,
+        k_corr,
+        weights,
+        n_draws,
+    })
+}
+
+/// Welch's two-sample t-test of one response (`t.test(y[group], y[!group])`).
+pub fn welch(y: &[f64], in_first: &[bool]) -> CoefResult {
+    let moments = |first: bool| {
+        let v: Vec<f64> = y
+            .iter()
+            .zip(in_first)
+            .filter(|(_, &f)| f == first)
+            .map(|(&v, _)| v)
+            .collect();
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        (n, mean, var)
+    };
+    let (n1, m1, v1) = moments(true);
+    let (n2, m2, v2) = moments(false);
+    let (s1, s2) = (v1 / n1, v2 / n2);
+    let se = (s1 + s2).sqrt();
+    let df = (s1 + s2).powi(2) / (s1 * s1 / (n1 - 1.0) + s2 * s2 / (n2 - 1.0));
+    let statistic = (m1 - m2) / se;
+    CoefResult {
+        estimate: m1 - m2,
+        std_error: se,
+        statistic,
+        df,
+        log_p: dist::t_two_sided_log_p(statistic, df),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::project::project_dense;
+
+    /// `a^pow` of a symmetric matrix through its eigendecomposition, eigenvalues at or below
+    /// [`EIGEN_TOL`] mapped to zero.
+    fn sym_power(a: MatRef<f64>, pow: f64) -> Result<Mat<f64>, String> {
+        let eig = a
+            .self_adjoint_eigen(Side::Lower)
+            .map_err(|_| "eigendecomposition failed".to_string())?;
+        let (u, s) = (eig.U(), eig.S().column_vector());
+        let k = a.nrows();
+        let f: Vec<f64> = (0..k)
+            .map(|i| {
+                if s[i] > EIGEN_TOL {
+                    s[i].powf(pow)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Ok(Mat::from_fn(k, k, |r, c| {
+            (0..k).map(|i| u[(r, i)] * f[i] * u[(c, i)]).sum()
+        }))
+    }
+
+    /// Deterministic pseudo-random numbers in (-1, 1).
+    fn noise(k: usize) -> f64 {
+        let x = ((k as f64 + 1.0) * 12.9898).sin() * 43758.5453;
+        2.0 * (x - x.floor()) - 1.0
+    }
+
+    /// DiD design: participants 0..6 (arm = id % 2), two visits, two cells per visit,
+    /// columns [visit, visit:arm, participant dummies].
+    fn did_design() -> (Mat<f64>, Vec<f64>, Vec<usize>) {
+        let mut rows = Vec::new();
+        for pid in 0..6 {
+            for visit in 0..2 {
+                for cell in 0..(2 + (pid + visit) % 2) {
+                    rows.push((pid, visit as f64, 1.0 + cell as f64 * 0.5));
+                }
+            }
+        }
+        let x = Mat::from_fn(rows.len(), 8, |i, c| {
+            let (pid, visit, _) = rows[i];
+            match c {
+                0 => visit,
+                1 => visit * (pid % 2) as f64,
+                _ => f64::from(c - 2 == pid),
+            }
+        });
+        let w = rows.iter().map(|r| r.2).collect();
+        let cl = rows.iter().map(|r| r.0).collect();
+        (x, w, cl)
+    }
+
+    /// Direct WLS: coefficients, residuals, bread.
+    fn direct(x: &Mat<f64>, w: &[f64], y: &[f64]) -> (Vec<f64>, Vec<f64>, Mat<f64>) {
+        let d = Design {
+            x: x.as_ref(),
+            weights: w,
+            cluster: &[],
+            n_clusters: 0,
+        };
+        let m = d.bread().unwrap();
+        let xwy: Vec<f64> = (0..x.ncols())
+            .map(|c| (0..x.nrows()).map(|i| x[(i, c)] * w[i] * y[i]).sum())
+            .collect();
+        let beta: Vec<f64> = (0..x.ncols())
+            .map(|r| (0..x.ncols()).map(|c| m[(r, c)] * xwy[c]).sum())
+            .collect();
+        let e = (0..x.nrows())
+            .map(|i| y[i] - (0..x.ncols()).map(|c| x[(i, c)] * beta[c]).sum::<f64>())
+            .collect();
+        (beta, e, m)
+    }
+
+    #[test]
+    fn cr1_matches_the_direct_sandwich() {
+        let (x, w, cl) = did_design();
+        let n = x.nrows();
+        let y: Vec<f64> = (0..n).map(|i| 1.0 + x[(i, 1)] * 0.3 + noise(i)).collect();
+        let d = Design {
+            x: x.as_ref(),
+            weights: &w,
+            cluster: &cl,
+            n_clusters: 6,
+        };
+        let fit = ClusterFit::new(&d, &[1, 0], Vcov::Cr1, None).unwrap();
+        let z = project_dense(&y, 1, &fit.projection());
+        let res = fit.finish(&z, false);
+        let (beta, e, m) = direct(&x, &w, &y);
+        // Direct CR1: M (sum_g s_g s_g') M * G/(G-1) (N-1)/(N-p), s_g = X_g'W_g e_g.
+        let mut meat = [0.0; 6];
+        for i in 0..n {
+            let s: f64 = (0..8).map(|c| m[(1, c)] * x[(i, c)]).sum::<f64>() * w[i] * e[i];
+            meat[cl[i]] += s;
+        }
+        let v: f64 = meat.iter().map(|s| s * s).sum::<f64>() * 6.0 / 5.0 * (n as f64 - 1.0)
+            / (n as f64 - 8.0);
+        assert!((res.coefs[0].estimate - beta[1]).abs() < 1e-12);
+        assert!((res.coefs[0].std_error - v.sqrt()).abs() < 1e-12);
+        assert_eq!(res.coefs[0].df, 5.0);
+        assert!((res.coefs[1].estimate - beta[0]).abs() < 1e-12);
+    }
+
+    #[test]
+    fn cr2_low_rank_adjustment_matches_the_dense_inverse_square_root() {
+        let (x, w, cl) = did_design();
+        let d = Design {
+            x: x.as_ref(),
+            weights: &w,
+            cluster: &cl,
+            n_clusters: 6,
+        };
+        let m = d.bread().unwrap();
+        let n = x.nrows();
+        let w2x = Mat::from_fn(n, 8, |i, c| w[i] * w[i] * x[(i, c)]);
+        let omega = &m * (x.transpose() * w2x) * &m;
+        let idx: Vec<usize> = (0..n).filter(|&i| cl[i] == 2).collect();
+        let q: Vec<f64> = idx.iter().map(|&i| noise(i + 100)).collect();
+        let fast = cr2_adjust(&d, &idx, &m, &omega, &q).unwrap();
+        // Dense G_g and its pseudo-inverse square root.
+        let xg = d.rows(&idx);
+        let k = idx.len();
+        let h = &xg * &m * Mat::from_fn(8, k, |c, r| xg[(r, c)] * w[idx[r]]);
+        let gg = Mat::from_fn(k, k, |r, c| {
+            f64::from(r == c) - h[(r, c)] - h[(c, r)]
+                + (0..8)
+                    .map(|a| {
+                        (0..8)
+                            .map(|b| xg[(r, a)] * omega[(a, b)] * xg[(c, b)])
+                            .sum::<f64>()
+                    })
+                    .sum::<f64>()
+        });
+        let a = sym_power(gg.as_ref(), -0.5).unwrap();
+        for r in 0..k {
+            let direct: f64 = (0..k).map(|c| a[(r, c)] * q[c]).sum();
+            assert!((direct - fast[r]).abs() < 1e-10, "{direct} vs {}", fast[r]);
+        }
+    }
+
+    #[test]
+    fn bootstrap_draws_match_refitting_each_draw() {
+        let (x, w, cl) = did_design();
+        let n = x.nrows();
+        let y: Vec<f64> = (0..n).map(|i| x[(i, 1)] * 0.8 + noise(i + 7)).collect();
+        let d = Design {
+            x: x.as_ref(),
+            weights: &w,
+            cluster: &cl,
+            n_clusters: 6,
+        };
+        let draws = 40;
+        let weights: Vec<f64> = (0..draws * 6)
+            .map(|k| if noise(k + 999) > 0.0 { 1.0 } else { -1.0 })
+            .collect();
+        let fit = ClusterFit::new(&d, &[1], Vcov::Cr2, Some((weights.clone(), draws))).unwrap();
+        let proj = fit.projection();
+        let t_of = |yy: &[f64]| {
+            let r = fit.finish(&project_dense(yy, 1, &proj), false);
+            r.coefs[0].statistic
+        };
+        let t_obs = t_of(&y);
+        // Restricted fit: drop column 1.
+        let xr = Mat::from_fn(n, 7, |i, c| x[(i, if c == 0 { 0 } else { c + 1 })]);
+        let (_, er, _) = direct(&xr, &w, &y);
+        let fitted: Vec<f64> = (0..n).map(|i| y[i] - er[i]).collect();
+        let mut extreme = 0;
+        for b in 0..draws {
+            let ystar: Vec<f64> = (0..n)
+                .map(|i| fitted[i] + weights[b * 6 + cl[i]] * er[i])
+                .collect();
+            if t_of(&ystar).abs() >= t_obs.abs() * (1.0 - TIE_TOL) {
+                extreme += 1;
+            }
+        }
+        let expect = (1 + extreme) as f64 / (1 + draws) as f64;
+        let got = fit.finish(&project_dense(&y, 1, &proj), false).boot_p;
+        assert!((got - expect).abs() < 1e-15, "{got} vs {expect}");
+    }
+
+    #[test]
+    fn constant_response_has_no_inference() {
+        let (x, w, cl) = did_design();
+        let d = Design {
+            x: x.as_ref(),
+            weights: &w,
+            cluster: &cl,
+            n_clusters: 6,
+        };
+        let fit = ClusterFit::new(&d, &[1], Vcov::Cr2, None).unwrap();
+        let y = vec![2.5; x.nrows()];
+        let r = fit.finish(&project_dense(&y, 1, &fit.projection()), true);
+        assert_eq!(r.status, Status::ZeroVariance);
+        assert!(r.coefs[0].log_p.is_nan());
+    }
+}

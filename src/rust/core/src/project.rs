@@ -1,0 +1,246 @@
+//! Linear functionals of every feature of a features x observations matrix, in one pass.
+//!
+//! Regression on a design shared by all features is linear in the response, so each
+//! feature reduces to a few numbers: `dense` rows (observation j adds `y_j * L[., j]`),
+//! `grouped` rows (observation j adds into the slot of its group, which keeps per-cluster
+//! sums without a row per cluster), and the sum, sum of squares, weighted sum and weighted
+//! sum of squares. A sparse matrix is read once, each non-zero costing one short loop.
+//! Features are processed in fixed blocks, each by one thread, in observation order, so
+//! results are bit-identical whatever the thread count.
+
+use crate::input::CscView;
+use rayon::prelude::*;
+
+/// Number of trailing per-feature statistics: sum, sum of squares, weighted sum, weighted
+/// sum of squares.
+pub const N_STATS: usize = 4;
+const FEATURES_PER_TASK: usize = 256;
+
+/// The functionals to compute, all over the same `n_obs` observations.
+pub struct Projection {
+    pub n_obs: usize,
+    /// Dense rows, column-major `n_dense x n_obs` (the column of observation j is contiguous).
+    pub n_dense: usize,
+    pub dense: Vec<f64>,
+    /// Grouped rows, column-major `n_grouped x n_obs`; observation j adds into slot
+    /// `group[j]`.
+    pub n_grouped: usize,
+    pub grouped: Vec<f64>,
+    pub group: Vec<usize>,
+    pub n_groups: usize,
+    /// Observation weights of the weighted sums.
+    pub weights: Vec<f64>,
+}
+
+impl Projection {
+    /// Values per feature: dense rows, then `n_groups` slots of `n_grouped`, then the stats.
+    pub fn width(&self) -> usize {
+        self.n_dense + self.n_grouped * self.n_groups + N_STATS
+    }
+
+    /// Offset of grouped row `r` of group `g` within a feature's values.
+    pub fn grouped_slot(&self, g: usize, r: usize) -> usize {
+        self.n_dense + g * self.n_grouped + r
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        let n = self.n_obs;
+        if self.dense.len() != self.n_dense * n
+            || self.grouped.len() != self.n_grouped * n
+            || (self.n_grouped > 0 && self.group.len() != n)
+            || self.weights.len() != n
+            || self.group.iter().any(|&g| g >= self.n_groups)
+        {
+            return Err(
+                "projection: rows, groups and weights do not match the observations".into(),
+            );
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn add(&self, out: &mut [f64], j: usize, v: f64) {
+        let (m, q) = (self.n_dense, self.n_grouped);
+        for (o, l) in out[..m].iter_mut().zip(&self.dense[j * m..(j + 1) * m]) {
+            *o += v * l;
+        }
+        if q > 0 {
+            let base = m + self.group[j] * q;
+            for (o, l) in out[base..base + q]
+                .iter_mut()
+                .zip(&self.grouped[j * q..(j + 1) * q])
+            {
+                *o += v * l;
+            }
+        }
+        let s = out.len() - N_STATS;
+        let w = self.weights[j];
+        out[s] += v;
+        out[s + 1] += v * v;
+        out[s + 2] += w * v;
+        out[s + 3] += w * v * v;
+    }
+}
+
+/// Functionals of the features (rows) of a dense column-major `n_features x n_obs` matrix;
+/// returns `n_features x width` values, row-major (one contiguous run per feature).
+pub fn project_dense(data: &[f64], n_features: usize, proj: &Projection) -> Vec<f64> {
+    let width = proj.width();
+    let mut out = vec![0.0; n_features * width];
+    out.par_chunks_mut(FEATURES_PER_TASK * width)
+        .enumerate()
+        .for_each(|(task, block)| {
+            let first = task * FEATURES_PER_TASK;
+            let count = block.len() / width;
+            for j in 0..proj.n_obs {
+                let column = &data[j * n_features + first..j * n_features + first + count];
+                for (f, &v) in column.iter().enumerate() {
+                    if v != 0.0 {
+                        proj.add(&mut block[f * width..(f + 1) * width], j, v);
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// As [`project_dense`] for a dgCMatrix (features in rows, observations in columns).
+pub fn project_csc(view: &CscView, proj: &Projection) -> Vec<f64> {
+    let width = proj.width();
+    let mut out = vec![0.0; view.nrow * width];
+    out.par_chunks_mut(FEATURES_PER_TASK * width)
+        .enumerate()
+        .for_each(|(task, block)| {
+            let first = task * FEATURES_PER_TASK;
+            let end = first + block.len() / width;
+            for j in 0..view.ncol {
+                let (lo, hi) = (view.p[j] as usize, view.p[j + 1] as usize);
+                let rows = &view.i[lo..hi];
+                let start = rows.partition_point(|&r| (r as usize) < first);
+                for (k, &r) in rows.iter().enumerate().skip(start) {
+                    let r = r as usize;
+                    if r >= end {
+                        break;
+                    }
+                    let f = r - first;
+                    proj.add(&mut block[f * width..(f + 1) * width], j, view.x[lo + k]);
+                }
+            }
+        });
+    out
+}
+
+/// Per-observation weighted sums over features, `out[j, s] = sum_i y[i, j] * w[i, s]`
+/// (`w` row-major `n_features x n_sets`); returns row-major `n_obs x n_sets`.
+pub fn feature_weighted_sums_csc(view: &CscView, w: &[f64], n_sets: usize) -> Vec<f64> {
+    let mut out = vec![0.0; view.ncol * n_sets];
+    out.par_chunks_mut(n_sets.max(1))
+        .enumerate()
+        .for_each(|(j, row)| {
+            let (lo, hi) = (view.p[j] as usize, view.p[j + 1] as usize);
+            for k in lo..hi {
+                let (i, v) = (view.i[k] as usize, view.x[k]);
+                for (o, wi) in row.iter_mut().zip(&w[i * n_sets..(i + 1) * n_sets]) {
+                    *o += v * wi;
+                }
+            }
+        });
+    out
+}
+
+/// As [`feature_weighted_sums_csc`] for a dense column-major `n_features x n_obs` matrix.
+pub fn feature_weighted_sums_dense(
+    data: &[f64],
+    n_features: usize,
+    w: &[f64],
+    n_sets: usize,
+) -> Vec<f64> {
+    let n_obs = data.len().checked_div(n_features).unwrap_or(0);
+    let mut out = vec![0.0; n_obs * n_sets];
+    out.par_chunks_mut(n_sets.max(1))
+        .enumerate()
+        .for_each(|(j, row)| {
+            for (i, &v) in data[j * n_features..(j + 1) * n_features]
+                .iter()
+                .enumerate()
+            {
+                if v != 0.0 {
+                    for (o, wi) in row.iter_mut().zip(&w[i * n_sets..(i + 1) * n_sets]) {
+                        *o += v * wi;
+                    }
+                }
+            }
+        });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> (Vec<f64>, Projection) {
+        // 3 features x 4 observations, column-major, with zeros.
+        let y = vec![
+            1.0, 0.0, 2.0, //
+            0.0, 3.0, 0.5, //
+            4.0, 0.0, 0.0, //
+            -1.0, 2.0, 1.5,
+        ];
+        let proj = Projection {
+            n_obs: 4,
+            n_dense: 2,
+            dense: vec![1.0, 0.5, 2.0, -1.0, 0.0, 3.0, 1.0, 1.0],
+            n_grouped: 1,
+            grouped: vec![1.0, 2.0, 3.0, 4.0],
+            group: vec![0, 1, 1, 0],
+            n_groups: 2,
+            weights: vec![1.0, 2.0, 0.5, 1.0],
+        };
+        (y, proj)
+    }
+
+    fn brute(y: &[f64], nf: usize, p: &Projection) -> Vec<f64> {
+        let w = p.width();
+        let mut out = vec![0.0; nf * w];
+        for f in 0..nf {
+            for j in 0..p.n_obs {
+                let v = y[j * nf + f];
+                for r in 0..p.n_dense {
+                    out[f * w + r] += v * p.dense[j * p.n_dense + r];
+                }
+                out[f * w + p.grouped_slot(p.group[j], 0)] += v * p.grouped[j];
+                out[f * w + w - 4] += v;
+                out[f * w + w - 3] += v * v;
+                out[f * w + w - 2] += p.weights[j] * v;
+                out[f * w + w - 1] += p.weights[j] * v * v;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn dense_and_sparse_projections_match_brute_force() {
+        let (y, proj) = example();
+        proj.check().unwrap();
+        let expect = brute(&y, 3, &proj);
+        assert_eq!(project_dense(&y, 3, &proj), expect);
+        // The same matrix as a dgCMatrix.
+        let (mut p, mut i, mut x) = (vec![0], vec![], vec![]);
+        for j in 0..4 {
+            for f in 0..3 {
+                if y[j * 3 + f] != 0.0 {
+                    i.push(f as i32);
+                    x.push(y[j * 3 + f]);
+                }
+            }
+            p.push(i.len() as i32);
+        }
+        let view = CscView::new(3, 4, &p, &i, &x).unwrap();
+        assert_eq!(project_csc(&view, &proj), expect);
+        let w = vec![1.0, 0.0, 0.5, 2.0, 0.0, 1.0]; // 3 features x 2 sets
+        let sparse = feature_weighted_sums_csc(&view, &w, 2);
+        let dense = feature_weighted_sums_dense(&y, 3, &w, 2);
+        assert_eq!(sparse, dense);
+        assert_eq!(dense[0..2], [1.0 + 0.0 + 2.0 * 0.0, 0.0 + 0.0 + 2.0 * 1.0]);
+    }
+}

@@ -1,0 +1,312 @@
+# Difference in differences against lm + sandwich / clubSandwich on the same data.
+
+skip_if_not_installed("sandwich")
+skip_if_not_installed("clubSandwich")
+
+design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
+                       celltype = "cell_type", baseline = "Pre", followup = "Post")
+sce <- simulate_trial(n_genes = 240, n_cells = 1500, n_effect_genes = 10, seed = 11)
+cd <- as.data.frame(SummarizedExperiment::colData(sce))
+expr <- SingleCellExperiment::logcounts(sce)
+
+# Participant-visit table of one gene, as a user would build it for lm().
+pv_table <- function(y, keep = rep(TRUE, nrow(cd)), extra = NULL) {
+  d <- cd[keep, ]
+  d$y <- y[keep]
+  if (!is.null(extra)) d$z <- extra[keep]
+  key <- paste(d$participant, d$visit)
+  pv <- data.frame(participant = tapply(d$participant, key, `[`, 1), visit = tapply(as.character(d$visit), key, `[`, 1),
+                   response = tapply(d$response, key, `[`, 1), y = tapply(d$y, key, mean),
+                   n = as.numeric(table(key)), stringsAsFactors = FALSE)
+  if (!is.null(extra)) pv$z <- tapply(d$z, key, mean)
+  paired <- names(which(table(pv$participant) == 2))
+  pv <- pv[pv$participant %in% paired, ]
+  pv$post <- as.numeric(pv$visit == "Post")
+  pv$trt <- as.numeric(pv$response == "Responder")
+  pv$ys <- pv$y / stats::sd(pv$y)
+  pv
+}
+
+reference <- function(fit, data, term = "post:trt") {
+  cr2 <- clubSandwich::coef_test(fit, vcov = "CR2", cluster = data$participant, test = "Satterthwaite")
+  v1 <- sandwich::vcovCL(fit, cluster = data$participant, type = "HC1")
+  list(est = unname(stats::coef(fit)[term]), se2 = cr2[term, "SE"], df2 = cr2[term, "df_Satt"],
+       p2 = cr2[term, "p_Satt"], se1 = sqrt(v1[term, term]))
+}
+
+genes <- c("GENE00161", "GENE00170", "GENE00200", "GENE00001", "GENE00230")
+
+test_that("participant-visit DiD equals lm + clubSandwich CR2 and vcovCL HC1 (unequal cells, unpaired present)", {
+  res2 <- suppressMessages(suppressWarnings(did_table(sce, design, features = genes)))
+  res1 <- suppressMessages(suppressWarnings(did_table(sce, design, features = genes, vcov = "CR1")))
+  expect_true(length(attr(res2, "unpaired")) > 0)
+  for (g in genes) {
+    pv <- pv_table(expr[g, ])
+    fit <- lm(ys ~ post + post:trt + factor(participant), data = pv, weights = n)
+    ref <- reference(fit, pv)
+    r2 <- res2[res2$feature == g, ]
+    r1 <- res1[res1$feature == g, ]
+    expect_equal(r2$estimate, ref$est, tolerance = 1e-8)
+    expect_equal(r2$std_error, ref$se2, tolerance = 1e-8)
+    expect_equal(r2$df, ref$df2, tolerance = 1e-8)
+    expect_equal(r2$p_value, ref$p2, tolerance = 1e-8)
+    expect_equal(r1$std_error, ref$se1, tolerance = 1e-8)
+    expect_equal(r1$df, 9)
+    expect_equal(r1$p_value, 2 * pt(-abs(ref$est / ref$se1), 9), tolerance = 1e-8)
+    ctrl <- reference(fit, pv, "post")
+    expect_equal(r2$control_change, ctrl$est, tolerance = 1e-8)
+    expect_equal(r2$control_p_value, ctrl$p2, tolerance = 1e-8)
+    expect_equal(r2$resid_sd, stats::sigma(fit), tolerance = 1e-8)
+    expect_equal(r2$n_units, 10L)
+  }
+})
+
+test_that("equal weights, no standardisation and a covariate match lm", {
+  z <- as.numeric(expr["GENE00003", ]) + stats::rnorm(ncol(sce), sd = 0.1)
+  sce2 <- sce
+  sce2$depth <- z
+  res <- suppressMessages(suppressWarnings(
+    did_table(sce2, design, features = genes[1:3], covariates = "depth", weights = "equal", standardize = FALSE)))
+  for (g in genes[1:3]) {
+    pv <- pv_table(expr[g, ], extra = z)
+    fit <- lm(y ~ post + post:trt + z + factor(participant), data = pv)
+    ref <- reference(fit, pv)
+    r <- res[res$feature == g, ]
+    expect_equal(r$estimate, ref$est, tolerance = 1e-8)
+    expect_equal(r$std_error, ref$se2, tolerance = 1e-8)
+    expect_equal(r$df, ref$df2, tolerance = 1e-8)
+  }
+})
+
+test_that("cell-level DiD equals lm on cells clustered by participant", {
+  ct <- "CD8 T cell"
+  keep <- cd$cell_type == ct
+  res <- suppressMessages(suppressWarnings(
+    did_table(sce, design, features = genes[1:2], aggregate = "cell", celltype = ct)))
+  expect_equal(res$celltype, rep(ct, 2))
+  for (g in genes[1:2]) {
+    d <- cd[keep, ]
+    d$y <- as.numeric(expr[g, keep])
+    paired <- names(which(rowSums(table(d$participant, d$visit) > 0) == 2))
+    d <- d[d$participant %in% paired, ]
+    d$post <- as.numeric(d$visit == "Post")
+    d$trt <- as.numeric(d$response == "Responder")
+    d$ys <- d$y / stats::sd(d$y)
+    fit <- lm(ys ~ post + post:trt + factor(participant), data = d)
+    ref <- reference(fit, d)
+    r <- res[res$feature == g, ]
+    expect_equal(r$estimate, ref$est, tolerance = 1e-8)
+    expect_equal(r$std_error, ref$se2, tolerance = 1e-8)
+    expect_equal(r$df, ref$df2, tolerance = 1e-8)
+    expect_equal(r$n_cells, nrow(d))
+  }
+})
+
+test_that("celltype = 'all' fits each cell type as its own subset", {
+  res <- suppressMessages(suppressWarnings(did_table(sce, design, features = genes[1:2], celltype = "all")))
+  types <- sort(unique(cd$cell_type))
+  expect_setequal(unique(res$celltype), types)
+  expect_true("fdr_overall" %in% names(res))
+  ct <- "Monocyte/Macrophage"
+  keep <- cd$cell_type == ct
+  pv <- pv_table(expr[genes[1], ], keep)
+  fit <- lm(ys ~ post + post:trt + factor(participant), data = pv, weights = n)
+  r <- res[res$celltype == ct & res$feature == genes[1], ]
+  expect_equal(r$estimate, unname(coef(fit)["post:trt"]), tolerance = 1e-8)
+  expect_equal(r$std_error, reference(fit, pv)$se2, tolerance = 1e-8)
+})
+
+test_that("pseudobulk fits log1p CPM of summed counts", {
+  simc <- simulate_trial(n_genes = 240, n_cells = 1200, n_effect_genes = 10, counts = TRUE, seed = 5)
+  res <- suppressMessages(suppressWarnings(did_table(simc, design, features = genes[1:2], aggregate = "pseudobulk")))
+  cnt <- SummarizedExperiment::assay(simc, "counts")
+  cdc <- as.data.frame(SummarizedExperiment::colData(simc))
+  key <- paste(cdc$participant, cdc$visit)
+  lib <- tapply(Matrix::colSums(cnt), key, sum)
+  for (g in genes[1:2]) {
+    s <- tapply(as.numeric(cnt[g, ]), key, sum)
+    pv <- data.frame(key = names(s), y = log1p(as.numeric(s) / as.numeric(lib[names(s)]) * 1e6),
+                     participant = tapply(cdc$participant, key, `[`, 1)[names(s)],
+                     post = as.numeric(tapply(as.character(cdc$visit), key, `[`, 1)[names(s)] == "Post"),
+                     trt = as.numeric(tapply(cdc$response, key, `[`, 1)[names(s)] == "Responder"),
+                     n = as.numeric(table(key)[names(s)]))
+    pv <- pv[pv$participant %in% names(which(table(pv$participant) == 2)), ]
+    pv$ys <- pv$y / sd(pv$y)
+    fit <- lm(ys ~ post + post:trt + factor(participant), data = pv, weights = n)
+    r <- res[res$feature == g, ]
+    expect_equal(r$estimate, unname(coef(fit)["post:trt"]), tolerance = 1e-8)
+    expect_equal(r$std_error, reference(fit, pv)$se2, tolerance = 1e-8)
+  }
+})
+
+test_that("colData scores, sparse and dense assays give the same table", {
+  sce2 <- score_gene_sets(sce, S4Vectors::metadata(sce)$gene_sets[c("planted_did_up", "random_set")])
+  res <- suppressMessages(suppressWarnings(did_table(sce2, design, features = c(genes[1], "planted_did_up"))))
+  pv <- pv_table(sce2$planted_did_up)
+  fit <- lm(ys ~ post + post:trt + factor(participant), data = pv, weights = n)
+  expect_equal(res$estimate[res$feature == "planted_did_up"], unname(coef(fit)["post:trt"]), tolerance = 1e-8)
+  dense <- sce
+  SummarizedExperiment::assay(dense, "logcounts") <- as.matrix(expr)
+  a <- suppressMessages(suppressWarnings(did_table(sce, design)))
+  b <- suppressMessages(suppressWarnings(did_table(dense, design)))
+  expect_equal(a$p_value, b$p_value, tolerance = 1e-12)
+})
+
+test_that("degenerate features and designs give NA rows with a reason", {
+  sce2 <- sce[1:20, ]
+  m <- SingleCellExperiment::logcounts(sce2)
+  m[1, ] <- 0
+  m[2, ] <- 3
+  SummarizedExperiment::assay(sce2, "logcounts") <- m
+  res <- suppressMessages(suppressWarnings(did_table(sce2, design)))
+  expect_equal(res$reason[1:2], c("zero variance", "zero variance"))
+  expect_true(all(is.na(res$p_value[1:2])))
+  expect_true(all(is.na(res$reason[-(1:2)])))
+  # Only one responder left: too few participants in an arm.
+  drop <- cd$response == "Responder" & !cd$participant %in% "P1"
+  res <- suppressMessages(suppressWarnings(did_table(sce[, !drop], design, features = genes[1])))
+  expect_equal(res$reason, "too few participants")
+  res <- suppressMessages(suppressWarnings(did_table(sce, design, features = genes[1], celltype = "Plasma cell")))
+  expect_true(is.na(res$p_value) || is.na(res$reason))
+})
+
+test_that("bad input stops with a message naming the argument", {
+  expect_error(did_table(expr, design), "`x` must be a SingleCellExperiment")
+  expect_error(did_table(sce, list()), "`design` must be made by trial_design")
+  expect_error(did_table(sce, design, features = "nope"), "`features` not found")
+  expect_error(did_table(sce, design, bootstrap = -1), "`bootstrap`")
+  expect_error(did_table(sce, design, aggregate = "pseudobulk"), "needs counts|not an assay")
+  bad <- trial_design("participant", "visit", "response", "Yes", "Non-responder", baseline = "Pre", followup = "Post")
+  expect_error(did_table(sce, bad), "Arm label \"Yes\"")
+  bad <- trial_design("pid", "visit", "response", "Responder", "Non-responder")
+  expect_error(did_table(sce, bad), "not in colData")
+  lesion <- trial_design("participant", "visit", "lesion_response", "Responder", "Non-responder",
+                         baseline = "Pre", followup = "Post")
+  expect_error(did_table(sce, lesion), "harmonize_response")
+  expect_error(trial_design("a", "b", "c", "x", "x"), "different")
+})
+
+test_that("the wild cluster bootstrap equals a direct R implementation with the same weights", {
+  B <- 49
+  res <- suppressMessages(suppressWarnings(did_table(sce, design, features = genes[1:3], bootstrap = B, seed = 3)))
+  w <- sceffects:::boot_weights(B, 10L, 3)
+  expect_true(all(abs(w) %in% c(sqrt(0.5), 1, sqrt(1.5))))  # Webb weights: 10 clusters
+  for (g in genes[1:3]) {
+    pv <- pv_table(expr[g, ])
+    cl <- match(pv$participant, sort(unique(pv$participant)))  # weights' columns: sorted participants
+    full <- lm(ys ~ post + post:trt + factor(participant), data = pv, weights = n)
+    t_obs <- coef(full)["post:trt"] / clubSandwich::coef_test(full, vcov = "CR2", cluster = pv$participant)["post:trt", "SE"]
+    restricted <- lm(ys ~ post + factor(participant), data = pv, weights = n)
+    count <- 0
+    for (b in seq_len(B)) {
+      pv$ystar <- fitted(restricted) + w[b, cl] * residuals(restricted)
+      f <- lm(ystar ~ post + post:trt + factor(participant), data = pv, weights = n)
+      se <- clubSandwich::coef_test(f, vcov = "CR2", cluster = pv$participant)["post:trt", "SE"]
+      if (abs(coef(f)["post:trt"] / se) >= abs(t_obs) * (1 - 1e-9)) count <- count + 1
+    }
+    expect_equal(res$boot_p[res$feature == g], (1 + count) / (1 + B))
+  }
+})
+
+test_that("bootstrap results do not depend on threads, and BPPARAM equals serial", {
+  a <- suppressMessages(suppressWarnings(did_table(sce, design, bootstrap = 99, threads = 1)))
+  b <- suppressMessages(suppressWarnings(did_table(sce, design, bootstrap = 99, threads = 2)))
+  expect_identical(a$boot_p, b$boot_p)
+  skip_if_not_installed("BiocParallel")
+  c <- suppressMessages(suppressWarnings(did_table(sce, design, bootstrap = 99,
+                                                   BPPARAM = BiocParallel::SnowParam(2))))
+  expect_identical(a$estimate, c$estimate)
+  expect_identical(a$p_value, c$p_value)
+  expect_identical(a$boot_p, c$boot_p)
+})
+
+test_that("CR2 and bootstrap p-values are uniform under a simulated null", {
+  set.seed(2)
+  n_part <- 12
+  pid <- rep(paste0("Q", 1:n_part), each = 40)
+  visit <- rep(rep(c("Pre", "Post"), each = 20), n_part)
+  arm <- rep(rep(c("A", "B"), length.out = n_part), each = 40)
+  n_genes <- 600
+  u <- matrix(rnorm(n_genes * n_part), n_genes)
+  y <- u[, match(pid, unique(pid))] + matrix(rnorm(n_genes * length(pid)), n_genes)
+  dimnames(y) <- list(paste0("g", 1:n_genes), paste0("c", seq_along(pid)))
+  se <- SummarizedExperiment::SummarizedExperiment(list(logcounts = y),
+                                                   colData = S4Vectors::DataFrame(pid = pid, visit = visit, arm = arm))
+  d <- trial_design("pid", "visit", "arm", "A", "B", baseline = "Pre", followup = "Post")
+  res <- suppressWarnings(did_table(se, d, bootstrap = 199))
+  expect_gt(stats::ks.test(res$p_value, "punif")$p.value, 0.001)
+  # Bootstrap p-values are discrete (multiples of 1/200): check their level at 5% and 20%.
+  expect_lt(abs(mean(res$boot_p <= 0.05) - 0.05), 0.03)
+  expect_lt(abs(mean(res$boot_p <= 0.20) - 0.20), 0.05)
+  expect_lt(abs(mean(res$p_value < 0.05) - 0.05), 0.03)
+})
+
+test_that("within_arm equals lm on the arm's paired participants", {
+  res <- suppressMessages(suppressWarnings(within_arm(sce, design, arm = "Non-responder", features = genes[1:2])))
+  for (g in genes[1:2]) {
+    pv <- pv_table(expr[g, ], cd$response == "Non-responder")
+    fit <- lm(ys ~ post + factor(participant), data = pv, weights = n)
+    ref <- reference(fit, pv, "post")
+    r <- res[res$feature == g, ]
+    expect_equal(r$estimate, ref$est, tolerance = 1e-8)
+    expect_equal(r$std_error, ref$se2, tolerance = 1e-8)
+    expect_equal(r$p_value, ref$p2, tolerance = 1e-8)
+  }
+  expect_error(within_arm(sce, design, arm = "X"), "`arm`")
+})
+
+test_that("between_arm equals t.test and wilcox.test on participant means", {
+  tt <- between_arm(sce, design, visit = "Pre", features = genes[1:3])
+  ww <- between_arm(sce, design, visit = "Pre", features = genes[1:3], method = "wilcoxon")
+  pre <- cd$visit == "Pre"
+  for (g in genes[1:3]) {
+    m <- tapply(as.numeric(expr[g, pre]), cd$participant[pre], mean)
+    r <- tapply(cd$response[pre], cd$participant[pre], `[`, 1)
+    ref <- t.test(m[r == "Responder"], m[r == "Non-responder"])
+    expect_equal(tt$p_value[tt$feature == g], ref$p.value, tolerance = 1e-10)
+    expect_equal(tt$df[tt$feature == g], unname(ref$parameter), tolerance = 1e-10)
+    expect_equal(tt$estimate[tt$feature == g], unname(ref$estimate[1] - ref$estimate[2]), tolerance = 1e-10)
+    wref <- suppressWarnings(wilcox.test(m[r == "Responder"], m[r == "Non-responder"]))
+    expect_equal(ww$p_value[ww$feature == g], wref$p.value, tolerance = 1e-10)
+  }
+  expect_error(between_arm(sce, design, visit = "Mid"), "`visit`")
+})
+
+test_that("harmonize_response takes the majority label and reports disagreements", {
+  lesion <- trial_design("participant", "visit", "lesion_response", "Responder", "Non-responder",
+                         baseline = "Pre", followup = "Post")
+  expect_message(h <- harmonize_response(sce, lesion), "different `lesion_response` labels")
+  expect_identical(h$lesion_response, sce$response)
+  expect_equal(nrow(S4Vectors::metadata(h)$harmonize_response), 3L)
+  expect_identical(sce$lesion_response, cd$lesion_response)  # input untouched
+})
+
+test_that("score_gene_sets equals the direct z-mean and mean", {
+  sets <- list(a = c("GENE00001", "GENE00005", "GENE00300", "GENE00170"), b = c("GENE00002", "GENE00003"))
+  expect_warning(s <- score_gene_sets(expr, sets, add = FALSE), "fewer than 3")
+  m <- as.matrix(expr[c("GENE00001", "GENE00005", "GENE00170"), ])
+  z <- (m - rowMeans(m)) / apply(m, 1, sd)
+  expect_equal(unname(s[, "a"]), unname(colMeans(z)), tolerance = 1e-10)
+  expect_true(all(is.na(s[, "b"])))
+  expect_equal(attr(s, "report")$found, c(3L, 2L))
+  s2 <- suppressWarnings(score_gene_sets(as.matrix(expr), sets, method = "mean", add = FALSE))
+  expect_equal(unname(s2[, "a"]), unname(colMeans(m)), tolerance = 1e-10)
+  expect_error(score_gene_sets(expr, list("GENE00001")), "unique names")
+})
+
+test_that("abundance_did equals lm on transformed proportions", {
+  res <- suppressMessages(suppressWarnings(abundance_did(sce, design)))
+  ct <- "CD8 T cell"
+  prop <- pv_table(as.numeric(cd$cell_type == ct))
+  prop$a <- asin(sqrt(prop$y))
+  fit <- lm(a ~ post + post:trt + factor(participant), data = prop)
+  r <- res[res$feature == ct, ]
+  expect_equal(r$estimate, unname(coef(fit)["post:trt"]), tolerance = 1e-8)
+  expect_equal(r$std_error, reference(fit, prop)$se2, tolerance = 1e-8)
+})
+
+test_that("plot_forest draws any DiD table", {
+  res <- suppressMessages(suppressWarnings(did_table(sce, design, features = genes)))
+  expect_s3_class(plot_forest(res), "ggplot")
+  expect_error(plot_forest(data.frame(estimate = 1, p_value = 0.1)), "std_error")
+})

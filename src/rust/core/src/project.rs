@@ -105,13 +105,18 @@ pub fn project_dense(data: &[f64], n_features: usize, proj: &Projection) -> Vec<
 }
 
 /// As [`project_dense`] for a dgCMatrix (features in rows, observations in columns).
+/// Each task takes a large contiguous range of features, so that it seeks into each
+/// column's row indices once (many small ranges would each binary-search every column,
+/// a cache miss apiece).
 pub fn project_csc(view: &CscView, proj: &Projection) -> Vec<f64> {
     let width = proj.width();
     let mut out = vec![0.0; view.nrow * width];
-    out.par_chunks_mut(FEATURES_PER_TASK * width)
+    let tasks = 4 * rayon::current_num_threads().max(1);
+    let per_task = view.nrow.div_ceil(tasks).max(FEATURES_PER_TASK);
+    out.par_chunks_mut(per_task * width)
         .enumerate()
         .for_each(|(task, block)| {
-            let first = task * FEATURES_PER_TASK;
+            let first = task * per_task;
             let end = first + block.len() / width;
             for j in 0..view.ncol {
                 let (lo, hi) = (view.p[j] as usize, view.p[j + 1] as usize);

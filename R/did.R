@@ -533,7 +533,7 @@ finish_trial_table <- function(tables, celltype, method) {
 #' @return A results table as [did_table()] where `estimate` is the mean change.
 #' @export
 #' @examples
-#' sce <- simulate_trial(n_genes = 200, n_cells = 3000, seed = 1)
+#' sce <- simulate_trial(n_genes = 300, n_cells = 3000, seed = 1)
 #' design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
 #'                        baseline = "Pre", followup = "Post")
 #' head(within_arm(sce, design, arm = "Non-responder"))
@@ -582,7 +582,7 @@ within_args <- function(features = NULL, assay = NULL, aggregate = c("participan
 #'   `n_treated`, `n_control`, `reason`.
 #' @export
 #' @examples
-#' sce <- simulate_trial(n_genes = 200, n_cells = 3000, seed = 1)
+#' sce <- simulate_trial(n_genes = 300, n_cells = 3000, seed = 1)
 #' design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
 #'                        baseline = "Pre", followup = "Post")
 #' head(between_arm(sce, design, visit = "Pre"))
@@ -660,7 +660,7 @@ between_tests <- function(means, treated, method, threads) {
 #'   printed as a message.
 #' @export
 #' @examples
-#' sce <- simulate_trial(n_genes = 50, n_cells = 2000, seed = 1)
+#' sce <- simulate_trial(n_genes = 300, n_cells = 2000, seed = 1)
 #' design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
 #'                        baseline = "Pre", followup = "Post")
 #' sce <- harmonize_response(sce, design)
@@ -711,7 +711,7 @@ harmonize_response <- function(x, design) {
 #'   and `proportion_post` (mean proportions over paired participants).
 #' @export
 #' @examples
-#' sce <- simulate_trial(n_genes = 50, n_cells = 3000, seed = 1)
+#' sce <- simulate_trial(n_genes = 300, n_cells = 3000, seed = 1)
 #' design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
 #'                        celltype = "cell_type", baseline = "Pre", followup = "Post")
 #' abundance_did(sce, design)

@@ -111,8 +111,8 @@ pub fn cor_block(
     pos: BlockPosition,
     rule: KeepRule,
 ) -> BlockOutput {
-    let x_na: Vec<bool> = (0..x.n_features).map(|f| x.has_missing(f)).collect();
-    let y_na: Vec<bool> = (0..y.n_features).map(|f| y.has_missing(f)).collect();
+    let x_na = x.missing_features();
+    let y_na = y.missing_features();
     let any_na = x_na.iter().chain(&y_na).any(|&b| b);
     if !any_na {
         return complete_block(x, y, method, pos, rule);

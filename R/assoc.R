@@ -293,11 +293,17 @@ top_across_blocks <- function(t, top, symmetric) {
 }
 
 finish_table <- function(t, x, y, hist, symmetric, output, label, estimate_label, extra_name) {
-  for (cl in c("estimate", "statistic", "df", "log_p", "extra")) t[[cl]] <- nan_to_na(t[[cl]])
+  has_df <- !all(is.na(t$df))
+  # Only the columns that are returned (a pass over each is not free with 1e5+ pairs).
+  for (cl in c("estimate", "statistic", "log_p", if (has_df) "df", if (!is.null(extra_name)) "extra")) {
+    t[[cl]] <- nan_to_na(t[[cl]])
+  }
   p <- exp(t$log_p)
   fdr <- nan_to_na(if (is.null(hist)) rs_bh(p) else rs_bh_histogram(t$log_p, hist))
-  reason <- ifelse(t$reason == 0L, NA_character_, reason_text[pmax(t$reason, 1L)])
-  df_col <- if (all(is.na(t$df))) NULL else t$df
+  reason <- rep(NA_character_, length(t$reason))
+  failed <- t$reason != 0L
+  reason[failed] <- reason_text[t$reason[failed]]
+  df_col <- if (has_df) t$df else NULL
   if (output == "matrix") {
     return(pair_matrices(t, p, fdr, x, y, symmetric))
   }

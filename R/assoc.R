@@ -245,11 +245,18 @@ assoc_screen <- function(test, x, y, options, top, p_max, output, threads, block
   levels_of <- function(src) if (is.null(src$levels)) integer() else lengths(src$levels)
   x_levels <- levels_of(x)
   y_levels <- levels_of(y)
+  # Jobs run with i fastest, so consecutive jobs share their y block: it is read once.
+  y_block <- list(j = 0L, data = NULL)
   results <- with_progress(nrow(jobs), label, function(k) {
     rows_x <- xb[[jobs$i[k]]]
     rows_y <- yb[[jobs$j[k]]]
     xm <- read_block(x, rows_x)
-    ym <- if (symmetric && jobs$i[k] == jobs$j[k]) xm else read_block(y, rows_y)
+    if (symmetric && jobs$i[k] == jobs$j[k]) {
+      ym <- xm
+    } else {
+      if (y_block$j != jobs$j[k]) y_block <<- list(j = jobs$j[k], data = read_block(y, rows_y))
+      ym <- y_block$data
+    }
     out <- rs_assoc_block(test, xm, ym, x_levels[rows_x], y_levels[rows_y],
                           c(min(rows_x), min(rows_y)) - 1L, symmetric, keep_all,
                           max_log_p, as.integer(if (is.null(top)) 0L else top),

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 /// A kept pair: block-local x and y indices and its result.
 type Candidate = (usize, usize, PairResult);
@@ -162,7 +163,7 @@ fn complete_block(
             }
         });
     }
-    let edges = RBinEdges::new(n - 2.0);
+    let edges = RBinEdges::shared(n - 2.0);
     let scan = PairScan {
         r: &r,
         x_const: &x_const,
@@ -380,6 +381,20 @@ struct RBinEdges {
 const LOOKUP_CELLS: usize = 1 << 16;
 
 impl RBinEdges {
+    /// The edges for `df`, kept from the previous block when it had the same df: the
+    /// blocks of a screen share n, and the edges cost 40,000 t quantiles.
+    fn shared(df: f64) -> Arc<Self> {
+        static LAST: Mutex<Option<Arc<RBinEdges>>> = Mutex::new(None);
+        let last = || LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(edges) = last().as_ref().filter(|edges| edges.df == df) {
+            return Arc::clone(edges);
+        }
+        // Computed unlocked (in parallel, on the caller's pool).
+        let edges = Arc::new(Self::new(df));
+        *last() = Some(Arc::clone(&edges));
+        edges
+    }
+
     fn new(df: f64) -> Self {
         let mut edges = Self::exact_edges(df);
         // Within ~1e-12 of |r| = 1 the edges of small df (n < 66) are not monotone, being
@@ -409,6 +424,7 @@ impl RBinEdges {
     fn exact_edges(df: f64) -> Vec<f64> {
         let hist = LogPHistogram::with_defaults();
         (0..hist.counts.len())
+            .into_par_iter()
             .map(|k| Self::r_at(df, hist.upper_log_p(k)))
             .collect()
     }
@@ -623,6 +639,15 @@ mod tests {
                     .count();
                 assert_eq!(out.histogram.total() as usize, tested);
             }
+        }
+    }
+
+    #[test]
+    fn shared_edges_are_those_of_their_df() {
+        for df in [998.0, 10.0, 10.0, 998.0] {
+            let shared = RBinEdges::shared(df);
+            assert_eq!(shared.df, df);
+            assert_eq!(shared.edges, RBinEdges::new(df).edges);
         }
     }
 

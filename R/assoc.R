@@ -286,7 +286,15 @@ bind_blocks <- function(results) {
 top_across_blocks <- function(t, top, symmetric) {
   ord <- order(t$log_p, -abs(t$estimate))
   t <- lapply(t, `[`, ord)
-  rank_in <- function(g) stats::ave(seq_along(g), g, FUN = seq_along)
+  # Position of each entry among those of its feature, in table order (a stable sort by
+  # feature; ave() over a million rows of 20,000 features takes seconds).
+  rank_in <- function(g) {
+    o <- order(g, method = "radix")
+    sorted <- g[o]
+    rank <- integer(length(g))
+    rank[o] <- seq_along(sorted) - match(sorted, sorted) + 1L
+    rank
+  }
   keep <- if (symmetric) {
     # Within one set a feature's pairs are those where it is either member.
     m <- length(t$i)

@@ -99,6 +99,9 @@ read_block <- function(src, rows) {
 # matrices have features in rows.
 coded_features <- function(x, arg, type = c("binary", "categorical")) {
   type <- match.arg(type)
+  if (type == "binary" && is.matrix(x) && nrow(x) > 0L && (is.logical(x) || is.numeric(x))) {
+    return(binary_matrix_features(x, arg))
+  }
   columns <- if (is.data.frame(x)) {
     as.list(x)
   } else if (is.matrix(x)) {
@@ -117,6 +120,28 @@ coded_features <- function(x, arg, type = c("binary", "categorical")) {
   structure(list(data = codes, kind = "dense", names = names(columns), n_features = nrow(codes),
                  n_samples = ncol(codes), samples = names(columns[[1L]]), arg = arg,
                  levels = lapply(encoded, `[[`, "levels")),
+            class = "sceffects_features")
+}
+
+# A logical or numeric matrix of binary features, checked and coded as a whole (the same
+# result and errors as encoding its rows one by one, without splitting it).
+binary_matrix_features <- function(x, arg) {
+  check_feature_names(rownames(x), arg)
+  codes <- x
+  storage.mode(codes) <- "double"
+  dimnames(codes) <- list(rownames(x), NULL)
+  if (!is.logical(x)) {
+    # Values other than 0, 1 and NA (NaN included, as `%in% c(0, 1, NA)` has it).
+    bad <- !(codes == 0 | codes == 1)
+    bad[is.na(bad)] <- is.nan(codes[is.na(bad)])
+    if (any(bad)) {
+      first <- min(row(x)[bad])
+      stop(sprintf("`%s`: feature %s must be logical or 0/1.", arg, rownames(x)[first]), call. = FALSE)
+    }
+  }
+  structure(list(data = codes, kind = "dense", names = rownames(x), n_features = nrow(codes),
+                 n_samples = ncol(codes), samples = colnames(x), arg = arg,
+                 levels = rep(list(c("0", "1")), nrow(x))),
             class = "sceffects_features")
 }
 

@@ -10,6 +10,10 @@ use crate::fdr::LogPHistogram;
 use crate::rank::average_ranks;
 use faer::Mat;
 use rayon::prelude::*;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 /// A kept pair: block-local x and y indices and its result.
 type Candidate = (usize, usize, PairResult);
@@ -111,8 +115,8 @@ pub fn cor_block(
     pos: BlockPosition,
     rule: KeepRule,
 ) -> BlockOutput {
-    let x_na: Vec<bool> = (0..x.n_features).map(|f| x.has_missing(f)).collect();
-    let y_na: Vec<bool> = (0..y.n_features).map(|f| y.has_missing(f)).collect();
+    let x_na = x.missing_features();
+    let y_na = y.missing_features();
     let any_na = x_na.iter().chain(&y_na).any(|&b| b);
     if !any_na {
         return complete_block(x, y, method, pos, rule);
@@ -150,61 +154,62 @@ fn complete_block(
     let (xs, x_const) = standardized(x, method);
     let (ys, y_const) = standardized(y, method);
     let r = cross_product(&xs, &ys);
-    let pair = |i: usize, j: usize| {
-        if x_const[i] || y_const[j] {
-            cor_result(f64::NAN, n)
-        } else {
-            cor_result(r[(i, j)], n)
-        }
-    };
     if rule.all || n < 3.0 {
-        return keep_pairs(x.n_features, y.n_features, pos, rule, pair);
+        return keep_pairs(x.n_features, y.n_features, pos, rule, |i, j| {
+            if x_const[i] || y_const[j] {
+                cor_result(f64::NAN, n)
+            } else {
+                cor_result(r[(i, j)], n)
+            }
+        });
     }
-    let edges = RBinEdges::new(n - 2.0);
-    let r_min = edges.r_for_log_p(rule.max_log_p);
+    let edges = RBinEdges::shared(n - 2.0);
+    let scan = PairScan {
+        r: &r,
+        x_const: &x_const,
+        y_const: &y_const,
+        pos,
+        edges: &edges,
+        r_min: edges.r_for_log_p(rule.max_log_p),
+        n,
+        rule,
+    };
     let (nx, ny) = (x.n_features, y.n_features);
-    // Bin and filter each column in parallel; p-values only for candidates.
-    // One histogram per worker (fold), not per column: they are 40,000 bins each.
-    let (histogram, mut candidates) = (0..ny)
+    // One pass over r, in parallel over runs of rows: each task reads contiguous pieces of
+    // every column and owns the strongest pairs of its rows. Bins are counted per worker
+    // (fold), not per task, as integers: a float count's add is a long dependency chain
+    // when consecutive pairs share a bin, as most small |r| do.
+    let row_runs = nx.div_ceil(ROWS_PER_TASK);
+    let n_bins = LogPHistogram::with_defaults().counts.len();
+    let (bin_counts, mut candidates) = (0..row_runs)
         .into_par_iter()
         .fold(
-            || (LogPHistogram::with_defaults(), Vec::<Candidate>::new()),
-            |(mut hist, mut kept), j| {
-                for i in 0..nx {
-                    if !pos.tested(i, j) {
-                        continue;
-                    }
-                    if x_const[i] || y_const[j] {
-                        continue;
-                    }
-                    let a = r[(i, j)].abs().min(1.0);
-                    hist.counts[edges.bin(a)] += 1.0;
-                    if rule.top == 0 && a >= r_min {
-                        let res = cor_result(r[(i, j)], n);
-                        if res.log_p <= rule.max_log_p {
-                            kept.push((i, j, res));
-                        }
-                    }
-                }
-                (hist, kept)
+            || (vec![0u64; n_bins], Vec::<Candidate>::new()),
+            |(mut counts, mut kept), run| {
+                let rows = run * ROWS_PER_TASK..((run + 1) * ROWS_PER_TASK).min(nx);
+                scan.rows(rows, &mut counts, &mut kept);
+                (counts, kept)
             },
         )
         .reduce(
-            || (LogPHistogram::with_defaults(), Vec::new()),
-            |(mut h1, mut k1), (h2, k2)| {
-                h1.merge(&h2);
+            || (vec![0u64; n_bins], Vec::new()),
+            |(mut c1, mut k1), (c2, k2)| {
+                c1.iter_mut().zip(&c2).for_each(|(a, b)| *a += b);
                 k1.extend(k2);
-                (h1, k1)
+                (c1, k1)
             },
         );
+    let mut histogram = LogPHistogram::with_defaults();
+    for (h, c) in histogram.counts.iter_mut().zip(&bin_counts) {
+        *h = *c as f64;
+    }
     if rule.top > 0 {
-        candidates = strongest_pairs(&r, nx, ny, pos, rule.top, r_min, |i, j| {
-            x_const[i] || y_const[j]
-        })
-        .into_iter()
-        .map(|(i, j)| (i, j, cor_result(r[(i, j)], n)))
-        .filter(|c| c.2.log_p <= rule.max_log_p)
-        .collect();
+        if pos.symmetric {
+            candidates.extend(scan.strongest_per_column());
+        }
+        candidates.sort_unstable_by_key(|c| (c.0, c.1));
+        candidates.dedup_by_key(|c| (c.0, c.1));
+        candidates.retain(|c| c.2.log_p <= rule.max_log_p);
         keep_top(&mut candidates, nx, ny, pos.symmetric, rule.top);
     }
     let mut pairs = PairTable::default();
@@ -214,44 +219,150 @@ fn complete_block(
     BlockOutput { pairs, histogram }
 }
 
-/// With a common n, the `top` pairs by p-value of each x feature (and each y feature of a
-/// symmetric screen) are those with the largest |r|: select them without any p-value.
-fn strongest_pairs(
-    r: &Mat<f64>,
-    nx: usize,
-    ny: usize,
+/// Rows per parallel task of the pass over r (2 KiB of each column).
+const ROWS_PER_TASK: usize = 256;
+
+/// The pass over the correlations of a complete block: bins every tested pair and collects
+/// the candidates for keeping (with `top`, the strongest pairs of each feature by |r|,
+/// which with a common n are those of smallest p).
+struct PairScan<'a> {
+    r: &'a Mat<f64>,
+    x_const: &'a [bool],
+    y_const: &'a [bool],
     pos: BlockPosition,
-    top: usize,
+    edges: &'a RBinEdges,
+    /// |r| at `rule.max_log_p`: no pair below it can be kept.
     r_min: f64,
-    skip: impl Fn(usize, usize) -> bool + Sync,
-) -> Vec<(usize, usize)> {
-    let usable = |i: usize, j: usize| pos.tested(i, j) && !skip(i, j) && r[(i, j)].abs() >= r_min;
-    let select = |mut idx: Vec<(usize, usize)>| {
-        let by_strength =
-            |a: &(usize, usize), b: &(usize, usize)| r[*b].abs().total_cmp(&r[*a].abs());
-        if idx.len() > top {
-            idx.select_nth_unstable_by(top - 1, by_strength);
-            idx.truncate(top);
-        }
-        idx
-    };
-    let mut out: Vec<(usize, usize)> = (0..nx)
-        .into_par_iter()
-        .flat_map_iter(|i| select((0..ny).filter(|&j| usable(i, j)).map(|j| (i, j)).collect()))
-        .collect();
-    if pos.symmetric {
-        out.extend(
-            (0..ny)
-                .into_par_iter()
-                .flat_map_iter(|j| {
-                    select((0..nx).filter(|&i| usable(i, j)).map(|i| (i, j)).collect())
-                })
-                .collect::<Vec<_>>(),
-        );
+    n: f64,
+    rule: KeepRule,
+}
+
+impl PairScan<'_> {
+    /// Tested x features of column j among `rows` (pairs with a constant feature have no
+    /// p-value and are neither binned nor kept).
+    fn tested_rows(&self, rows: &Range<usize>, j: usize) -> impl Iterator<Item = usize> + '_ {
+        let end = if self.pos.symmetric {
+            // x_offset + i < y_offset + j
+            (self.pos.y_offset + j).saturating_sub(self.pos.x_offset)
+        } else {
+            usize::MAX
+        };
+        let rows = rows.start..rows.end.min(end).max(rows.start);
+        let column_const = self.y_const[j];
+        rows.filter(move |&i| !column_const && !self.x_const[i])
     }
-    out.sort_unstable();
-    out.dedup();
-    out
+
+    /// Counts the pairs of `rows` in their bins and adds their candidates to `kept`.
+    fn rows(&self, rows: Range<usize>, bin_counts: &mut [u64], kept: &mut Vec<Candidate>) {
+        let mut strongest: Vec<Strongest> = rows
+            .clone()
+            .map(|_| Strongest::new(self.rule.top))
+            .collect();
+        // Per row, the |r| a pair needs to be a candidate; read by every pair, so kept
+        // apart from the heaps.
+        let mut floor = vec![self.r_min; rows.len()];
+        for j in 0..self.r.ncols() {
+            let column = self.r.col_as_slice(j);
+            for i in self.tested_rows(&rows, j) {
+                let a = column[i].abs().min(1.0);
+                bin_counts[self.edges.bin(a)] += 1;
+                let local = i - rows.start;
+                if a < floor[local] {
+                    continue;
+                }
+                if self.rule.top > 0 {
+                    floor[local] = strongest[local].offer(a, j).max(self.r_min);
+                } else {
+                    let res = cor_result(column[i], self.n);
+                    if res.log_p <= self.rule.max_log_p {
+                        kept.push((i, j, res));
+                    }
+                }
+            }
+        }
+        for (i, best) in rows.zip(strongest) {
+            kept.extend(
+                best.partners()
+                    .map(|j| (i, j, cor_result(self.r[(i, j)], self.n))),
+            );
+        }
+    }
+
+    /// The strongest pairs of each y feature (the other member of a symmetric screen).
+    fn strongest_per_column(&self) -> Vec<Candidate> {
+        let nx = self.r.nrows();
+        (0..self.r.ncols())
+            .into_par_iter()
+            .flat_map_iter(|j| {
+                let column = self.r.col_as_slice(j);
+                let mut best = Strongest::new(self.rule.top);
+                let mut floor = self.r_min;
+                for i in self.tested_rows(&(0..nx), j) {
+                    let a = column[i].abs().min(1.0);
+                    if a >= floor {
+                        floor = best.offer(a, i).max(self.r_min);
+                    }
+                }
+                best.partners()
+                    .map(|i| (i, j, cor_result(column[i], self.n)))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+/// The `top` largest |r| offered for one feature, with their partners; ties keep the
+/// partner offered first.
+struct Strongest {
+    top: usize,
+    /// Min-heap on |r|, so the weakest kept pair is the one to replace.
+    heap: BinaryHeap<Reverse<(TotalOrder, usize)>>,
+}
+
+/// An f64 ordered by `total_cmp`.
+#[derive(Clone, Copy, PartialEq)]
+struct TotalOrder(f64);
+
+impl Eq for TotalOrder {}
+
+impl PartialOrd for TotalOrder {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TotalOrder {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl Strongest {
+    fn new(top: usize) -> Self {
+        Strongest {
+            top,
+            heap: BinaryHeap::new(),
+        }
+    }
+
+    /// Offers a pair; returns the |r| a later pair must reach to be worth offering.
+    fn offer(&mut self, abs_r: f64, partner: usize) -> f64 {
+        if self.heap.len() < self.top {
+            self.heap.push(Reverse((TotalOrder(abs_r), partner)));
+        } else if let Some(mut weakest) = self.heap.peek_mut() {
+            if abs_r > weakest.0 .0 .0 {
+                *weakest = Reverse((TotalOrder(abs_r), partner));
+            }
+        }
+        match self.heap.peek() {
+            Some(weakest) if self.heap.len() == self.top => weakest.0 .0 .0,
+            _ => 0.0,
+        }
+    }
+
+    fn partners(self) -> impl Iterator<Item = usize> {
+        self.heap.into_iter().map(|Reverse((_, partner))| partner)
+    }
 }
 
 /// Bin edges on the |r| scale matching the log-p bins of `LogPHistogram` for a fixed df:
@@ -259,15 +370,63 @@ fn strongest_pairs(
 struct RBinEdges {
     df: f64,
     edges: Vec<f64>,
+    /// `edges_at_or_below[c]`: number of edges <= c / LOOKUP_CELLS, for c = 0..=LOOKUP_CELLS,
+    /// then the number of edges. The edges of a pair with |r| in cell c lie between
+    /// entries c and c + 1, which are equal for most cells: the bin is then found at once.
+    edges_at_or_below: Vec<u32>,
 }
 
+/// Cells of the uniform lookup on |r| in [0, 1]: a power of two, so the cell of |r| is
+/// exact. Bins are about 1e-3 wide in |r| near 0 for n = 1,000, so most cells hold no edge.
+const LOOKUP_CELLS: usize = 1 << 16;
+
 impl RBinEdges {
+    /// The edges for `df`, kept from the previous block when it had the same df: the
+    /// blocks of a screen share n, and the edges cost 40,000 t quantiles.
+    fn shared(df: f64) -> Arc<Self> {
+        static LAST: Mutex<Option<Arc<RBinEdges>>> = Mutex::new(None);
+        let last = || LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(edges) = last().as_ref().filter(|edges| edges.df == df) {
+            return Arc::clone(edges);
+        }
+        // Computed unlocked (in parallel, on the caller's pool).
+        let edges = Arc::new(Self::new(df));
+        *last() = Some(Arc::clone(&edges));
+        edges
+    }
+
     fn new(df: f64) -> Self {
-        let hist = LogPHistogram::with_defaults();
-        let edges = (0..hist.counts.len())
-            .map(|k| Self::r_at(df, hist.upper_log_p(k)))
+        let mut edges = Self::exact_edges(df);
+        // Within ~1e-12 of |r| = 1 the edges of small df (n < 66) are not monotone, being
+        // rounded: each becomes the smallest at or after it, so "the last edge at or below
+        // |r|" is a search over sorted edges (a NaN edge, where t is infinite, is never
+        // below |r|).
+        for k in (0..edges.len() - 1).rev() {
+            edges[k] = edges[k].min(edges[k + 1]);
+        }
+        let mut below = 0;
+        let edges_at_or_below = (0..=LOOKUP_CELLS)
+            .map(|c| {
+                let cell_start = c as f64 / LOOKUP_CELLS as f64;
+                below += edges[below..].partition_point(|&e| e <= cell_start);
+                below as u32
+            })
+            .chain(std::iter::once(edges.len() as u32))
             .collect();
-        RBinEdges { df, edges }
+        RBinEdges {
+            df,
+            edges,
+            edges_at_or_below,
+        }
+    }
+
+    /// |r| at the upper log-p edge of each histogram bin.
+    fn exact_edges(df: f64) -> Vec<f64> {
+        let hist = LogPHistogram::with_defaults();
+        (0..hist.counts.len())
+            .into_par_iter()
+            .map(|k| Self::r_at(df, hist.upper_log_p(k)))
+            .collect()
     }
 
     /// |r| whose two-sided p-value has natural log `log_p`.
@@ -287,11 +446,17 @@ impl RBinEdges {
         }
     }
 
-    /// The bin of a pair with this |r|: the last edge at or below it.
+    /// The bin of a pair with this |r| (in [0, 1]): the last edge at or below it.
     fn bin(&self, abs_r: f64) -> usize {
-        self.edges
-            .partition_point(|&e| e <= abs_r)
-            .saturating_sub(1)
+        let cell = (abs_r * LOOKUP_CELLS as f64) as usize;
+        let lo = self.edges_at_or_below[cell] as usize;
+        let hi = self.edges_at_or_below[cell + 1] as usize;
+        let at_or_below = if lo == hi {
+            lo
+        } else {
+            lo + self.edges[lo..hi].partition_point(|&e| e <= abs_r)
+        };
+        at_or_below.saturating_sub(1)
     }
 }
 
@@ -410,5 +575,127 @@ mod tests {
             .map(|(a, b)| (a - b).abs())
             .sum();
         assert!(moved <= 2.0, "{moved} pairs binned differently");
+    }
+
+    /// A filtered block keeps the pairs that the full block gives under the same rule.
+    fn assert_keeps_as_full_block(x: &Block, y: &Block, pos: BlockPosition, rule: KeepRule) {
+        let full = cor_block(x, y, CorMethod::Pearson, pos, all());
+        let mut expected: Vec<Candidate> = (0..full.pairs.len())
+            .map(|k| {
+                let res = cor_result(full.pairs.estimate[k], full.pairs.n[k]);
+                (full.pairs.i[k], full.pairs.j[k], res)
+            })
+            .filter(|c| c.2.log_p <= rule.max_log_p)
+            .collect();
+        keep_top(
+            &mut expected,
+            x.n_features,
+            y.n_features,
+            pos.symmetric,
+            rule.top,
+        );
+        let mut expected: Vec<_> = expected.iter().map(|c| (c.0, c.1)).collect();
+        let out = cor_block(x, y, CorMethod::Pearson, pos, rule);
+        let mut kept: Vec<_> = out
+            .pairs
+            .i
+            .iter()
+            .copied()
+            .zip(out.pairs.j.clone())
+            .collect();
+        expected.sort_unstable();
+        kept.sort_unstable();
+        assert!(!kept.is_empty());
+        assert_eq!(kept, expected, "{pos:?}, {rule:?}");
+    }
+
+    #[test]
+    fn top_keeps_the_strongest_pairs_of_each_feature() {
+        // More x features than one task's rows, a constant feature on each side.
+        let (nx, ny, ns) = (ROWS_PER_TASK + 45, 30, 15);
+        let mut xd = data(nx, ns, 6);
+        let mut yd = data(ny, ns, 7);
+        (0..ns).for_each(|s| xd[s * nx + 3] = 1.5);
+        (0..ns).for_each(|s| yd[s * ny + 4] = -2.0);
+        let x = Block::new(&xd, nx, ns).unwrap();
+        let y = Block::new(&yd, ny, ns).unwrap();
+        for (symmetric, x_offset, y_offset) in [(false, 0, 0), (true, 40, 20), (true, 0, 0)] {
+            let pos = BlockPosition {
+                x_offset,
+                y_offset,
+                symmetric,
+            };
+            for (top, max_log_p) in [(1, f64::INFINITY), (4, f64::INFINITY), (3, 0.3f64.ln())] {
+                let rule = KeepRule {
+                    all: false,
+                    max_log_p,
+                    top,
+                };
+                assert_keeps_as_full_block(&x, &y, pos, rule);
+                let out = cor_block(&x, &y, CorMethod::Pearson, pos, rule);
+                let tested = (0..nx)
+                    .flat_map(|i| (0..ny).map(move |j| (i, j)))
+                    .filter(|&(i, j)| pos.tested(i, j) && i != 3 && j != 4)
+                    .count();
+                assert_eq!(out.histogram.total() as usize, tested);
+            }
+        }
+    }
+
+    #[test]
+    fn shared_edges_are_those_of_their_df() {
+        for df in [998.0, 10.0, 10.0, 998.0] {
+            let shared = RBinEdges::shared(df);
+            assert_eq!(shared.df, df);
+            assert_eq!(shared.edges, RBinEdges::new(df).edges);
+        }
+    }
+
+    #[test]
+    fn bin_is_the_last_edge_at_or_below_abs_r() {
+        let mut s = 11u64;
+        let mut uniform = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let neighbours = |a: f64| {
+            let bits = a.to_bits();
+            [
+                a,
+                f64::from_bits(bits + 1),
+                f64::from_bits(bits.saturating_sub(1)),
+            ]
+        };
+        for df in [1.0, 10.0, 63.0, 64.0, 98.0, 998.0, 19998.0, 1e6] {
+            let lookup = RBinEdges::new(df);
+            let exact = RBinEdges::exact_edges(df);
+            let mut values: Vec<f64> = exact
+                .iter()
+                .copied()
+                .chain((0..=LOOKUP_CELLS).map(|c| c as f64 / LOOKUP_CELLS as f64))
+                .flat_map(neighbours)
+                .filter(|a| (0.0..=1.0).contains(a))
+                .collect();
+            if exact.windows(2).all(|w| w[0] <= w[1]) {
+                // Sorted edges (n >= 66): the same bin as a binary search over all of them.
+                assert!(df >= 64.0);
+                // small |r| are the common case
+                values.extend((0..200_000).map(|k| uniform() * if k % 2 == 0 { 1.0 } else { 0.1 }));
+                for a in values {
+                    let searched = exact.partition_point(|&e| e <= a).saturating_sub(1);
+                    assert_eq!(lookup.bin(a), searched, "df {df}, |r| {a}");
+                }
+            } else {
+                // Otherwise by the definition (fewer values: this one is a linear scan).
+                assert!(df < 64.0);
+                values.retain(|&a| a > 0.999 || uniform() < 0.02);
+                for a in values {
+                    let last = exact.iter().rposition(|&e| e <= a).unwrap_or(0);
+                    assert_eq!(lookup.bin(a), last, "df {df}, |r| {a}");
+                }
+            }
+        }
     }
 }

@@ -45,8 +45,19 @@ impl<'a> Block<'a> {
             .collect()
     }
 
-    pub fn has_missing(&self, f: usize) -> bool {
-        (0..self.n_samples).any(|s| self.data[s * self.n_features + f].is_nan())
+    /// Whether each feature has a missing value, in one pass over the data in memory order
+    /// (a feature's values are strided).
+    pub fn missing_features(&self) -> Vec<bool> {
+        let mut missing = vec![false; self.n_features];
+        if self.n_features > 0 {
+            for sample in self.data.chunks_exact(self.n_features) {
+                missing
+                    .iter_mut()
+                    .zip(sample)
+                    .for_each(|(m, v)| *m |= v.is_nan());
+            }
+        }
+        missing
     }
 
     /// Samples x features matrix whose column f is `transform(feature f)`.

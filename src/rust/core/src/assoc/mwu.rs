@@ -166,8 +166,8 @@ pub fn mwu_block(
     let ng = groups.n_features;
     let mut ties = vec![0.0; nx];
     let mut scratch = vec![0.0; x.n_samples];
-    let x_na: Vec<bool> = (0..nx).map(|f| x.has_missing(f)).collect();
-    let g_na: Vec<bool> = (0..ng).map(|f| groups.has_missing(f)).collect();
+    let x_na = x.missing_features();
+    let g_na = groups.missing_features();
     let ranks = x.sample_major(|f, v| {
         ties[f] = average_ranks(v, &mut scratch);
         v.iter_mut()

@@ -45,9 +45,12 @@ simulate_trial <- function(n_genes = 2000, n_cells = 13000, n_paired = 10, n_tre
     stop(sprintf("`n_genes` must be at least %d for the markers and planted effects.",
                  length(types) * n_markers + 2L * n_effect_genes + 10L), call. = FALSE)
   }
-  old <- if (exists(".Random.seed", envir = globalenv())) get(".Random.seed", envir = globalenv())
-  on.exit(if (is.null(old)) rm(".Random.seed", envir = globalenv()) else assign(".Random.seed", old, envir = globalenv()))
-  set.seed(seed)
+  with_seed(seed, simulate_trial_data(n_genes, n_cells, n_paired, n_treated_paired, n_pre_only,
+                                      n_post_only, n_effect_genes, effect, counts, types, n_markers))
+}
+
+simulate_trial_data <- function(n_genes, n_cells, n_paired, n_treated_paired, n_pre_only, n_post_only,
+                                n_effect_genes, effect, counts, types, n_markers) {
 
   # Participants and biopsies.
   n_part <- n_paired + n_pre_only + n_post_only

@@ -226,13 +226,6 @@ did_table <- function(x, design, features = NULL, assay = NULL,
   finish_trial_table(tables, celltype, "difference in differences")
 }
 
-check_count <- function(v, arg) {
-  if (!is.numeric(v) || length(v) != 1L || is.na(v) || v < 0 || v != round(v)) {
-    stop(sprintf("`%s` must be a single whole number >= 0.", arg), call. = FALSE)
-  }
-  as.integer(v)
-}
-
 # Named list of logical cell masks, one per analysed cell type (or one for all cells).
 celltype_strata <- function(cells, design, celltype) {
   if (is.null(celltype)) return(list(all = rep(TRUE, nrow(cells))))
@@ -378,8 +371,7 @@ aggregate_covariates <- function(covs, group, n_groups) {
   out <- lapply(names(covs), function(nm) {
     v <- covs[[nm]]
     if (is.numeric(v)) {
-      sums <- tapply(v[group > 0], factor(group[group > 0], seq_len(n_groups)), mean)
-      return(as.numeric(sums))
+      return(as.numeric(tapply(v[group > 0], factor(group[group > 0], seq_len(n_groups)), mean)))
     }
     v <- as.character(v)
     per <- tapply(v[group > 0], factor(group[group > 0], seq_len(n_groups)), function(u) length(unique(u)))
@@ -395,13 +387,10 @@ aggregate_covariates <- function(covs, group, n_groups) {
 # Bootstrap weights (draws x clusters) from `seed`, leaving the user's RNG untouched.
 boot_weights <- function(n_draws, n_clusters, seed) {
   if (n_draws == 0L) return(NULL)
-  old <- if (exists(".Random.seed", envir = globalenv())) get(".Random.seed", envir = globalenv())
-  on.exit(if (is.null(old)) rm(".Random.seed", envir = globalenv()) else assign(".Random.seed", old, envir = globalenv()))
-  set.seed(seed)
   values <- if (n_clusters <= 12L) {
     c(-sqrt(1.5), -1, -sqrt(0.5), sqrt(0.5), 1, sqrt(1.5))
   } else c(-1, 1)
-  matrix(sample(values, n_draws * n_clusters, replace = TRUE), n_draws, n_clusters)
+  with_seed(seed, matrix(sample(values, n_draws * n_clusters, replace = TRUE), n_draws, n_clusters))
 }
 
 # Fits one feature source: aggregates (unless cell level) then runs the core on blocks.
@@ -431,17 +420,11 @@ feature_chunks <- function(s, BPPARAM) {
 # The analysis matrix of features `rows`: aggregated participant-visit values (dense,
 # small), or the cells themselves (sparse stays sparse).
 trial_rows <- function(s, rows, fit, model) {
-  whole <- length(rows) == s$n_features
-  data <- if (s$kind == "delayed") read_block(s, rows) else if (whole) s$data else s$data[rows, , drop = FALSE]
-  if (is.logical(data)) storage.mode(data) <- "double"
+  data <- feature_rows(s, rows)
   if (model$aggregate == "cell") {
     cols <- which(fit$group > 0)
-    if (length(cols) < ncol(data)) data <- data[, cols, drop = FALSE]
-    if (is.matrix(data) && !is.double(data)) storage.mode(data) <- "double"
-    return(if (is(data, "dgCMatrix")) data else as.matrix(data))
+    return(if (length(cols) < ncol(data)) data[, cols, drop = FALSE] else data)
   }
-  if (is.matrix(data) && !is.double(data)) storage.mode(data) <- "double"
-  if (!is(data, "dgCMatrix")) data <- as.matrix(data)
   sums <- rs_group_sums(data, fit$group, fit$n_groups, model$threads)
   if (model$aggregate == "pseudobulk") {
     lib <- as.numeric(tapply(fit$lib_size[fit$group > 0], factor(fit$group[fit$group > 0], seq_len(fit$n_groups)), sum))
@@ -450,7 +433,7 @@ trial_rows <- function(s, rows, fit, model) {
   sweep(sums, 2L, fit$obs$n_cells, `/`)
 }
 
-trial_columns <- function(parts, fit, model) {
+trial_columns <- function(parts, fit, model, reason = NULL) {
   bind <- function(name) do.call(rbind, lapply(parts, `[[`, name))
   est <- bind("estimate")
   se <- bind("std_error")
@@ -458,7 +441,7 @@ trial_columns <- function(parts, fit, model) {
   df <- bind("df")
   logp <- bind("log_p")
   status <- unlist(lapply(parts, `[[`, "status"))
-  reason <- c(NA, "zero variance", "no residual variance")[status + 1L]
+  if (is.null(reason)) reason <- c(NA, "zero variance", "no residual variance")[status + 1L]
   out <- data.frame(feature = NA_character_, estimate = nan_to_na(est[, 1]), std_error = nan_to_na(se[, 1]),
                     statistic = nan_to_na(stat[, 1]), df = nan_to_na(df[, 1]), p_value = nan_to_na(exp(logp[, 1])),
                     log_p = nan_to_na(logp[, 1]), fdr = NA_real_, stringsAsFactors = FALSE)
@@ -476,22 +459,15 @@ trial_columns <- function(parts, fit, model) {
   out
 }
 
+# Rows of NA for a stratum whose design cannot be fitted, with the design's reason.
 na_trial_rows <- function(feature_names, fit, model) {
   n <- length(feature_names)
-  out <- data.frame(feature = feature_names, estimate = NA_real_, std_error = NA_real_, statistic = NA_real_,
-                    df = NA_real_, p_value = NA_real_, log_p = NA_real_, fdr = NA_real_,
-                    stringsAsFactors = FALSE)[seq_len(n), , drop = FALSE]
-  if (model$contrast != "within") {
-    out$control_change <- rep(NA_real_, n)
-    out$control_p_value <- rep(NA_real_, n)
-  }
-  out$n_units <- rep(fit$n_units, n)
-  out$n_cells <- rep(fit$n_cells, n)
-  out$resid_sd <- rep(NA_real_, n)
-  out$vcov <- rep(model$vcov, n)
-  if (model$bootstrap > 0L) out$boot_p <- rep(NA_real_, n)
-  out$reason <- rep(fit$reason, n)
-  attr(out, "unpaired") <- fit$unpaired
+  k <- if (model$contrast == "within") 1L else 2L
+  na <- matrix(NaN, n, k)
+  part <- list(estimate = na, std_error = na, statistic = na, df = na, log_p = na,
+               resid_sd = rep(NaN, n), boot_p = rep(NaN, n), status = rep(0L, n))
+  out <- trial_columns(list(part), fit, model, reason = rep(fit$reason, n))
+  out$feature <- feature_names
   out
 }
 
@@ -605,9 +581,7 @@ between_arm <- function(x, design, visit, features = NULL, assay = NULL, method 
     group[!keep] <- 0L
     treated <- cells$treated[match(units, cells$participant)] == 1L
     means <- do.call(rbind, lapply(src$sources, function(s) {
-      data <- if (s$kind == "delayed") read_block(s, seq_len(s$n_features)) else s$data
-      if (!is(data, "dgCMatrix")) data <- as.matrix(data) * 1
-      sums <- rs_group_sums(data, group, length(units), threads)
+      sums <- rs_group_sums(feature_rows(s), group, length(units), threads)
       rownames(sums) <- s$names
       sweep(sums, 2L, tabulate(group, length(units)), `/`)
     }))
@@ -641,7 +615,7 @@ between_tests <- function(means, treated, method, threads) {
   out$fdr <- NA_real_
   out$n_treated <- n1
   out$n_control <- n0
-  zero <- apply(means, 1L, function(v) all(v == v[1L]))
+  zero <- rowSums(means != means[, 1L]) == 0
   out$reason <- ifelse(few, "too few participants", ifelse(zero, "zero variance", NA_character_))
   out$p_value[!is.na(out$reason)] <- NA
   out

@@ -89,9 +89,8 @@ feature_moments <- function(src, rows, threads) {
 # t(x[rows, ]) %*% weights, summed over row blocks.
 weighted_feature_sums <- function(src, rows, weights, threads) {
   if (!length(rows)) return(matrix(0, src$n_samples, ncol(weights)))
-  parts <- row_blocks(src, rows, function(block, k) rs_feature_weighted_sums(block, weights[k, , drop = FALSE], threads),
-                      `+`, with_index = TRUE)
-  parts
+  row_blocks(src, rows, function(block, k) rs_feature_weighted_sums(block, weights[k, , drop = FALSE], threads),
+             `+`, with_index = TRUE)
 }
 
 # Applies `fun` to features `rows` of a source, in blocks for DelayedArray (whole otherwise),
@@ -100,15 +99,7 @@ row_blocks <- function(src, rows, fun, combine, with_index = FALSE, block_rows =
   chunks <- if (src$kind == "delayed") split(seq_along(rows), ceiling(seq_along(rows) / block_rows)) else list(seq_along(rows))
   out <- NULL
   for (k in chunks) {
-    block <- switch(src$kind,
-                    dense = { b <- src$data[rows[k], , drop = FALSE]; storage.mode(b) <- "double"; b },
-                    sparse = src$data[rows[k], , drop = FALSE],
-                    delayed = {
-                      b <- as.matrix(src$data[rows[k], , drop = FALSE])
-                      check_block_values(b, src$arg, FALSE)
-                      storage.mode(b) <- "double"
-                      b
-                    })
+    block <- feature_rows(src, rows[k])
     part <- if (with_index) fun(block, k) else fun(block)
     out <- if (is.null(out)) part else combine(out, part)
   }

@@ -94,6 +94,30 @@ read_block <- function(src, rows) {
   block
 }
 
+# Features `rows` (any indices) of a source for the core's one-pass kernels: a double
+# matrix, or a dgCMatrix kept sparse; DelayedArray rows are realised and checked.
+feature_rows <- function(src, rows = seq_len(src$n_features)) {
+  whole <- length(rows) == src$n_features && identical(rows, seq_len(src$n_features))
+  data <- switch(src$kind,
+    sparse = if (whole) src$data else src$data[rows, , drop = FALSE],
+    dense = if (whole) src$data else src$data[rows, , drop = FALSE],
+    delayed = {
+      b <- as.matrix(src$data[rows, , drop = FALSE])
+      check_block_values(b, src$arg, allow_na = isTRUE(src$allow_na))
+      b
+    })
+  if (is.matrix(data) && !is.double(data)) storage.mode(data) <- "double"
+  data
+}
+
+# A single whole number >= 0.
+check_count <- function(v, arg) {
+  if (!is.numeric(v) || length(v) != 1L || is.na(v) || v < 0 || v != round(v)) {
+    stop(sprintf("`%s` must be a single whole number >= 0.", arg), call. = FALSE)
+  }
+  as.integer(v)
+}
+
 # Coded features: binary (0/1) or categorical (level codes 0..L-1), NA kept as NaN.
 # Vectors and factors are one feature; data.frames have features in columns (as colData);
 # matrices have features in rows.

@@ -1,4 +1,12 @@
-# Threads and progress, shared by every capability.
+# Threads, progress and seeded randomness, shared by every capability.
+
+# Evaluates `expr` after set.seed(seed), then restores the user's RNG state.
+with_seed <- function(seed, expr) {
+  old <- if (exists(".Random.seed", envir = globalenv())) get(".Random.seed", envir = globalenv())
+  on.exit(if (is.null(old)) rm(".Random.seed", envir = globalenv()) else assign(".Random.seed", old, envir = globalenv()))
+  set.seed(seed)
+  expr
+}
 
 # The `threads` argument: a positive whole number, by default the option
 # `sceffects.threads`, else 2.

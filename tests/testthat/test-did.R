@@ -166,8 +166,12 @@ test_that("degenerate features and designs give NA rows with a reason", {
   drop <- cd$response == "Responder" & !cd$participant %in% "P1"
   res <- suppressMessages(suppressWarnings(did_table(sce[, !drop], design, features = genes[1])))
   expect_equal(res$reason, "too few participants")
-  res <- suppressMessages(suppressWarnings(did_table(sce, design, features = genes[1], celltype = "Plasma cell")))
-  expect_true(is.na(res$p_value) || is.na(res$reason))
+  # A cell type seen only in the control arm.
+  sce3 <- sce
+  sce3$cell_type[sce3$response == "Non-responder" & sce3$cell_type == "B cell"] <- "Rare"
+  res <- suppressMessages(suppressWarnings(did_table(sce3, design, features = genes[1], celltype = "Rare")))
+  expect_equal(res$reason, "an arm missing")
+  expect_true(is.na(res$p_value))
 })
 
 test_that("bad input stops with a message naming the argument", {

@@ -242,6 +242,7 @@ pub struct ClusterFit {
     bread: Mat<f64>,
     xw: Mat<f64>, // p x N, X'W
     weights: Vec<f64>,
+    total_weight: f64,
     cluster: Vec<usize>,
     boot: Option<BootRows>,
 }
@@ -301,6 +302,7 @@ impl ClusterFit {
             bread,
             xw,
             weights: d.weights.to_vec(),
+            total_weight: d.weights.iter().sum(),
             cluster: d.cluster.to_vec(),
             boot,
         })
@@ -388,7 +390,7 @@ impl ClusterFit {
                     .sum::<f64>()
             })
             .sum();
-        let total_ss = wsumsq - wsum * wsum / self.weights.iter().sum::<f64>();
+        let total_ss = wsumsq - wsum * wsum / self.total_weight;
         let rss = (wsumsq - fitted_ss).max(0.0);
         let resid_sd = (rss / (n - p as f64)).sqrt() / scale;
         let degenerate = rss.is_nan() || rss <= 1e-14 * total_ss;
@@ -601,6 +603,15 @@ mod tests {
         (x, w, cl)
     }
 
+    fn design<'a>(x: &'a Mat<f64>, w: &'a [f64], cl: &'a [usize]) -> Design<'a> {
+        Design {
+            x: x.as_ref(),
+            weights: w,
+            cluster: cl,
+            n_clusters: 6,
+        }
+    }
+
     /// Direct WLS: coefficients, residuals, bread.
     fn direct(x: &Mat<f64>, w: &[f64], y: &[f64]) -> (Vec<f64>, Vec<f64>, Mat<f64>) {
         let d = Design {
@@ -627,12 +638,7 @@ mod tests {
         let (x, w, cl) = did_design();
         let n = x.nrows();
         let y: Vec<f64> = (0..n).map(|i| 1.0 + x[(i, 1)] * 0.3 + noise(i)).collect();
-        let d = Design {
-            x: x.as_ref(),
-            weights: &w,
-            cluster: &cl,
-            n_clusters: 6,
-        };
+        let d = design(&x, &w, &cl);
         let fit = ClusterFit::new(&d, &[1, 0], Vcov::Cr1, None).unwrap();
         let z = project_dense(&y, 1, &fit.projection());
         let res = fit.finish(&z, false);
@@ -654,12 +660,7 @@ mod tests {
     #[test]
     fn cr2_low_rank_adjustment_matches_the_dense_inverse_square_root() {
         let (x, w, cl) = did_design();
-        let d = Design {
-            x: x.as_ref(),
-            weights: &w,
-            cluster: &cl,
-            n_clusters: 6,
-        };
+        let d = design(&x, &w, &cl);
         let m = d.bread().unwrap();
         let n = x.nrows();
         let w2x = Mat::from_fn(n, 8, |i, c| w[i] * w[i] * x[(i, c)]);
@@ -693,12 +694,7 @@ mod tests {
         let (x, w, cl) = did_design();
         let n = x.nrows();
         let y: Vec<f64> = (0..n).map(|i| x[(i, 1)] * 0.8 + noise(i + 7)).collect();
-        let d = Design {
-            x: x.as_ref(),
-            weights: &w,
-            cluster: &cl,
-            n_clusters: 6,
-        };
+        let d = design(&x, &w, &cl);
         let draws = 40;
         let weights: Vec<f64> = (0..draws * 6)
             .map(|k| if noise(k + 999) > 0.0 { 1.0 } else { -1.0 })
@@ -731,12 +727,7 @@ mod tests {
     #[test]
     fn constant_response_has_no_inference() {
         let (x, w, cl) = did_design();
-        let d = Design {
-            x: x.as_ref(),
-            weights: &w,
-            cluster: &cl,
-            n_clusters: 6,
-        };
+        let d = design(&x, &w, &cl);
         let fit = ClusterFit::new(&d, &[1], Vcov::Cr2, None).unwrap();
         let y = vec![2.5; x.nrows()];
         let r = fit.finish(&project_dense(&y, 1, &fit.projection()), true);

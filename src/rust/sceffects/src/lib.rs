@@ -66,37 +66,57 @@ fn rs_bh_histogram(kept_log_p: &[f64], counts: &[f64]) -> Vec<f64> {
     fdr::bh_from_histogram(kept_log_p, &hist)
 }
 
-/// Borrowed view of a dgCMatrix's slots.
-fn csc_view(x: &Robj) -> RResult<input::CscView<'_>> {
-    let dim = x
-        .get_attrib("Dim")
-        .and_then(|d| d.as_integer_slice().map(|d| d.to_vec()))
-        .ok_or_else(|| fail("not a dgCMatrix"))?;
-    let slot = |name: &str| {
-        x.get_attrib(name)
-            .ok_or_else(|| fail(format!("dgCMatrix without slot {name}")))
-    };
-    let (p, i, xv) = (slot("p")?, slot("i")?, slot("x")?);
-    // The slots live as long as `x`; extendr ties their slices to the temporary Robj.
-    let p: &[i32] = unsafe {
-        std::mem::transmute(
-            p.as_integer_slice()
+/// The slots of a dgCMatrix, held so that views can borrow them.
+struct CscSlots {
+    dim: Vec<i32>,
+    p: Robj,
+    i: Robj,
+    x: Robj,
+}
+
+impl CscSlots {
+    fn of(x: &Robj) -> RResult<Self> {
+        let dim = x
+            .get_attrib("Dim")
+            .and_then(|d| d.as_integer_slice().map(|d| d.to_vec()))
+            .ok_or_else(|| fail("not a dgCMatrix"))?;
+        let slot = |name: &str| {
+            x.get_attrib(name)
+                .ok_or_else(|| fail(format!("dgCMatrix without slot {name}")))
+        };
+        Ok(CscSlots {
+            dim,
+            p: slot("p")?,
+            i: slot("i")?,
+            x: slot("x")?,
+        })
+    }
+
+    fn view(&self) -> RResult<input::CscView<'_>> {
+        input::CscView::new(
+            self.dim[0] as usize,
+            self.dim[1] as usize,
+            self.p
+                .as_integer_slice()
                 .ok_or_else(|| fail("slot p is not integer"))?,
-        )
-    };
-    let i: &[i32] = unsafe {
-        std::mem::transmute(
-            i.as_integer_slice()
+            self.i
+                .as_integer_slice()
                 .ok_or_else(|| fail("slot i is not integer"))?,
-        )
-    };
-    let xv: &[f64] = unsafe {
-        std::mem::transmute(
-            xv.as_real_slice()
+            self.x
+                .as_real_slice()
                 .ok_or_else(|| fail("slot x is not double"))?,
         )
-    };
-    input::CscView::new(dim[0] as usize, dim[1] as usize, p, i, xv).map_err(fail)
+        .map_err(fail)
+    }
+}
+
+/// The slots of `x` when it is a dgCMatrix.
+fn sparse_slots(x: &Robj) -> RResult<Option<CscSlots>> {
+    if x.inherits("dgCMatrix") {
+        CscSlots::of(x).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// Features (rows) of a double matrix or a dgCMatrix.
@@ -105,9 +125,9 @@ enum Features<'a> {
     Sparse(input::CscView<'a>),
 }
 
-fn features_of(x: &Robj) -> RResult<Features<'_>> {
-    if x.inherits("dgCMatrix") {
-        return Ok(Features::Sparse(csc_view(x)?));
+fn features_of<'a>(x: &'a Robj, slots: &'a Option<CscSlots>) -> RResult<Features<'a>> {
+    if let Some(s) = slots {
+        return Ok(Features::Sparse(s.view()?));
     }
     let nrow = x
         .get_attrib("dim")
@@ -147,7 +167,8 @@ impl Features<'_> {
 /// Dense block of rows `start..end` (0-based, end exclusive) of a dgCMatrix.
 #[extendr]
 fn rs_csc_row_block(x: Robj, start: i32, end: i32) -> RResult<RMatrix<f64>> {
-    let view = csc_view(&x)?;
+    let slots = CscSlots::of(&x)?;
+    let view = slots.view()?;
     let (s, e) = (start as usize, end as usize);
     if start < 0 || e > view.nrow || s > e {
         return Err(fail("row block out of range"));
@@ -162,7 +183,8 @@ fn rs_csc_row_block(x: Robj, start: i32, end: i32) -> RResult<RMatrix<f64>> {
 /// features x groups.
 #[extendr]
 fn rs_group_sums(x: Robj, group: &[i32], n_groups: i32, threads: i32) -> RResult<RMatrix<f64>> {
-    let feats = features_of(&x)?;
+    let slots = sparse_slots(&x)?;
+    let feats = features_of(&x, &slots)?;
     let n_groups = n_groups as usize;
     let slot = |g: i32| if g > 0 { (g - 1) as usize } else { n_groups };
     let proj = Projection {
@@ -186,7 +208,8 @@ fn rs_group_sums(x: Robj, group: &[i32], n_groups: i32, threads: i32) -> RResult
 /// Sum and sum of squares of each feature: features x 2.
 #[extendr]
 fn rs_feature_moments(x: Robj, threads: i32) -> RResult<RMatrix<f64>> {
-    let feats = features_of(&x)?;
+    let slots = sparse_slots(&x)?;
+    let feats = features_of(&x, &slots)?;
     let n = feats.n_obs();
     let proj = Projection {
         n_obs: n,
@@ -208,7 +231,8 @@ fn rs_feature_moments(x: Robj, threads: i32) -> RResult<RMatrix<f64>> {
 /// Per-observation weighted sums over features: `t(x) %*% w` (observations x sets).
 #[extendr]
 fn rs_feature_weighted_sums(x: Robj, w: RMatrix<f64>, threads: i32) -> RResult<RMatrix<f64>> {
-    let feats = features_of(&x)?;
+    let slots = sparse_slots(&x)?;
+    let feats = features_of(&x, &slots)?;
     let n_sets = w.ncols();
     if w.nrows() != feats.n_features() {
         return Err(fail("weights need one row per feature"));
@@ -248,7 +272,8 @@ fn rs_cluster_fit(
     standardize: bool,
     threads: i32,
 ) -> RResult<Robj> {
-    let feats = features_of(&x)?;
+    let slots = sparse_slots(&x)?;
+    let feats = features_of(&x, &slots)?;
     let xmat = faer::MatRef::from_column_major_slice(design.data(), design.nrows(), design.ncols());
     let cluster: Vec<usize> = cluster.iter().map(|&g| (g - 1) as usize).collect();
     let d = Design {

@@ -9,9 +9,9 @@ use sceffects_core::clustered::{self, ClusterFit, Design, Vcov};
 use sceffects_core::project::{self, Projection};
 use sceffects_core::{dist, fdr, input, with_threads};
 
-type RResult<T> = std::result::Result<T, Error>;
+pub(crate) type RResult<T> = std::result::Result<T, Error>;
 
-fn fail(msg: impl std::fmt::Display) -> Error {
+pub(crate) fn fail(msg: impl std::fmt::Display) -> Error {
     Error::Other(msg.to_string().replace('%', "%%"))
 }
 
@@ -67,7 +67,7 @@ fn rs_bh_histogram(kept_log_p: &[f64], counts: &[f64]) -> Vec<f64> {
 }
 
 /// The slots of a dgCMatrix, held so that views can borrow them.
-struct CscSlots {
+pub(crate) struct CscSlots {
     dim: Vec<i32>,
     p: Robj,
     i: Robj,
@@ -75,7 +75,7 @@ struct CscSlots {
 }
 
 impl CscSlots {
-    fn of(x: &Robj) -> RResult<Self> {
+    pub(crate) fn of(x: &Robj) -> RResult<Self> {
         let dim = x
             .get_attrib("Dim")
             .and_then(|d| d.as_integer_slice().map(|d| d.to_vec()))
@@ -92,7 +92,7 @@ impl CscSlots {
         })
     }
 
-    fn view(&self) -> RResult<input::CscView<'_>> {
+    pub(crate) fn view(&self) -> RResult<input::CscView<'_>> {
         input::CscView::new(
             self.dim[0] as usize,
             self.dim[1] as usize,
@@ -111,7 +111,7 @@ impl CscSlots {
 }
 
 /// The slots of `x` when it is a dgCMatrix.
-fn sparse_slots(x: &Robj) -> RResult<Option<CscSlots>> {
+pub(crate) fn sparse_slots(x: &Robj) -> RResult<Option<CscSlots>> {
     if x.inherits("dgCMatrix") {
         CscSlots::of(x).map(Some)
     } else {
@@ -120,12 +120,12 @@ fn sparse_slots(x: &Robj) -> RResult<Option<CscSlots>> {
 }
 
 /// Features (rows) of a double matrix or a dgCMatrix.
-enum Features<'a> {
+pub(crate) enum Features<'a> {
     Dense { data: &'a [f64], nrow: usize },
     Sparse(input::CscView<'a>),
 }
 
-fn features_of<'a>(x: &'a Robj, slots: &'a Option<CscSlots>) -> RResult<Features<'a>> {
+pub(crate) fn features_of<'a>(x: &'a Robj, slots: &'a Option<CscSlots>) -> RResult<Features<'a>> {
     if let Some(s) = slots {
         return Ok(Features::Sparse(s.view()?));
     }
@@ -140,19 +140,19 @@ fn features_of<'a>(x: &'a Robj, slots: &'a Option<CscSlots>) -> RResult<Features
 }
 
 impl Features<'_> {
-    fn n_features(&self) -> usize {
+    pub(crate) fn n_features(&self) -> usize {
         match self {
             Features::Dense { nrow, .. } => *nrow,
             Features::Sparse(v) => v.nrow,
         }
     }
-    fn n_obs(&self) -> usize {
+    pub(crate) fn n_obs(&self) -> usize {
         match self {
             Features::Dense { data, nrow } => data.len() / (*nrow).max(1),
             Features::Sparse(v) => v.ncol,
         }
     }
-    fn project(&self, proj: &Projection) -> Result<Vec<f64>, String> {
+    pub(crate) fn project(&self, proj: &Projection) -> Result<Vec<f64>, String> {
         proj.check()?;
         if self.n_obs() != proj.n_obs {
             return Err("features and design have different numbers of observations".into());
@@ -508,8 +508,11 @@ fn rs_crossprod(x: RMatrix<f64>, y: RMatrix<f64>, threads: i32) -> RResult<f64> 
     .map_err(fail)
 }
 
+mod gsea;
+
 extendr_module! {
     mod sceffects;
+    use gsea;
     fn rs_crossprod;
     fn rs_distribution;
     fn rs_bh;

@@ -13,4 +13,6 @@ rs_feature_weighted_sums <- function(x, w, threads) .Call(wrap__rs_feature_weigh
 rs_cluster_fit <- function(x, design, weights, cluster, n_clusters, coefs, vcov, boot_weights, standardize, threads) .Call(wrap__rs_cluster_fit, x, design, weights, cluster, n_clusters, coefs, vcov, boot_weights, standardize, threads)
 rs_welch <- function(y, in_first) .Call(wrap__rs_welch, y, in_first)
 rs_feature_moments <- function(x, threads) .Call(wrap__rs_feature_moments, x, threads)
-rs_gsea_probe <- function() .Call(wrap__rs_gsea_probe)
+rs_gsea_scores <- function(weights, sets) .Call(wrap__rs_gsea_scores, weights, sets)
+rs_gsea_permutation <- function(weights, sizes, es, n_perm, seed, threads) .Call(wrap__rs_gsea_permutation, weights, sizes, es, n_perm, seed, threads)
+rs_gsea_multilevel <- function(weights, sizes, es, n_particles, eps, seed, threads) .Call(wrap__rs_gsea_multilevel, weights, sizes, es, n_particles, eps, seed, threads)

@@ -6,9 +6,11 @@ pub mod assoc;
 pub mod clustered;
 pub mod dist;
 pub mod fdr;
+pub mod gsea;
 pub mod input;
 pub mod project;
 pub mod rank;
+pub mod rng;
 
 /// Runs `f` on a local rayon pool of `threads` threads (never the global pool, so each call
 /// honours its own `threads` argument).

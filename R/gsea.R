@@ -1,0 +1,419 @@
+# Preranked gene-set enrichment. The core scores sets, draws the permutation null and runs
+# the multilevel ladders; this file checks inputs, ranks genes, matches sets, chooses the
+# p-value estimator set by set and builds the table.
+
+#' Preranked gene-set enrichment analysis
+#'
+#' GSEA on a ranking of genes: the weighted Kolmogorov-Smirnov enrichment score of each set
+#' (Subramanian et al. 2005), p-values from gene-label permutations, and, for sets whose
+#' permutation p-value is too coarse, an adaptive multilevel Monte Carlo estimate that
+#' reaches p-values far below `1 / nperm` (Korotkevich et al. 2021, the method of fgsea's
+#' `fgseaMultilevel()`). The p-value is conditional on the sign of the score, as in GSEA and
+#' fgsea: for a positive score, P(ES >= es | ES >= 0) under the null.
+#'
+#' Genes are ranked by decreasing `stats`; tied statistics are ordered by gene name, so the
+#' result does not depend on the input order (a message gives the fraction of tied genes).
+#' A gene's weight in the running sum is `abs(stat)^weight` (`weight = 0`: the classic
+#' unweighted Kolmogorov-Smirnov statistic). NES divides the score by the mean null score
+#' of the same sign, for the set's size. Sets of the same size share their null draws.
+#'
+#' Each set's p-value comes from whichever estimator has the smaller expected error:
+#' the permutation estimate `(1 + #{null as extreme}) / (1 + #{null of that sign})`, or the
+#' multilevel estimate. `log2err` is the standard deviation of the estimate's log2.
+#' Below `eps` the ladder stops and `p_value` is an upper bound, `eps` itself (`p_method`
+#' `"multilevel bound"`, `log2err` `NA`). Results are the same for a `seed` whatever
+#' `threads` is.
+#'
+#' @param stats Named numeric vector of gene statistics (e.g. signed -log10 p or t); names
+#'   are gene identifiers, unique, and values finite.
+#' @param sets Named list of character vectors of genes (see [read_gmt()]).
+#' @param min_size,max_size Sets with fewer or more genes found in `stats` are not tested;
+#'   they are reported with `NA` p-values and a `reason`.
+#' @param weight Exponent of the gene weights `abs(stat)^weight`.
+#' @param nperm Number of permutations of the simple estimate.
+#' @param eps Smallest p-value the multilevel method resolves (0 < eps < 1).
+#' @param sample_size Particles per multilevel level (odd; more gives smaller errors).
+#' @param seed Seed of the permutations; by default drawn from R's random number generator
+#'   (so `set.seed()` makes the call reproducible).
+#' @param threads Number of threads.
+#' @return A results table with one row per set: `set`, `size` (genes found), `es`, `nes`,
+#'   `p_value`, `fdr` (Benjamini-Hochberg over the tested sets), `log2err`, `p_method`,
+#'   `leading_edge` (a list of genes), `n_genes` (genes in the set) and `reason` (why a set
+#'   was not tested), ordered by p-value. Attribute `report`: genes missing from the
+#'   ranking and the tie fraction.
+#' @export
+#' @examples
+#' set.seed(1)
+#' genes <- paste0("g", 1:2000)
+#' stats <- setNames(rnorm(2000), genes)
+#' sets <- list(up = genes[1:40], random = sample(genes, 60))
+#' stats[1:40] <- stats[1:40] + 1.5
+#' gsea(stats, sets, seed = 1)
+gsea <- function(stats, sets, min_size = 15, max_size = 500, weight = 1, nperm = 1000,
+                 eps = 1e-50, sample_size = 101, seed = NULL, threads = NULL) {
+  threads <- resolve_threads(threads)
+  check_ranking(stats)
+  check_gene_sets(sets)
+  min_size <- check_count(min_size, "min_size")
+  max_size <- check_count(max_size, "max_size")
+  if (max_size < min_size) stop("`max_size` must be at least `min_size`.", call. = FALSE)
+  if (!is.numeric(weight) || length(weight) != 1L || !is.finite(weight) || weight < 0) {
+    stop("`weight` must be a single number >= 0.", call. = FALSE)
+  }
+  nperm <- check_count(nperm, "nperm")
+  if (nperm < 10L) stop("`nperm` must be at least 10.", call. = FALSE)
+  if (!is.numeric(eps) || length(eps) != 1L || !(eps > 0 && eps < 1)) {
+    stop("`eps` must be a single number between 0 and 1.", call. = FALSE)
+  }
+  sample_size <- check_count(sample_size, "sample_size")
+  if (sample_size < 3L) stop("`sample_size` must be at least 3.", call. = FALSE)
+  sample_size <- sample_size + (sample_size %% 2L == 0L)
+  seed <- resolve_seed(seed)
+
+  ranking <- rank_genes(stats, weight)
+  matched <- match_sets(sets, ranking$genes, min_size, max_size)
+  table <- enrichment_table(ranking, matched, nperm, eps, sample_size, seed, threads)
+  table <- table[order(table$p_value, -abs(table$nes), table$set, na.last = TRUE), ]
+  report <- list(n_genes = length(stats), tie_fraction = ranking$tie_fraction,
+                 missing_genes = sum(matched$n_genes - matched$size), sets = matched[, c("set", "n_genes", "size")])
+  new_results(table, "preranked GSEA", extra = list(report = report, estimate_label = "nes"))
+}
+
+check_ranking <- function(stats) {
+  if (!is.numeric(stats) || is.null(names(stats)) || length(stats) < 2L) {
+    stop("`stats` must be a named numeric vector of gene statistics.", call. = FALSE)
+  }
+  if (anyNA(names(stats)) || any(names(stats) == "")) stop("`stats` has genes without names.", call. = FALSE)
+  if (any(!is.finite(stats))) {
+    stop(sprintf("`stats` has %d missing or infinite values; remove them first.", sum(!is.finite(stats))), call. = FALSE)
+  }
+  dup <- unique(names(stats)[duplicated(names(stats))])
+  if (length(dup)) {
+    stop(sprintf("`stats` has duplicated gene names (%s); keep one statistic per gene.",
+                 paste(utils::head(dup, 3), collapse = ", ")), call. = FALSE)
+  }
+}
+
+check_gene_sets <- function(sets, arg = "sets") {
+  if (!is.list(sets) || length(sets) == 0L || is.null(names(sets)) || anyNA(names(sets)) ||
+      any(names(sets) == "") || anyDuplicated(names(sets))) {
+    stop(sprintf("`%s` must be a non-empty list of character vectors with unique names.", arg), call. = FALSE)
+  }
+  if (!all(vapply(sets, is.character, TRUE))) {
+    stop(sprintf("Every element of `%s` must be a character vector of genes.", arg), call. = FALSE)
+  }
+}
+
+resolve_seed <- function(seed) {
+  if (is.null(seed)) return(as.double(sample.int(.Machine$integer.max, 1L)))
+  if (!is.numeric(seed) || length(seed) != 1L || !is.finite(seed) || seed != round(seed) || seed < 0) {
+    stop("`seed` must be a single whole number >= 0.", call. = FALSE)
+  }
+  as.double(seed)
+}
+
+# Genes in decreasing order of their statistic, ties by name; weights |stat|^weight.
+rank_genes <- function(stats, weight) {
+  ord <- order(-stats, names(stats), method = "radix")
+  ranked <- stats[ord]
+  tied <- duplicated(ranked) | duplicated(ranked, fromLast = TRUE)
+  tie_fraction <- mean(tied)
+  if (tie_fraction > 0) {
+    message(sprintf("%.2f%% of the genes have tied statistics; they are ranked by gene name.", 100 * tie_fraction))
+  }
+  list(genes = names(ranked), stats = unname(ranked), weights = abs(unname(ranked))^weight,
+       tie_fraction = tie_fraction)
+}
+
+# Sets matched to the ranking: rank positions (0-based, sorted) and why a set is not tested.
+match_sets <- function(sets, genes, min_size, max_size) {
+  positions <- lapply(sets, function(s) sort(unique(match(s, genes)) - 1L))
+  positions <- lapply(positions, function(p) as.integer(p[!is.na(p)]))
+  size <- lengths(positions)
+  reason <- ifelse(size < min_size, sprintf("%d genes found, fewer than min_size", size),
+                   ifelse(size > max_size, sprintf("%d genes found, more than max_size", size), NA_character_))
+  reason[size >= length(genes)] <- "every ranked gene in the set"
+  out <- data.frame(set = names(sets), n_genes = lengths(lapply(sets, unique)), size = size,
+                    reason = reason, stringsAsFactors = FALSE)
+  out$positions <- positions
+  missing <- sum(out$n_genes - out$size)
+  if (missing > 0L) message(sprintf("%d gene-set members are not in the ranking.", missing))
+  if (any(!is.na(reason))) {
+    message(sprintf("%d of %d sets are outside the size bounds and are not tested (see `reason`).",
+                    sum(!is.na(reason)), nrow(out)))
+  }
+  out
+}
+
+enrichment_table <- function(ranking, matched, nperm, eps, sample_size, seed, threads) {
+  n <- nrow(matched)
+  scores <- rs_gsea_scores(ranking$weights, matched$positions)
+  out <- data.frame(set = matched$set, size = matched$size, es = nan_to_na(scores$es), nes = NA_real_,
+                    p_value = NA_real_, fdr = NA_real_, log2err = NA_real_, p_method = NA_character_,
+                    stringsAsFactors = FALSE)
+  out$leading_edge <- leading_edges(ranking$genes, matched$positions, scores)
+  out$n_genes <- matched$n_genes
+  out$reason <- matched$reason
+  out$reason[is.na(out$reason) & is.na(out$es)] <- "all genes of the set have weight 0"
+  tested <- which(is.na(out$reason))
+  if (length(tested) == 0L) return(out)
+  null <- rs_gsea_permutation(ranking$weights, matched$size[tested], out$es[tested], nperm, seed, threads)
+  few <- null$n_same_sign < 10
+  out$reason[tested[few]] <- "fewer than 10 null scores of this sign; increase nperm"
+  ok <- !few
+  t <- tested[ok]
+  out$nes[t] <- out$es[t] / abs(null$mean_same_sign[ok])
+  out$p_value[t] <- (1 + null$n_as_extreme[ok]) / (1 + null$n_same_sign[ok])
+  out$log2err[t] <- sqrt(trigamma(null$n_as_extreme[ok] + 1) - trigamma(null$n_same_sign[ok] + 2)) / log(2)
+  out$p_method[t] <- "permutation"
+  deeper <- t[multilevel_error(out$p_value[t], sample_size) < out$log2err[t]]
+  if (length(deeper)) {
+    sign_fraction <- (null$n_same_sign[ok] + 1) / (nperm + 1)
+    out[deeper, c("p_value", "log2err", "p_method")] <-
+      multilevel_p(ranking$weights, out[deeper, ], sign_fraction[match(deeper, t)], eps, sample_size, seed, threads)
+  }
+  out$fdr <- fdr_bh(out$p_value)
+  out
+}
+
+# Standard deviation of log2 of a multilevel estimate after the levels needed for `p`:
+# each level's surviving fraction is a Beta((s + 1) / 2, (s + 1) / 2) order statistic.
+multilevel_error <- function(p, sample_size, levels = floor(-log2(p))) {
+  sqrt((levels + 1) * (trigamma((sample_size + 1) / 2) - trigamma(sample_size + 1))) / log(2)
+}
+
+# Multilevel p-values, conditional on the sign (divided by the fraction of null scores of
+# that sign), in chunks of set sizes so that Ctrl-C is honoured between them.
+multilevel_p <- function(weights, rows, sign_fraction, eps, sample_size, seed, threads) {
+  size_groups <- split(seq_len(nrow(rows)), ceiling(match(rows$size, sort(unique(rows$size))) / 8))
+  parts <- with_progress(length(size_groups), "Multilevel GSEA", function(k) {
+    i <- size_groups[[k]]
+    rs_gsea_multilevel(weights, rows$size[i], rows$es[i], sample_size, eps * min(sign_fraction), seed, threads)
+  })
+  log_p <- levels <- numeric(nrow(rows))
+  beyond <- logical(nrow(rows))
+  for (k in seq_along(size_groups)) {
+    i <- size_groups[[k]]
+    log_p[i] <- parts[[k]]$log_p
+    levels[i] <- parts[[k]]$levels
+    beyond[i] <- parts[[k]]$beyond
+  }
+  p <- pmin(1, exp(log_p) / sign_fraction)
+  # Beyond the last level p is only bounded: by eps when the ladder stopped there.
+  p[beyond] <- pmax(p[beyond], eps)
+  err <- ifelse(beyond, NA_real_, multilevel_error(p, sample_size, levels))
+  data.frame(p_value = p, log2err = err, p_method = ifelse(beyond, "multilevel bound", "multilevel"),
+             stringsAsFactors = FALSE)
+}
+
+leading_edges <- function(genes, positions, scores) {
+  lapply(seq_along(positions), function(k) {
+    hit <- scores$extreme_hit[k]
+    if (is.nan(hit)) return(character())
+    pos <- positions[[k]] + 1L
+    idx <- if (scores$es[k] >= 0) seq_len(hit + 1) else seq.int(hit + 1, length(pos))
+    genes[pos[idx]]
+  })
+}
+
+#' GSEA of a difference-in-differences, for several gene-set collections
+#'
+#' Runs one [did_table()] over all genes, ranks them once, and tests every collection
+#' against that ranking with [gsea()]; sctrial recomputes the DiD for each collection.
+#'
+#' Rankings: `"signed_log_p"` is `sign(estimate) * -log10(p)` (from the table's log
+#' p-value, so it does not saturate at tiny p), `"t"` the DiD t statistic, `"estimate"`
+#' the DiD estimate. Genes with an `NA` statistic (degenerate genes) are left out of the
+#' ranking, with a message.
+#'
+#' @inheritParams did_table
+#' @param collections Named list of collections; each a named list of gene sets or the
+#'   path of a GMT file.
+#' @param ranking `"signed_log_p"`, `"t"` or `"estimate"`.
+#' @param ... Further arguments of [did_table()] (`aggregate`, `celltype`, `covariates`,
+#'   `vcov`, `threads`, ...).
+#' @param min_size,max_size,weight,nperm,eps,seed As in [gsea()]. FDR is computed within
+#'   each collection.
+#' @return A results table as [gsea()] with a first column `collection`; attributes
+#'   `did` (the DiD table) and `ranking` (the named statistics).
+#' @export
+#' @examples
+#' sce <- simulate_trial(n_genes = 400, n_cells = 3000, seed = 1)
+#' design <- trial_design(sce, participant = "participant", visit = "visit", arm = "response",
+#'                        treated = "responder", control = "non_responder")
+#' sets <- S4Vectors::metadata(sce)$gene_sets
+#' res <- gsea_did(sce, design, collections = list(simulated = sets), min_size = 5, seed = 1)
+#' res[, c("collection", "set", "size", "nes", "p_value", "fdr")]
+gsea_did <- function(x, design, collections, ranking = c("signed_log_p", "t", "estimate"), ...,
+                     min_size = 15, max_size = 500, weight = 1, nperm = 1000, eps = 1e-50, seed = NULL) {
+  ranking <- match.arg(ranking)
+  collections <- resolve_collections(collections)
+  did <- did_table(x, design, ...)
+  stat <- switch(ranking,
+                 signed_log_p = sign(did$estimate) * -did$log_p / log(10),
+                 t = did$statistic,
+                 estimate = did$estimate)
+  keep <- is.finite(stat)
+  if (any(!keep)) message(sprintf("%d genes without a DiD statistic are left out of the ranking.", sum(!keep)))
+  stats <- stats::setNames(stat[keep], did$feature[keep])
+  seed <- resolve_seed(seed)
+  threads <- list(...)$threads
+  tables <- lapply(names(collections), function(nm) {
+    res <- gsea(stats, collections[[nm]], min_size = min_size, max_size = max_size, weight = weight,
+                nperm = nperm, eps = eps, seed = seed, threads = threads)
+    cbind(collection = rep(nm, nrow(res)), as.data.frame(res), stringsAsFactors = FALSE)
+  })
+  out <- do.call(rbind, tables)
+  new_results(out, sprintf("GSEA of a difference-in-differences (ranked by %s)", ranking),
+              extra = list(did = did, ranking = stats, estimate_label = "nes"))
+}
+
+resolve_collections <- function(collections) {
+  if (!is.list(collections) || length(collections) == 0L || is.null(names(collections)) ||
+      any(names(collections) == "") || anyDuplicated(names(collections))) {
+    stop("`collections` must be a named list of gene-set lists or GMT file paths.", call. = FALSE)
+  }
+  lapply(stats::setNames(names(collections), names(collections)), function(nm) {
+    col <- collections[[nm]]
+    if (is.character(col) && length(col) == 1L) col <- read_gmt(col)
+    check_gene_sets(col, sprintf("collections$%s", nm))
+    col
+  })
+}
+
+#' Read and write gene sets in GMT format
+#'
+#' GMT (Broad's gene matrix transposed format): one set per line, tab-separated: the set's
+#' name, a description, then its genes. Empty fields are dropped.
+#'
+#' @param path File path (`read_gmt()` also reads gzipped files).
+#' @return `read_gmt()`: a named list of character vectors, with attribute `description`.
+#'   `write_gmt()`: `path`, invisibly.
+#' @export
+#' @examples
+#' sets <- list(setA = c("TP53", "MDM2"), setB = c("CD3E", "CD4", "CD8A"))
+#' path <- tempfile(fileext = ".gmt")
+#' write_gmt(sets, path)
+#' read_gmt(path)
+read_gmt <- function(path) {
+  if (!is.character(path) || length(path) != 1L || !file.exists(path)) {
+    stop("`path` must be the path of an existing GMT file.", call. = FALSE)
+  }
+  lines <- readLines(path, warn = FALSE)
+  lines <- lines[nzchar(trimws(lines))]
+  fields <- strsplit(lines, "\t", fixed = TRUE)
+  short <- which(lengths(fields) < 2L)
+  if (length(short)) {
+    stop(sprintf("`path` is not a GMT file: line %d has no tab-separated name and description.", short[1]), call. = FALSE)
+  }
+  names <- vapply(fields, `[[`, "", 1L)
+  dup <- unique(names[duplicated(names)])
+  if (length(dup)) stop(sprintf("`path` has duplicated set names: %s.", paste(utils::head(dup, 3), collapse = ", ")), call. = FALSE)
+  sets <- lapply(fields, function(f) {
+    genes <- f[-(1:2)]
+    genes[nzchar(genes)]
+  })
+  names(sets) <- names
+  attr(sets, "description") <- stats::setNames(vapply(fields, `[[`, "", 2L), names)
+  sets
+}
+
+#' @rdname read_gmt
+#' @param sets Named list of character vectors of genes.
+#' @param description Optional descriptions, one per set (default: the attribute
+#'   `description` of `sets`, else `NA`).
+#' @export
+write_gmt <- function(sets, path, description = attr(sets, "description")) {
+  check_gene_sets(sets)
+  if (!is.character(path) || length(path) != 1L) stop("`path` must be a single file path.", call. = FALSE)
+  if (is.null(description)) description <- rep("NA", length(sets))
+  if (length(description) != length(sets)) stop("`description` must have one entry per set.", call. = FALSE)
+  lines <- vapply(seq_along(sets), function(k) {
+    paste(c(names(sets)[k], description[[k]], sets[[k]]), collapse = "\t")
+  }, "")
+  writeLines(lines, path)
+  invisible(path)
+}
+
+#' Running enrichment score of one gene set
+#'
+#' The GSEA running sum of `set` over the ranking of `stats` (genes ranked as in [gsea()]),
+#' with the set's genes as ticks, the enrichment score as a dashed line and the leading
+#' edge shaded.
+#'
+#' @inheritParams gsea
+#' @param set Character vector of the set's genes.
+#' @param title Plot title.
+#' @return A ggplot object.
+#' @export
+#' @examples
+#' set.seed(1)
+#' stats <- setNames(rnorm(1000), paste0("g", 1:1000))
+#' stats[1:30] <- stats[1:30] + 2
+#' plot_enrichment(stats, paste0("g", 1:30), title = "planted set")
+plot_enrichment <- function(stats, set, weight = 1, title = NULL) {
+  check_ranking(stats)
+  if (!is.character(set) || length(set) == 0L) stop("`set` must be a character vector of genes.", call. = FALSE)
+  ranking <- suppressMessages(rank_genes(stats, weight))
+  hit <- ranking$genes %in% set
+  k <- sum(hit)
+  if (k == 0L || k == length(hit)) stop("`set` must contain some, but not all, of the ranked genes.", call. = FALSE)
+  if (sum(ranking$weights[hit]) <= 0) stop("All genes of `set` have weight 0.", call. = FALSE)
+  step <- ifelse(hit, ranking$weights / sum(ranking$weights[hit]), -1 / (length(hit) - k))
+  running <- cumsum(step)
+  es <- if (max(running) >= -min(running)) max(running) else min(running)
+  peak <- which(running == es)[1]
+  edge <- if (es >= 0) c(1, peak) else c(peak, length(hit))
+  curve <- data.frame(rank = seq_along(running), running = running)
+  ticks <- data.frame(rank = which(hit))
+  low <- min(running)
+  span <- max(running) - low
+  ggplot2::ggplot(curve, ggplot2::aes(x = .data$rank, y = .data$running)) +
+    ggplot2::annotate("rect", xmin = edge[1], xmax = edge[2], ymin = -Inf, ymax = Inf, alpha = 0.12, fill = "firebrick") +
+    ggplot2::geom_hline(yintercept = 0, colour = "grey50") +
+    ggplot2::geom_hline(yintercept = es, colour = "firebrick", linetype = "dashed") +
+    ggplot2::geom_line(colour = "darkgreen") +
+    ggplot2::geom_segment(data = ticks, ggplot2::aes(x = .data$rank, xend = .data$rank, y = low - 0.12 * span,
+                                                     yend = low - 0.04 * span), inherit.aes = FALSE, linewidth = 0.3) +
+    ggplot2::labs(x = "gene rank", y = "running enrichment score",
+                  title = title, subtitle = sprintf("ES = %.3f, %d genes, leading edge shaded", es, k)) +
+    ggplot2::theme_bw()
+}
+
+#' Normalised enrichment scores of a GSEA table
+#'
+#' A lollipop plot of NES by set for a table from [gsea()] or [gsea_did()]: the stem runs
+#' from 0 to the NES, the point's size is the set's size and its colour the FDR.
+#'
+#' @param results A table from [gsea()] or [gsea_did()].
+#' @param n Number of sets to show, the most significant first.
+#' @param fdr_max Sets with FDR above this are drawn grey.
+#' @return A ggplot object.
+#' @export
+#' @examples
+#' set.seed(1)
+#' genes <- paste0("g", 1:2000)
+#' stats <- setNames(rnorm(2000), genes)
+#' stats[1:40] <- stats[1:40] + 1
+#' sets <- c(list(up = genes[1:40]), setNames(lapply(1:8, function(i) sample(genes, 50)), paste0("r", 1:8)))
+#' plot_gsea(gsea(stats, sets, seed = 1))
+plot_gsea <- function(results, n = 30L, fdr_max = 0.25) {
+  if (!is.data.frame(results) || !all(c("set", "nes", "fdr", "size") %in% names(results))) {
+    stop("`results` must be a table from gsea() or gsea_did().", call. = FALSE)
+  }
+  df <- as.data.frame(results)[!is.na(results$nes), c(intersect("collection", names(results)), "set", "nes", "fdr", "size")]
+  if (nrow(df) == 0L) stop("`results` has no tested sets to plot.", call. = FALSE)
+  df <- utils::head(df[order(df$fdr, -abs(df$nes)), ], n)
+  df$label <- if (!is.null(df$collection) && length(unique(df$collection)) > 1L) paste(df$collection, df$set, sep = ": ") else df$set
+  df$label <- factor(df$label, levels = df$label[order(df$nes)])
+  df$shown_fdr <- ifelse(df$fdr <= fdr_max, df$fdr, NA_real_)
+  ggplot2::ggplot(df, ggplot2::aes(x = .data$nes, y = .data$label)) +
+    ggplot2::geom_vline(xintercept = 0, colour = "grey50") +
+    ggplot2::geom_segment(ggplot2::aes(x = 0, xend = .data$nes, yend = .data$label), colour = "grey60") +
+    ggplot2::geom_point(ggplot2::aes(size = .data$size, colour = .data$shown_fdr)) +
+    ggplot2::scale_colour_gradient(low = "firebrick", high = "steelblue", na.value = "grey70",
+                                   name = sprintf("FDR (<= %g)", fdr_max)) +
+    ggplot2::scale_size_area(name = "set size", max_size = 6) +
+    ggplot2::labs(x = "NES", y = NULL, title = attr(results, "method")) +
+    ggplot2::theme_bw()
+}

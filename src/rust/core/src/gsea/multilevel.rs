@@ -1,0 +1,354 @@
+//! Adaptive multilevel splitting for tail probabilities of the enrichment score
+//! (Cérou & Guyader 2007; applied to GSEA by Korotkevich et al. 2021).
+//!
+//! Estimating P(ES >= t) for a positive t and sets of size k: start from `n` uniform
+//! random k-subsets; at each level keep the particles whose largest running-sum value is
+//! above the median, duplicate them back to `n`, and let each walk by random swaps of one
+//! gene that keep it above that level (a Metropolis chain whose stationary law is uniform
+//! on the sets above the level). Every level multiplies the probability by the surviving
+//! fraction, about 1/2, so p = 1e-10 takes ~33 levels. Negative scores are handled by the
+//! caller on the reversed ranking.
+
+use super::enrichment;
+use crate::rng;
+use rand::Rng;
+use rayon::prelude::*;
+
+/// Swap proposals per particle and level, per gene of the set. One is enough: estimates of
+/// p = 1e-4 agreed with 4e6 plain permutations to within their 5% Monte Carlo error.
+const TRIES_PER_GENE: usize = 1;
+
+/// The estimate of P(ES >= target) for one target.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TailEstimate {
+    /// Natural log of the estimated probability (an upper bound when `beyond`).
+    pub log_p: f64,
+    /// Levels passed before the target's level was reached.
+    pub levels: usize,
+    /// The target lies beyond every particle of the last level (stopped by `eps`).
+    pub beyond: bool,
+}
+
+/// One level's particles: the level they exceed, the log-probability of exceeding it,
+/// and each particle's (largest running-sum value, whether that is its signed score).
+struct Stage {
+    level: f64,
+    log_weight: f64,
+    particles: Vec<(f64, bool)>,
+}
+
+struct Particle {
+    hits: Vec<u32>,
+    total: f64,
+}
+
+/// Estimates P(ES >= t) for each positive `targets` t, for sets of size `size` over
+/// `weights`. `n_particles` is odd; the ladder stops at the largest target or once the
+/// probability falls below `eps`. Deterministic for `seed` and `key` (the caller's
+/// identity of this ladder), whatever the threads.
+pub fn tail_probabilities(
+    weights: &[f64],
+    size: usize,
+    targets: &[f64],
+    n_particles: usize,
+    eps: f64,
+    seed: u64,
+    key: u64,
+) -> Vec<TailEstimate> {
+    let highest = targets.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let stages = ladder(weights, size, highest, n_particles, eps, seed, key);
+    targets.iter().map(|&t| estimate(&stages, t)).collect()
+}
+
+fn ladder(weights: &[f64], size: usize, highest: f64, n: usize, eps: f64, seed: u64, key: u64) -> Vec<Stage> {
+    let mut particles: Vec<Particle> = (0..n)
+        .into_par_iter()
+        .map(|i| random_particle(weights, size, &mut rng::stream(seed, &[key, 0, i as u64])))
+        .collect();
+    let mut stages: Vec<Stage> = Vec::new();
+    let (mut level, mut log_weight) = (f64::NEG_INFINITY, 0.0);
+    loop {
+        let scored: Vec<(f64, bool)> = particles
+            .par_iter()
+            .map(|p| {
+                let e = enrichment(weights, &p.hits).expect("particles have positive weight");
+                (e.max_dev, e.max_dev >= -e.min_dev)
+            })
+            .collect();
+        let mut sorted: Vec<f64> = scored.iter().map(|s| s.0).collect();
+        sorted.sort_by(f64::total_cmp);
+        let next_level = sorted[n / 2];
+        let survivors: Vec<usize> = (0..n).filter(|&i| scored[i].0 > next_level).collect();
+        stages.push(Stage {
+            level,
+            log_weight,
+            particles: scored,
+        });
+        if next_level >= highest || log_weight < eps.ln() || survivors.is_empty() {
+            return stages;
+        }
+        log_weight += (survivors.len() as f64 / n as f64).ln();
+        level = next_level;
+        let depth = stages.len() as u64;
+        let starts = block_starts(&particles);
+        particles = (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let parent = &particles[survivors[i % survivors.len()]];
+                let mut p = Particle {
+                    hits: parent.hits.clone(),
+                    total: parent.hits.iter().map(|&h| weights[h as usize]).sum(),
+                };
+                walk_above(weights, &mut p, &starts, level, &mut rng::stream(seed, &[key, depth, i as u64]));
+                p
+            })
+            .collect();
+    }
+}
+
+fn estimate(stages: &[Stage], target: f64) -> TailEstimate {
+    let at = stages.partition_point(|s| s.level < target) - 1;
+    let stage = &stages[at];
+    let n = stage.particles.len() as f64;
+    let above = stage
+        .particles
+        .iter()
+        .filter(|&&(score, signed)| signed && score >= target)
+        .count();
+    if above == 0 {
+        TailEstimate {
+            log_p: stage.log_weight - n.ln(),
+            levels: at,
+            beyond: true,
+        }
+    } else {
+        TailEstimate {
+            log_p: stage.log_weight + (above as f64 / n).ln(),
+            levels: at,
+            beyond: false,
+        }
+    }
+}
+
+/// A uniform random set of `size` positions with positive total weight.
+fn random_particle(weights: &[f64], size: usize, rng: &mut rng::Stream) -> Particle {
+    let n = weights.len();
+    let mut pool: Vec<u32> = (0..n as u32).collect();
+    loop {
+        for i in 0..size {
+            let j = rng.random_range(i..n);
+            pool.swap(i, j);
+        }
+        let mut hits = pool[..size].to_vec();
+        hits.sort_unstable();
+        let total: f64 = hits.iter().map(|&h| weights[h as usize]).sum();
+        if total > 0.0 {
+            return Particle { hits, total };
+        }
+    }
+}
+
+/// A hit at which the running sum exceeds the level: its position, the weight summed up to
+/// it and its index in the set. Kept across moves so most moves are checked in O(1).
+#[derive(Clone, Copy)]
+struct Witness {
+    position: u32,
+    cum: f64,
+    index: usize,
+}
+
+fn running_value(w: &Witness, total: f64, miss_step: f64) -> f64 {
+    w.cum / total - (w.position as usize - w.index) as f64 * miss_step
+}
+
+/// Rank positions cut into blocks, with each block's hit weight and count for one set.
+/// A block whose hits cannot reach the level (bounded by all its weight counted at its
+/// start) is skipped whole, so a failed check costs about sqrt(k), not k.
+struct Blocks {
+    /// First position of each block after the first.
+    starts: Vec<u32>,
+    weight: Vec<f64>,
+    count: Vec<usize>,
+}
+
+impl Blocks {
+    fn new(starts: &[u32], weights: &[f64], hits: &[u32]) -> Self {
+        let mut b = Blocks {
+            starts: starts.to_vec(),
+            weight: vec![0.0; starts.len() + 1],
+            count: vec![0; starts.len() + 1],
+        };
+        for &h in hits {
+            b.add(h, weights[h as usize], 1);
+        }
+        b
+    }
+
+    fn add(&mut self, position: u32, weight: f64, sign: isize) {
+        let at = self.starts.partition_point(|&s| s <= position);
+        self.weight[at] += sign as f64 * weight;
+        self.count[at] = (self.count[at] as isize + sign) as usize;
+    }
+
+    fn start(&self, block: usize) -> usize {
+        if block == 0 {
+            0
+        } else {
+            self.starts[block - 1] as usize
+        }
+    }
+}
+
+/// The first hit whose running sum exceeds `level`, skipping blocks that cannot.
+fn find_witness(
+    weights: &[f64],
+    hits: &[u32],
+    blocks: &Blocks,
+    total: f64,
+    miss_step: f64,
+    level: f64,
+) -> Option<Witness> {
+    let (mut cum, mut index) = (0.0, 0);
+    for b in 0..blocks.weight.len() {
+        let misses_before = (blocks.start(b) - index) as f64;
+        // The margin absorbs rounding in the running block sums.
+        if (cum + blocks.weight[b]) / total - misses_before * miss_step > level - 1e-12 {
+            let mut c = cum;
+            for (offset, &position) in hits[index..index + blocks.count[b]].iter().enumerate() {
+                c += weights[position as usize];
+                let w = Witness {
+                    position,
+                    cum: c,
+                    index: index + offset,
+                };
+                if running_value(&w, total, miss_step) > level {
+                    return Some(w);
+                }
+            }
+        }
+        cum += blocks.weight[b];
+        index += blocks.count[b];
+    }
+    None
+}
+
+/// Block boundaries for a level: about sqrt(k) blocks with equal numbers of hits, at the
+/// median positions over the particles (as fgsea does).
+fn block_starts(particles: &[Particle]) -> Vec<u32> {
+    let k = particles[0].hits.len();
+    let n_blocks = ((k as f64).sqrt() as usize).max(1);
+    (1..n_blocks)
+        .map(|b| {
+            let at = b * k / n_blocks;
+            let mut column: Vec<u32> = particles.iter().map(|p| p.hits[at]).collect();
+            let mid = column.len() / 2;
+            *column.select_nth_unstable(mid).1
+        })
+        .collect()
+}
+
+/// Metropolis walk on sets above `level`: swap a random member for a random gene, keep
+/// the swap if the set stays above. The number of tries is fixed: stopping after a number
+/// of kept swaps would favour sets deep inside the region, where more swaps are kept.
+fn walk_above(weights: &[f64], p: &mut Particle, starts: &[u32], level: f64, rng: &mut rng::Stream) {
+    let n = weights.len();
+    let k = p.hits.len();
+    let miss_step = 1.0 / (n - k) as f64;
+    let mut blocks = Blocks::new(starts, weights, &p.hits);
+    let mut witness = find_witness(weights, &p.hits, &blocks, p.total, miss_step, level);
+    for _ in 0..TRIES_PER_GENE * k {
+        let out_at = rng.random_range(0..k);
+        let incoming = rng.random_range(0..n as u32);
+        if p.hits.binary_search(&incoming).is_ok() {
+            continue;
+        }
+        let outgoing = p.hits.remove(out_at);
+        let in_at = p.hits.partition_point(|&h| h < incoming);
+        p.hits.insert(in_at, incoming);
+        let (w_out, w_in) = (weights[outgoing as usize], weights[incoming as usize]);
+        let total = p.total - w_out + w_in;
+        let moved = witness.filter(|w| w.position != outgoing).map(|mut w| {
+            if outgoing < w.position {
+                w.cum -= w_out;
+                w.index -= 1;
+            }
+            if incoming < w.position {
+                w.cum += w_in;
+                w.index += 1;
+            }
+            w
+        });
+        blocks.add(outgoing, w_out, -1);
+        blocks.add(incoming, w_in, 1);
+        let still_above = if total <= 0.0 {
+            None
+        } else {
+            moved
+                .filter(|w| running_value(w, total, miss_step) > level)
+                .or_else(|| find_witness(weights, &p.hits, &blocks, total, miss_step, level))
+        };
+        match still_above {
+            Some(w) => {
+                witness = Some(w);
+                p.total = total;
+            }
+            None => {
+                blocks.add(incoming, w_in, -1);
+                blocks.add(outgoing, w_out, 1);
+                p.hits.remove(in_at);
+                p.hits.insert(out_at, outgoing);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gsea::permutation::NullScores;
+
+    fn weights(n: usize) -> Vec<f64> {
+        (0..n).map(|i| 3.0 * (1.0 - i as f64 / n as f64).powi(2) + 0.05).collect()
+    }
+
+    #[test]
+    fn agrees_with_plain_permutation_where_that_is_feasible() {
+        let w = weights(300);
+        let size = 12;
+        let null = NullScores::draw(&w, &[size], 40_000, 11);
+        let mut scores: Vec<f64> = null.scores.clone();
+        scores.sort_by(|a, b| b.total_cmp(a));
+        // Targets with plain-permutation tail probabilities of about 1e-2 and 1e-3.
+        let targets = [scores[400], scores[40]];
+        let est = tail_probabilities(&w, size, &targets, 301, 1e-50, 5, 1);
+        for (t, e) in targets.iter().zip(&est) {
+            let plain = null.scores.iter().filter(|&&s| s >= *t).count() as f64 / 40_000.0;
+            let ratio = e.log_p.exp() / plain;
+            assert!((0.6..1.6).contains(&ratio), "target {t}: {} vs {plain}", e.log_p.exp());
+            assert!(!e.beyond);
+        }
+    }
+
+    #[test]
+    fn deterministic_whatever_the_threads() {
+        let w = weights(200);
+        let run = |threads| {
+            crate::with_threads(threads, || tail_probabilities(&w, 10, &[0.6, 0.8], 51, 1e-30, 3, 9)).unwrap()
+        };
+        assert_eq!(run(1), run(2));
+    }
+
+    #[test]
+    fn walk_keeps_sets_above_the_level() {
+        let w = weights(200);
+        let mut rng = rng::stream(1, &[]);
+        let mut p = Particle {
+            hits: (0..10).collect(),
+            total: (0..10).map(|i| w[i]).sum(),
+        };
+        walk_above(&w, &mut p, &[3, 40, 100], 0.7, &mut rng);
+        assert!(p.hits.windows(2).all(|h| h[0] < h[1]));
+        assert!(enrichment(&w, &p.hits).unwrap().max_dev > 0.7);
+        assert!((p.total - p.hits.iter().map(|&h| w[h as usize]).sum::<f64>()).abs() < 1e-12);
+    }
+}

@@ -239,8 +239,8 @@ leading_edges <- function(genes, positions, scores) {
 #' @export
 #' @examples
 #' sce <- simulate_trial(n_genes = 400, n_cells = 3000, seed = 1)
-#' design <- trial_design(sce, participant = "participant", visit = "visit", arm = "response",
-#'                        treated = "responder", control = "non_responder")
+#' design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
+#'                        baseline = "Pre", followup = "Post")
 #' sets <- S4Vectors::metadata(sce)$gene_sets
 #' res <- gsea_did(sce, design, collections = list(simulated = sets), min_size = 5, seed = 1)
 #' res[, c("collection", "set", "size", "nes", "p_value", "fdr")]

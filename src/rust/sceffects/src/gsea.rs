@@ -33,7 +33,10 @@ fn rs_gsea_scores(weights: &[f64], sets: List) -> RResult<Robj> {
         .map(|hits| enrichment(weights, hits))
         .collect();
     let field = |f: fn(&Enrichment) -> f64| -> Vec<f64> {
-        scores.iter().map(|e| e.as_ref().map_or(f64::NAN, f)).collect()
+        scores
+            .iter()
+            .map(|e| e.as_ref().map_or(f64::NAN, f))
+            .collect()
     };
     Ok(list!(
         es = field(|e| e.es),
@@ -68,7 +71,10 @@ fn rs_gsea_permutation(
         .map(|(&s, &e)| null.summarize(s as usize, e))
         .collect();
     let field = |f: fn(&sceffects_core::gsea::permutation::NullSummary) -> f64| -> Vec<f64> {
-        summaries.iter().map(|s| s.as_ref().map_or(f64::NAN, f)).collect()
+        summaries
+            .iter()
+            .map(|s| s.as_ref().map_or(f64::NAN, f))
+            .collect()
     };
     Ok(list!(
         n_same_sign = field(|s| s.n_same_sign as f64),
@@ -104,7 +110,15 @@ fn rs_gsea_multilevel(
                 let ranking = if negative { &reversed } else { weights };
                 let targets: Vec<f64> = members.iter().map(|&i| es[i].abs()).collect();
                 let key = 2 * size as u64 + u64::from(negative);
-                tail_probabilities(ranking, size, &targets, n_particles as usize, eps, seed_of(seed), key)
+                tail_probabilities(
+                    ranking,
+                    size,
+                    &targets,
+                    n_particles as usize,
+                    eps,
+                    seed_of(seed),
+                    key,
+                )
             })
             .collect::<Vec<_>>()
     })

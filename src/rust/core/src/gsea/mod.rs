@@ -91,8 +91,15 @@ mod tests {
 
     #[test]
     fn matches_the_running_sum_over_every_gene() {
-        let weights: Vec<f64> = (0..60).map(|i| ((60 - i) as f64 * 0.37).sin().abs() + 0.1).collect();
-        for hits in [vec![0u32, 3, 7, 20], vec![40, 50, 59], vec![1, 2, 30, 31, 32, 58], vec![59]] {
+        let weights: Vec<f64> = (0..60)
+            .map(|i| ((60 - i) as f64 * 0.37).sin().abs() + 0.1)
+            .collect();
+        for hits in [
+            vec![0u32, 3, 7, 20],
+            vec![40, 50, 59],
+            vec![1, 2, 30, 31, 32, 58],
+            vec![59],
+        ] {
             let e = enrichment(&weights, &hits).unwrap();
             let (hi, lo) = brute_force(&weights, &hits);
             assert!((e.max_dev - hi).abs() < 1e-14 && (e.min_dev - lo).abs() < 1e-14);

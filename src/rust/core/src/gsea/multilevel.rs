@@ -60,7 +60,15 @@ pub fn tail_probabilities(
     targets.iter().map(|&t| estimate(&stages, t)).collect()
 }
 
-fn ladder(weights: &[f64], size: usize, highest: f64, n: usize, eps: f64, seed: u64, key: u64) -> Vec<Stage> {
+fn ladder(
+    weights: &[f64],
+    size: usize,
+    highest: f64,
+    n: usize,
+    eps: f64,
+    seed: u64,
+    key: u64,
+) -> Vec<Stage> {
     let mut particles: Vec<Particle> = (0..n)
         .into_par_iter()
         .map(|i| random_particle(weights, size, &mut rng::stream(seed, &[key, 0, i as u64])))
@@ -99,7 +107,13 @@ fn ladder(weights: &[f64], size: usize, highest: f64, n: usize, eps: f64, seed: 
                     hits: parent.hits.clone(),
                     total: parent.hits.iter().map(|&h| weights[h as usize]).sum(),
                 };
-                walk_above(weights, &mut p, &starts, level, &mut rng::stream(seed, &[key, depth, i as u64]));
+                walk_above(
+                    weights,
+                    &mut p,
+                    &starts,
+                    level,
+                    &mut rng::stream(seed, &[key, depth, i as u64]),
+                );
                 p
             })
             .collect();
@@ -250,7 +264,13 @@ fn block_starts(particles: &[Particle]) -> Vec<u32> {
 /// Metropolis walk on sets above `level`: swap a random member for a random gene, keep
 /// the swap if the set stays above. The number of tries is fixed: stopping after a number
 /// of kept swaps would favour sets deep inside the region, where more swaps are kept.
-fn walk_above(weights: &[f64], p: &mut Particle, starts: &[u32], level: f64, rng: &mut rng::Stream) {
+fn walk_above(
+    weights: &[f64],
+    p: &mut Particle,
+    starts: &[u32],
+    level: f64,
+    rng: &mut rng::Stream,
+) {
     let n = weights.len();
     let k = p.hits.len();
     let miss_step = 1.0 / (n - k) as f64;
@@ -308,7 +328,9 @@ mod tests {
     use crate::gsea::permutation::NullScores;
 
     fn weights(n: usize) -> Vec<f64> {
-        (0..n).map(|i| 3.0 * (1.0 - i as f64 / n as f64).powi(2) + 0.05).collect()
+        (0..n)
+            .map(|i| 3.0 * (1.0 - i as f64 / n as f64).powi(2) + 0.05)
+            .collect()
     }
 
     #[test]
@@ -324,7 +346,11 @@ mod tests {
         for (t, e) in targets.iter().zip(&est) {
             let plain = null.scores.iter().filter(|&&s| s >= *t).count() as f64 / 40_000.0;
             let ratio = e.log_p.exp() / plain;
-            assert!((0.6..1.6).contains(&ratio), "target {t}: {} vs {plain}", e.log_p.exp());
+            assert!(
+                (0.6..1.6).contains(&ratio),
+                "target {t}: {} vs {plain}",
+                e.log_p.exp()
+            );
             assert!(!e.beyond);
         }
     }
@@ -333,7 +359,10 @@ mod tests {
     fn deterministic_whatever_the_threads() {
         let w = weights(200);
         let run = |threads| {
-            crate::with_threads(threads, || tail_probabilities(&w, 10, &[0.6, 0.8], 51, 1e-30, 3, 9)).unwrap()
+            crate::with_threads(threads, || {
+                tail_probabilities(&w, 10, &[0.6, 0.8], 51, 1e-30, 3, 9)
+            })
+            .unwrap()
         };
         assert_eq!(run(1), run(2));
     }

@@ -539,7 +539,7 @@ fn minimise_bounded(
         if free.is_empty() {
             return (x, iter, true);
         }
-        let step = newton_step(&grad, &hess, k, &free);
+        let step = newton_step(&grad, &hess, &x, lower, &free);
         let mut alpha = 1.0;
         let mut improved = false;
         let mut moved = 0.0f64;
@@ -608,41 +608,57 @@ fn fd_derivatives(
     (grad, hess)
 }
 
-/// Newton step on the free variables, Levenberg-damped until the Hessian block is positive
-/// definite; zero on the others.
-fn newton_step(grad: &[f64], hess: &[f64], k: usize, free: &[usize]) -> Vec<f64> {
+/// Newton step on the free variables; where their Hessian block is not positive definite,
+/// a step along its direction of most negative curvature (downhill, or into the feasible
+/// region when the gradient is flat, as at `theta = 0` where the deviance is symmetric),
+/// of length comparable to `x`. Zero on the other variables.
+fn newton_step(grad: &[f64], hess: &[f64], x: &[f64], lower: &[f64], free: &[usize]) -> Vec<f64> {
+    let k = x.len();
     let nf = free.len();
-    let scale = free
-        .iter()
-        .map(|&j| hess[j + j * k].abs())
-        .fold(0.0, f64::max)
-        .max(1e-12);
-    let mut damping = 0.0;
-    let mut step = vec![0.0; k];
-    for _ in 0..60 {
-        let mut a = vec![0.0; nf * nf];
-        for (r, &i) in free.iter().enumerate() {
-            for (c, &j) in free.iter().enumerate() {
-                a[r + c * nf] = hess[i + j * k] + if r == c { damping } else { 0.0 };
-            }
+    let mut block = vec![0.0; nf * nf];
+    for (r, &i) in free.iter().enumerate() {
+        for (c, &j) in free.iter().enumerate() {
+            block[r + c * nf] = hess[i + j * k];
         }
-        if chol_lower(&mut a, nf) {
-            let mut rhs: Vec<f64> = free.iter().map(|&j| -grad[j]).collect();
-            forward(&a, nf, &mut rhs);
-            backward(&a, nf, &mut rhs);
-            for (r, &j) in free.iter().enumerate() {
-                step[j] = rhs[r];
-            }
-            return step;
-        }
-        damping = if damping == 0.0 {
-            1e-8 * scale
-        } else {
-            damping * 10.0
-        };
     }
-    for &j in free {
-        step[j] = -grad[j] / scale;
+    let mut step = vec![0.0; k];
+    let mut chol = block.clone();
+    if chol_lower(&mut chol, nf) {
+        let mut rhs: Vec<f64> = free.iter().map(|&j| -grad[j]).collect();
+        forward(&chol, nf, &mut rhs);
+        backward(&chol, nf, &mut rhs);
+        for (r, &j) in free.iter().enumerate() {
+            step[j] = rhs[r];
+        }
+        return step;
+    }
+    let (values, vectors) = symmetric_eigen(&block, nf);
+    let lowest = (0..nf)
+        .min_by(|&a, &b| values[a].total_cmp(&values[b]))
+        .unwrap_or(0);
+    let length = x.iter().map(|v| v * v).sum::<f64>().sqrt().max(1.0);
+    let dir: Vec<f64> = (0..nf).map(|r| vectors[r + lowest * nf]).collect();
+    let slope: f64 = free
+        .iter()
+        .enumerate()
+        .map(|(r, &j)| grad[j] * dir[r])
+        .sum();
+    let inward: f64 = free
+        .iter()
+        .enumerate()
+        .filter(|(_, &j)| x[j] <= lower[j])
+        .map(|(r, _)| dir[r])
+        .sum();
+    let flat = slope.abs() <= 1e-8 * grad.iter().map(|g| g.abs()).sum::<f64>().max(1e-8);
+    let sign = if !flat {
+        -slope.signum()
+    } else if inward != 0.0 {
+        inward.signum()
+    } else {
+        1.0
+    };
+    for (r, &j) in free.iter().enumerate() {
+        step[j] = sign * length * dir[r];
     }
     step
 }

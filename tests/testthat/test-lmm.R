@@ -1,0 +1,168 @@
+# Mixed models for many responses: agreement with lme4 (fixed effects, variance
+# components, REML criterion / logLik) and lmerTest (Satterthwaite df and p), singular
+# fits, null calibration, bad input.
+
+# lme4 + lmerTest at lme4's optimum polished by an independent optimiser (L-BFGS-B on
+# lme4's own deviance function), so that both sides sit at the true optimum.
+lme4_reference <- function(formula, data, REML = TRUE) {
+  devfun <- lme4::lmer(formula, data, REML = REML, devFunOnly = TRUE)
+  lower <- environment(devfun)$lower
+  opt <- lme4::nloptwrap(environment(devfun)$pp$theta, devfun, lower, rep(Inf, length(lower)),
+                         control = list(xtol_abs = 1e-12, ftol_abs = 1e-14, maxeval = 1e5))
+  polish <- stats::optim(opt$par, devfun, method = "L-BFGS-B", lower = lower,
+                         control = list(factr = 1, pgtol = 0, ndeps = rep(1e-7, length(opt$par))))
+  theta <- if (polish$value < opt$fval) polish$par else opt$par
+  # lme4's model at that theta, with no optimisation of its own
+  suppressMessages(lmerTest::lmer(formula, data, REML = REML, start = list(theta = theta),
+                                  control = lme4::lmerControl(optimizer = NULL)))
+}
+
+expect_matches_lme4 <- function(fit, ref, feature = 1L) {
+  s <- summary(ref)$coefficients
+  ours <- as.data.frame(fit)
+  ours <- ours[ours$feature == unique(ours$feature)[feature], ]
+  expect_equal(ours$estimate, unname(s[, "Estimate"]), tolerance = 1e-6)
+  expect_equal(ours$std_error, unname(s[, "Std. Error"]), tolerance = 1e-6)
+  expect_equal(ours$df, unname(s[, "df"]), tolerance = 1e-4)
+  expect_equal(ours$p_value, unname(s[, "Pr(>|t|)"]), tolerance = 1e-4)
+  fits <- lmm_fits(fit)[feature, ]
+  expect_equal(fits$sigma, sigma(ref), tolerance = 1e-6)
+  expect_equal(unname(unlist(fits[grep("^theta_", names(fits))])), unname(lme4::getME(ref, "theta")),
+               tolerance = 1e-5)
+  vc <- as.data.frame(lme4::VarCorr(ref))
+  sds <- vc$sdcor[vc$grp != "Residual" & is.na(vc$var2)]
+  expect_equal(unname(unlist(fits[grep("^sd_", names(fits))])), sds, tolerance = 1e-6)
+  expect_equal(unname(logLik(fit)[feature]), as.numeric(logLik(ref)), tolerance = 1e-6)
+  if (lme4::isREML(ref)) expect_equal(fits$REMLcrit, unname(lme4::REMLcrit(ref)), tolerance = 1e-6)
+  expect_equal(fits$singular, lme4::isSingular(ref))
+}
+
+test_that("sleepstudy: random intercept and correlated slope equal lme4 and lmerTest", {
+  skip_if_not_installed("lme4")
+  skip_if_not_installed("lmerTest")
+  data("sleepstudy", package = "lme4", envir = environment())
+  y <- matrix(sleepstudy$Reaction, 1, dimnames = list("Reaction", NULL))
+  for (rhs in c("Days + (1 | Subject)", "Days + (Days | Subject)")) {
+    for (reml in c(TRUE, FALSE)) {
+      fit <- lmm_table(y, stats::as.formula(paste("~", rhs)), sleepstudy, REML = reml, threads = 1)
+      ref <- lme4_reference(stats::as.formula(paste("Reaction ~", rhs)), sleepstudy, REML = reml)
+      expect_matches_lme4(fit, ref)
+      expect_equal(matrix(nlme::ranef(fit)[, , 1], 18L), unname(as.matrix(lme4::ranef(ref)$Subject)), tolerance = 1e-5)
+      expect_equal(c(fitted(fit)), unname(fitted(ref)), tolerance = 1e-6)
+      expect_equal(c(residuals(fit)), unname(residuals(ref)), tolerance = 1e-5)
+    }
+  }
+})
+
+test_that("Orthodont: factor covariates and a random slope equal lme4 and lmerTest", {
+  skip_if_not_installed("lme4")
+  skip_if_not_installed("lmerTest")
+  skip_if_not_installed("nlme")
+  data("Orthodont", package = "nlme", envir = environment())
+  orth <- as.data.frame(Orthodont)
+  orth$Subject <- factor(as.character(orth$Subject))
+  orth$Sex <- factor(as.character(orth$Sex))
+  y <- matrix(orth$distance, 1, dimnames = list("distance", NULL))
+  for (rhs in c("age + Sex + (1 | Subject)", "age * Sex + (age | Subject)")) {
+    fit <- lmm_table(y, stats::as.formula(paste("~", rhs)), orth, threads = 1)
+    ref <- lme4_reference(stats::as.formula(paste("distance ~", rhs)), orth)
+    expect_matches_lme4(fit, ref)
+  }
+})
+
+simulate_longitudinal <- function(n_resp, n_subj = 20, n_visit = 5, sd_slope = 0.3, seed = 1) {
+  set.seed(seed)
+  data <- data.frame(subject = factor(rep(seq_len(n_subj), each = n_visit)),
+                     time = rep(seq_len(n_visit) - 1, n_subj),
+                     treatment = factor(rep(rep(c("a", "b"), length.out = n_subj), each = n_visit)))
+  y <- t(vapply(seq_len(n_resp), function(k) {
+    b0 <- rnorm(n_subj, sd = 1)
+    b1 <- 0.5 * b0 + rnorm(n_subj, sd = sd_slope)
+    0.2 * data$time + b0[data$subject] + b1[data$subject] * data$time + rnorm(nrow(data), sd = 0.7)
+  }, numeric(nrow(data))))
+  rownames(y) <- paste0("balance", seq_len(n_resp))
+  list(y = y, data = data)
+}
+
+test_that("simulated balances with a correlated random slope equal lme4 and lmerTest", {
+  skip_if_not_installed("lme4")
+  skip_if_not_installed("lmerTest")
+  sim <- simulate_longitudinal(4)
+  fit <- lmm_table(sim$y, ~ time + treatment + (1 + time | subject), sim$data, threads = 2)
+  for (k in seq_len(4)) {
+    d <- cbind(sim$data, y = sim$y[k, ])
+    ref <- lme4_reference(y ~ time + treatment + (1 + time | subject), d)
+    expect_matches_lme4(fit, ref, feature = k)
+  }
+  # the same answer whatever the number of threads
+  again <- lmm_table(sim$y, ~ time + treatment + (1 + time | subject), sim$data, threads = 1)
+  expect_identical(coef(again), coef(fit))
+})
+
+test_that("singular fits are flagged as lme4 does", {
+  skip_if_not_installed("lme4")
+  set.seed(3)
+  data <- data.frame(subject = factor(rep(1:10, each = 4)), time = rep(0:3, 10))
+  # subject means all equal: no between-subject variance, the optimum is at theta = 0
+  noise <- rnorm(40)
+  y <- matrix(noise - ave(noise, data$subject) + 0.1 * data$time, 1, dimnames = list("noise", NULL))
+  fit <- lmm_table(y, ~ time + (1 | subject), data)
+  ref <- lme4_reference(y ~ time + (1 | subject), cbind(data, y = y[1, ]))
+  expect_equal(lmm_fits(fit)$singular, lme4::isSingular(ref))
+  expect_true(lmm_fits(fit)$singular)
+  expect_equal(fit$estimate, unname(lme4::fixef(ref)), tolerance = 1e-6)
+  expect_equal(unname(logLik(fit)), as.numeric(logLik(ref)), tolerance = 1e-6)
+})
+
+test_that("p-values are uniform under the null (KS)", {
+  sim <- simulate_longitudinal(400, n_subj = 12, n_visit = 4, seed = 7)
+  group_arm <- sim$data$treatment
+  fit <- lmm_table(sim$y, ~ time + treatment + (1 | subject), sim$data)
+  p <- fit$p_value[fit$term == "treatmentb"]
+  expect_gt(stats::ks.test(p, "punif")$p.value, 0.01)
+  z <- lmm_table(sim$y, ~ time + treatment + (1 | subject), sim$data, p_values = "z")
+  expect_true(all(is.infinite(z$df)))
+  expect_equal(z$estimate, fit$estimate)
+})
+
+test_that("methods: coef, fixef, ranef, predict, summary, constant responses", {
+  sim <- simulate_longitudinal(3, n_subj = 8, n_visit = 4)
+  y <- rbind(sim$y, flat = 2)
+  fit <- lmm_table(y, ~ time + (1 | subject), sim$data)
+  expect_s3_class(fit, "sceffects_results")
+  expect_equal(dim(coef(fit)), c(4L, 2L))
+  expect_identical(nlme::fixef(fit), coef(fit))
+  expect_equal(dim(nlme::ranef(fit)), c(8L, 1L, 4L))
+  expect_true(all(is.na(fit$estimate[fit$feature == "flat"])))
+  expect_equal(unique(fit$reason[fit$feature == "flat"]), "no residual variance")
+  pop <- predict(fit, newdata = sim$data[1:4, ], re.form = NA)
+  expect_equal(unname(pop[1, ]), unname(coef(fit)[1, 1] + coef(fit)[1, 2] * sim$data$time[1:4]))
+  expect_equal(predict(fit)[, 1:4], predict(fit, newdata = sim$data[1:4, ]), ignore_attr = TRUE)
+  expect_equal(unname(residuals(fit)[1:3, ] + fitted(fit)[1:3, ]), unname(sim$y))
+  expect_output(print(summary(fit)), "responses")
+  expect_equal(dim(vcov(fit, "balance1")), c(2L, 2L))
+})
+
+test_that("bad input stops with a message naming the argument", {
+  sim <- simulate_longitudinal(2, n_subj = 6, n_visit = 3)
+  expect_error(lmm_table(sim$y, y ~ time + (1 | subject), sim$data), "`formula` must be one-sided")
+  expect_error(lmm_table(sim$y, ~ time, sim$data), "`formula` has no random-effects term")
+  expect_error(lmm_table(sim$y, ~ time + (1 | subject) + (1 | time), sim$data), "one random-effects term")
+  expect_error(lmm_table(sim$y, ~ time + (time || subject), sim$data), "not supported")
+  expect_error(lmm_table(sim$y, ~ dose + (1 | subject), sim$data), "`data` has no column dose")
+  expect_error(lmm_table(`dimnames<-`(t(sim$y), list(1:18, NULL)), ~ time + (1 | subject), sim$data), "`data` has 18 rows")
+  bad <- sim$data
+  bad$time[2] <- NA
+  expect_error(lmm_table(sim$y, ~ time + (1 | subject), bad), "`data` has missing values in time")
+  bad <- sim$data
+  bad$time2 <- 2 * bad$time
+  expect_error(lmm_table(sim$y, ~ time + time2 + (1 | subject), bad), "rank-deficient")
+  expect_error(lmm_table(sim$y, ~ time + (1 + time | subject), sim$data[, c("subject", "time")][rep(1:6, 3), ][1:18, ]),
+               NA)
+  yy <- sim$y
+  yy[1, 1] <- Inf
+  expect_error(lmm_table(yy, ~ time + (1 | subject), sim$data), "`y` contains infinite values")
+  expect_error(lmm_table(sim$y, ~ time + (1 | subject), sim$data, REML = NA), "`REML`")
+  expect_error(lmm_table(sim$y, ~ time + (1 + time | subject), sim$data[1:18, ][order(sim$data$time), ][, c("subject", "time")] |>
+                 transform(subject = factor(rep(1:9, 2)))), "not identifiable")
+})

@@ -18,7 +18,8 @@
 //! Satterthwaite degrees of freedom are lmerTest's: the Hessian of the (RE)ML deviance in
 //! `varpar = (theta, sigma)` and the Jacobian of `vcov(beta)` in `varpar`, by the same
 //! Richardson-extrapolated differences as numDeriv (`hessian()` through `genD()`,
-//! `jacobian()`), so that the two agree to the precision of the deviance itself.
+//! `jacobian()`) in theta, so that the two agree to the precision of the deviance itself;
+//! the derivatives in sigma, which numDeriv approximates, are exact here.
 
 // Small dense factorisations read best with explicit indices.
 #![allow(clippy::needless_range_loop)]
@@ -475,15 +476,7 @@ fn satterthwaite(
     w: &mut Work,
 ) -> Vec<f64> {
     let (p, k) = (d.p, theta.len());
-    let mut varpar = theta.to_vec();
-    varpar.push(sigma);
-    let hessian = nd_hessian(
-        |vp: &[f64]| match evaluate(d, r, &vp[..k], w) {
-            Some(e) => varpar_deviance(d, &e, vp[k], reml),
-            None => f64::NAN,
-        },
-        &varpar,
-    );
+    let hessian = varpar_hessian(d, r, theta, sigma, reml, w);
     let a = pseudo_inverse(&hessian, k + 1, HESSIAN_TOL);
     // Jacobian of diag(vcov) in theta (numerically, as numDeriv::jacobian) and sigma (exact).
     let mut grad = nd_jacobian(
@@ -515,6 +508,42 @@ fn satterthwaite(
             2.0 * v * v / denom
         })
         .collect()
+}
+
+/// Hessian of lmerTest's `devfun_vp` at `(theta, sigma)`, column-major `(k + 1) x (k + 1)`.
+/// The theta block is numDeriv's (genD, the same evaluations at `sigma` fixed); the sigma
+/// row is exact, since the deviance is `A(theta) + pwrss(theta) / s^2 + nu log(2 pi s^2)`:
+/// `d2/ds2 = 6 pwrss / s^4 - 2 nu / s^2` and `d2/ds dtheta = -2 / s^3 dpwrss/dtheta`, with
+/// `dpwrss/dtheta` from the same evaluations (Richardson-extrapolated central differences).
+fn varpar_hessian(
+    d: &Design,
+    r: &Response,
+    theta: &[f64],
+    sigma: f64,
+    reml: bool,
+    w: &mut Work,
+) -> Vec<f64> {
+    let k = theta.len();
+    let nu = if reml { d.n - d.p } else { d.n } as f64;
+    let (block, pwrss_grad, pwrss) = nd_hessian(
+        |t: &[f64]| match evaluate(d, r, t, w) {
+            Some(e) => (varpar_deviance(d, &e, sigma, reml), e.pwrss),
+            None => (f64::NAN, f64::NAN),
+        },
+        theta,
+    );
+    let n = k + 1;
+    let mut hessian = vec![0.0; n * n];
+    for i in 0..k {
+        for j in 0..k {
+            hessian[i + j * n] = block[i + j * k];
+        }
+        let cross = -2.0 * pwrss_grad[i] / sigma.powi(3);
+        hessian[i + k * n] = cross;
+        hessian[k + i * n] = cross;
+    }
+    hessian[k + k * n] = 6.0 * pwrss / sigma.powi(4) - 2.0 * nu / (sigma * sigma);
+    hessian
 }
 
 /// Minimises `f` over `x >= lower` by projected Newton steps on central-difference
@@ -689,26 +718,32 @@ fn nd_steps(x: &[f64], d: f64) -> Vec<f64> {
         .collect()
 }
 
-/// numDeriv::hessian (through genD, d = 0.1, r = 4, v = 2), column-major.
-fn nd_hessian(mut f: impl FnMut(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
+/// numDeriv::hessian (through genD, d = 0.1, r = 4, v = 2) of the first value of `f`,
+/// column-major; with the gradient of its second value (genD's first derivatives, from the
+/// same evaluations) and that value at `x`.
+fn nd_hessian(mut f: impl FnMut(&[f64]) -> (f64, f64), x: &[f64]) -> (Vec<f64>, Vec<f64>, f64) {
     let k = x.len();
-    let f0 = f(x);
+    let (f0, g0) = f(x);
     let h0 = nd_steps(x, 0.1);
     let mut xs = x.to_vec();
     let mut hdiag = vec![0.0; k];
+    let mut grad = vec![0.0; k];
     for i in 0..k {
         let mut est = Vec::with_capacity(ND_R);
+        let mut slope = Vec::with_capacity(ND_R);
         let mut h = h0[i];
         for _ in 0..ND_R {
             xs[i] = x[i] + h;
-            let f1 = f(&xs);
+            let (f1, g1) = f(&xs);
             xs[i] = x[i] - h;
-            let f2 = f(&xs);
+            let (f2, g2) = f(&xs);
             xs[i] = x[i];
             est.push((f1 - 2.0 * f0 + f2) / (h * h));
+            slope.push((g1 - g2) / (2.0 * h));
             h /= 2.0;
         }
         hdiag[i] = richardson(est);
+        grad[i] = richardson(slope);
     }
     let mut hess = vec![0.0; k * k];
     for i in 0..k {
@@ -719,10 +754,10 @@ fn nd_hessian(mut f: impl FnMut(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
             for _ in 0..ND_R {
                 xs[i] = x[i] + hi;
                 xs[j] = x[j] + hj;
-                let f1 = f(&xs);
+                let f1 = f(&xs).0;
                 xs[i] = x[i] - hi;
                 xs[j] = x[j] - hj;
-                let f2 = f(&xs);
+                let f2 = f(&xs).0;
                 xs[i] = x[i];
                 xs[j] = x[j];
                 est.push(
@@ -737,7 +772,7 @@ fn nd_hessian(mut f: impl FnMut(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
             hess[j + i * k] = v;
         }
     }
-    hess
+    (hess, grad, g0)
 }
 
 /// numDeriv::jacobian (d = 1e-4, r = 4, v = 2) of a vector function with `m` values:
@@ -977,6 +1012,41 @@ mod tests {
             }
             assert!(fit.df.iter().all(|v| v.is_finite() && *v > 0.0));
         }
+    }
+
+    #[test]
+    fn lmm_balanced_design_has_textbook_df() {
+        // 6 subjects x 4 visits, a within-subject covariate (time) and a between-subject one
+        // (arm): Satterthwaite gives n - m - 1 = 17 and m - 2 = 4 exactly.
+        let (m, per) = (6usize, 4usize);
+        let n = m * per;
+        let mut x = vec![0.0; n * 3];
+        let mut group = vec![0usize; n];
+        let mut y = vec![0.0; n];
+        for g in 0..m {
+            for t in 0..per {
+                let i = g * per + t;
+                x[i] = 1.0;
+                x[i + n] = t as f64;
+                x[i + 2 * n] = (g % 2) as f64;
+                group[i] = g;
+                y[i] =
+                    (g as f64 * 1.7).sin() * 2.0 + 0.3 * t as f64 + ((i * i) as f64 * 0.37).cos();
+            }
+        }
+        let d = Design::new(&x, 3, &vec![1.0; n], 1, &group, m).unwrap();
+        let fit = fit_one(
+            &d,
+            &y,
+            Options {
+                reml: true,
+                satterthwaite: true,
+            },
+            &mut Work::new(&d),
+        );
+        assert!(fit.theta[0] > 0.1);
+        assert!((fit.df[1] - 17.0).abs() < 1e-6, "{:?}", fit.df);
+        assert!((fit.df[2] - 4.0).abs() < 1e-6, "{:?}", fit.df);
     }
 
     #[test]

@@ -99,6 +99,29 @@ test_that("simulated balances with a correlated random slope equal lme4 and lmer
   expect_identical(coef(again), coef(fit))
 })
 
+test_that("the optimum is never worse than lme4's, near and on the boundary", {
+  skip_if_not_installed("lme4")
+  set.seed(5)
+  data <- data.frame(subject = factor(rep(1:12, each = 4)), time = rep(0:3, 12))
+  n <- 45
+  sd_b0 <- rep(c(0, 0.3, 1), length.out = n)
+  sd_b1 <- sample(rep(c(0, 0.1, 0.5), length.out = n))
+  y <- t(vapply(seq_len(n), function(k) {
+    b0 <- rnorm(12, sd = sd_b0[k])
+    b1 <- rnorm(12, sd = sd_b1[k])
+    b0[data$subject] + b1[data$subject] * data$time + rnorm(48)
+  }, numeric(48)))
+  rownames(y) <- paste0("r", seq_len(n))
+  fits <- lmm_fits(lmm_table(y, ~ time + (1 + time | subject), data))
+  lme4_crit <- vapply(seq_len(n), function(k) {
+    d <- cbind(data, y = y[k, ])
+    lme4::REMLcrit(suppressMessages(lme4::lmer(y ~ time + (1 + time | subject), d)))
+  }, numeric(1))
+  expect_true(all(fits$converged))
+  expect_true(all(fits$REMLcrit <= lme4_crit + 1e-6))
+  expect_true(any(fits$singular))
+})
+
 test_that("singular fits are flagged as lme4 does", {
   skip_if_not_installed("lme4")
   set.seed(3)

@@ -27,9 +27,14 @@
 use crate::dist;
 use rayon::prelude::*;
 
-/// The part of the theta optimiser that decides convergence: a Newton step shorter than
-/// this (relative to theta) ends it.
+/// The theta optimiser stops after a full Newton step shorter than `NEWTON_TOL` (relative
+/// to theta), or when backtracking leaves steps shorter than `STEP_TOL`; then it has
+/// converged if the deviance's gradient is below `GRADIENT_TOL` (lme4's default 0.002).
+const NEWTON_TOL: f64 = 1e-7;
 const STEP_TOL: f64 = 1e-10;
+const GRADIENT_TOL: f64 = 2e-3;
+/// A diagonal element of T this close to 0 counts as on its bound.
+const AT_BOUND: f64 = 1e-8;
 const MAX_ITER: usize = 200;
 /// Eigenvalues of the deviance Hessian at or below this are dropped from its inverse
 /// (lmerTest's `tol`).
@@ -134,6 +139,17 @@ impl Design {
     /// Number of covariance parameters theta.
     pub fn n_theta(&self) -> usize {
         self.q * (self.q + 1) / 2
+    }
+
+    /// The theta indices of each column of T, its diagonal element first.
+    pub fn theta_columns(&self) -> Vec<Vec<usize>> {
+        let mut out = Vec::with_capacity(self.q);
+        let mut k = 0;
+        for c in 0..self.q {
+            out.push((k..k + self.q - c).collect());
+            k += self.q - c;
+        }
+        out
     }
 
     /// Whether theta element `k` is a diagonal entry of T (bounded below by 0).
@@ -417,7 +433,9 @@ pub fn fit_one(d: &Design, y: &[f64], opts: Options, w: &mut Work) -> Fit {
         Some(e) => profiled(d, &e, opts.reml),
         None => f64::INFINITY,
     };
-    let (theta, iterations, converged) = minimise_bounded(&start, &lower, |t| objective(t, w));
+    let columns = d.theta_columns();
+    let (theta, iterations, converged) =
+        minimise_bounded(&start, &lower, &columns, |t| objective(t, w));
     let Some(e) = evaluate(d, &r, &theta, w) else {
         return Fit::empty(d, Status::Failed);
     };
@@ -552,48 +570,113 @@ fn varpar_hessian(
 fn minimise_bounded(
     start: &[f64],
     lower: &[f64],
+    columns: &[Vec<usize>],
     mut f: impl FnMut(&[f64]) -> f64,
 ) -> (Vec<f64>, usize, bool) {
     let k = start.len();
     let mut x = start.to_vec();
     let mut fx = f(&x);
-    let mut trial = vec![0.0; k];
     for iter in 1..=MAX_ITER {
         let h: Vec<f64> = x.iter().map(|v| 1e-4 * v.abs().max(0.1)).collect();
-        let (grad, hess) = fd_derivatives(&mut f, &x, fx, &h);
-        // Free variables: not held at their bound by a gradient pushing outwards.
+        let (mut grad, mut hess) = fd_derivatives(&mut f, &x, fx, &h);
+        // T and T with a column negated give the same model. When a column's diagonal is
+        // held at 0 by its gradient, the negated column is the same point with the opposite
+        // gradient in that diagonal: move there, and the diagonal is free to grow.
+        for col in columns {
+            let j = col[0];
+            if col.len() > 1 && x[j] - lower[j] < AT_BOUND && grad[j] > 0.0 {
+                for &i in col {
+                    x[i] = -x[i];
+                    grad[i] = -grad[i];
+                    for c in 0..k {
+                        hess[i + c * k] = -hess[i + c * k];
+                        hess[c + i * k] = -hess[c + i * k];
+                    }
+                }
+                x[j] = lower[j];
+                fx = f(&x);
+            }
+        }
+        // Free variables: not held at their bound by a gradient pushing outwards. Where the
+        // gradient vanishes (the deviance is even in a last diagonal element of T at 0), a
+        // negative curvature frees the variable.
         let free: Vec<usize> = (0..k)
-            .filter(|&j| !(x[j] <= lower[j] && grad[j] > 0.0))
+            .filter(|&j| {
+                let held = x[j] <= lower[j] && grad[j] > 0.0;
+                !held || (hess[j + j * k] < 0.0 && grad[j] < 0.5 * hess[j + j * k].abs() * h[j])
+            })
             .collect();
         if free.is_empty() {
             return (x, iter, true);
         }
-        let step = newton_step(&grad, &hess, &x, lower, &free);
-        let mut alpha = 1.0;
-        let mut improved = false;
-        let mut moved = 0.0f64;
-        for _ in 0..40 {
+        let (step, two_sided) = newton_step(&grad, &hess, &x, lower, &free);
+        let clamped = (0..k).any(|j| x[j] + step[j] < lower[j]);
+        let size = (0..k)
+            .map(|j| step[j].abs() / x[j].abs().max(1.0))
+            .fold(0.0, f64::max);
+        // A full Newton step this short leaves an error of its square (and may not lower
+        // the deviance beyond rounding): take it and stop.
+        if !two_sided && !clamped && size < NEWTON_TOL {
             for j in 0..k {
-                trial[j] = (x[j] + alpha * step[j]).max(lower[j]);
+                x[j] += step[j];
             }
-            let ft = f(&trial);
-            if ft <= fx {
-                moved = (0..k)
-                    .map(|j| (trial[j] - x[j]).abs() / x[j].abs().max(1.0))
-                    .fold(0.0, f64::max);
-                improved = ft < fx || moved == 0.0;
-                x.copy_from_slice(&trial);
-                fx = ft;
-                break;
+            return (x, iter, true);
+        }
+        let mut found = line_search(&mut f, &x, fx, &step, two_sided, lower);
+        if found.is_none() {
+            // Fall back on a diagonally scaled gradient step.
+            let mut descent = vec![0.0; k];
+            for &j in &free {
+                descent[j] = -grad[j] / hess[j + j * k].abs().max(1e-8);
             }
-            alpha *= 0.5;
+            found = line_search(&mut f, &x, fx, &descent, false, lower);
+        }
+        let improved = found.is_some();
+        let mut moved = 0.0f64;
+        if let Some((t, ft)) = found {
+            moved = (0..k)
+                .map(|j| (t[j] - x[j]).abs() / x[j].abs().max(1.0))
+                .fold(0.0, f64::max);
+            x = t;
+            fx = ft;
         }
         if !improved || moved < STEP_TOL {
             let projected_grad = free.iter().map(|&j| grad[j].abs()).fold(0.0, f64::max);
-            return (x, iter, projected_grad < 1e-3 || moved < STEP_TOL);
+            return (x, iter, projected_grad < GRADIENT_TOL);
         }
     }
     (x, MAX_ITER, false)
+}
+
+/// Backtracking along `step` (and its opposite when `two_sided`), projected on the bounds:
+/// the first trial that lowers `f`, with its value.
+fn line_search(
+    f: &mut impl FnMut(&[f64]) -> f64,
+    x: &[f64],
+    fx: f64,
+    step: &[f64],
+    two_sided: bool,
+    lower: &[f64],
+) -> Option<(Vec<f64>, f64)> {
+    let signs: &[f64] = if two_sided { &[1.0, -1.0] } else { &[1.0] };
+    let mut alpha = 1.0;
+    for _ in 0..30 {
+        let mut best: Option<(Vec<f64>, f64)> = None;
+        for &sign in signs {
+            let trial: Vec<f64> = (0..x.len())
+                .map(|j| (x[j] + sign * alpha * step[j]).max(lower[j]))
+                .collect();
+            let ft = f(&trial);
+            if ft < fx && best.as_ref().is_none_or(|b| ft < b.1) {
+                best = Some((trial, ft));
+            }
+        }
+        if let Some((trial, ft)) = best {
+            return Some((trial, ft));
+        }
+        alpha *= 0.5;
+    }
+    None
 }
 
 /// Gradient and Hessian of `f` at `x` by central differences with steps `h`.
@@ -638,10 +721,16 @@ fn fd_derivatives(
 }
 
 /// Newton step on the free variables; where their Hessian block is not positive definite,
-/// a step along its direction of most negative curvature (downhill, or into the feasible
-/// region when the gradient is flat, as at `theta = 0` where the deviance is symmetric),
-/// of length comparable to `x`. Zero on the other variables.
-fn newton_step(grad: &[f64], hess: &[f64], x: &[f64], lower: &[f64], free: &[usize]) -> Vec<f64> {
+/// a step along its direction of most negative curvature (into the feasible region when
+/// leaving a bound, as at `theta = 0` where the deviance is even, otherwise downhill), of
+/// length comparable to `x`. Zero on the other variables.
+fn newton_step(
+    grad: &[f64],
+    hess: &[f64],
+    x: &[f64],
+    lower: &[f64],
+    free: &[usize],
+) -> (Vec<f64>, bool) {
     let k = x.len();
     let nf = free.len();
     let mut block = vec![0.0; nf * nf];
@@ -659,7 +748,7 @@ fn newton_step(grad: &[f64], hess: &[f64], x: &[f64], lower: &[f64], free: &[usi
         for (r, &j) in free.iter().enumerate() {
             step[j] = rhs[r];
         }
-        return step;
+        return (step, false);
     }
     let (values, vectors) = symmetric_eigen(&block, nf);
     let lowest = (0..nf)
@@ -678,18 +767,18 @@ fn newton_step(grad: &[f64], hess: &[f64], x: &[f64], lower: &[f64], free: &[usi
         .filter(|(_, &j)| x[j] <= lower[j])
         .map(|(r, _)| dir[r])
         .sum();
-    let flat = slope.abs() <= 1e-8 * grad.iter().map(|g| g.abs()).sum::<f64>().max(1e-8);
-    let sign = if !flat {
-        -slope.signum()
-    } else if inward != 0.0 {
+    // Into the feasible region when leaving a bound, otherwise downhill.
+    let sign = if inward != 0.0 {
         inward.signum()
+    } else if slope != 0.0 {
+        -slope.signum()
     } else {
         1.0
     };
     for (r, &j) in free.iter().enumerate() {
         step[j] = sign * length * dir[r];
     }
-    step
+    (step, true)
 }
 
 /// numDeriv's Richardson extrapolation of `r` estimates at steps `h, h/2, h/4, ...`.

@@ -60,6 +60,9 @@ lmm_table <- function(y, formula, data = NULL, REML = TRUE, p_values = c("satter
   }
   threads <- resolve_threads(threads)
   if (is.null(data) && is(y, "SummarizedExperiment")) data <- as.data.frame(SummarizedExperiment::colData(y))
+  if ((is.matrix(y) || is.data.frame(y)) && anyNA(y)) {
+    stop("`y` contains NA values: the models need complete responses; remove or impute them.", call. = FALSE)
+  }
   src <- numeric_features(y, "y", assay = assay)
   model <- lmm_model(formula, data, src$n_samples)
   ymat <- feature_rows(src)

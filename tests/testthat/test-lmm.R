@@ -166,6 +166,15 @@ test_that("methods: coef, fixef, ranef, predict, summary, constant responses", {
   expect_equal(dim(vcov(fit, "balance1")), c(2L, 2L))
 })
 
+test_that("BiocParallel workers give the same table", {
+  skip_if_not_installed("BiocParallel")
+  skip_on_os("windows")
+  sim <- simulate_longitudinal(30, n_subj = 8, n_visit = 3)
+  one <- lmm_table(sim$y, ~ time + (1 | subject), sim$data)
+  split <- lmm_table(sim$y, ~ time + (1 | subject), sim$data, BPPARAM = BiocParallel::MulticoreParam(2))
+  expect_equal(as.data.frame(split), as.data.frame(one), ignore_attr = TRUE)
+})
+
 test_that("bad input stops with a message naming the argument", {
   sim <- simulate_longitudinal(2, n_subj = 6, n_visit = 3)
   expect_error(lmm_table(sim$y, y ~ time + (1 | subject), sim$data), "`formula` must be one-sided")
@@ -186,6 +195,8 @@ test_that("bad input stops with a message naming the argument", {
   yy[1, 1] <- Inf
   expect_error(lmm_table(yy, ~ time + (1 | subject), sim$data), "`y` contains infinite values")
   expect_error(lmm_table(sim$y, ~ time + (1 | subject), sim$data, REML = NA), "`REML`")
+  yy[1, 1] <- NA
+  expect_error(lmm_table(yy, ~ time + (1 | subject), sim$data), "`y` contains NA values")
   expect_error(lmm_table(sim$y, ~ time + (1 + time | subject), sim$data[1:18, ][order(sim$data$time), ][, c("subject", "time")] |>
                  transform(subject = factor(rep(1:9, 2)))), "not identifiable")
 })

@@ -164,6 +164,11 @@ test_that("methods: coef, fixef, ranef, predict, summary, constant responses", {
   expect_equal(unname(residuals(fit)[1:3, ] + fitted(fit)[1:3, ]), unname(sim$y))
   expect_output(print(summary(fit)), "responses")
   expect_equal(dim(vcov(fit, "balance1")), c(2L, 2L))
+  # gneiss's layout (a data.frame with samples in rows) and a SummarizedExperiment
+  gneiss_layout <- as.data.frame(t(sim$y))
+  expect_equal(coef(lmm_table(gneiss_layout, ~ time + (1 | subject), sim$data)), coef(fit)[1:3, ])
+  se <- SummarizedExperiment::SummarizedExperiment(list(balance = sim$y), colData = S4Vectors::DataFrame(sim$data))
+  expect_equal(coef(lmm_table(se, ~ time + (1 | subject))), coef(fit)[1:3, ])
 })
 
 test_that("BiocParallel workers give the same table", {

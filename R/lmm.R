@@ -65,11 +65,16 @@ lmm_table <- function(y, formula, data = NULL, REML = TRUE, p_values = c("satter
   }
   src <- numeric_features(y, "y", assay = assay)
   model <- lmm_model(formula, data, src$n_samples)
-  ymat <- feature_rows(src)
-  if (!is.matrix(ymat)) ymat <- as.matrix(ymat)
-  fit <- lmm_fit_rows(ymat, model, REML, p_values, threads, BPPARAM)
-  rownames(ymat) <- src$names
-  lmm_results(fit, model, src$names, ymat, REML, p_values)
+  fit <- lmm_fit_rows(src, model, REML, p_values, threads, BPPARAM)
+  lmm_results(fit, model, src, REML, p_values)
+}
+
+# Dense responses x samples of features `rows` (sparse and delayed input read in blocks).
+lmm_responses <- function(src, rows = seq_len(src$n_features)) {
+  m <- feature_rows(src, rows)
+  if (!is.matrix(m)) m <- as.matrix(m)
+  storage.mode(m) <- "double"
+  m
 }
 
 # The model of a formula on `data`: X, Z, group codes, and what predict() needs.
@@ -142,16 +147,16 @@ split_lmm_formula <- function(formula) {
        group = bar[[3L]])
 }
 
-# Runs the core on the rows of `ymat`, in chunks (progress bar, Ctrl-C between chunks) or
-# across BiocParallel workers.
-lmm_fit_rows <- function(ymat, model, REML, p_values, threads, BPPARAM) {
+# Runs the core on the responses of `src`, in chunks (progress bar, Ctrl-C between
+# chunks) or across BiocParallel workers.
+lmm_fit_rows <- function(src, model, REML, p_values, threads, BPPARAM) {
   group <- as.integer(model$group)
   n_groups <- nlevels(model$group)
   one <- function(rows) {
-    rs_lmm_fit(ymat[rows, , drop = FALSE], model$x, model$z, group, n_groups, REML,
+    rs_lmm_fit(lmm_responses(src, rows), model$x, model$z, group, n_groups, REML,
                p_values == "satterthwaite", threads)
   }
-  n <- nrow(ymat)
+  n <- src$n_features
   workers <- if (is.null(BPPARAM)) 1L else max(1L, BiocParallel::bpnworkers(BPPARAM))
   chunk <- max(1L, min(2000L, ceiling(n / workers)))
   chunks <- unname(split(seq_len(n), ceiling(seq_len(n) / chunk)))
@@ -179,7 +184,8 @@ theta_names <- function(group_name, z_names) {
   out
 }
 
-lmm_results <- function(fit, model, features, ymat, REML, p_values) {
+lmm_results <- function(fit, model, src, REML, p_values) {
+  features <- src$names
   terms <- colnames(model$x)
   p <- length(terms)
   q <- ncol(model$z)
@@ -210,7 +216,7 @@ lmm_results <- function(fit, model, features, ymat, REML, p_values) {
                     if (satt) "Satterthwaite t" else "Wald z")
   fit$singular <- singular
   res <- new_results(out, method, extra = list(
-    lmm = list(fit = fit, model = model, y = ymat, REML = REML, features = features),
+    lmm = list(fit = fit, model = model, src = src, REML = REML, features = features),
     estimate_label = "coefficient"))
   class(res) <- c("sceffects_lmm", class(res))
   res
@@ -374,7 +380,7 @@ predict.sceffects_lmm <- function(object, newdata = NULL, re.form = NULL, ...) {
   beta <- s$fit$estimate
   out <- beta %*% t(x)
   if (!population) out <- out + random_part(s$fit$ranef, z, group)
-  dimnames(out) <- list(s$features, if (is.null(newdata)) colnames(s$y) else rownames(newdata))
+  dimnames(out) <- list(s$features, if (is.null(newdata)) s$src$samples else rownames(newdata))
   out
 }
 
@@ -398,5 +404,6 @@ fitted.sceffects_lmm <- function(object, ...) predict.sceffects_lmm(object)
 #' @export
 residuals.sceffects_lmm <- function(object, ...) {
   s <- check_lmm(object)
-  s$y - predict.sceffects_lmm(object)
+  y <- lmm_responses(s$src)
+  y - predict.sceffects_lmm(object)
 }

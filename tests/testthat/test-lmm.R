@@ -169,6 +169,9 @@ test_that("methods: coef, fixef, ranef, predict, summary, constant responses", {
   expect_equal(coef(lmm_table(gneiss_layout, ~ time + (1 | subject), sim$data)), coef(fit)[1:3, ])
   se <- SummarizedExperiment::SummarizedExperiment(list(balance = sim$y), colData = S4Vectors::DataFrame(sim$data))
   expect_equal(coef(lmm_table(se, ~ time + (1 | subject))), coef(fit)[1:3, ])
+  sparse <- Matrix::Matrix(pmax(round(sim$y), 0), sparse = TRUE)
+  expect_equal(coef(lmm_table(sparse, ~ time + (1 | subject), sim$data)),
+               coef(lmm_table(as.matrix(sparse), ~ time + (1 | subject), sim$data)))
 })
 
 test_that("BiocParallel workers give the same table", {

@@ -12,7 +12,9 @@
 #' number of observations.
 #'
 #' The model is `y = X beta + Z b + e` with one grouping factor: a random intercept
-#' `(1 | subject)` or correlated random intercept and slopes `(1 + time | subject)`;
+#' `(1 | subject)`, correlated random intercept and slopes `(1 + time | subject)`, or
+#' independent terms of the same factor (`(1 | subject) + (0 + time | subject)`, or
+#' `(1 + time || subject)`);
 #' `b ~ N(0, sigma^2 T T')` per group with `T` lower triangular (lme4's relative covariance
 #' factor, parameters `theta`). Estimation is lme4's profiled REML (or ML), optimised per
 #' response to the true optimum (projected Newton steps), so fixed effects, variance
@@ -23,8 +25,7 @@
 #' `lme4::isSingular()`, when a diagonal element of `T` is below 1e-4 (a variance component
 #' at zero or a perfect correlation).
 #'
-#' Several grouping factors (crossed or nested random effects) and uncorrelated terms
-#' (`||`) are not supported.
+#' Several grouping factors (crossed or nested random effects) are not supported.
 #'
 #' @param y Responses (e.g. balances) in rows and samples in columns: a matrix or a
 #'   SummarizedExperiment; a data.frame is read with samples in rows and responses in
@@ -85,7 +86,7 @@ lmm_model <- function(formula, data, n_samples) {
     stop(sprintf("`data` has %d rows but `y` has %d samples (columns); `y` needs responses in rows (use t()).",
                  nrow(data), n_samples), call. = FALSE)
   }
-  vars <- unique(c(all.vars(parts$fixed), all.vars(parts$random), all.vars(parts$group)))
+  vars <- unique(c(all.vars(parts$fixed), unlist(lapply(parts$random, all.vars)), all.vars(parts$group)))
   missing_vars <- setdiff(vars, names(data))
   if (length(missing_vars)) {
     stop(sprintf("`data` has no column %s (used in `formula`).", paste(missing_vars, collapse = ", ")), call. = FALSE)
@@ -100,9 +101,16 @@ lmm_model <- function(formula, data, n_samples) {
     stop(sprintf("`formula` gives a rank-deficient fixed-effects design (%d columns, rank %d): drop collinear terms.",
                  ncol(x), rank), call. = FALSE)
   }
-  random_frame <- stats::model.frame(parts$random, data)
-  random_terms <- stats::terms(random_frame)
-  z <- stats::model.matrix(random_terms, random_frame)
+  random <- lapply(seq_along(parts$random), function(k) {
+    frame <- stats::model.frame(parts$random[[k]], data)
+    list(terms = stats::terms(frame), xlev = stats::.getXlevels(stats::terms(frame), frame),
+         uncorrelated = parts$uncorrelated[k])
+  })
+  zb <- random_design(random, data)
+  z <- zb$z
+  if (anyDuplicated(colnames(z))) {
+    stop(sprintf("`formula` repeats the random effect %s.", colnames(z)[anyDuplicated(colnames(z))]), call. = FALSE)
+  }
   group <- factor(eval(parts$group, data, environment(formula)))
   group <- droplevels(group)
   n_groups <- nlevels(group)
@@ -114,10 +122,22 @@ lmm_model <- function(formula, data, n_samples) {
   if (n_samples <= ncol(x)) stop("`y` has no more samples than fixed effects.", call. = FALSE)
   storage.mode(x) <- "double"
   storage.mode(z) <- "double"
-  list(x = x, z = z, group = group, fixed_terms = fixed_terms, random_terms = random_terms,
+  list(x = x, z = z, blocks = zb$blocks, group = group, fixed_terms = fixed_terms, random = random,
        fixed_xlev = stats::.getXlevels(fixed_terms, fixed_frame),
-       random_xlev = stats::.getXlevels(random_terms, random_frame),
        group_expr = parts$group, group_name = deparse(parts$group), formula = formula)
+}
+
+# Z of the random terms on `data`, and the sizes of their covariance blocks (an
+# uncorrelated term gives one block per column).
+random_design <- function(random, data) {
+  parts <- lapply(random, function(term) {
+    tt <- stats::delete.response(term$terms)
+    z <- stats::model.matrix(tt, stats::model.frame(tt, data, xlev = term$xlev))
+    list(z = z, blocks = if (term$uncorrelated) rep(1L, ncol(z)) else ncol(z))
+  })
+  z <- do.call(cbind, lapply(parts, `[[`, "z"))
+  storage.mode(z) <- "double"
+  list(z = z, blocks = as.integer(unlist(lapply(parts, `[[`, "blocks"))))
 }
 
 # Splits `~ fixed + (random | group)` into its fixed formula, random formula and group.
@@ -133,18 +153,19 @@ split_lmm_formula <- function(formula) {
   parts <- split_plus(formula[[2L]])
   bars <- vapply(parts, function(e) is_paren(e) && is.call(e[[2L]]) && deparse(e[[2L]][[1L]]) %in% c("|", "||"), logical(1))
   if (!any(bars)) stop("`formula` has no random-effects term such as (1 | subject).", call. = FALSE)
-  if (sum(bars) > 1L) {
-    stop("`formula` must have one random-effects term, e.g. (1 + time | subject): several grouping factors or uncorrelated terms are not supported.", call. = FALSE)
-  }
-  bar <- parts[bars][[1L]][[2L]]
-  if (identical(bar[[1L]], as.name("||"))) {
-    stop("`formula` uses ||: uncorrelated random effects are not supported; use (1 + time | subject).", call. = FALSE)
+  bar_terms <- lapply(parts[bars], `[[`, 2L)
+  groups <- vapply(bar_terms, function(b) deparse(b[[3L]]), character(1))
+  if (length(unique(groups)) > 1L) {
+    stop(sprintf("`formula` has random effects of several grouping factors (%s): only one grouping factor is supported.",
+                 paste(unique(groups), collapse = ", ")), call. = FALSE)
   }
   fixed <- parts[!bars]
   rhs <- if (length(fixed)) Reduce(function(a, b) call("+", a, b), fixed) else 1
   env <- environment(formula)
-  list(fixed = stats::as.formula(call("~", rhs), env), random = stats::as.formula(call("~", bar[[2L]]), env),
-       group = bar[[3L]])
+  list(fixed = stats::as.formula(call("~", rhs), env),
+       random = lapply(bar_terms, function(b) stats::as.formula(call("~", b[[2L]]), env)),
+       uncorrelated = vapply(bar_terms, function(b) identical(b[[1L]], as.name("||")), logical(1)),
+       group = bar_terms[[1L]][[3L]])
 }
 
 # Runs the core on the responses of `src`, in chunks (progress bar, Ctrl-C between
@@ -153,7 +174,7 @@ lmm_fit_rows <- function(src, model, REML, p_values, threads, BPPARAM) {
   group <- as.integer(model$group)
   n_groups <- nlevels(model$group)
   one <- function(rows) {
-    rs_lmm_fit(lmm_responses(src, rows), model$x, model$z, group, n_groups, REML,
+    rs_lmm_fit(lmm_responses(src, rows), model$x, model$z, group, n_groups, model$blocks, REML,
                p_values == "satterthwaite", threads)
   }
   n <- src$n_features
@@ -173,7 +194,12 @@ lmm_fit_rows <- function(src, model, REML, p_values, threads, BPPARAM) {
 }
 
 # Names of theta in lme4's order (the lower triangle of T column by column).
-theta_names <- function(group_name, z_names) {
+theta_names <- function(group_name, z_names, blocks) {
+  ends <- cumsum(blocks)
+  unlist(lapply(seq_along(blocks), function(b) block_theta_names(group_name, z_names[(ends[b] - blocks[b] + 1L):ends[b]])))
+}
+
+block_theta_names <- function(group_name, z_names) {
   q <- length(z_names)
   out <- character()
   for (c in seq_len(q)) {
@@ -190,12 +216,12 @@ lmm_results <- function(fit, model, src, REML, p_values) {
   p <- length(terms)
   q <- ncol(model$z)
   n_feat <- length(features)
-  diag_theta <- unlist(lapply(seq_len(q), function(c) c(TRUE, rep(FALSE, q - c))))
+  diag_theta <- unlist(lapply(model$blocks, function(size) unlist(lapply(seq_len(size), function(c) c(TRUE, rep(FALSE, size - c))))))
   singular <- apply(fit$theta[, diag_theta, drop = FALSE] < 1e-4, 1L, any)
   status <- fit$status
   reason <- c(NA, "no residual variance", "fit failed")[status + 1L]
   colnames(fit$estimate) <- colnames(fit$std_error) <- colnames(fit$df) <- terms
-  colnames(fit$theta) <- theta_names(model$group_name, colnames(model$z))
+  colnames(fit$theta) <- theta_names(model$group_name, colnames(model$z), model$blocks)
   rownames(fit$estimate) <- rownames(fit$theta) <- features
   satt <- p_values == "satterthwaite"
   log_p <- if (satt) fit$log_p else fit$log_p_z
@@ -249,10 +275,13 @@ lmm_fits <- function(object) {
   z_names <- colnames(s$model$z)
   q <- length(z_names)
   group <- s$model$group_name
-  vc <- t(vapply(seq_along(s$features), function(i) random_sd_cor(fit$theta[i, ], fit$sigma[i], q), numeric(q + q * (q - 1) / 2)))
-  if (q * (q + 1) / 2 == 1L) vc <- matrix(vc, ncol = 1L)
-  pair_names <- if (q > 1L) utils::combn(z_names, 2L, function(v) paste(v, collapse = ".")) else character()
-  colnames(vc) <- c(paste0("sd_", group, ".", z_names), if (q > 1L) paste0("cor_", group, ".", pair_names))
+  blocks <- s$model$blocks
+  pairs <- within_block_pairs(blocks)
+  vc <- t(vapply(seq_along(s$features), function(i) random_sd_cor(fit$theta[i, ], fit$sigma[i], blocks, pairs),
+                 numeric(q + nrow(pairs))))
+  if (q + nrow(pairs) == 1L) vc <- matrix(vc, ncol = 1L)
+  pair_names <- paste(z_names[pairs[, 2L]], z_names[pairs[, 1L]], sep = ".")
+  colnames(vc) <- c(paste0("sd_", group, ".", z_names), if (nrow(pairs)) paste0("cor_", group, ".", pair_names))
   crit <- nan_to_na(fit$criterion)
   out <- data.frame(feature = s$features, sigma = nan_to_na(fit$sigma), nan_to_na(vc), check.names = FALSE)
   out <- cbind(out, nan_to_na(fit$theta))
@@ -266,14 +295,36 @@ lmm_fits <- function(object) {
   out
 }
 
-# Standard deviations and correlations of the random effects: sigma^2 T T'.
-random_sd_cor <- function(theta, sigma, q) {
+# Pairs (row, column) of random effects in the same covariance block: their correlations.
+within_block_pairs <- function(blocks) {
+  ends <- cumsum(blocks)
+  out <- do.call(rbind, lapply(seq_along(blocks), function(b) {
+    idx <- (ends[b] - blocks[b] + 1L):ends[b]
+    if (length(idx) < 2L) return(NULL)
+    cmb <- utils::combn(idx, 2L)
+    cbind(cmb[2L, ], cmb[1L, ])[order(cmb[1L, ], cmb[2L, ]), , drop = FALSE]
+  }))
+  if (is.null(out)) matrix(integer(), 0L, 2L) else out
+}
+
+# Standard deviations of the random effects and their correlations within blocks:
+# sigma^2 T T', T block-diagonal with lower-triangular blocks filled by theta.
+random_sd_cor <- function(theta, sigma, blocks, pairs) {
+  q <- sum(blocks)
   t_mat <- matrix(0, q, q)
-  t_mat[lower.tri(t_mat, diag = TRUE)] <- theta
+  ends <- cumsum(blocks)
+  k <- 0L
+  for (b in seq_along(blocks)) {
+    idx <- (ends[b] - blocks[b] + 1L):ends[b]
+    block <- matrix(0, blocks[b], blocks[b])
+    n <- blocks[b] * (blocks[b] + 1L) / 2L
+    block[lower.tri(block, diag = TRUE)] <- theta[k + seq_len(n)]
+    t_mat[idx, idx] <- block
+    k <- k + n
+  }
   cov <- sigma^2 * tcrossprod(t_mat)
   sds <- sqrt(diag(cov))
-  cors <- if (q > 1L) (cov / outer(sds, sds))[lower.tri(cov)] else numeric()
-  c(sds, cors)
+  c(sds, cov[pairs] / (sds[pairs[, 1L]] * sds[pairs[, 2L]]))
 }
 
 #' @describeIn lmm_table Fixed effects, responses x terms.
@@ -372,8 +423,7 @@ predict.sceffects_lmm <- function(object, newdata = NULL, re.form = NULL, ...) {
     frame <- stats::model.frame(stats::delete.response(m$fixed_terms), newdata, xlev = m$fixed_xlev)
     x <- stats::model.matrix(stats::delete.response(m$fixed_terms), frame)
     if (!population) {
-      rframe <- stats::model.frame(stats::delete.response(m$random_terms), newdata, xlev = m$random_xlev)
-      z <- stats::model.matrix(stats::delete.response(m$random_terms), rframe)
+      z <- random_design(m$random, newdata)$z
       group <- match(as.character(eval(m$group_expr, newdata, environment(m$formula))), levels(m$group))
     }
   }

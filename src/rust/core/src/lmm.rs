@@ -57,11 +57,16 @@ pub struct Design {
     ztx: Vec<f64>,
     /// `(X'X)^{-1} X'`, `p x n`: the least-squares coefficients of a response.
     ols: Vec<f64>,
+    /// Position (row, column) in T of each theta element.
+    pattern: Vec<(usize, usize)>,
 }
 
 impl Design {
     /// `x` is `n x p` (full column rank), `z` is `n x q` (the random-effect columns of the
     /// one grouping factor), `group` the 0-based group of each observation, `m` groups.
+    /// `blocks` are the sizes of the random-effect terms, in the order of z's columns: each
+    /// has its own lower-triangular block of T (correlated within, independent between), as
+    /// lme4's `(1 | g) + (0 + x | g)`; one block of size q is `(1 + x | g)`.
     pub fn new(
         x: &[f64],
         p: usize,
@@ -69,8 +74,24 @@ impl Design {
         q: usize,
         group: &[usize],
         m: usize,
+        blocks: &[usize],
     ) -> Result<Self, String> {
         let n = group.len();
+        if blocks.iter().sum::<usize>() != q || blocks.contains(&0) {
+            return Err(
+                "the random-effect terms do not add up to the random-effect columns".into(),
+            );
+        }
+        let mut pattern = Vec::new();
+        let mut offset = 0;
+        for &size in blocks {
+            for c in 0..size {
+                for r in c..size {
+                    pattern.push((offset + r, offset + c));
+                }
+            }
+            offset += size;
+        }
         if x.len() != n * p || z.len() != n * q {
             return Err("design sizes do not match the number of observations".into());
         }
@@ -133,34 +154,31 @@ impl Design {
             ztz,
             ztx,
             ols,
+            pattern,
         })
     }
 
     /// Number of covariance parameters theta.
     pub fn n_theta(&self) -> usize {
-        self.q * (self.q + 1) / 2
+        self.pattern.len()
     }
 
     /// The theta indices of each column of T, its diagonal element first.
     pub fn theta_columns(&self) -> Vec<Vec<usize>> {
-        let mut out = Vec::with_capacity(self.q);
-        let mut k = 0;
-        for c in 0..self.q {
-            out.push((k..k + self.q - c).collect());
-            k += self.q - c;
-        }
-        out
+        (0..self.q)
+            .map(|c| {
+                let mut col: Vec<usize> = (0..self.pattern.len())
+                    .filter(|&k| self.pattern[k].1 == c)
+                    .collect();
+                col.sort_by_key(|&k| self.pattern[k].0);
+                col
+            })
+            .collect()
     }
 
     /// Whether theta element `k` is a diagonal entry of T (bounded below by 0).
     pub fn theta_on_diagonal(&self) -> Vec<bool> {
-        let mut out = Vec::with_capacity(self.n_theta());
-        for c in 0..self.q {
-            for r in c..self.q {
-                out.push(r == c);
-            }
-        }
-        out
+        self.pattern.iter().map(|&(r, c)| r == c).collect()
     }
 }
 
@@ -295,12 +313,8 @@ struct Eval {
 fn evaluate(d: &Design, r: &Response, theta: &[f64], w: &mut Work) -> Option<Eval> {
     let (p, q) = (d.p, d.q);
     w.t.iter_mut().for_each(|v| *v = 0.0);
-    let mut k = 0;
-    for c in 0..q {
-        for row in c..q {
-            w.t[row + c * q] = theta[k];
-            k += 1;
-        }
+    for (&(row, c), &v) in d.pattern.iter().zip(theta) {
+        w.t[row + c * q] = v;
     }
     w.rx.copy_from_slice(&d.xtx);
     w.cb.copy_from_slice(&r.xte);
@@ -1071,7 +1085,7 @@ mod tests {
                 y[i] = 2.0 + 0.5 * t as f64 + b0 + b1 * t as f64 + 2.0 * (unif() - 0.5);
             }
         }
-        (Design::new(&x, 2, &z, q, &group, m).unwrap(), y)
+        (Design::new(&x, 2, &z, q, &group, m, &[q]).unwrap(), y)
     }
 
     #[test]
@@ -1123,7 +1137,7 @@ mod tests {
                     (g as f64 * 1.7).sin() * 2.0 + 0.3 * t as f64 + ((i * i) as f64 * 0.37).cos();
             }
         }
-        let d = Design::new(&x, 3, &vec![1.0; n], 1, &group, m).unwrap();
+        let d = Design::new(&x, 3, &vec![1.0; n], 1, &group, m, &[1]).unwrap();
         let fit = fit_one(
             &d,
             &y,

@@ -6,7 +6,8 @@ use sceffects_core::lmm::{self, Design, Fit, Options};
 use sceffects_core::with_threads;
 
 /// Fits `y` (responses in rows) on the shared design: fixed effects `x` (n x p), random
-/// effects `z` (n x q) of one grouping factor `group` (1-based codes, `n_groups` groups).
+/// effects `z` (n x q) of one grouping factor `group` (1-based codes, `n_groups` groups),
+/// in terms of sizes `blocks` (each with its own covariance block).
 #[extendr]
 #[allow(clippy::too_many_arguments)]
 fn rs_lmm_fit(
@@ -15,11 +16,13 @@ fn rs_lmm_fit(
     z: RMatrix<f64>,
     group: &[i32],
     n_groups: i32,
+    blocks: &[i32],
     reml: bool,
     satterthwaite: bool,
     threads: i32,
 ) -> RResult<Robj> {
     let group: Vec<usize> = group.iter().map(|&g| (g - 1) as usize).collect();
+    let blocks: Vec<usize> = blocks.iter().map(|&b| b.max(0) as usize).collect();
     let design = Design::new(
         x.data(),
         x.ncols(),
@@ -27,6 +30,7 @@ fn rs_lmm_fit(
         z.ncols(),
         &group,
         n_groups as usize,
+        &blocks,
     )
     .map_err(fail)?;
     if y.ncols() != group.len() {

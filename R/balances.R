@@ -219,7 +219,8 @@ balances_to_proportions <- function(b, tree, convention = c("gneiss", "philr")) 
 #' @param formula One-sided formula of the fixed effects (`~ time + treatment`); it may also
 #'   carry its own random-effects term, e.g. `~ time + (1 + time | patient)`, when `groups`
 #'   is `NULL`.
-#' @param metadata A data.frame with one row per sample (column of `x`).
+#' @param metadata A data.frame with one row per sample (column of `x`); by default
+#'   `colData(x)` for a SummarizedExperiment.
 #' @param tree See [balance_basis()].
 #' @param groups Column of `metadata` naming the group of each sample (e.g. the patient):
 #'   adds `(1 | groups)` to the formula.
@@ -241,6 +242,8 @@ balance_lmm <- function(x, formula, metadata, tree, groups = NULL, pseudocount =
                         convention = c("gneiss", "philr"), ...) {
   convention <- match.arg(convention)
   b <- balances(x, tree, pseudocount = pseudocount, convention = convention)
+  if (missing(metadata) && is(x, "SummarizedExperiment")) metadata <- SummarizedExperiment::colData(x)
+  if (is(metadata, "DataFrame")) metadata <- as.data.frame(metadata)
   if (!is.null(groups)) {
     if (!is.character(groups) || length(groups) != 1L) stop("`groups` must be one column name of `metadata`.", call. = FALSE)
     if (!is.data.frame(metadata) || !groups %in% names(metadata)) {

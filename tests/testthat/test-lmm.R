@@ -137,6 +137,8 @@ test_that("singular fits are flagged as lme4 does", {
   expect_true(lmm_fits(fit)$singular)
   expect_equal(fit$estimate, unname(lme4::fixef(ref)), tolerance = 1e-6)
   expect_equal(unname(logLik(fit)), as.numeric(logLik(ref)), tolerance = 1e-6)
+  expect_equal(fit$df, unname(summary(ref)$coefficients[, "df"]), tolerance = 1e-4)
+  expect_equal(fit$p_value, unname(summary(ref)$coefficients[, "Pr(>|t|)"]), tolerance = 1e-4)
 })
 
 test_that("p-values are uniform under the null (KS)", {

@@ -32,7 +32,8 @@
 #'   columns (gneiss's table layout).
 #' @param formula One-sided formula in lme4 syntax, e.g. `~ time + treatment + (1 | patient)`.
 #' @param data A data.frame with one row per sample (column of `y`); by default `colData(y)`
-#'   for a SummarizedExperiment.
+#'   for a SummarizedExperiment. When both have sample names, rows are matched to `y`'s
+#'   samples by name (as gneiss joins its table and metadata); otherwise by position.
 #' @param REML Fit by REML (default, as `lmer()`) or maximum likelihood.
 #' @param p_values `"satterthwaite"` (t-tests with lmerTest's df) or `"z"` (Wald z-tests).
 #' @param assay Assay of a SummarizedExperiment.
@@ -66,9 +67,23 @@ lmm_table <- function(y, formula, data = NULL, REML = TRUE, p_values = c("satter
     stop("`y` contains NA values: the models need complete responses; remove or impute them.", call. = FALSE)
   }
   src <- numeric_features(y, "y", assay = assay)
+  data <- align_samples(data, src$samples)
   model <- lmm_model(formula, data, src$n_samples)
   fit <- lmm_fit_rows(src, model, REML, p_values, threads, BPPARAM)
   lmm_results(fit, model, src, REML, p_values)
+}
+
+# Rows of `data` in the order of the samples of `y`, when both are named (as gneiss joins
+# its table and metadata on sample ids).
+align_samples <- function(data, samples) {
+  if (!is.data.frame(data) || is.null(samples) || .row_names_info(data) <= 0L) return(data)
+  if (identical(rownames(data), samples)) return(data)
+  absent <- setdiff(samples, rownames(data))
+  if (length(absent)) {
+    stop(sprintf("`data` has no row for sample%s %s of `y` (rows are matched by name).",
+                 if (length(absent) > 1L) "s" else "", paste(utils::head(absent, 3L), collapse = ", ")), call. = FALSE)
+  }
+  data[samples, , drop = FALSE]
 }
 
 # Dense responses x samples of features `rows` (sparse and delayed input read in blocks).

@@ -171,6 +171,14 @@ test_that("methods: coef, fixef, ranef, predict, summary, constant responses", {
   # gneiss's layout (a data.frame with samples in rows) and a SummarizedExperiment
   gneiss_layout <- as.data.frame(t(sim$y))
   expect_equal(coef(lmm_table(gneiss_layout, ~ time + (1 | subject), sim$data)), coef(fit)[1:3, ])
+  # named samples are matched by name, as gneiss joins table and metadata
+  named <- sim$y
+  colnames(named) <- paste0("sample", seq_len(ncol(named)))
+  meta <- sim$data
+  rownames(meta) <- colnames(named)
+  shuffled <- meta[rev(seq_len(nrow(meta))), ]
+  expect_equal(coef(lmm_table(named, ~ time + (1 | subject), shuffled)), coef(fit)[1:3, ])
+  expect_error(lmm_table(named, ~ time + (1 | subject), shuffled[-1, ]), "`data` has no row for sample")
   se <- SummarizedExperiment::SummarizedExperiment(list(balance = sim$y), colData = S4Vectors::DataFrame(sim$data))
   expect_equal(coef(lmm_table(se, ~ time + (1 | subject))), coef(fit)[1:3, ])
   sparse <- Matrix::Matrix(pmax(round(sim$y), 0), sparse = TRUE)

@@ -1170,6 +1170,44 @@ mod tests {
     }
 
     #[test]
+    fn lmm_numderiv_hessian_and_jacobian_are_exact_on_polynomials() {
+        // f = x0^3 x1 + 2 x1^2: Richardson extrapolation is exact up to rounding.
+        let x = [1.3, -0.7];
+        let (hess, grad, value) = nd_hessian(
+            |v| (v[0].powi(3) * v[1] + 2.0 * v[1] * v[1], v[0] * v[1]),
+            &x,
+        );
+        let expected = [6.0 * x[0] * x[1], 3.0 * x[0] * x[0], 3.0 * x[0] * x[0], 4.0];
+        for (h, e) in hess.iter().zip(expected) {
+            assert!((h - e).abs() < 1e-7 * e.abs().max(1.0), "{h} vs {e}");
+        }
+        assert!((grad[0] - x[1]).abs() < 1e-9 && (grad[1] - x[0]).abs() < 1e-9);
+        assert!((value - x[0] * x[1]).abs() < 1e-15);
+        let jac = nd_jacobian(|v| vec![v[0] * v[1], v[1].powi(2)], &x, 2);
+        let expected = [x[1], 0.0, x[0], 2.0 * x[1]];
+        for (j, e) in jac.iter().zip(expected) {
+            assert!((j - e).abs() < 1e-9, "{j} vs {e}");
+        }
+    }
+
+    #[test]
+    fn lmm_independent_terms_have_diagonal_blocks() {
+        let (m, per) = (5usize, 4usize);
+        let n = m * per;
+        let x = vec![1.0; n];
+        let z: Vec<f64> = (0..2 * n)
+            .map(|k| if k < n { 1.0 } else { (k % per) as f64 })
+            .collect();
+        let group: Vec<usize> = (0..n).map(|i| i / per).collect();
+        let joint = Design::new(&x, 1, &z, 2, &group, m, &[2]).unwrap();
+        let split = Design::new(&x, 1, &z, 2, &group, m, &[1, 1]).unwrap();
+        assert_eq!(joint.theta_columns(), vec![vec![0, 1], vec![2]]);
+        assert_eq!(split.theta_columns(), vec![vec![0], vec![1]]);
+        assert_eq!(split.theta_on_diagonal(), vec![true, true]);
+        assert!(Design::new(&x, 1, &z, 2, &group, m, &[1]).is_err());
+    }
+
+    #[test]
     fn lmm_eigen_reconstructs() {
         let a = [4.0, 1.0, 0.5, 1.0, 3.0, 0.2, 0.5, 0.2, 2.0];
         let (values, v) = symmetric_eigen(&a, 3);

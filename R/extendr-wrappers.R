@@ -14,4 +14,4 @@ rs_cluster_fit <- function(x, design, weights, cluster, n_clusters, coefs, vcov,
 rs_welch <- function(y, in_first) .Call(wrap__rs_welch, y, in_first)
 rs_feature_moments <- function(x, threads) .Call(wrap__rs_feature_moments, x, threads)
 rs_gsea_probe <- function() .Call(wrap__rs_gsea_probe)
-rs_lmm_fit <- function(y, x, z, group, n_groups, blocks, reml, satterthwaite, threads) .Call(wrap__rs_lmm_fit, y, x, z, group, n_groups, blocks, reml, satterthwaite, threads)
+rs_lmm_fit <- function(y, x, z, group, n_groups, block_sizes, block_copies, reml, satterthwaite, threads) .Call(wrap__rs_lmm_fit, y, x, z, group, n_groups, block_sizes, block_copies, reml, satterthwaite, threads)

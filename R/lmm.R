@@ -25,7 +25,10 @@
 #' `lme4::isSingular()`, when a diagonal element of `T` is below 1e-4 (a variance component
 #' at zero or a perfect correlation).
 #'
-#' Several grouping factors (crossed or nested random effects) are not supported.
+#' Several grouping factors, crossed or nested (`(1 | site) + (1 | subject)`; write a
+#' nested factor as its own interaction column, lme4's `/` is not parsed), are fitted on the
+#' dense random-effects design, at a cost that grows with the cube of the number of random
+#' effects; one grouping factor is fitted group by group, at a cost independent of it.
 #'
 #' @param y Responses (e.g. balances) in rows and samples in columns: a matrix or a
 #'   SummarizedExperiment; a data.frame is read with samples in rows and responses in
@@ -94,7 +97,11 @@ lmm_responses <- function(src, rows = seq_len(src$n_features)) {
   m
 }
 
-# The model of a formula on `data`: X, Z, group codes, and what predict() needs.
+# The model of a formula on `data`: X, the random-effect blocks (one per term, or per
+# column of an uncorrelated term; ordered as lme4 does, by decreasing number of levels of
+# their grouping factor), Z and group codes for the core, and what predict() needs.
+# With one grouping factor the core works group by group; with several, on one dense Z
+# whose blocks repeat per level.
 lmm_model <- function(formula, data, n_samples) {
   parts <- split_lmm_formula(formula)
   if (!is.data.frame(data)) stop("`data` must be a data.frame with one row per sample (column of `y`).", call. = FALSE)
@@ -102,7 +109,7 @@ lmm_model <- function(formula, data, n_samples) {
     stop(sprintf("`data` has %d rows but `y` has %d samples (columns); `y` needs responses in rows (use t()).",
                  nrow(data), n_samples), call. = FALSE)
   }
-  vars <- unique(c(all.vars(parts$fixed), unlist(lapply(parts$random, all.vars)), all.vars(parts$group)))
+  vars <- unique(c(all.vars(parts$fixed), unlist(lapply(parts$random, function(r) c(all.vars(r$formula), all.vars(r$group))))))
   missing_vars <- setdiff(vars, names(data))
   if (length(missing_vars)) {
     stop(sprintf("`data` has no column %s (used in `formula`).", paste(missing_vars, collapse = ", ")), call. = FALSE)
@@ -117,46 +124,84 @@ lmm_model <- function(formula, data, n_samples) {
     stop(sprintf("`formula` gives a rank-deficient fixed-effects design (%d columns, rank %d): drop collinear terms.",
                  ncol(x), rank), call. = FALSE)
   }
-  random <- lapply(seq_along(parts$random), function(k) {
-    frame <- stats::model.frame(parts$random[[k]], data)
-    list(terms = stats::terms(frame), xlev = stats::.getXlevels(stats::terms(frame), frame),
-         uncorrelated = parts$uncorrelated[k])
-  })
-  zb <- random_design(random, data)
-  z <- zb$z
-  if (anyDuplicated(colnames(z))) {
-    stop(sprintf("`formula` repeats the random effect %s.", colnames(z)[anyDuplicated(colnames(z))]), call. = FALSE)
-  }
-  group <- factor(eval(parts$group, data, environment(formula)))
-  group <- droplevels(group)
-  n_groups <- nlevels(group)
-  if (n_groups < 2L) stop("`formula`'s grouping factor must have at least 2 levels.", call. = FALSE)
-  if (n_samples <= n_groups * ncol(z)) {
-    stop(sprintf("%d observations cannot identify %d random effects (%d groups x %d): the model is not identifiable.",
-                 n_samples, n_groups * ncol(z), n_groups, ncol(z)), call. = FALSE)
-  }
   if (n_samples <= ncol(x)) stop("`y` has no more samples than fixed effects.", call. = FALSE)
+  blocks <- random_blocks(parts$random, data, environment(formula))
+  groups <- unique(vapply(blocks, `[[`, "", "group_name"))
+  for (b in blocks) {
+    if (length(b$levels) < 2L) stop(sprintf("`formula`'s grouping factor %s must have at least 2 levels.", b$group_name), call. = FALSE)
+  }
+  for (g in groups) {
+    names_g <- unlist(lapply(blocks[vapply(blocks, `[[`, "", "group_name") == g], `[[`, "names"))
+    if (anyDuplicated(names_g)) {
+      stop(sprintf("`formula` repeats the random effect %s of %s.", names_g[anyDuplicated(names_g)], g), call. = FALSE)
+    }
+  }
+  n_re <- sum(vapply(blocks, function(b) length(b$levels) * length(b$names), numeric(1)))
+  if (n_samples <= n_re) {
+    stop(sprintf("%d observations cannot identify %d random effects: the model is not identifiable.",
+                 n_samples, n_re), call. = FALSE)
+  }
+  one_factor <- length(groups) == 1L
+  fitted_blocks <- lapply(blocks, function(b) block_z(b, data, expand = FALSE))
+  zs <- if (one_factor) fitted_blocks else lapply(blocks, function(b) block_z(b, data, expand = TRUE))
+  z <- do.call(cbind, lapply(zs, `[[`, "z"))
   storage.mode(x) <- "double"
   storage.mode(z) <- "double"
-  list(x = x, z = z, blocks = zb$blocks, group = group, fixed_terms = fixed_terms, random = random,
-       fixed_xlev = stats::.getXlevels(fixed_terms, fixed_frame),
-       group_expr = parts$group, group_name = deparse(parts$group), formula = formula)
+  sizes <- vapply(blocks, function(b) length(b$names), integer(1))
+  list(x = x, z = z, blocks = blocks, fitted_blocks = fitted_blocks, one_factor = one_factor, sizes = sizes,
+       copies = if (one_factor) rep(1L, length(blocks)) else vapply(blocks, function(b) length(b$levels), integer(1)),
+       group = if (one_factor) zs[[1L]]$group else rep(1L, n_samples),
+       n_groups = if (one_factor) length(blocks[[1L]]$levels) else 1L,
+       fixed_terms = fixed_terms, fixed_xlev = stats::.getXlevels(fixed_terms, fixed_frame), formula = formula)
 }
 
-# Z of the random terms on `data`, and the sizes of their covariance blocks (an
-# uncorrelated term gives one block per column).
-random_design <- function(random, data) {
-  parts <- lapply(random, function(term) {
-    tt <- stats::delete.response(term$terms)
-    z <- stats::model.matrix(tt, stats::model.frame(tt, data, xlev = term$xlev))
-    list(z = z, blocks = if (term$uncorrelated) rep(1L, ncol(z)) else ncol(z))
-  })
-  z <- do.call(cbind, lapply(parts, `[[`, "z"))
-  storage.mode(z) <- "double"
-  list(z = z, blocks = as.integer(unlist(lapply(parts, `[[`, "blocks"))))
+# The random-effect blocks of the random terms: model terms, columns, grouping factor.
+random_blocks <- function(random, data, env) {
+  blocks <- list()
+  for (r in random) {
+    frame <- stats::model.frame(r$formula, data)
+    tt <- stats::terms(frame)
+    z_names <- colnames(stats::model.matrix(tt, frame))
+    group <- droplevels(factor(eval(r$group, data, env)))
+    base <- list(terms = tt, xlev = stats::.getXlevels(tt, frame), group_expr = r$group,
+                 group_name = deparse(r$group), levels = levels(group))
+    cols <- if (r$uncorrelated) as.list(seq_along(z_names)) else list(seq_along(z_names))
+    for (cc in cols) blocks[[length(blocks) + 1L]] <- c(base, list(cols = cc, names = z_names[cc]))
+  }
+  blocks[order(-vapply(blocks, function(b) length(b$levels), numeric(1)))]
 }
 
-# Splits `~ fixed + (random | group)` into its fixed formula, random formula and group.
+# A block's Z columns on `data` and its group codes (NA for levels not in the fit); with
+# `expand`, the columns repeated level by level (the dense Z of several factors).
+block_z <- function(block, data, expand) {
+  tt <- stats::delete.response(block$terms)
+  z <- stats::model.matrix(tt, stats::model.frame(tt, data, xlev = block$xlev))[, block$cols, drop = FALSE]
+  group <- match(as.character(eval(block$group_expr, data, environment(block$terms))), block$levels)
+  if (expand) {
+    q <- ncol(z)
+    full <- matrix(0, nrow(z), length(block$levels) * q)
+    for (a in seq_len(q)) full[cbind(seq_len(nrow(z)), (group - 1L) * q + a)] <- z[, a]
+    z <- full
+  }
+  list(z = z, group = group)
+}
+
+# Columns of the core's random-effect vector holding block `k`'s effects: a matrix levels x
+# block columns.
+block_ranef_columns <- function(model, k) {
+  q_k <- model$sizes[k]
+  m_k <- length(model$blocks[[k]]$levels)
+  if (model$one_factor) {
+    q <- sum(model$sizes)
+    offset <- sum(model$sizes[seq_len(k - 1L)])
+    outer((seq_len(m_k) - 1L) * q + offset, seq_len(q_k), `+`)
+  } else {
+    offset <- sum((model$sizes * model$copies)[seq_len(k - 1L)])
+    outer((seq_len(m_k) - 1L) * q_k + offset, seq_len(q_k), `+`)
+  }
+}
+
+# Splits `~ fixed + (random | group) + ...` into the fixed formula and the random terms.
 split_lmm_formula <- function(formula) {
   if (!inherits(formula, "formula")) stop("`formula` must be a formula such as ~ time + (1 | subject).", call. = FALSE)
   if (length(formula) == 3L) {
@@ -169,29 +214,23 @@ split_lmm_formula <- function(formula) {
   parts <- split_plus(formula[[2L]])
   bars <- vapply(parts, function(e) is_paren(e) && is.call(e[[2L]]) && deparse(e[[2L]][[1L]]) %in% c("|", "||"), logical(1))
   if (!any(bars)) stop("`formula` has no random-effects term such as (1 | subject).", call. = FALSE)
-  bar_terms <- lapply(parts[bars], `[[`, 2L)
-  groups <- vapply(bar_terms, function(b) deparse(b[[3L]]), character(1))
-  if (length(unique(groups)) > 1L) {
-    stop(sprintf("`formula` has random effects of several grouping factors (%s): only one grouping factor is supported.",
-                 paste(unique(groups), collapse = ", ")), call. = FALSE)
-  }
   fixed <- parts[!bars]
   rhs <- if (length(fixed)) Reduce(function(a, b) call("+", a, b), fixed) else 1
   env <- environment(formula)
-  list(fixed = stats::as.formula(call("~", rhs), env),
-       random = lapply(bar_terms, function(b) stats::as.formula(call("~", b[[2L]]), env)),
-       uncorrelated = vapply(bar_terms, function(b) identical(b[[1L]], as.name("||")), logical(1)),
-       group = bar_terms[[1L]][[3L]])
+  random <- lapply(parts[bars], function(e) {
+    b <- e[[2L]]
+    list(formula = stats::as.formula(call("~", b[[2L]]), env), group = b[[3L]],
+         uncorrelated = identical(b[[1L]], as.name("||")))
+  })
+  list(fixed = stats::as.formula(call("~", rhs), env), random = random)
 }
 
 # Runs the core on the responses of `src`, in chunks (progress bar, Ctrl-C between
 # chunks) or across BiocParallel workers.
 lmm_fit_rows <- function(src, model, REML, p_values, threads, BPPARAM) {
-  group <- as.integer(model$group)
-  n_groups <- nlevels(model$group)
   one <- function(rows) {
-    rs_lmm_fit(lmm_responses(src, rows), model$x, model$z, group, n_groups, model$blocks, REML,
-               p_values == "satterthwaite", threads)
+    rs_lmm_fit(lmm_responses(src, rows), model$x, model$z, as.integer(model$group), model$n_groups,
+               model$sizes, model$copies, REML, p_values == "satterthwaite", threads)
   }
   n <- src$n_features
   workers <- if (is.null(BPPARAM)) 1L else max(1L, BiocParallel::bpnworkers(BPPARAM))
@@ -209,35 +248,33 @@ lmm_fit_rows <- function(src, model, REML, p_values, threads, BPPARAM) {
   stats::setNames(lapply(names(parts[[1L]]), bind), names(parts[[1L]]))
 }
 
-# Names of theta in lme4's order (the lower triangle of T column by column).
-theta_names <- function(group_name, z_names, blocks) {
-  ends <- cumsum(blocks)
-  unlist(lapply(seq_along(blocks), function(b) block_theta_names(group_name, z_names[(ends[b] - blocks[b] + 1L):ends[b]])))
-}
-
-block_theta_names <- function(group_name, z_names) {
-  q <- length(z_names)
-  out <- character()
-  for (c in seq_len(q)) {
-    for (r in c:q) {
-      out <- c(out, if (r == c) paste(group_name, z_names[r], sep = ".") else paste(group_name, z_names[r], z_names[c], sep = "."))
+# Names of theta in lme4's order: blocks in turn, each block's lower triangle column by
+# column.
+theta_names <- function(blocks) {
+  unlist(lapply(blocks, function(b) {
+    z_names <- b$names
+    q <- length(z_names)
+    out <- character()
+    for (c in seq_len(q)) {
+      for (r in c:q) {
+        out <- c(out, if (r == c) paste(b$group_name, z_names[r], sep = ".") else paste(b$group_name, z_names[r], z_names[c], sep = "."))
+      }
     }
-  }
-  out
+    out
+  }))
 }
 
 lmm_results <- function(fit, model, src, REML, p_values) {
   features <- src$names
   terms <- colnames(model$x)
   p <- length(terms)
-  q <- ncol(model$z)
   n_feat <- length(features)
-  diag_theta <- unlist(lapply(model$blocks, function(size) unlist(lapply(seq_len(size), function(c) c(TRUE, rep(FALSE, size - c))))))
+  diag_theta <- unlist(lapply(model$sizes, function(size) unlist(lapply(seq_len(size), function(c) c(TRUE, rep(FALSE, size - c))))))
   singular <- apply(fit$theta[, diag_theta, drop = FALSE] < 1e-4, 1L, any)
   status <- fit$status
   reason <- c(NA, "no residual variance", "fit failed")[status + 1L]
   colnames(fit$estimate) <- colnames(fit$std_error) <- colnames(fit$df) <- terms
-  colnames(fit$theta) <- theta_names(model$group_name, colnames(model$z), model$blocks)
+  colnames(fit$theta) <- theta_names(model$blocks)
   rownames(fit$estimate) <- rownames(fit$theta) <- features
   satt <- p_values == "satterthwaite"
   log_p <- if (satt) fit$log_p else fit$log_p_z
@@ -288,16 +325,13 @@ check_lmm <- function(object) {
 lmm_fits <- function(object) {
   s <- check_lmm(object)
   fit <- s$fit
-  z_names <- colnames(s$model$z)
-  q <- length(z_names)
-  group <- s$model$group_name
-  blocks <- s$model$blocks
-  pairs <- within_block_pairs(blocks)
-  vc <- t(vapply(seq_along(s$features), function(i) random_sd_cor(fit$theta[i, ], fit$sigma[i], blocks, pairs),
-                 numeric(q + nrow(pairs))))
-  if (q + nrow(pairs) == 1L) vc <- matrix(vc, ncol = 1L)
-  pair_names <- paste(z_names[pairs[, 2L]], z_names[pairs[, 1L]], sep = ".")
-  colnames(vc) <- c(paste0("sd_", group, ".", z_names), if (nrow(pairs)) paste0("cor_", group, ".", pair_names))
+  vc <- do.call(cbind, lapply(block_variances(s$model$blocks, s$model$sizes), function(b) {
+    v <- t(vapply(seq_along(s$features), function(i) random_sd_cor(fit$theta[i, b$theta], fit$sigma[i], b$size),
+                  numeric(length(b$labels))))
+    if (length(b$labels) == 1L) v <- matrix(v, ncol = 1L)
+    colnames(v) <- b$labels
+    v
+  }))
   crit <- nan_to_na(fit$criterion)
   out <- data.frame(feature = s$features, sigma = nan_to_na(fit$sigma), nan_to_na(vc), check.names = FALSE)
   out <- cbind(out, nan_to_na(fit$theta))
@@ -311,36 +345,32 @@ lmm_fits <- function(object) {
   out
 }
 
-# Pairs (row, column) of random effects in the same covariance block: their correlations.
-within_block_pairs <- function(blocks) {
-  ends <- cumsum(blocks)
-  out <- do.call(rbind, lapply(seq_along(blocks), function(b) {
-    idx <- (ends[b] - blocks[b] + 1L):ends[b]
-    if (length(idx) < 2L) return(NULL)
-    cmb <- utils::combn(idx, 2L)
-    cbind(cmb[2L, ], cmb[1L, ])[order(cmb[1L, ], cmb[2L, ]), , drop = FALSE]
-  }))
-  if (is.null(out)) matrix(integer(), 0L, 2L) else out
+# For each block: its theta indices, size and the labels of its standard deviations and
+# correlations (as lme4's VarCorr: sd per column, then correlations by column pairs).
+block_variances <- function(blocks, sizes) {
+  ends <- cumsum(sizes * (sizes + 1L) / 2L)
+  lapply(seq_along(blocks), function(k) {
+    b <- blocks[[k]]
+    q <- sizes[k]
+    pairs <- if (q > 1L) utils::combn(q, 2L) else matrix(integer(), 2L, 0L)
+    list(theta = (ends[k] - q * (q + 1L) / 2L + 1L):ends[k], size = q,
+         labels = c(paste0("sd_", b$group_name, ".", b$names),
+                    if (q > 1L) paste0("cor_", b$group_name, ".", b$names[pairs[1L, ]], ".", b$names[pairs[2L, ]])))
+  })
 }
 
-# Standard deviations of the random effects and their correlations within blocks:
-# sigma^2 T T', T block-diagonal with lower-triangular blocks filled by theta.
-random_sd_cor <- function(theta, sigma, blocks, pairs) {
-  q <- sum(blocks)
+# Standard deviations of a block's random effects, then their correlations:
+# sigma^2 T T' with T lower triangular filled by theta.
+random_sd_cor <- function(theta, sigma, q) {
   t_mat <- matrix(0, q, q)
-  ends <- cumsum(blocks)
-  k <- 0L
-  for (b in seq_along(blocks)) {
-    idx <- (ends[b] - blocks[b] + 1L):ends[b]
-    block <- matrix(0, blocks[b], blocks[b])
-    n <- blocks[b] * (blocks[b] + 1L) / 2L
-    block[lower.tri(block, diag = TRUE)] <- theta[k + seq_len(n)]
-    t_mat[idx, idx] <- block
-    k <- k + n
-  }
+  t_mat[lower.tri(t_mat, diag = TRUE)] <- theta
   cov <- sigma^2 * tcrossprod(t_mat)
   sds <- sqrt(diag(cov))
-  c(sds, cov[pairs] / (sds[pairs[, 1L]] * sds[pairs[, 2L]]))
+  cors <- if (q > 1L) {
+    pairs <- utils::combn(q, 2L)
+    cov[cbind(pairs[1L, ], pairs[2L, ])] / (sds[pairs[1L, ]] * sds[pairs[2L, ]])
+  } else numeric()
+  c(sds, cors)
 }
 
 #' @describeIn lmm_table Fixed effects, responses x terms.
@@ -357,18 +387,24 @@ coef.sceffects_lmm <- function(object, ...) {
 #' @exportS3Method nlme::fixef
 fixef.sceffects_lmm <- function(object, ...) coef.sceffects_lmm(object)
 
-#' @describeIn lmm_table Conditional modes of the random effects: an array groups x
-#'   random-effect columns x responses.
+#' @describeIn lmm_table Conditional modes of the random effects: a list with, for each
+#'   grouping factor, an array levels x random-effect columns x responses (as
+#'   `lme4::ranef()`'s list, one response per slice).
 #' @exportS3Method nlme::ranef
 ranef.sceffects_lmm <- function(object, ...) {
   s <- check_lmm(object)
-  q <- ncol(s$model$z)
-  m <- nlevels(s$model$group)
-  # the core stores b group by group: column (g - 1) * q + a
-  a <- array(nan_to_na(t(s$fit$ranef)), c(q, m, length(s$features)))
-  a <- aperm(a, c(2L, 1L, 3L))
-  dimnames(a) <- list(levels(s$model$group), colnames(s$model$z), s$features)
-  a
+  model <- s$model
+  group_names <- vapply(model$blocks, `[[`, "", "group_name")
+  out <- lapply(unique(group_names), function(g) {
+    ks <- which(group_names == g)
+    levels <- model$blocks[[ks[1L]]]$levels
+    cols <- do.call(cbind, lapply(ks, function(k) block_ranef_columns(model, k)))
+    names <- unlist(lapply(ks, function(k) model$blocks[[k]]$names))
+    a <- array(nan_to_na(t(s$fit$ranef[, c(cols), drop = FALSE])), c(length(levels), length(names), length(s$features)))
+    dimnames(a) <- list(levels, names, s$features)
+    a
+  })
+  stats::setNames(out, unique(group_names))
 }
 
 #' @describeIn lmm_table Covariance matrix of the fixed effects of one response.
@@ -430,33 +466,33 @@ predict.sceffects_lmm <- function(object, newdata = NULL, re.form = NULL, ...) {
   s <- check_lmm(object)
   m <- s$model
   population <- length(re.form) == 1L && is.na(re.form)
+  data <- newdata
   if (is.null(newdata)) {
     x <- m$x
-    z <- m$z
-    group <- as.integer(m$group)
   } else {
     if (!is.data.frame(newdata)) stop("`newdata` must be a data.frame.", call. = FALSE)
     frame <- stats::model.frame(stats::delete.response(m$fixed_terms), newdata, xlev = m$fixed_xlev)
     x <- stats::model.matrix(stats::delete.response(m$fixed_terms), frame)
-    if (!population) {
-      z <- random_design(m$random, newdata)$z
-      group <- match(as.character(eval(m$group_expr, newdata, environment(m$formula))), levels(m$group))
-    }
   }
   beta <- s$fit$estimate
   out <- beta %*% t(x)
-  if (!population) out <- out + random_part(s$fit$ranef, z, group)
+  if (!population) {
+    for (k in seq_along(m$blocks)) {
+      zk <- if (is.null(data)) m$fitted_blocks[[k]] else block_z(m$blocks[[k]], data, expand = FALSE)
+      out <- out + random_part(s$fit$ranef, zk$z, zk$group, block_ranef_columns(m, k))
+    }
+  }
   dimnames(out) <- list(s$features, if (is.null(newdata)) s$src$samples else rownames(newdata))
   out
 }
 
-# Z b for every response (rows) and sample (columns); unknown groups (NA) contribute 0.
-random_part <- function(ranef, z, group) {
-  q <- ncol(z)
+# A block's Z b for every response (rows) and sample (columns), `columns` locating its
+# effects (levels x block columns); unknown groups (NA) contribute 0.
+random_part <- function(ranef, z, group, columns) {
   out <- matrix(0, nrow(ranef), nrow(z))
   known <- which(!is.na(group))
-  for (a in seq_len(q)) {
-    cols <- (group[known] - 1L) * q + a
+  for (a in seq_len(ncol(z))) {
+    cols <- columns[group[known], a]
     out[, known] <- out[, known] + ranef[, cols, drop = FALSE] * rep(z[known, a], each = nrow(ranef))
   }
   out

@@ -57,16 +57,21 @@ pub struct Design {
     ztx: Vec<f64>,
     /// `(X'X)^{-1} X'`, `p x n`: the least-squares coefficients of a response.
     ols: Vec<f64>,
-    /// Position (row, column) in T of each theta element.
-    pattern: Vec<(usize, usize)>,
+    /// Positions (row, column) in T of each theta element (one per copy of its block).
+    pattern: Vec<Vec<(usize, usize)>>,
+    /// The theta indices of each column of each block of T, its diagonal element first.
+    columns: Vec<Vec<usize>>,
 }
 
 impl Design {
     /// `x` is `n x p` (full column rank), `z` is `n x q` (the random-effect columns of the
     /// one grouping factor), `group` the 0-based group of each observation, `m` groups.
-    /// `blocks` are the sizes of the random-effect terms, in the order of z's columns: each
-    /// has its own lower-triangular block of T (correlated within, independent between), as
-    /// lme4's `(1 | g) + (0 + x | g)`; one block of size q is `(1 + x | g)`.
+    /// `blocks` are the random-effect terms in the order of z's columns, as (size, copies):
+    /// each term has its own lower-triangular block of T (correlated within, independent
+    /// between), repeated `copies` times along the diagonal with the same theta. One
+    /// grouping factor: `m` groups and copies 1, e.g. `[(2, 1)]` for `(1 + x | g)` or
+    /// `[(1, 1), (1, 1)]` for `(1 | g) + (0 + x | g)`. Several grouping factors: one group
+    /// (`m = 1`), z holding each term's columns level by level and copies its levels.
     pub fn new(
         x: &[f64],
         p: usize,
@@ -74,23 +79,39 @@ impl Design {
         q: usize,
         group: &[usize],
         m: usize,
-        blocks: &[usize],
+        blocks: &[(usize, usize)],
     ) -> Result<Self, String> {
         let n = group.len();
-        if blocks.iter().sum::<usize>() != q || blocks.contains(&0) {
+        if blocks
+            .iter()
+            .map(|&(size, copies)| size * copies)
+            .sum::<usize>()
+            != q
+            || blocks
+                .iter()
+                .any(|&(size, copies)| size == 0 || copies == 0)
+        {
             return Err(
                 "the random-effect terms do not add up to the random-effect columns".into(),
             );
         }
         let mut pattern = Vec::new();
+        let mut columns = Vec::new();
         let mut offset = 0;
-        for &size in blocks {
+        for &(size, copies) in blocks {
             for c in 0..size {
+                let mut column = Vec::new();
                 for r in c..size {
-                    pattern.push((offset + r, offset + c));
+                    column.push(pattern.len());
+                    pattern.push(
+                        (0..copies)
+                            .map(|l| (offset + l * size + r, offset + l * size + c))
+                            .collect(),
+                    );
                 }
+                columns.push(column);
             }
-            offset += size;
+            offset += size * copies;
         }
         if x.len() != n * p || z.len() != n * q {
             return Err("design sizes do not match the number of observations".into());
@@ -155,6 +176,7 @@ impl Design {
             ztx,
             ols,
             pattern,
+            columns,
         })
     }
 
@@ -163,22 +185,17 @@ impl Design {
         self.pattern.len()
     }
 
-    /// The theta indices of each column of T, its diagonal element first.
+    /// The theta indices of each column of each block of T, its diagonal element first.
     pub fn theta_columns(&self) -> Vec<Vec<usize>> {
-        (0..self.q)
-            .map(|c| {
-                let mut col: Vec<usize> = (0..self.pattern.len())
-                    .filter(|&k| self.pattern[k].1 == c)
-                    .collect();
-                col.sort_by_key(|&k| self.pattern[k].0);
-                col
-            })
-            .collect()
+        self.columns.clone()
     }
 
     /// Whether theta element `k` is a diagonal entry of T (bounded below by 0).
     pub fn theta_on_diagonal(&self) -> Vec<bool> {
-        self.pattern.iter().map(|&(r, c)| r == c).collect()
+        self.pattern
+            .iter()
+            .map(|pos| pos[0].0 == pos[0].1)
+            .collect()
     }
 }
 
@@ -313,8 +330,10 @@ struct Eval {
 fn evaluate(d: &Design, r: &Response, theta: &[f64], w: &mut Work) -> Option<Eval> {
     let (p, q) = (d.p, d.q);
     w.t.iter_mut().for_each(|v| *v = 0.0);
-    for (&(row, c), &v) in d.pattern.iter().zip(theta) {
-        w.t[row + c * q] = v;
+    for (positions, &v) in d.pattern.iter().zip(theta) {
+        for &(row, c) in positions {
+            w.t[row + c * q] = v;
+        }
     }
     w.rx.copy_from_slice(&d.xtx);
     w.cb.copy_from_slice(&r.xte);
@@ -1085,7 +1104,7 @@ mod tests {
                 y[i] = 2.0 + 0.5 * t as f64 + b0 + b1 * t as f64 + 2.0 * (unif() - 0.5);
             }
         }
-        (Design::new(&x, 2, &z, q, &group, m, &[q]).unwrap(), y)
+        (Design::new(&x, 2, &z, q, &group, m, &[(q, 1)]).unwrap(), y)
     }
 
     #[test]
@@ -1137,7 +1156,7 @@ mod tests {
                     (g as f64 * 1.7).sin() * 2.0 + 0.3 * t as f64 + ((i * i) as f64 * 0.37).cos();
             }
         }
-        let d = Design::new(&x, 3, &vec![1.0; n], 1, &group, m, &[1]).unwrap();
+        let d = Design::new(&x, 3, &vec![1.0; n], 1, &group, m, &[(1, 1)]).unwrap();
         let fit = fit_one(
             &d,
             &y,
@@ -1199,12 +1218,12 @@ mod tests {
             .map(|k| if k < n { 1.0 } else { (k % per) as f64 })
             .collect();
         let group: Vec<usize> = (0..n).map(|i| i / per).collect();
-        let joint = Design::new(&x, 1, &z, 2, &group, m, &[2]).unwrap();
-        let split = Design::new(&x, 1, &z, 2, &group, m, &[1, 1]).unwrap();
+        let joint = Design::new(&x, 1, &z, 2, &group, m, &[(2, 1)]).unwrap();
+        let split = Design::new(&x, 1, &z, 2, &group, m, &[(1, 1), (1, 1)]).unwrap();
         assert_eq!(joint.theta_columns(), vec![vec![0, 1], vec![2]]);
         assert_eq!(split.theta_columns(), vec![vec![0], vec![1]]);
         assert_eq!(split.theta_on_diagonal(), vec![true, true]);
-        assert!(Design::new(&x, 1, &z, 2, &group, m, &[1]).is_err());
+        assert!(Design::new(&x, 1, &z, 2, &group, m, &[(1, 1)]).is_err());
     }
 
     #[test]

@@ -7,7 +7,8 @@ use sceffects_core::with_threads;
 
 /// Fits `y` (responses in rows) on the shared design: fixed effects `x` (n x p), random
 /// effects `z` (n x q) of one grouping factor `group` (1-based codes, `n_groups` groups),
-/// in terms of sizes `blocks` (each with its own covariance block).
+/// in terms of sizes `block_sizes`, each repeated `block_copies` times (see
+/// `sceffects_core::lmm::Design::new`).
 #[extendr]
 #[allow(clippy::too_many_arguments)]
 fn rs_lmm_fit(
@@ -16,13 +17,18 @@ fn rs_lmm_fit(
     z: RMatrix<f64>,
     group: &[i32],
     n_groups: i32,
-    blocks: &[i32],
+    block_sizes: &[i32],
+    block_copies: &[i32],
     reml: bool,
     satterthwaite: bool,
     threads: i32,
 ) -> RResult<Robj> {
     let group: Vec<usize> = group.iter().map(|&g| (g - 1) as usize).collect();
-    let blocks: Vec<usize> = blocks.iter().map(|&b| b.max(0) as usize).collect();
+    let blocks: Vec<(usize, usize)> = block_sizes
+        .iter()
+        .zip(block_copies)
+        .map(|(&s, &c)| (s.max(0) as usize, c.max(0) as usize))
+        .collect();
     let design = Design::new(
         x.data(),
         x.ncols(),

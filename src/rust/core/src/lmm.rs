@@ -326,6 +326,99 @@ struct Eval {
     pwrss: f64,
 }
 
+/// Group `g`'s factor `L_g` (`L_g L_g' = T'Z_g'Z_g T + I`), `RZX_g = L_g^{-1} T'Z_g'X` and
+/// `cu_g = L_g^{-1} T'Z_g'e`, written to `w`; returns the log of the product of L_g's
+/// diagonal (q may be large: several grouping factors), or None when the factorisation
+/// fails. `w.t` holds T.
+fn factor_group(d: &Design, r: &Response, g: usize, w: &mut Work) -> Option<f64> {
+    let (p, q) = (d.p, d.q);
+    let ztz = &d.ztz[g * q * q..(g + 1) * q * q];
+    // w.w = Z'Z T
+    for a in 0..q {
+        for b in 0..q {
+            w.w[a + b * q] = (b..q).map(|c| ztz[a + c * q] * w.t[c + b * q]).sum();
+        }
+    }
+    let l = &mut w.l[g * q * q..(g + 1) * q * q];
+    for a in 0..q {
+        for b in 0..=a {
+            let s: f64 = (a..q).map(|c| w.t[c + a * q] * w.w[c + b * q]).sum();
+            l[a + b * q] = s + if a == b { 1.0 } else { 0.0 };
+        }
+    }
+    if !chol_lower(l, q) {
+        return None;
+    }
+    let log_diag = (0..q).map(|a| l[a + a * q].ln()).sum();
+    let ztx = &d.ztx[g * q * p..(g + 1) * q * p];
+    let rzx = &mut w.rzx[g * q * p..(g + 1) * q * p];
+    for b in 0..p {
+        let col = &mut rzx[b * q..(b + 1) * q];
+        for a in 0..q {
+            col[a] = (a..q).map(|c| w.t[c + a * q] * ztx[c + b * q]).sum();
+        }
+        forward(l, q, col);
+    }
+    let cu = &mut w.cu[g * q..(g + 1) * q];
+    for a in 0..q {
+        cu[a] = (a..q).map(|c| w.t[c + a * q] * r.zte[g * q + c]).sum();
+    }
+    forward(l, q, cu);
+    Some(log_diag)
+}
+
+/// `factor_group` for a random intercept (q = 1); returns L_g's diagonal (not its log).
+fn factor_group_1(d: &Design, r: &Response, g: usize, w: &mut Work) -> Option<f64> {
+    let p = d.p;
+    let t = w.t[0];
+    let l = (t * t * d.ztz[g] + 1.0).sqrt();
+    w.l[g] = l;
+    let scale = t / l;
+    for b in 0..p {
+        w.rzx[g * p + b] = scale * d.ztx[g * p + b];
+    }
+    w.cu[g] = scale * r.zte[g];
+    Some(l)
+}
+
+/// `factor_group` for a correlated intercept and slope (q = 2), in closed form; returns the
+/// product of L_g's diagonal (not its log).
+fn factor_group_2(d: &Design, r: &Response, g: usize, w: &mut Work) -> Option<f64> {
+    let p = d.p;
+    let (t00, t10, t11) = (w.t[0], w.t[1], w.t[3]);
+    let z = &d.ztz[g * 4..g * 4 + 4];
+    let (w00, w10) = (z[0] * t00 + z[2] * t10, z[1] * t00 + z[3] * t10);
+    let w11 = z[3] * t11;
+    let m00 = t00 * w00 + t10 * w10 + 1.0;
+    let m10 = t11 * w10;
+    let m11 = t11 * w11 + 1.0;
+    let l00 = m00.sqrt();
+    let l10 = m10 / l00;
+    let s11 = m11 - l10 * l10;
+    if s11.is_nan() || s11 <= 0.0 {
+        return None;
+    }
+    let l11 = s11.sqrt();
+    let l = &mut w.l[g * 4..g * 4 + 4];
+    l[0] = l00;
+    l[1] = l10;
+    l[3] = l11;
+    let solve = |x0: f64, x1: f64| {
+        let r0 = (t00 * x0 + t10 * x1) / l00;
+        (r0, (t11 * x1 - l10 * r0) / l11)
+    };
+    let ztx = &d.ztx[g * 2 * p..(g + 1) * 2 * p];
+    for b in 0..p {
+        let (r0, r1) = solve(ztx[2 * b], ztx[2 * b + 1]);
+        w.rzx[g * 2 * p + 2 * b] = r0;
+        w.rzx[g * 2 * p + 2 * b + 1] = r1;
+    }
+    let (c0, c1) = solve(r.zte[2 * g], r.zte[2 * g + 1]);
+    w.cu[2 * g] = c0;
+    w.cu[2 * g + 1] = c1;
+    Some(l00 * l11)
+}
+
 /// Solves the penalised least-squares problem at `theta`, leaving its factors in `w`.
 fn evaluate(d: &Design, r: &Response, theta: &[f64], w: &mut Work) -> Option<Eval> {
     let (p, q) = (d.p, d.q);
@@ -337,53 +430,35 @@ fn evaluate(d: &Design, r: &Response, theta: &[f64], w: &mut Work) -> Option<Eva
     }
     w.rx.copy_from_slice(&d.xtx);
     w.cb.copy_from_slice(&r.xte);
+    // log |L|^2 as the log of a running product of the diagonals (all >= 1, since
+    // L L' >= I), logged before it could overflow: a log per group would dominate.
     let mut ldl2 = 0.0;
+    let mut det = 1.0;
     let mut cu2 = 0.0;
     for g in 0..d.m {
-        let ztz = &d.ztz[g * q * q..(g + 1) * q * q];
-        // w.w = Z'Z T
-        for a in 0..q {
-            for b in 0..q {
-                w.w[a + b * q] = (b..q).map(|c| ztz[a + c * q] * w.t[c + b * q]).sum();
-            }
+        let (diag, log_diag) = match q {
+            1 => (factor_group_1(d, r, g, w)?, 0.0),
+            2 => (factor_group_2(d, r, g, w)?, 0.0),
+            _ => (1.0, factor_group(d, r, g, w)?),
+        };
+        det *= diag;
+        ldl2 += log_diag;
+        if det > 1e150 {
+            ldl2 += det.ln();
+            det = 1.0;
         }
-        let l = &mut w.l[g * q * q..(g + 1) * q * q];
-        for a in 0..q {
-            for b in 0..=a {
-                let s: f64 = (a..q).map(|c| w.t[c + a * q] * w.w[c + b * q]).sum();
-                l[a + b * q] = s + if a == b { 1.0 } else { 0.0 };
-            }
-        }
-        if !chol_lower(l, q) {
-            return None;
-        }
-        for a in 0..q {
-            ldl2 += 2.0 * l[a + a * q].ln();
-        }
-        let ztx = &d.ztx[g * q * p..(g + 1) * q * p];
-        let rzx = &mut w.rzx[g * q * p..(g + 1) * q * p];
-        for b in 0..p {
-            let col = &mut rzx[b * q..(b + 1) * q];
-            for a in 0..q {
-                col[a] = (a..q).map(|c| w.t[c + a * q] * ztx[c + b * q]).sum();
-            }
-            forward(l, q, col);
-        }
-        let cu = &mut w.cu[g * q..(g + 1) * q];
-        for a in 0..q {
-            cu[a] = (a..q).map(|c| w.t[c + a * q] * r.zte[g * q + c]).sum();
-        }
-        forward(l, q, cu);
-        cu2 += cu.iter().map(|v| v * v).sum::<f64>();
+        let rzx = &w.rzx[g * q * p..(g + 1) * q * p];
+        let cu = &w.cu[g * q..(g + 1) * q];
+        cu2 += dot(cu, cu);
         for a in 0..p {
             let ra = &rzx[a * q..(a + 1) * q];
             w.cb[a] -= dot(ra, cu);
             for b in 0..=a {
-                let s = dot(ra, &rzx[b * q..(b + 1) * q]);
-                w.rx[a + b * p] -= s;
+                w.rx[a + b * p] -= dot(ra, &rzx[b * q..(b + 1) * q]);
             }
         }
     }
+    let ldl2 = 2.0 * (ldl2 + det.ln());
     if !chol_lower(&mut w.rx, p) {
         return None;
     }

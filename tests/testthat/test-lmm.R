@@ -89,6 +89,15 @@ test_that("crossed and nested grouping factors equal lme4 and lmerTest", {
   fit <- lmm_table(y, ~ x + (1 | batch) + (1 | sample), pastes)
   ref <- lme4_reference(strength ~ x + (1 | batch) + (1 | sample), pastes)
   expect_matches_lme4(fit, ref)
+  # a correlated slope per subject and an intercept per site
+  set.seed(21)
+  d <- data.frame(subject = factor(rep(1:30, each = 5)), time = rep(0:4, 30), site = factor(rep(1:6, each = 25)))
+  d$y <- rnorm(6, sd = 2)[d$site] + rnorm(30)[d$subject] + rnorm(30, sd = 0.5)[d$subject] * d$time + rnorm(150)
+  fit <- lmm_table(matrix(d$y, 1, dimnames = list("y", NULL)), ~ time + (1 + time | subject) + (1 | site), d)
+  ref <- lme4_reference(y ~ time + (1 + time | subject) + (1 | site), d)
+  expect_matches_lme4(fit, ref)
+  expect_equal(unname(nlme::ranef(fit)$subject[, , 1]), unname(as.matrix(lme4::ranef(ref)$subject)), tolerance = 1e-5)
+  expect_equal(c(predict(fit)), unname(fitted(ref)), tolerance = 1e-6)
 })
 
 simulate_longitudinal <- function(n_resp, n_subj = 20, n_visit = 5, sd_slope = 0.3, seed = 1) {

@@ -16,3 +16,4 @@ rs_feature_moments <- function(x, threads) .Call(wrap__rs_feature_moments, x, th
 rs_gsea_scores <- function(weights, sets) .Call(wrap__rs_gsea_scores, weights, sets)
 rs_gsea_permutation <- function(weights, sizes, es, n_perm, seed, threads) .Call(wrap__rs_gsea_permutation, weights, sizes, es, n_perm, seed, threads)
 rs_gsea_multilevel <- function(weights, sizes, es, n_particles, eps, seed, threads) .Call(wrap__rs_gsea_multilevel, weights, sizes, es, n_particles, eps, seed, threads)
+rs_lmm_fit <- function(y, x, z, group, n_groups, block_sizes, block_copies, reml, satterthwaite, threads) .Call(wrap__rs_lmm_fit, y, x, z, group, n_groups, block_sizes, block_copies, reml, satterthwaite, threads)

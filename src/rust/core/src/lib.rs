@@ -8,6 +8,7 @@ pub mod dist;
 pub mod fdr;
 pub mod gsea;
 pub mod input;
+pub mod lmm;
 pub mod project;
 pub mod rank;
 pub mod rng;

@@ -1,0 +1,511 @@
+# Linear mixed models for many responses sharing one design (balances of a longitudinal
+# table): the formula is parsed here into a fixed-effects design X, the random-effects
+# columns Z of one grouping factor and the group codes; the core fits every response by
+# profiled (RE)ML on per-group cross-products computed once (rs_lmm_fit).
+
+#' Linear mixed models for many responses at once
+#'
+#' Fits the same linear mixed model, in lme4 syntax, to every row of `y`, as
+#' `lme4::lmer()` would one response at a time, and tests the fixed effects as lmerTest
+#' does. The design is shared by all responses, so it is factorised once per group and a
+#' response costs only a few small matrix operations per optimiser step, whatever the
+#' number of observations.
+#'
+#' The model is `y = X beta + Z b + e` with one grouping factor: a random intercept
+#' `(1 | subject)`, correlated random intercept and slopes `(1 + time | subject)`, or
+#' independent terms of the same factor (`(1 | subject) + (0 + time | subject)`, or
+#' `(1 + time || subject)`);
+#' `b ~ N(0, sigma^2 T T')` per group with `T` lower triangular (lme4's relative covariance
+#' factor, parameters `theta`). Estimation is lme4's profiled REML (or ML), optimised per
+#' response to the true optimum (projected Newton steps), so fixed effects, variance
+#' components, the REML criterion and the log-likelihood equal lme4's at its optimum.
+#' Degrees of freedom are lmerTest's Satterthwaite approximation (numerical Hessian of the
+#' deviance in `(theta, sigma)` by the same Richardson scheme as numDeriv); `p_values = "z"`
+#' gives Wald z-tests instead, as statsmodels' MixedLM (gneiss). A fit is *singular*, as
+#' `lme4::isSingular()`, when a diagonal element of `T` is below 1e-4 (a variance component
+#' at zero or a perfect correlation).
+#'
+#' Several grouping factors, crossed or nested (`(1 | site) + (1 | subject)`; write a
+#' nested factor as its own interaction column, lme4's `/` is not parsed), are fitted on the
+#' dense random-effects design, at a cost that grows with the cube of the number of random
+#' effects; one grouping factor is fitted group by group, at a cost independent of it.
+#'
+#' @param y Responses (e.g. balances) in rows and samples in columns: a matrix or a
+#'   SummarizedExperiment; a data.frame is read with samples in rows and responses in
+#'   columns (gneiss's table layout).
+#' @param formula One-sided formula in lme4 syntax, e.g. `~ time + treatment + (1 | patient)`.
+#' @param data A data.frame with one row per sample (column of `y`); by default `colData(y)`
+#'   for a SummarizedExperiment. When both have sample names, rows are matched to `y`'s
+#'   samples by name (as gneiss joins its table and metadata); otherwise by position.
+#' @param REML Fit by REML (default, as `lmer()`) or maximum likelihood.
+#' @param p_values `"satterthwaite"` (t-tests with lmerTest's df) or `"z"` (Wald z-tests).
+#' @param assay Assay of a SummarizedExperiment.
+#' @param threads Threads of the core (default `getOption("sceffects.threads", 2)`).
+#' @param BPPARAM Optional BiocParallel backend: responses are split across its workers.
+#' @return A results table (class `sceffects_lmm`), one row per response and fixed-effect
+#'   term: `feature`, `term`, `estimate`, `std_error`, `statistic`, `df`, `p_value`,
+#'   `log_p`, `fdr` (Benjamini-Hochberg within term), `converged`, `singular`, `reason`
+#'   (why a row is NA). Methods: [coef()], `fixef()`, `ranef()`, [vcov()], [logLik()],
+#'   [summary()], [predict()], [fitted()], [residuals()]; [lmm_fits()] gives variance
+#'   components and fit statistics per response.
+#' @export
+#' @examples
+#' set.seed(1)
+#' data <- data.frame(subject = factor(rep(1:10, each = 4)), time = rep(0:3, 10))
+#' y <- matrix(rnorm(3 * 40), 3, 40, dimnames = list(paste0("b", 1:3), NULL))
+#' y <- sweep(y, 2, rnorm(10)[data$subject], `+`)
+#' fit <- lmm_table(y, ~ time + (1 | subject), data)
+#' fit
+#' lmm_fits(fit)
+lmm_table <- function(y, formula, data = NULL, REML = TRUE, p_values = c("satterthwaite", "z"),
+                      assay = NULL, threads = NULL, BPPARAM = NULL) {
+  p_values <- match.arg(p_values)
+  if (!is.logical(REML) || length(REML) != 1L || is.na(REML)) {
+    stop("`REML` must be TRUE or FALSE.", call. = FALSE)
+  }
+  threads <- resolve_threads(threads)
+  if (is.null(data) && is(y, "SummarizedExperiment")) data <- SummarizedExperiment::colData(y)
+  if (is(data, "DataFrame")) data <- as.data.frame(data)
+  if ((is.matrix(y) || is.data.frame(y)) && anyNA(y)) {
+    stop("`y` contains NA values: the models need complete responses; remove or impute them.", call. = FALSE)
+  }
+  src <- numeric_features(y, "y", assay = assay)
+  data <- align_samples(data, src$samples)
+  model <- lmm_model(formula, data, src$n_samples)
+  fit <- lmm_fit_rows(src, model, REML, p_values, threads, BPPARAM)
+  lmm_results(fit, model, src, REML, p_values)
+}
+
+# Rows of `data` in the order of the samples of `y`, when both are named (as gneiss joins
+# its table and metadata on sample ids).
+align_samples <- function(data, samples) {
+  if (!is.data.frame(data) || is.null(samples) || .row_names_info(data) <= 0L) return(data)
+  if (identical(rownames(data), samples)) return(data)
+  absent <- setdiff(samples, rownames(data))
+  if (length(absent)) {
+    stop(sprintf("`data` has no row for sample%s %s of `y` (rows are matched by name).",
+                 if (length(absent) > 1L) "s" else "", paste(utils::head(absent, 3L), collapse = ", ")), call. = FALSE)
+  }
+  data[samples, , drop = FALSE]
+}
+
+# Dense responses x samples of features `rows` (sparse and delayed input read in blocks).
+lmm_responses <- function(src, rows = seq_len(src$n_features)) {
+  m <- feature_rows(src, rows)
+  if (!is.matrix(m)) m <- as.matrix(m)
+  storage.mode(m) <- "double"
+  m
+}
+
+# The model of a formula on `data`: X, the random-effect blocks (one per term, or per
+# column of an uncorrelated term; ordered as lme4 does, by decreasing number of levels of
+# their grouping factor), Z and group codes for the core, and what predict() needs.
+# With one grouping factor the core works group by group; with several, on one dense Z
+# whose blocks repeat per level.
+lmm_model <- function(formula, data, n_samples) {
+  parts <- split_lmm_formula(formula)
+  if (!is.data.frame(data)) stop("`data` must be a data.frame with one row per sample (column of `y`).", call. = FALSE)
+  if (nrow(data) != n_samples) {
+    stop(sprintf("`data` has %d rows but `y` has %d samples (columns); `y` needs responses in rows (use t()).",
+                 nrow(data), n_samples), call. = FALSE)
+  }
+  vars <- unique(c(all.vars(parts$fixed), unlist(lapply(parts$random, function(r) c(all.vars(r$formula), all.vars(r$group))))))
+  missing_vars <- setdiff(vars, names(data))
+  if (length(missing_vars)) {
+    stop(sprintf("`data` has no column %s (used in `formula`).", paste(missing_vars, collapse = ", ")), call. = FALSE)
+  }
+  has_na <- vars[vapply(vars, function(v) anyNA(data[[v]]), logical(1))]
+  if (length(has_na)) stop(sprintf("`data` has missing values in %s.", paste(has_na, collapse = ", ")), call. = FALSE)
+  fixed_frame <- stats::model.frame(parts$fixed, data)
+  fixed_terms <- stats::terms(fixed_frame)
+  x <- stats::model.matrix(fixed_terms, fixed_frame)
+  rank <- qr(x)$rank
+  if (rank < ncol(x)) {
+    stop(sprintf("`formula` gives a rank-deficient fixed-effects design (%d columns, rank %d): drop collinear terms.",
+                 ncol(x), rank), call. = FALSE)
+  }
+  if (n_samples <= ncol(x)) stop("`y` has no more samples than fixed effects.", call. = FALSE)
+  blocks <- random_blocks(parts$random, data, environment(formula))
+  groups <- unique(vapply(blocks, `[[`, "", "group_name"))
+  for (b in blocks) {
+    if (length(b$levels) < 2L) stop(sprintf("`formula`'s grouping factor %s must have at least 2 levels.", b$group_name), call. = FALSE)
+  }
+  for (g in groups) {
+    names_g <- unlist(lapply(blocks[vapply(blocks, `[[`, "", "group_name") == g], `[[`, "names"))
+    if (anyDuplicated(names_g)) {
+      stop(sprintf("`formula` repeats the random effect %s of %s.", names_g[anyDuplicated(names_g)], g), call. = FALSE)
+    }
+  }
+  n_re <- sum(vapply(blocks, function(b) length(b$levels) * length(b$names), numeric(1)))
+  if (n_samples <= n_re) {
+    stop(sprintf("%d observations cannot identify %d random effects: the model is not identifiable.",
+                 n_samples, n_re), call. = FALSE)
+  }
+  one_factor <- length(groups) == 1L
+  fitted_blocks <- lapply(blocks, function(b) block_z(b, data, expand = FALSE))
+  zs <- if (one_factor) fitted_blocks else lapply(blocks, function(b) block_z(b, data, expand = TRUE))
+  z <- do.call(cbind, lapply(zs, `[[`, "z"))
+  storage.mode(x) <- "double"
+  storage.mode(z) <- "double"
+  sizes <- vapply(blocks, function(b) length(b$names), integer(1))
+  list(x = x, z = z, blocks = blocks, fitted_blocks = fitted_blocks, one_factor = one_factor, sizes = sizes,
+       copies = if (one_factor) rep(1L, length(blocks)) else vapply(blocks, function(b) length(b$levels), integer(1)),
+       group = if (one_factor) zs[[1L]]$group else rep(1L, n_samples),
+       n_groups = if (one_factor) length(blocks[[1L]]$levels) else 1L,
+       fixed_terms = fixed_terms, fixed_xlev = stats::.getXlevels(fixed_terms, fixed_frame), formula = formula)
+}
+
+# The random-effect blocks of the random terms: model terms, columns, grouping factor.
+random_blocks <- function(random, data, env) {
+  blocks <- list()
+  for (r in random) {
+    frame <- stats::model.frame(r$formula, data)
+    tt <- stats::terms(frame)
+    z_names <- colnames(stats::model.matrix(tt, frame))
+    group <- droplevels(factor(eval(r$group, data, env)))
+    base <- list(terms = tt, xlev = stats::.getXlevels(tt, frame), group_expr = r$group,
+                 group_name = deparse(r$group), levels = levels(group))
+    cols <- if (r$uncorrelated) as.list(seq_along(z_names)) else list(seq_along(z_names))
+    for (cc in cols) blocks[[length(blocks) + 1L]] <- c(base, list(cols = cc, names = z_names[cc]))
+  }
+  blocks[order(-vapply(blocks, function(b) length(b$levels), numeric(1)))]
+}
+
+# A block's Z columns on `data` and its group codes (NA for levels not in the fit); with
+# `expand`, the columns repeated level by level (the dense Z of several factors).
+block_z <- function(block, data, expand) {
+  tt <- stats::delete.response(block$terms)
+  z <- stats::model.matrix(tt, stats::model.frame(tt, data, xlev = block$xlev))[, block$cols, drop = FALSE]
+  group <- match(as.character(eval(block$group_expr, data, environment(block$terms))), block$levels)
+  if (expand) {
+    q <- ncol(z)
+    full <- matrix(0, nrow(z), length(block$levels) * q)
+    for (a in seq_len(q)) full[cbind(seq_len(nrow(z)), (group - 1L) * q + a)] <- z[, a]
+    z <- full
+  }
+  list(z = z, group = group)
+}
+
+# Columns of the core's random-effect vector holding block `k`'s effects: a matrix levels x
+# block columns.
+block_ranef_columns <- function(model, k) {
+  q_k <- model$sizes[k]
+  m_k <- length(model$blocks[[k]]$levels)
+  if (model$one_factor) {
+    q <- sum(model$sizes)
+    offset <- sum(model$sizes[seq_len(k - 1L)])
+    outer((seq_len(m_k) - 1L) * q + offset, seq_len(q_k), `+`)
+  } else {
+    offset <- sum((model$sizes * model$copies)[seq_len(k - 1L)])
+    outer((seq_len(m_k) - 1L) * q_k + offset, seq_len(q_k), `+`)
+  }
+}
+
+# Splits `~ fixed + (random | group) + ...` into the fixed formula and the random terms.
+split_lmm_formula <- function(formula) {
+  if (!inherits(formula, "formula")) stop("`formula` must be a formula such as ~ time + (1 | subject).", call. = FALSE)
+  if (length(formula) == 3L) {
+    stop("`formula` must be one-sided (~ time + (1 | subject)): the responses are the rows of `y`.", call. = FALSE)
+  }
+  split_plus <- function(e) {
+    if (is.call(e) && identical(e[[1L]], as.name("+")) && length(e) == 3L) c(split_plus(e[[2L]]), split_plus(e[[3L]])) else list(e)
+  }
+  is_paren <- function(e) is.call(e) && identical(e[[1L]], as.name("("))
+  parts <- split_plus(formula[[2L]])
+  bars <- vapply(parts, function(e) is_paren(e) && is.call(e[[2L]]) && deparse(e[[2L]][[1L]]) %in% c("|", "||"), logical(1))
+  if (!any(bars)) stop("`formula` has no random-effects term such as (1 | subject).", call. = FALSE)
+  fixed <- parts[!bars]
+  rhs <- if (length(fixed)) Reduce(function(a, b) call("+", a, b), fixed) else 1
+  env <- environment(formula)
+  random <- lapply(parts[bars], function(e) {
+    b <- e[[2L]]
+    list(formula = stats::as.formula(call("~", b[[2L]]), env), group = b[[3L]],
+         uncorrelated = identical(b[[1L]], as.name("||")))
+  })
+  list(fixed = stats::as.formula(call("~", rhs), env), random = random)
+}
+
+# Runs the core on the responses of `src`, in chunks (progress bar, Ctrl-C between
+# chunks) or across BiocParallel workers.
+lmm_fit_rows <- function(src, model, REML, p_values, threads, BPPARAM) {
+  one <- function(rows) {
+    rs_lmm_fit(lmm_responses(src, rows), model$x, model$z, as.integer(model$group), model$n_groups,
+               model$sizes, model$copies, REML, p_values == "satterthwaite", threads)
+  }
+  n <- src$n_features
+  workers <- if (is.null(BPPARAM)) 1L else max(1L, BiocParallel::bpnworkers(BPPARAM))
+  chunk <- max(1L, min(2000L, ceiling(n / workers)))
+  chunks <- unname(split(seq_len(n), ceiling(seq_len(n) / chunk)))
+  parts <- if (is.null(BPPARAM) || length(chunks) == 1L) {
+    with_progress(length(chunks), "Fitting mixed models", function(k) one(chunks[[k]]))
+  } else {
+    BiocParallel::bplapply(chunks, one, BPPARAM = BPPARAM)
+  }
+  bind <- function(name) {
+    v <- lapply(parts, `[[`, name)
+    if (is.matrix(v[[1L]])) do.call(rbind, v) else unlist(v)
+  }
+  stats::setNames(lapply(names(parts[[1L]]), bind), names(parts[[1L]]))
+}
+
+# Names of theta in lme4's order: blocks in turn, each block's lower triangle column by
+# column.
+theta_names <- function(blocks) {
+  unlist(lapply(blocks, function(b) {
+    z_names <- b$names
+    q <- length(z_names)
+    out <- character()
+    for (c in seq_len(q)) {
+      for (r in c:q) {
+        out <- c(out, if (r == c) paste(b$group_name, z_names[r], sep = ".") else paste(b$group_name, z_names[r], z_names[c], sep = "."))
+      }
+    }
+    out
+  }))
+}
+
+lmm_results <- function(fit, model, src, REML, p_values) {
+  features <- src$names
+  terms <- colnames(model$x)
+  p <- length(terms)
+  n_feat <- length(features)
+  diag_theta <- unlist(lapply(model$sizes, function(size) unlist(lapply(seq_len(size), function(c) c(TRUE, rep(FALSE, size - c))))))
+  singular <- apply(fit$theta[, diag_theta, drop = FALSE] < 1e-4, 1L, any)
+  status <- fit$status
+  reason <- c(NA, "no residual variance", "fit failed")[status + 1L]
+  colnames(fit$estimate) <- colnames(fit$std_error) <- colnames(fit$df) <- terms
+  colnames(fit$theta) <- theta_names(model$blocks)
+  rownames(fit$estimate) <- rownames(fit$theta) <- features
+  satt <- p_values == "satterthwaite"
+  log_p <- if (satt) fit$log_p else fit$log_p_z
+  df <- if (satt) fit$df else matrix(Inf, n_feat, p)
+  out <- data.frame(
+    feature = rep(features, times = p), term = rep(terms, each = n_feat),
+    estimate = nan_to_na(c(fit$estimate)), std_error = nan_to_na(c(fit$std_error)),
+    statistic = nan_to_na(c(fit$estimate / fit$std_error)), df = nan_to_na(c(df)),
+    p_value = nan_to_na(exp(c(log_p))), log_p = nan_to_na(c(log_p)), fdr = NA_real_,
+    converged = rep(as.logical(fit$converged), times = p), singular = rep(singular & status == 0L, times = p),
+    reason = rep(reason, times = p), stringsAsFactors = FALSE)
+  for (t in terms) {
+    rows <- out$term == t
+    out$fdr[rows] <- fdr_bh(out$p_value[rows])
+  }
+  out <- out[order(match(out$feature, features)), , drop = FALSE]
+  method <- sprintf("linear mixed model (%s, %s)", if (REML) "REML" else "ML",
+                    if (satt) "Satterthwaite t" else "Wald z")
+  fit$singular <- singular
+  res <- new_results(out, method, extra = list(
+    lmm = list(fit = fit, model = model, src = src, REML = REML, features = features),
+    estimate_label = "coefficient"))
+  class(res) <- c("sceffects_lmm", class(res))
+  res
+}
+
+check_lmm <- function(object) {
+  if (!inherits(object, "sceffects_lmm")) stop("`object` must be the result of lmm_table().", call. = FALSE)
+  attr(object, "lmm")
+}
+
+#' Variance components and fit statistics of mixed models
+#'
+#' One row per response of an [lmm_table()] fit: the residual standard deviation `sigma`,
+#' the standard deviations of the random effects and their correlations (as
+#' `lme4::VarCorr()`), `theta` (lme4's relative covariance factor), `logLik`, the REML
+#' criterion (`REMLcrit`, REML fits) or deviance (ML fits), convergence, iterations and
+#' the singular-fit flag.
+#'
+#' @param object Result of [lmm_table()].
+#' @return A data.frame.
+#' @export
+#' @examples
+#' set.seed(2)
+#' data <- data.frame(subject = factor(rep(1:8, each = 5)), time = rep(0:4, 8))
+#' y <- matrix(rnorm(2 * 40), 2, 40, dimnames = list(c("a", "b"), NULL))
+#' lmm_fits(lmm_table(y, ~ time + (1 + time | subject), data))
+lmm_fits <- function(object) {
+  s <- check_lmm(object)
+  fit <- s$fit
+  vc <- do.call(cbind, lapply(block_variances(s$model$blocks, s$model$sizes), function(b) {
+    v <- t(vapply(seq_along(s$features), function(i) random_sd_cor(fit$theta[i, b$theta], fit$sigma[i], b$size),
+                  numeric(length(b$labels))))
+    if (length(b$labels) == 1L) v <- matrix(v, ncol = 1L)
+    colnames(v) <- b$labels
+    v
+  }))
+  crit <- nan_to_na(fit$criterion)
+  out <- data.frame(feature = s$features, sigma = nan_to_na(fit$sigma), nan_to_na(vc), check.names = FALSE)
+  out <- cbind(out, nan_to_na(fit$theta))
+  names(out)[(ncol(out) - ncol(fit$theta) + 1L):ncol(out)] <- paste0("theta_", colnames(fit$theta))
+  out$logLik <- -crit / 2
+  if (s$REML) out$REMLcrit <- crit else out$deviance <- crit
+  out$converged <- as.logical(fit$converged)
+  out$iterations <- fit$iterations
+  out$singular <- fit$singular & fit$status == 0L
+  rownames(out) <- NULL
+  out
+}
+
+# For each block: its theta indices, size and the labels of its standard deviations and
+# correlations (as lme4's VarCorr: sd per column, then correlations by column pairs).
+block_variances <- function(blocks, sizes) {
+  ends <- cumsum(sizes * (sizes + 1L) / 2L)
+  lapply(seq_along(blocks), function(k) {
+    b <- blocks[[k]]
+    q <- sizes[k]
+    pairs <- if (q > 1L) utils::combn(q, 2L) else matrix(integer(), 2L, 0L)
+    list(theta = (ends[k] - q * (q + 1L) / 2L + 1L):ends[k], size = q,
+         labels = c(paste0("sd_", b$group_name, ".", b$names),
+                    if (q > 1L) paste0("cor_", b$group_name, ".", b$names[pairs[1L, ]], ".", b$names[pairs[2L, ]])))
+  })
+}
+
+# Standard deviations of a block's random effects, then their correlations:
+# sigma^2 T T' with T lower triangular filled by theta.
+random_sd_cor <- function(theta, sigma, q) {
+  t_mat <- matrix(0, q, q)
+  t_mat[lower.tri(t_mat, diag = TRUE)] <- theta
+  cov <- sigma^2 * tcrossprod(t_mat)
+  sds <- sqrt(diag(cov))
+  cors <- if (q > 1L) {
+    pairs <- utils::combn(q, 2L)
+    cov[cbind(pairs[1L, ], pairs[2L, ])] / (sds[pairs[1L, ]] * sds[pairs[2L, ]])
+  } else numeric()
+  c(sds, cors)
+}
+
+#' @describeIn lmm_table Fixed effects, responses x terms.
+#' @param object,x Result of `lmm_table()`.
+#' @param ... Unused.
+#' @export
+coef.sceffects_lmm <- function(object, ...) {
+  fe <- check_lmm(object)$fit$estimate
+  fe[] <- nan_to_na(fe)
+  fe
+}
+
+#' @describeIn lmm_table Fixed effects (as `coef()`), for lme4 users.
+#' @exportS3Method nlme::fixef
+fixef.sceffects_lmm <- function(object, ...) coef.sceffects_lmm(object)
+
+#' @describeIn lmm_table Conditional modes of the random effects: a list with, for each
+#'   grouping factor, an array levels x random-effect columns x responses (as
+#'   `lme4::ranef()`'s list, one response per slice).
+#' @exportS3Method nlme::ranef
+ranef.sceffects_lmm <- function(object, ...) {
+  s <- check_lmm(object)
+  model <- s$model
+  group_names <- vapply(model$blocks, `[[`, "", "group_name")
+  out <- lapply(unique(group_names), function(g) {
+    ks <- which(group_names == g)
+    levels <- model$blocks[[ks[1L]]]$levels
+    cols <- do.call(cbind, lapply(ks, function(k) block_ranef_columns(model, k)))
+    names <- unlist(lapply(ks, function(k) model$blocks[[k]]$names))
+    a <- array(nan_to_na(t(s$fit$ranef[, c(cols), drop = FALSE])), c(length(levels), length(names), length(s$features)))
+    dimnames(a) <- list(levels, names, s$features)
+    a
+  })
+  stats::setNames(out, unique(group_names))
+}
+
+#' @describeIn lmm_table Covariance matrix of the fixed effects of one response.
+#' @param feature Name or index of one response.
+#' @export
+vcov.sceffects_lmm <- function(object, feature = 1L, ...) {
+  s <- check_lmm(object)
+  i <- if (is.character(feature)) match(feature, s$features) else feature
+  if (length(i) != 1L || is.na(i) || i < 1L || i > length(s$features)) {
+    stop("`feature` must name one response of the fit.", call. = FALSE)
+  }
+  terms <- colnames(s$model$x)
+  matrix(nan_to_na(s$fit$vcov[i, ]), length(terms), dimnames = list(terms, terms))
+}
+
+#' @describeIn lmm_table Log-likelihood (REML or ML) of each response.
+#' @export
+logLik.sceffects_lmm <- function(object, ...) {
+  s <- check_lmm(object)
+  stats::setNames(-nan_to_na(s$fit$criterion) / 2, s$features)
+}
+
+#' @describeIn lmm_table Per-term summary: responses tested, significant (FDR < 0.05),
+#'   singular and unconverged fits.
+#' @export
+summary.sceffects_lmm <- function(object, ...) {
+  s <- check_lmm(object)
+  df <- as.data.frame(object)
+  terms <- colnames(s$model$x)
+  by_term <- do.call(rbind, lapply(terms, function(t) {
+    r <- df[df$term == t, , drop = FALSE]
+    data.frame(term = t, n_responses = nrow(r), n_fitted = sum(!is.na(r$estimate)),
+               n_fdr_05 = sum(r$fdr < 0.05, na.rm = TRUE), median_estimate = stats::median(r$estimate, na.rm = TRUE))
+  }))
+  structure(list(method = attr(object, "method"), formula = s$model$formula, terms = by_term,
+                 n_singular = sum(s$fit$singular & s$fit$status == 0L),
+                 n_unconverged = sum(!s$fit$converged & s$fit$status == 0L),
+                 n_failed = sum(s$fit$status != 0L), fits = lmm_fits(object)),
+            class = "summary_sceffects_lmm")
+}
+
+#' @export
+print.summary_sceffects_lmm <- function(x, ...) {
+  cat(x$method, "\n", sep = "")
+  cat("formula: ", deparse(x$formula), "\n", sep = "")
+  cat(sprintf("%d responses; %d singular, %d not converged, %d without a fit\n",
+              nrow(x$fits), x$n_singular, x$n_unconverged, x$n_failed))
+  print(x$terms, row.names = FALSE, digits = 4)
+  invisible(x)
+}
+
+#' @describeIn lmm_table Predictions, responses x samples: for the fitted samples by
+#'   default, or for `newdata`; `re.form = NA` leaves out the random effects (population
+#'   level), and groups not in the fit get none.
+#' @param newdata Optional data.frame of new samples, with the formula's columns.
+#' @param re.form `NULL` (include the random effects) or `NA` (fixed effects only).
+#' @export
+predict.sceffects_lmm <- function(object, newdata = NULL, re.form = NULL, ...) {
+  s <- check_lmm(object)
+  m <- s$model
+  population <- length(re.form) == 1L && is.na(re.form)
+  data <- newdata
+  if (is.null(newdata)) {
+    x <- m$x
+  } else {
+    if (!is.data.frame(newdata)) stop("`newdata` must be a data.frame.", call. = FALSE)
+    frame <- stats::model.frame(stats::delete.response(m$fixed_terms), newdata, xlev = m$fixed_xlev)
+    x <- stats::model.matrix(stats::delete.response(m$fixed_terms), frame)
+  }
+  beta <- s$fit$estimate
+  out <- beta %*% t(x)
+  if (!population) {
+    for (k in seq_along(m$blocks)) {
+      zk <- if (is.null(data)) m$fitted_blocks[[k]] else block_z(m$blocks[[k]], data, expand = FALSE)
+      out <- out + random_part(s$fit$ranef, zk$z, zk$group, block_ranef_columns(m, k))
+    }
+  }
+  dimnames(out) <- list(s$features, if (is.null(newdata)) s$src$samples else rownames(newdata))
+  out
+}
+
+# A block's Z b for every response (rows) and sample (columns), `columns` locating its
+# effects (levels x block columns); unknown groups (NA) contribute 0.
+random_part <- function(ranef, z, group, columns) {
+  out <- matrix(0, nrow(ranef), nrow(z))
+  known <- which(!is.na(group))
+  for (a in seq_len(ncol(z))) {
+    cols <- columns[group[known], a]
+    out[, known] <- out[, known] + ranef[, cols, drop = FALSE] * rep(z[known, a], each = nrow(ranef))
+  }
+  out
+}
+
+#' @describeIn lmm_table Fitted values (with the random effects), responses x samples.
+#' @export
+fitted.sceffects_lmm <- function(object, ...) predict.sceffects_lmm(object)
+
+#' @describeIn lmm_table Residuals `y - fitted`, responses x samples.
+#' @export
+residuals.sceffects_lmm <- function(object, ...) {
+  s <- check_lmm(object)
+  y <- lmm_responses(s$src)
+  y - predict.sceffects_lmm(object)
+}

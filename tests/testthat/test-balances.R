@@ -1,0 +1,115 @@
+# Balances: the basis (orthonormal, gneiss's and philr's signs), balances against a direct
+# computation of sqrt(rs/(r+s)) log(g(num)/g(den)), the round trip to proportions, trees
+# of every kind, and the gneiss workflow against lmm_table() and lme4.
+
+skbio_tree <- list(structure(list("b", "c"), label = "a"), "d")
+attr(skbio_tree, "label") <- "root"
+
+test_that("the basis is scikit-bio's tree_basis, orthonormal, with gneiss's sign", {
+  basis <- balance_basis(skbio_tree)
+  expected <- rbind(root = c(-1, -1, 2) / sqrt(6), a = c(-1, 1, 0) / sqrt(2))
+  colnames(expected) <- c("b", "c", "d")
+  expect_equal(basis, expected)
+  expect_equal(balance_basis(skbio_tree, convention = "philr"), -expected)
+  set.seed(1)
+  big <- hclust(dist(matrix(rnorm(40), 20, dimnames = list(paste0("t", 1:20), NULL))))
+  b <- balance_basis(big)
+  expect_equal(dim(b), c(19L, 20L))
+  expect_equal(tcrossprod(b), diag(19), ignore_attr = TRUE)
+  expect_equal(unname(rowSums(b)), rep(0, 19))
+  expect_equal(rownames(b), paste0("y", 0:18))
+})
+
+test_that("balances equal sqrt(rs/(r+s)) log(g(num)/g(den)) computed directly", {
+  set.seed(2)
+  x <- matrix(rpois(5 * 6, 20) + 1, 5, dimnames = list(letters[1:5], paste0("s", 1:6)))
+  tree <- list(list("a", list("b", "c")), list("d", "e"))
+  b <- balances(x, tree)
+  g <- function(parts) exp(colMeans(log(x[parts, , drop = FALSE])))
+  bal <- function(den, num) sqrt(length(num) * length(den) / (length(num) + length(den))) * log(g(num) / g(den))
+  direct <- rbind(bal(c("a", "b", "c"), c("d", "e")), bal("a", c("b", "c")), bal("d", "e"), bal("b", "c"))
+  expect_equal(unname(b), unname(direct))
+  expect_equal(colnames(b), colnames(x))
+  expect_equal(balances(x, tree, convention = "philr"), -b)
+  # scale invariance: proportions give the same balances as counts
+  expect_equal(balances(sweep(x, 2, colSums(x), `/`), tree), b)
+})
+
+test_that("balances_to_proportions() inverts balances()", {
+  set.seed(3)
+  x <- matrix(rgamma(6 * 4, 2), 6, dimnames = list(paste0("p", 1:6), NULL))
+  tree <- list(list("p1", list("p2", "p3")), list(list("p4", "p5"), "p6"))
+  p <- balances_to_proportions(balances(x, tree), tree)
+  expect_equal(p, sweep(x, 2, colSums(x), `/`)[rownames(p), ])
+  expect_equal(unname(colSums(p)), rep(1, 4))
+  for (conv in c("gneiss", "philr")) {
+    expect_equal(balances_to_proportions(balances(x, tree, convention = conv), tree, conv),
+                 sweep(x, 2, colSums(x), `/`)[rownames(p), ])
+  }
+  # with zeros: the round trip gives back the table plus its pseudocount, closed
+  x[1, 1] <- 0
+  p0 <- balances_to_proportions(balances(x, tree, pseudocount = 0.5), tree)
+  expect_equal(p0, sweep(x + 0.5, 2, colSums(x + 0.5), `/`)[rownames(p0), ])
+})
+
+test_that("phylo and hclust trees give the basis of the same nested tree", {
+  # "((b,c)a,d)root;" as ape stores it: tips 1-3, root 4, node "a" 5
+  phy <- structure(list(edge = rbind(c(4L, 5L), c(5L, 1L), c(5L, 2L), c(4L, 3L)),
+                        tip.label = c("b", "c", "d"), Nnode = 2L, node.label = c("root", "a")),
+                   class = "phylo")
+  expect_equal(balance_basis(phy), balance_basis(skbio_tree))
+  multi <- structure(list(edge = cbind(4L, 1:3), tip.label = c("a", "b", "c"), Nnode = 1L), class = "phylo")
+  expect_error(balance_basis(multi), "not strictly bifurcating: node 4 has 3 children.*multi2di")
+  hc <- hclust(dist(c(a = 1, b = 1.1, c = 5)))
+  basis <- balance_basis(hc)
+  expect_equal(abs(basis), abs(balance_basis(list("c", list("a", "b")))[, colnames(basis)]))
+  expect_equal(tcrossprod(basis), diag(2), ignore_attr = TRUE)
+})
+
+test_that("ape's trees: read, and multifurcations resolved by multi2di()", {
+  skip_if_not_installed("ape")
+  expect_equal(balance_basis(ape::read.tree(text = "((b,c)a,d)root;")), balance_basis(skbio_tree))
+  multi <- ape::read.tree(text = "(a,b,c);")
+  expect_error(balance_basis(multi), "multi2di")
+  expect_equal(dim(balance_basis(ape::multi2di(multi))), c(2L, 3L))
+})
+
+test_that("bad trees and tables stop with a message naming the argument", {
+  expect_error(balance_basis(list("a", "b", "c")), "`tree` is not strictly bifurcating")
+  expect_error(balance_basis(list("a", "a")), "duplicated tip")
+  expect_error(balance_basis(42), "`tree` must be")
+  x <- matrix(1:6 + 0, 3, dimnames = list(c("a", "b", "c"), NULL))
+  tree <- list(list("a", "b"), "c")
+  expect_error(balances(x[1:2, ], tree), "`x` has no row for tip c")
+  expect_error(balances(t(x), tree), "t\\(x\\)|no row names|no row for")
+  x0 <- x
+  x0[1, 1] <- 0
+  expect_error(balances(x0, tree), "`x` contains zeros.*pseudocount")
+  expect_error(balances(-x, tree), "negative")
+  expect_error(balances(x, tree, pseudocount = -1), "`pseudocount`")
+  expect_error(balances_to_proportions(matrix(0, 3, 2), tree), "`b` must have one row per balance")
+})
+
+test_that("balance_lmm() is balances() then lmm_table(), and matches lme4", {
+  skip_if_not_installed("lme4")
+  set.seed(4)
+  parts <- paste0("taxon", 1:5)
+  tree <- list(list("taxon1", "taxon2"), list("taxon3", list("taxon4", "taxon5")))
+  meta <- data.frame(patient = factor(rep(1:8, each = 4)), time = rep(0:3, 8),
+                     treatment = factor(rep(c("A", "B"), each = 16)))
+  x <- matrix(rpois(5 * 32, 40) + 1, 5, dimnames = list(parts, paste0("s", 1:32)))
+  fit <- balance_lmm(x, ~ time + treatment, meta, tree, groups = "patient")
+  direct <- lmm_table(balances(x, tree), ~ time + treatment + (1 | patient), meta)
+  expect_equal(as.data.frame(fit)$estimate, as.data.frame(direct)$estimate)
+  b1 <- balances(x, tree)[1, ]
+  ref <- lme4::lmer(b ~ time + treatment + (1 | patient), cbind(meta, b = b1),
+                    control = lme4::lmerControl(optCtrl = list(xtol_abs = 1e-12, ftol_abs = 1e-14)))
+  expect_equal(unname(coef(fit)[1, ]), unname(lme4::fixef(ref)), tolerance = 1e-5)
+  prop <- predict(fit, type = "proportion")
+  expect_equal(dim(prop), c(5L, 32L))
+  expect_equal(unname(colSums(prop)), rep(1, 32))
+  expect_equal(balances(prop, tree), predict(fit), ignore_attr = TRUE)
+  pop <- predict(fit, newdata = meta[1:4, ], re.form = NA, type = "proportion")
+  expect_equal(dim(pop), c(5L, 4L))
+  expect_error(balance_lmm(x, ~ time, meta, tree, groups = "visit"), "`metadata` has no column `visit`")
+})

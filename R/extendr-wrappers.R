@@ -14,3 +14,4 @@ rs_cluster_fit <- function(x, design, weights, cluster, n_clusters, coefs, vcov,
 rs_welch <- function(y, in_first) .Call(wrap__rs_welch, y, in_first)
 rs_feature_moments <- function(x, threads) .Call(wrap__rs_feature_moments, x, threads)
 rs_gsea_probe <- function() .Call(wrap__rs_gsea_probe)
+rs_nb_fit <- function(x, start, end, x_mean, z, offset, max_iter, tol, threads) .Call(wrap__rs_nb_fit, x, start, end, x_mean, z, offset, max_iter, tol, threads)

@@ -65,6 +65,7 @@ nb_regression <- function(x, mean = ~ 1, dispersion = ~ 1, data = NULL, assay = 
   counts <- if (is_se) se_assay(x, assay, "x") else x
   src <- numeric_features(counts, "x")
   check_counts(src)
+  if (src$kind == "dense" && !is.double(src$data)) storage.mode(src$data) <- "double"
   data <- nb_metadata(x, data, src$n_samples)
   mean_spec <- nb_design(mean, data, "mean")
   disp_spec <- nb_design(dispersion, data, "dispersion")
@@ -146,7 +147,7 @@ nb_offset <- function(offset, x, n) {
   if (identical(offset, "size_factors")) {
     sf <- if (is(x, "SingleCellExperiment")) SingleCellExperiment::sizeFactors(x)
     if (is.null(sf)) {
-      stop("`offset = \"size_factors\"` needs a SingleCellExperiment with sizeFactors(x) set.", call. = FALSE)
+      stop("`offset`: \"size_factors\" needs a SingleCellExperiment with sizeFactors(x) set.", call. = FALSE)
     }
     if (any(!is.finite(sf) | sf <= 0)) stop("`offset`: sizeFactors(x) must be positive.", call. = FALSE)
     return(log(as.numeric(sf)))

@@ -24,6 +24,21 @@ expect_close <- function(object, expected, tol = 1e-5) {
               info = sprintf("max difference %g", max(abs(object - expected))))
 }
 
+# glmmTMB's optimiser (nlminb) stops where the log-likelihood is flat to ~1e-8, so its
+# coefficients can sit ~1e-5 from the optimum along weakly determined directions: they
+# must agree to 1e-5 relative or within 1e-4 standard errors, and our log-likelihood must
+# be at least glmmTMB's (and equal to 1e-9 relative).
+expect_tmb <- function(fit, gene, ref) {
+  se <- sqrt(diag(vcov(fit, gene)))
+  ours <- c(coef(fit)[, gene], coef(fit, "dispersion")[, gene])
+  theirs <- c(glmmTMB::fixef(ref)$cond, glmmTMB::fixef(ref)$disp)
+  diff <- abs(ours - theirs)
+  expect_true(all(diff <= 1e-5 * pmax(1, abs(theirs)) | diff <= 1e-4 * se),
+              info = sprintf("%s: max difference %g", gene, max(diff)))
+  expect_gte(unname(logLik(fit)[gene]), as.numeric(logLik(ref)) - 1e-9 * abs(as.numeric(logLik(ref))))
+  expect_close(logLik(fit)[gene], logLik(ref), tol = 1e-9)
+}
+
 cells <- sim_cells(400, 1)
 counts <- sim_counts(cells, 12, 2)
 
@@ -58,22 +73,18 @@ test_that("dispersion formulas equal glmmTMB nbinom2 + dispformula: coefficients
   fit <- nb_regression(counts[1:4, ], mean = ~ dose + batch, dispersion = ~ batch + dose, data = cells)
   for (g in rownames(counts)[1:4]) {
     d <- cbind(cells, y = counts[g, ])
-    ref <- glmmTMB::glmmTMB(y ~ dose + batch, dispformula = ~ batch + dose, family = glmmTMB::nbinom2,
-                            data = d)
-    expect_close(coef(fit)[, g], glmmTMB::fixef(ref)$cond)
-    expect_close(coef(fit, "dispersion")[, g], glmmTMB::fixef(ref)$disp)
-    expect_close(logLik(fit)[g], logLik(ref))
+    ref <- suppressWarnings(glmmTMB::glmmTMB(y ~ dose + batch, dispformula = ~ batch + dose,
+                                             family = glmmTMB::nbinom2, data = d))
+    expect_tmb(fit, g, ref)
     v <- vcov(ref, full = TRUE)
     expect_close(vcov(fit, g), v, tol = 1e-4)
   }
   quine <- MASS::quine
   y <- matrix(quine$Days, 1, dimnames = list("Days", NULL))
   fit <- nb_regression(y, mean = ~ Eth + Age, dispersion = ~ Eth + Sex, data = quine)
-  ref <- glmmTMB::glmmTMB(Days ~ Eth + Age, dispformula = ~ Eth + Sex, family = glmmTMB::nbinom2,
-                          data = quine)
-  expect_close(coef(fit)[, 1], glmmTMB::fixef(ref)$cond)
-  expect_close(coef(fit, "dispersion")[, 1], glmmTMB::fixef(ref)$disp)
-  expect_close(logLik(fit), logLik(ref))
+  ref <- suppressWarnings(glmmTMB::glmmTMB(Days ~ Eth + Age, dispformula = ~ Eth + Sex,
+                                           family = glmmTMB::nbinom2, data = quine))
+  expect_tmb(fit, "Days", ref)
 })
 
 test_that("real single-cell counts (SeuratObject::pbmc_small) equal glmmTMB", {
@@ -87,10 +98,9 @@ test_that("real single-cell counts (SeuratObject::pbmc_small) equal glmmTMB", {
   fit <- nb_regression(y[keep, ], mean = ~ log_depth, dispersion = ~ groups, data = meta)
   for (g in rownames(y)[keep]) {
     d <- cbind(meta, y = y[g, ])
-    ref <- glmmTMB::glmmTMB(y ~ log_depth, dispformula = ~ groups, family = glmmTMB::nbinom2, data = d)
-    expect_close(coef(fit)[, g], glmmTMB::fixef(ref)$cond)
-    expect_close(coef(fit, "dispersion")[, g], glmmTMB::fixef(ref)$disp)
-    expect_close(logLik(fit)[g], logLik(ref))
+    ref <- suppressWarnings(glmmTMB::glmmTMB(y ~ log_depth, dispformula = ~ groups,
+                                             family = glmmTMB::nbinom2, data = d))
+    expect_tmb(fit, g, ref)
   }
 })
 

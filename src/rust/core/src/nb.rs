@@ -7,8 +7,11 @@
 use crate::dist;
 use rayon::prelude::*;
 
-/// Largest log size before a gene is declared at the Poisson limit (r of about 5e8).
-const LOG_SIZE_LIMIT: f64 = 20.0;
+/// Largest log size before a gene is declared at the Poisson limit (r of about 3e6: the
+/// extra variance mu^2 / r is then negligible).
+const LOG_SIZE_LIMIT: f64 = 15.0;
+/// Log size beyond which a Newton step that raises it is tried out past the limit.
+const TAIL_LOG_SIZE: f64 = 6.0;
 /// Smallest log mean before a gene is declared separated (mu of about 2e-9).
 const LOG_MEAN_LIMIT: f64 = -20.0;
 /// Largest change of any parameter in one Newton step.
@@ -62,11 +65,47 @@ pub struct Model {
     q: usize,
     /// Row-major n x (p + q): observation i's mean then dispersion covariates.
     rows: Vec<f64>,
+    /// Column-major n x (p + q): the same, column by column.
+    cols: Vec<f64>,
     offset: Vec<f64>,
     /// Least-squares coefficients of a constant on Z: gamma start = log(r0) * this.
     constant_on_z: Vec<f64>,
     /// log(y!) for y < SMALL_COUNT.
     log_factorial: [f64; SMALL_COUNT],
+    /// When Z has few distinct rows (factors, `~ 1`): each observation's row among them,
+    /// so that the size is computed once per distinct row.
+    z_groups: Option<ZGroups>,
+}
+
+struct ZGroups {
+    /// Row-major distinct rows of Z.
+    rows: Vec<f64>,
+    of_obs: Vec<usize>,
+}
+
+const MAX_Z_GROUPS: usize = 64;
+
+fn z_groups(rows: &[f64], n: usize, k: usize, p: usize) -> Option<ZGroups> {
+    let mut distinct: Vec<&[f64]> = Vec::new();
+    let mut of_obs = Vec::with_capacity(n);
+    for i in 0..n {
+        let z = &rows[i * k + p..(i + 1) * k];
+        let g = match distinct.iter().position(|d| *d == z) {
+            Some(g) => g,
+            None => {
+                if distinct.len() == MAX_Z_GROUPS {
+                    return None;
+                }
+                distinct.push(z);
+                distinct.len() - 1
+            }
+        };
+        of_obs.push(g);
+    }
+    Some(ZGroups {
+        rows: distinct.concat(),
+        of_obs,
+    })
 }
 
 impl Model {
@@ -108,10 +147,14 @@ impl Model {
         for y in 1..SMALL_COUNT {
             log_factorial[y] = log_factorial[y - 1] + (y as f64).ln();
         }
+        let z_groups = z_groups(&rows, n, k, p);
+        let cols = x.iter().chain(z).copied().collect();
         Ok(Model {
+            cols,
             n,
             p,
             q,
+            z_groups,
             rows,
             offset: offset.to_vec(),
             constant_on_z,
@@ -140,20 +183,21 @@ impl Model {
         if y.iter().all(|&v| v == 0.0) {
             return self.unfitted(Status::AllZero, 0, 0.0);
         }
-        let (beta, mu_sq, excess) = self.poisson_start(y);
+        let start = self.poisson_irls(y, None, 4);
+        let (mu_sq, excess) = start.moments;
         let r0 = if excess > 1e-8 * mu_sq {
-            (mu_sq / excess).clamp(1e-2, 1e6)
+            (mu_sq / excess).clamp(1e-2, 10.0)
         } else {
-            1e6
+            10.0
         };
-        let mut theta = beta;
+        let mut theta = start.beta;
         theta.extend(self.constant_on_z.iter().map(|c| c * r0.ln()));
         let mut cur = self.evaluate(y, &theta);
         let mut status = Status::IterationLimit;
         let mut iterations = 0;
         while iterations < opts.max_iter {
             if cur.max_log_size > LOG_SIZE_LIMIT {
-                return self.poisson_limit(y, &theta, iterations);
+                return self.poisson_limit(y, &theta, &cur, iterations);
             }
             if cur.min_log_mean < LOG_MEAN_LIMIT {
                 return self.unfitted(Status::Separation, iterations, f64::NAN);
@@ -165,6 +209,21 @@ impl Model {
                 break;
             }
             iterations += 1;
+            if cur.max_log_size > TAIL_LOG_SIZE {
+                // Newton walks into the flat tail r -> infinity one unit of log r per
+                // iteration: try jumping past the limit along the same direction.
+                let largest_gamma = step[self.p..].iter().fold(0.0f64, |m, d| m.max(d.abs()));
+                let t = 2.0 * LOG_SIZE_LIMIT / largest_gamma.max(1e-300);
+                let trial: Vec<f64> = theta.iter().zip(&step).map(|(a, d)| a + t * d).collect();
+                let at = self.evaluate(y, &trial);
+                if at.max_log_size > LOG_SIZE_LIMIT
+                    && at.loglik.is_finite()
+                    && at.loglik >= cur.loglik
+                    && at.min_log_mean >= LOG_MEAN_LIMIT
+                {
+                    return self.poisson_limit(y, &trial, &at, iterations);
+                }
+            }
             let largest = step.iter().fold(0.0f64, |m, d| m.max(d.abs()));
             let mut t = if largest > MAX_STEP {
                 MAX_STEP / largest
@@ -198,7 +257,7 @@ impl Model {
             }
         }
         if cur.max_log_size > LOG_SIZE_LIMIT {
-            return self.poisson_limit(y, &theta, iterations);
+            return self.poisson_limit(y, &theta, &cur, iterations);
         }
         if cur.min_log_mean < LOG_MEAN_LIMIT {
             return self.unfitted(Status::Separation, iterations, f64::NAN);
@@ -224,41 +283,23 @@ impl Model {
         }
     }
 
-    fn linear_predictors(&self, i: usize, theta: &[f64]) -> (f64, f64) {
-        let k = self.n_params();
-        let row = &self.rows[i * k..(i + 1) * k];
-        let eta = self.offset[i] + dot(&row[..self.p], &theta[..self.p]);
-        let zeta = dot(&row[self.p..], &theta[self.p..]);
-        (eta, zeta)
-    }
-
-    /// A few Poisson IRLS steps for beta; returns beta and the moment sums
-    /// (sum mu^2, sum((y - mu)^2 - mu)) at the Poisson means.
-    fn poisson_start(&self, y: &[f64]) -> (Vec<f64>, f64, f64) {
-        let (beta, _) = self.poisson_irls(y, None, 4);
-        let (mut mu_sq, mut excess) = (0.0, 0.0);
-        for (i, &yi) in y.iter().enumerate() {
-            let eta = self.offset[i] + dot(self.rows_x(i), &beta);
-            let mu = eta.clamp(-50.0, 50.0).exp();
-            mu_sq += mu * mu;
-            excess += (yi - mu) * (yi - mu) - mu;
-        }
-        (beta, mu_sq, excess)
-    }
-
     fn rows_x(&self, i: usize) -> &[f64] {
         let k = self.n_params();
         &self.rows[i * k..i * k + self.p]
     }
 
-    /// Poisson IRLS from `start` (or from mu = y + 0.1): beta and the information X'WX.
-    fn poisson_irls(&self, y: &[f64], start: Option<&[f64]>, iters: usize) -> (Vec<f64>, Vec<f64>) {
+    /// Poisson IRLS from `start` (or from mu = y + 0.1): beta, the information X'WX and
+    /// the moment sums (sum mu^2, sum((y - mu)^2 - mu)) at the means of the last pass, for
+    /// a moment estimate of the size.
+    fn poisson_irls(&self, y: &[f64], start: Option<&[f64]>, iters: usize) -> PoissonFit {
         let p = self.p;
         let mut beta = start.map(<[f64]>::to_vec);
         let mut info = vec![0.0; p * p];
+        let mut moments = (0.0, 0.0);
         let mut last_ll = f64::NEG_INFINITY;
+        let (mut weight, mut weighted_working) = (vec![0.0; self.n], vec![0.0; self.n]);
         for _ in 0..iters {
-            info.iter_mut().for_each(|v| *v = 0.0);
+            moments = (0.0, 0.0);
             let mut rhs = vec![0.0; p];
             let mut ll = 0.0;
             for (i, &yi) in y.iter().enumerate() {
@@ -269,12 +310,17 @@ impl Model {
                 };
                 let mu = eta.exp();
                 ll += yi * eta - mu;
-                let working = eta - self.offset[i] + (yi - mu) / mu;
-                for a in 0..p {
-                    rhs[a] += mu * x[a] * working;
-                    for b in 0..=a {
-                        info[a * p + b] += mu * x[a] * x[b];
-                    }
+                moments.0 += mu * mu;
+                moments.1 += (yi - mu) * (yi - mu) - mu;
+                weight[i] = mu;
+                // mu times the working response eta - offset + (y - mu) / mu
+                weighted_working[i] = mu * (eta - self.offset[i]) + yi - mu;
+            }
+            let col = |a: usize| &self.cols[a * self.n..(a + 1) * self.n];
+            for a in 0..p {
+                rhs[a] = weighted_sum(&weighted_working, col(a), None);
+                for b in 0..=a {
+                    info[a * p + b] = weighted_sum(&weight, col(a), Some(col(b)));
                 }
             }
             symmetrize(&mut info, p);
@@ -288,14 +334,27 @@ impl Model {
                 None => break,
             }
         }
-        (beta.unwrap_or_else(|| vec![0.0; p]), info)
+        PoissonFit {
+            beta: beta.unwrap_or_else(|| vec![0.0; p]),
+            info,
+            moments,
+        }
     }
 
-    /// The counts show no overdispersion (r -> infinity): the mean coefficients are the
-    /// Poisson fit, the dispersion coefficients unknown, the log-likelihood Poisson's.
-    fn poisson_limit(&self, y: &[f64], theta: &[f64], iterations: usize) -> GeneFit {
+    /// Some counts show no overdispersion (r -> infinity). When none do, the mean
+    /// coefficients are the Poisson fit, the dispersion coefficients unknown and the
+    /// log-likelihood Poisson's; when only some do (e.g. one group of a dispersion factor),
+    /// the NB iterate `theta` (with a log size near the limit) is kept, as it is more likely.
+    /// Either way the covariance is unknown.
+    fn poisson_limit(
+        &self,
+        y: &[f64],
+        theta: &[f64],
+        at: &Evaluation,
+        iterations: usize,
+    ) -> GeneFit {
         let (p, k) = (self.p, self.n_params());
-        let (beta, info) = self.poisson_irls(y, Some(&theta[..p]), 100);
+        let PoissonFit { beta, info, .. } = self.poisson_irls(y, Some(&theta[..p]), 100);
         let mut loglik = 0.0;
         let mut min_eta = f64::INFINITY;
         for (i, &yi) in y.iter().enumerate() {
@@ -305,6 +364,11 @@ impl Model {
         }
         if min_eta < LOG_MEAN_LIMIT {
             return self.unfitted(Status::Separation, iterations, f64::NAN);
+        }
+        if at.loglik > loglik + 1e-9 * loglik.abs() {
+            let mut out = self.unfitted(Status::PoissonLimit, iterations, at.loglik);
+            out.theta.copy_from_slice(theta);
+            return out;
         }
         let mut out = self.unfitted(Status::PoissonLimit, iterations, loglik);
         out.theta[..p].copy_from_slice(&beta);
@@ -329,35 +393,65 @@ impl Model {
             max_log_size: f64::NEG_INFINITY,
         };
         let h = &mut e.neg_hessian;
+        let n = self.n;
+        let (mut w_ee, mut w_ez, mut w_zz) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        let (mut g_e, mut g_z) = (vec![0.0; n], vec![0.0; n]);
+        // (log r, r, 1 / r) of each distinct dispersion row, when there are few.
+        let group_sizes: Option<Vec<(f64, f64, f64)>> = self.z_groups.as_ref().map(|zg| {
+            zg.rows
+                .chunks(self.q)
+                .map(|z| {
+                    let zeta = dot(z, &theta[p..]);
+                    let r = zeta.exp();
+                    (zeta, r, 1.0 / r)
+                })
+                .collect()
+        });
         for (i, &yi) in y.iter().enumerate() {
             let row = &self.rows[i * k..(i + 1) * k];
-            let (eta, zeta) = self.linear_predictors(i, theta);
+            let eta = self.offset[i] + dot(&row[..p], &theta[..p]);
+            let (zeta, r, inv_r) = match (&group_sizes, &self.z_groups) {
+                (Some(sizes), Some(zg)) => sizes[zg.of_obs[i]],
+                _ => {
+                    let zeta = dot(&row[p..], &theta[p..]);
+                    let r = zeta.exp();
+                    (zeta, r, 1.0 / r)
+                }
+            };
             e.min_log_mean = e.min_log_mean.min(eta);
             e.max_log_size = e.max_log_size.max(zeta);
-            let (mu, r) = (eta.exp(), zeta.exp());
-            let s = r + mu;
-            let t = self.count_terms(yi, r);
-            let log1p_ratio = (mu / r).ln_1p();
-            e.loglik += t.log_ratio - r * log1p_ratio + yi * (eta - s.ln());
-            let resid = (yi - mu) / s;
+            let mu = eta.exp();
+            let inv_s = 1.0 / (r + mu);
+            let log1p_ratio = (mu * inv_r).ln_1p();
+            let t = self.count_terms(yi, r, zeta);
+            // log(r + mu) = zeta + log1p(mu / r)
+            e.loglik += t.log_ratio - r * log1p_ratio + yi * (eta - zeta - log1p_ratio);
+            let resid = (yi - mu) * inv_s;
             let g_eta = r * resid;
             let g_zeta = r * (t.digamma_diff - log1p_ratio - resid);
-            let w = r * mu / (s * s);
+            let r_inv_s = r * inv_s;
+            let w = r_inv_s * mu * inv_s;
             let h_ee = w * (r + yi);
             let h_ez = -w * (yi - mu);
-            let h_zz = -(g_zeta + r * r * t.trigamma_diff + r * mu / s + r * r * resid / s);
-            for a in 0..k {
-                let (ga, wa_x, wa_z) = if a < p {
-                    (g_eta, h_ee, h_ez)
-                } else {
-                    (g_zeta, h_ez, h_zz)
-                };
-                e.gradient[a] += ga * row[a];
-                let ra = row[a];
-                for b in 0..=a {
-                    let wb = if b < p { wa_x } else { wa_z };
-                    h[a * k + b] += wb * ra * row[b];
-                }
+            let h_zz = -(g_zeta + r * r * t.trigamma_diff + r_inv_s * (mu + r * resid));
+            w_ee[i] = h_ee;
+            w_ez[i] = h_ez;
+            w_zz[i] = h_zz;
+            g_e[i] = g_eta;
+            g_z[i] = g_zeta;
+        }
+        // Gradient and Hessian as weighted cross-products of the design columns.
+        let col = |a: usize| &self.cols[a * self.n..(a + 1) * self.n];
+        for a in 0..k {
+            let (g, weights) = if a < p {
+                (&g_e, [&w_ee, &w_ez])
+            } else {
+                (&g_z, [&w_ez, &w_zz])
+            };
+            e.gradient[a] = weighted_sum(g, col(a), None);
+            for b in 0..=a {
+                let w = if b < p { weights[0] } else { weights[1] };
+                h[a * k + b] = weighted_sum(w, col(a), Some(col(b)));
             }
         }
         symmetrize(h, k);
@@ -366,9 +460,17 @@ impl Model {
 
     /// lgamma(y + r) - lgamma(r) - lgamma(y + 1), digamma(y + r) - digamma(r) and
     /// trigamma(y + r) - trigamma(r), by finite sums for small whole y.
-    fn count_terms(&self, y: f64, r: f64) -> CountTerms {
+    fn count_terms(&self, y: f64, r: f64, log_r: f64) -> CountTerms {
         if y == 0.0 {
             return CountTerms::default();
+        }
+        if y == 1.0 {
+            let inv = 1.0 / r;
+            return CountTerms {
+                log_ratio: log_r,
+                digamma_diff: inv,
+                trigamma_diff: -inv * inv,
+            };
         }
         let small = y < SMALL_COUNT as f64 && r < 1e12;
         if small {
@@ -394,6 +496,12 @@ impl Model {
     }
 }
 
+struct PoissonFit {
+    beta: Vec<f64>,
+    info: Vec<f64>,
+    moments: (f64, f64),
+}
+
 /// What one pass over a gene's observations gives.
 pub struct Evaluation {
     pub loglik: f64,
@@ -416,6 +524,38 @@ fn log_factorial(y: f64, table: &[f64; SMALL_COUNT]) -> f64 {
         table[y as usize]
     } else {
         dist::ln_gamma(y + 1.0)
+    }
+}
+
+/// sum_i w_i u_i (v_i), in four independent lanes so that it vectorises.
+fn weighted_sum(w: &[f64], u: &[f64], v: Option<&[f64]>) -> f64 {
+    let mut acc = [0.0; 4];
+    let n4 = w.len() / 4 * 4;
+    match v {
+        Some(v) => {
+            for ((w, u), v) in w[..n4]
+                .chunks_exact(4)
+                .zip(u[..n4].chunks_exact(4))
+                .zip(v[..n4].chunks_exact(4))
+            {
+                for l in 0..4 {
+                    acc[l] += w[l] * u[l] * v[l];
+                }
+            }
+            acc[0]
+                + acc[1]
+                + acc[2]
+                + acc[3]
+                + (n4..w.len()).map(|i| w[i] * u[i] * v[i]).sum::<f64>()
+        }
+        None => {
+            for (w, u) in w[..n4].chunks_exact(4).zip(u[..n4].chunks_exact(4)) {
+                for l in 0..4 {
+                    acc[l] += w[l] * u[l];
+                }
+            }
+            acc[0] + acc[1] + acc[2] + acc[3] + (n4..w.len()).map(|i| w[i] * u[i]).sum::<f64>()
+        }
     }
 }
 

@@ -11,6 +11,7 @@ DEB_PACKAGES=(
   r-bioc-summarizedexperiment r-bioc-singlecellexperiment r-bioc-delayedarray
   r-bioc-biocparallel r-bioc-all
   r-cran-testthat r-cran-sandwich r-cran-clubsandwich r-cran-roxygen2 r-cran-knitr r-cran-rmarkdown
+  r-cran-mass r-cran-glmmtmb r-bioc-glmgampoi r-cran-seuratobject
 )
 
 missing=()

@@ -91,7 +91,7 @@ test_that("real single-cell counts (SeuratObject::pbmc_small) equal glmmTMB", {
   skip_if_not_installed("glmmTMB")
   skip_if_not_installed("SeuratObject")
   pbmc <- SeuratObject::pbmc_small
-  y <- SeuratObject::GetAssayData(pbmc, layer = "counts")
+  y <- SeuratObject::GetAssayData(pbmc, slot = "counts")
   meta <- pbmc[[]]
   meta$log_depth <- log(meta$nCount_RNA) - mean(log(meta$nCount_RNA))
   keep <- order(-Matrix::rowSums(y))[1:5]

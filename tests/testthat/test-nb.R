@@ -115,6 +115,22 @@ test_that("dense, sparse, SummarizedExperiment and thread counts give the same f
   expect_identical(logLik(dense), logLik(from_se))
 })
 
+test_that("DelayedArray, BiocParallel chunks and size-factor offsets give the same fit", {
+  skip_if_not_installed("DelayedArray")
+  skip_if_not_installed("BiocParallel")
+  dense <- nb_regression(counts, ~ dose, ~ batch, data = cells)
+  delayed <- nb_regression(DelayedArray::DelayedArray(counts), ~ dose, ~ batch, data = cells, chunk_size = 5)
+  expect_identical(coef(dense), coef(delayed))
+  split <- nb_regression(counts, ~ dose, ~ batch, data = cells, chunk_size = 4,
+                         BPPARAM = BiocParallel::SerialParam())
+  expect_identical(coef(dense, "dispersion"), coef(split, "dispersion"))
+  sf <- exp(rnorm(400, 0, 0.2))
+  sce <- SingleCellExperiment::SingleCellExperiment(list(counts = counts), colData = cells)
+  SingleCellExperiment::sizeFactors(sce) <- sf
+  with_sf <- nb_regression(sce, ~ dose, offset = "size_factors")
+  expect_identical(coef(with_sf), coef(nb_regression(counts, ~ dose, data = cells, offset = log(sf))))
+})
+
 test_that("summary is a results table of Wald tests", {
   fit <- nb_regression(counts, ~ dose, ~ batch, data = cells)
   tab <- summary(fit)

@@ -7,9 +7,10 @@
 use crate::dist;
 use rayon::prelude::*;
 
-/// Largest log size before a gene is declared at the Poisson limit (r of about 3e6: the
-/// extra variance mu^2 / r is then negligible).
-const LOG_SIZE_LIMIT: f64 = 15.0;
+/// A gene is at the Poisson limit when some observation's log size is above this.
+const LOG_SIZE_LIMIT: f64 = 10.0;
+/// ... and whose size is this many log units above its mean (mu^2 / r below 3e-7 mu).
+const LOG_SIZE_OVER_MEAN_LIMIT: f64 = 15.0;
 /// Log size beyond which a Newton step that raises it is tried out past the limit.
 const TAIL_LOG_SIZE: f64 = 6.0;
 /// Smallest log mean before a gene is declared separated (mu of about 2e-9).
@@ -196,7 +197,7 @@ impl Model {
         let mut status = Status::IterationLimit;
         let mut iterations = 0;
         while iterations < opts.max_iter {
-            if cur.max_log_size > LOG_SIZE_LIMIT {
+            if cur.poisson_margin > 0.0 {
                 return self.poisson_limit(y, &theta, &cur, iterations);
             }
             if cur.min_log_mean < LOG_MEAN_LIMIT {
@@ -210,17 +211,7 @@ impl Model {
             }
             iterations += 1;
             if cur.max_log_size > TAIL_LOG_SIZE {
-                // Newton walks into the flat tail r -> infinity one unit of log r per
-                // iteration: try jumping past the limit along the same direction.
-                let largest_gamma = step[self.p..].iter().fold(0.0f64, |m, d| m.max(d.abs()));
-                let t = 2.0 * LOG_SIZE_LIMIT / largest_gamma.max(1e-300);
-                let trial: Vec<f64> = theta.iter().zip(&step).map(|(a, d)| a + t * d).collect();
-                let at = self.evaluate(y, &trial);
-                if at.max_log_size > LOG_SIZE_LIMIT
-                    && at.loglik.is_finite()
-                    && at.loglik >= cur.loglik
-                    && at.min_log_mean >= LOG_MEAN_LIMIT
-                {
+                if let Some((trial, at)) = self.tail_jump(y, &theta, &step, &cur) {
                     return self.poisson_limit(y, &trial, &at, iterations);
                 }
             }
@@ -256,7 +247,7 @@ impl Model {
                 }
             }
         }
-        if cur.max_log_size > LOG_SIZE_LIMIT {
+        if cur.poisson_margin > 0.0 {
             return self.poisson_limit(y, &theta, &cur, iterations);
         }
         if cur.min_log_mean < LOG_MEAN_LIMIT {
@@ -270,6 +261,33 @@ impl Model {
             iterations,
             status,
         }
+    }
+
+    /// Newton walks into the flat tail r -> infinity one unit of log r per iteration: try
+    /// longer steps along the same direction until the Poisson limit, and accept it only
+    /// if the log-likelihood is higher there and still rising.
+    fn tail_jump(
+        &self,
+        y: &[f64],
+        theta: &[f64],
+        step: &[f64],
+        cur: &Evaluation,
+    ) -> Option<(Vec<f64>, Evaluation)> {
+        let mut t = 2.0;
+        while t <= 64.0 {
+            let trial: Vec<f64> = theta.iter().zip(step).map(|(a, d)| a + t * d).collect();
+            let at = self.evaluate(y, &trial);
+            if !at.loglik.is_finite() || at.loglik < cur.loglik || at.min_log_mean < LOG_MEAN_LIMIT
+            {
+                return None;
+            }
+            if at.poisson_margin > 0.0 {
+                let rising: f64 = step.iter().zip(&at.gradient).map(|(d, g)| d * g).sum();
+                return (rising > 0.0).then_some((trial, at));
+            }
+            t *= 2.0;
+        }
+        None
     }
 
     fn unfitted(&self, status: Status, iterations: usize, loglik: f64) -> GeneFit {
@@ -391,6 +409,7 @@ impl Model {
             neg_hessian: vec![0.0; k * k],
             min_log_mean: f64::INFINITY,
             max_log_size: f64::NEG_INFINITY,
+            poisson_margin: f64::NEG_INFINITY,
         };
         let h = &mut e.neg_hessian;
         let n = self.n;
@@ -420,6 +439,9 @@ impl Model {
             };
             e.min_log_mean = e.min_log_mean.min(eta);
             e.max_log_size = e.max_log_size.max(zeta);
+            e.poisson_margin = e
+                .poisson_margin
+                .max((zeta - LOG_SIZE_LIMIT).min(zeta - eta - LOG_SIZE_OVER_MEAN_LIMIT));
             let mu = eta.exp();
             let inv_s = 1.0 / (r + mu);
             let log1p_ratio = (mu * inv_r).ln_1p();
@@ -510,6 +532,8 @@ pub struct Evaluation {
     pub neg_hessian: Vec<f64>,
     pub min_log_mean: f64,
     pub max_log_size: f64,
+    /// Positive when some observation is at the Poisson limit.
+    pub poisson_margin: f64,
 }
 
 #[derive(Default)]
@@ -787,6 +811,17 @@ mod tests {
         assert_eq!(flat.status, Status::PoissonLimit);
         assert!((flat.theta[0] - 3f64.ln()).abs() < 1e-8);
         assert!(flat.theta[2].is_nan());
+    }
+
+    #[test]
+    fn large_finite_size_is_not_the_poisson_limit() {
+        let n = 20_000;
+        let model = Model::new(&vec![1.0; n], 1, &vec![1.0; n], 1, &vec![0.0; n]).unwrap();
+        let mut s = Stream(13);
+        let y: Vec<f64> = (0..n).map(|_| s.nb(200.0, 800.0)).collect();
+        let fit = model.fit(&y, Options::default());
+        assert_eq!(fit.status, Status::Converged, "{fit:?}");
+        assert!((fit.theta[1] - 800f64.ln()).abs() < 4.0 * fit.vcov[3].sqrt());
     }
 
     #[test]

@@ -18,9 +18,11 @@
 #' `tol`). Standard errors come from the observed information. Genes whose fit cannot be
 #' trusted are flagged in `fit$reason`: all counts zero (no estimates); separation (some
 #' fitted means run to zero, e.g. a gene never seen in one group: no estimates); the
-#' Poisson limit (the counts are not overdispersed, r runs to infinity: the mean
-#' coefficients and log-likelihood are the Poisson fit's, the dispersion coefficients NA
-#' and the fitted size infinite); the iteration limit.
+#' Poisson limit (some counts are not overdispersed and r runs to infinity, with r / mu
+#' above 3e6: when it is all of them, the mean coefficients and log-likelihood are the
+#' Poisson fit's, the dispersion coefficients NA and the fitted size infinite; when it is
+#' part of them, e.g. one group of a dispersion factor, the estimates are where the
+#' likelihood reached that limit; either way no covariance); the iteration limit.
 #'
 #' @param x A count matrix (dense or dgCMatrix, genes in rows, cells or samples in
 #'   columns; DelayedArray is read block by block) or a SingleCellExperiment /
@@ -63,7 +65,7 @@ nb_regression <- function(x, mean = ~ 1, dispersion = ~ 1, data = NULL, assay = 
   }
   is_se <- is(x, "SummarizedExperiment")
   counts <- if (is_se) se_assay(x, assay, "x") else x
-  src <- numeric_features(counts, "x")
+  src <- numeric_features(counts, "x", allow_na = TRUE)
   check_counts(src)
   if (src$kind == "dense" && !is.double(src$data)) storage.mode(src$data) <- "double"
   data <- nb_metadata(x, data, src$n_samples)
@@ -336,8 +338,10 @@ predict.sceffects_nb <- function(object, newdata = NULL, type = c("mean", "dispe
     }
   }
   out <- if (type == "dispersion") {
-    size <- exp(t(object$coefficients$dispersion) %*% t(zm))
-    size[object$status == 4L, ] <- Inf
+    gamma <- object$coefficients$dispersion
+    size <- exp(t(gamma) %*% t(zm))
+    # At the Poisson limit of every observation the dispersion coefficients are NA.
+    size[object$status == 4L & colSums(!is.na(gamma)) == 0L, ] <- Inf
     size
   } else {
     eta <- sweep(t(object$coefficients$mean) %*% t(xm), 2L, offset, `+`)

@@ -217,6 +217,15 @@ test_that("Wald and likelihood-ratio p-values are uniform under the null", {
   lrt <- anova(fit0, fit1)$p_value
   expect_gt(suppressWarnings(ks.test(wald, "punif"))$p.value, 0.001)
   expect_gt(suppressWarnings(ks.test(lrt, "punif"))$p.value, 0.001)
+  # Dispersion terms under their own null: one size for every batch.
+  set.seed(23)
+  y_same <- matrix(rnbinom(400 * 200, size = 2, mu = 4), 400, 200, dimnames = list(paste0("g", 1:400), NULL))
+  same1 <- nb_regression(y_same, ~ dose, ~ batch, data = null_cells)
+  same0 <- nb_regression(y_same, ~ dose, ~ 1, data = null_cells)
+  disp_wald <- summary(same1, "dispersion")
+  disp_wald <- disp_wald$p_value[disp_wald$term == "batchb"]
+  expect_gt(suppressWarnings(ks.test(disp_wald, "punif"))$p.value, 0.001)
+  expect_gt(suppressWarnings(ks.test(anova(same0, same1)$p_value, "punif"))$p.value, 0.001)
   disp0 <- nb_regression(y, ~ dose, ~ 1, data = null_cells)
   disp_lrt <- anova(disp0, fit1)  # dispersion differs by batch: strong signal
   expect_gt(mean(disp_lrt$p_value < 0.05, na.rm = TRUE), 0.5)

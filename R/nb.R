@@ -35,7 +35,8 @@
 #'   or `"size_factors"` for `log(sizeFactors(x))` of a SingleCellExperiment.
 #' @param max_iter Largest number of Newton iterations per gene.
 #' @param tol Convergence tolerance on the Newton decrement (log-likelihood units).
-#' @param chunk_size Genes per call into the core (between calls R checks for Ctrl-C).
+#' @param chunk_size Genes per call into the core (between calls R checks for Ctrl-C);
+#'   fewer when a chunk of dense counts would exceed 2e7 values.
 #' @param threads Number of threads (default `getOption("sceffects.threads", 2)`).
 #' @param BPPARAM Optional BiocParallel parameter: genes are split across its workers.
 #' @return An `sceffects_nb` fit with methods [coef()], [vcov()], [summary()] (a results
@@ -166,6 +167,8 @@ nb_fit_source <- function(src, xm, zm, offset, max_iter, tol, chunk_size, thread
   dimnames(xm) <- NULL
   dimnames(zm) <- NULL
   n <- src$n_features
+  # The core reads each chunk as a dense block: keep it under 2e7 values (160 MB).
+  chunk_size <- max(1L, min(chunk_size, floor(2e7 / max(1L, src$n_samples))))
   chunks <- unname(split(seq_len(n), ceiling(seq_len(n) / chunk_size)))
   one <- function(rows) {
     if (src$kind == "delayed") {

@@ -814,6 +814,24 @@ mod tests {
     }
 
     #[test]
+    fn one_group_at_the_poisson_limit_keeps_the_nb_fit_of_the_other() {
+        let n = 2000;
+        let (model, _) = two_group_model(n);
+        let mut s = Stream(17);
+        // Group 0 overdispersed (r = 1), group 1 exactly 2 everywhere (no variance at all).
+        let y: Vec<f64> = (0..n)
+            .map(|i| if i % 2 == 0 { s.nb(4.0, 1.0) } else { 2.0 })
+            .collect();
+        let fit = model.fit(&y, Options::default());
+        assert_eq!(fit.status, Status::PoissonLimit, "{fit:?}");
+        assert!(fit.theta[3] > 5.0, "{fit:?}");
+        let mean0 = y.iter().step_by(2).sum::<f64>() / (n / 2) as f64;
+        assert!((fit.theta[0] - mean0.ln()).abs() < 1e-4);
+        assert!((fit.theta[0] + fit.theta[1] - 2f64.ln()).abs() < 1e-4);
+        assert!(fit.vcov.iter().all(|v| v.is_nan()));
+    }
+
+    #[test]
     fn large_finite_size_is_not_the_poisson_limit() {
         let n = 20_000;
         let model = Model::new(&vec![1.0; n], 1, &vec![1.0; n], 1, &vec![0.0; n]).unwrap();

@@ -188,7 +188,7 @@ nb_fit_source <- function(src, xm, zm, offset, max_iter, tol, chunk_size, thread
 
 nb_reasons <- c(NA, "iteration limit reached", "all counts are zero",
                 "separation: some fitted means run to zero",
-                "Poisson limit: no overdispersion (size is infinite)",
+                "Poisson limit: no overdispersion in some or all cells (size runs to infinity)",
                 "no ascent: step halving failed")
 
 nb_assemble <- function(parts, src, mean_spec, disp_spec, offset, data, coldata, sce, sparse, call) {

@@ -17,3 +17,4 @@ rs_gsea_scores <- function(weights, sets) .Call(wrap__rs_gsea_scores, weights, s
 rs_gsea_permutation <- function(weights, sizes, es, n_perm, seed, threads) .Call(wrap__rs_gsea_permutation, weights, sizes, es, n_perm, seed, threads)
 rs_gsea_multilevel <- function(weights, sizes, es, n_particles, eps, seed, threads) .Call(wrap__rs_gsea_multilevel, weights, sizes, es, n_particles, eps, seed, threads)
 rs_lmm_fit <- function(y, x, z, group, n_groups, block_sizes, block_copies, reml, satterthwaite, threads) .Call(wrap__rs_lmm_fit, y, x, z, group, n_groups, block_sizes, block_copies, reml, satterthwaite, threads)
+rs_nb_fit <- function(x, start, end, x_mean, z, offset, max_iter, tol, threads) .Call(wrap__rs_nb_fit, x, start, end, x_mean, z, offset, max_iter, tol, threads)

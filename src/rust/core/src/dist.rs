@@ -17,6 +17,10 @@ mod ffi {
         pub fn pf(x: f64, df1: f64, df2: f64, lower_tail: c_int, log_p: c_int) -> f64;
         pub fn phyper(x: f64, nr: f64, nb: f64, n: f64, lower_tail: c_int, log_p: c_int) -> f64;
         pub fn dhyper(x: f64, r: f64, b: f64, n: f64, give_log: c_int) -> f64;
+        pub fn lgammafn(x: f64) -> f64;
+        pub fn lbeta(a: f64, b: f64) -> f64;
+        pub fn digamma(x: f64) -> f64;
+        pub fn trigamma(x: f64) -> f64;
     }
 }
 
@@ -71,6 +75,26 @@ pub fn hyper_cdf(q: f64, m: f64, n: f64, k: f64, tail: Tail, log: bool) -> f64 {
 /// Hypergeometric probability mass, as R's `dhyper(x, m, n, k, log)`.
 pub fn hyper_pmf(x: f64, m: f64, n: f64, k: f64, log: bool) -> f64 {
     unsafe { ffi::dhyper(x, m, n, k, c_int::from(log)) }
+}
+
+/// Log of the gamma function, as R's `lgamma(x)`.
+pub fn ln_gamma(x: f64) -> f64 {
+    unsafe { ffi::lgammafn(x) }
+}
+
+/// Log of the beta function, as R's `lbeta(a, b)` (accurate when one argument is large).
+pub fn ln_beta(a: f64, b: f64) -> f64 {
+    unsafe { ffi::lbeta(a, b) }
+}
+
+/// Digamma function, as R's `digamma(x)`.
+pub fn digamma(x: f64) -> f64 {
+    unsafe { ffi::digamma(x) }
+}
+
+/// Trigamma function, as R's `trigamma(x)`.
+pub fn trigamma(x: f64) -> f64 {
+    unsafe { ffi::trigamma(x) }
 }
 
 /// Natural log of a two-sided t-test p-value, `log(2 * pt(-|t|, df))`, capped at 0.

@@ -9,6 +9,7 @@ pub mod fdr;
 pub mod gsea;
 pub mod input;
 pub mod lmm;
+pub mod nb;
 pub mod project;
 pub mod rank;
 pub mod rng;

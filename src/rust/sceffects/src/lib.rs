@@ -510,11 +510,13 @@ fn rs_crossprod(x: RMatrix<f64>, y: RMatrix<f64>, threads: i32) -> RResult<f64> 
 
 mod gsea;
 mod lmm;
+mod nb;
 
 extendr_module! {
     mod sceffects;
     use gsea;
     use lmm;
+    use nb;
     fn rs_crossprod;
     fn rs_distribution;
     fn rs_bh;

@@ -1,0 +1,440 @@
+# Negative binomial regression with formulas for the mean and the dispersion (size). The
+# designs are built here from the formulas; every gene is fitted by the core (rs_nb_fit)
+# in chunks of genes, so that Ctrl-C works between chunks and sparse counts are read one
+# block of rows at a time.
+
+#' Negative binomial regression with formulas for the mean and the dispersion
+#'
+#' Fits, for every gene g and cell or sample i, y_gi ~ NB(mean mu_gi, size r_gi) with
+#' variance mu + mu^2 / r, `log(mu_gi) = X_i beta_g + offset_i` and
+#' `log(r_gi) = Z_i gamma_g`, where X and Z come from the formulas `mean` and
+#' `dispersion` on the same metadata. This is glmmTMB's `nbinom2` family with a
+#' `dispformula` (the dispersion coefficients are those of glmmTMB's `dispformula`, on the
+#' log size), and with `dispersion = ~ 1` the model of `MASS::glm.nb()` (theta = r).
+#'
+#' Each gene is fitted to the maximum of the full log-likelihood by Newton's method on
+#' (beta, gamma) jointly, with step halving on the log-likelihood, from a Poisson fit and
+#' a moment estimate of the size; convergence is checked per gene (Newton decrement below
+#' `tol`). Standard errors come from the observed information. Genes whose fit cannot be
+#' trusted are flagged in `fit$reason`: all counts zero (no estimates); separation (some
+#' fitted means run to zero, e.g. a gene never seen in one group: no estimates); the
+#' Poisson limit (some counts are not overdispersed and r runs to infinity, with r / mu
+#' above 3e6: when it is all of them, the mean coefficients and log-likelihood are the
+#' Poisson fit's, the dispersion coefficients NA and the fitted size infinite; when it is
+#' part of them, e.g. one group of a dispersion factor, the estimates are where the
+#' likelihood reached that limit; either way no covariance); the iteration limit.
+#'
+#' @param x A count matrix (dense or dgCMatrix, genes in rows, cells or samples in
+#'   columns; DelayedArray is read block by block) or a SingleCellExperiment /
+#'   SummarizedExperiment, whose `colData()` is the metadata.
+#' @param mean,dispersion One-sided formulas for log(mean) and log(size), on `data`.
+#' @param data A data.frame with one row per column of `x`; by default `colData(x)` for a
+#'   SummarizedExperiment (and no variables for a matrix).
+#' @param assay Assay of a SummarizedExperiment holding the counts.
+#' @param offset `NULL` (none), a numeric vector (on the log scale, one per column of `x`),
+#'   or `"size_factors"` for `log(sizeFactors(x))` of a SingleCellExperiment.
+#' @param max_iter Largest number of Newton iterations per gene.
+#' @param tol Convergence tolerance on the Newton decrement (log-likelihood units).
+#' @param chunk_size Genes per call into the core (between calls R checks for Ctrl-C);
+#'   fewer when a chunk of dense counts would exceed 2e7 values.
+#' @param threads Number of threads (default `getOption("sceffects.threads", 2)`).
+#' @param BPPARAM Optional BiocParallel parameter: genes are split across its workers.
+#' @return An `sceffects_nb` fit with methods [coef()], [vcov()], [summary()] (a results
+#'   table of Wald tests), [predict()], [simulate()], [logLik()], [AIC()], [BIC()],
+#'   [nobs()], [anova()] (likelihood-ratio tests per gene) and [print()]. Its elements
+#'   `converged`, `iterations` and `reason` report each gene's fit.
+#' @export
+#' @examples
+#' set.seed(1)
+#' cells <- data.frame(dose = rnorm(300), batch = factor(rep(c("a", "b"), 150)))
+#' mu <- exp(1 + 0.5 * cells$dose)
+#' size <- ifelse(cells$batch == "a", 2, 8)
+#' counts <- t(replicate(20, rnbinom(300, size = size, mu = mu)))
+#' rownames(counts) <- paste0("gene", 1:20)
+#' fit <- nb_regression(counts, mean = ~ dose, dispersion = ~ batch, data = cells)
+#' fit
+#' coef(fit, "dispersion")[, 1:3]
+#' head(summary(fit))
+nb_regression <- function(x, mean = ~ 1, dispersion = ~ 1, data = NULL, assay = "counts",
+                          offset = NULL, max_iter = 100L, tol = 1e-12, chunk_size = 1000L,
+                          threads = NULL, BPPARAM = NULL) {
+  threads <- resolve_threads(threads)
+  max_iter <- check_count(max_iter, "max_iter")
+  chunk_size <- max(1L, check_count(chunk_size, "chunk_size"))
+  if (!is.numeric(tol) || length(tol) != 1L || is.na(tol) || tol <= 0) {
+    stop("`tol` must be a single positive number.", call. = FALSE)
+  }
+  is_se <- is(x, "SummarizedExperiment")
+  counts <- if (is_se) se_assay(x, assay, "x") else x
+  src <- numeric_features(counts, "x", allow_na = TRUE)
+  check_counts(src)
+  if (src$kind == "dense" && !is.double(src$data)) storage.mode(src$data) <- "double"
+  data <- nb_metadata(x, data, src$n_samples)
+  mean_spec <- nb_design(mean, data, "mean")
+  disp_spec <- nb_design(dispersion, data, "dispersion")
+  offset <- nb_offset(offset, x, src$n_samples)
+  parts <- nb_fit_source(src, mean_spec$x, disp_spec$x, offset, max_iter, tol, chunk_size,
+                         threads, BPPARAM)
+  nb_assemble(parts, src, mean_spec, disp_spec, offset, data,
+              coldata = if (is_se) SummarizedExperiment::colData(x),
+              sce = is(x, "SingleCellExperiment"), sparse = src$kind == "sparse",
+              call = match.call())
+}
+
+# Counts must be whole numbers >= 0.
+check_counts <- function(src) {
+  values <- switch(src$kind, dense = src$data, sparse = src$data@x, delayed = NULL)
+  if (!is.null(values)) check_count_values(values)
+}
+
+check_count_values <- function(values) {
+  if (anyNA(values)) stop("`x` contains NA counts.", call. = FALSE)
+  if (any(values < 0)) stop("`x` must hold counts: it has negative values.", call. = FALSE)
+  if (any(values != round(values))) {
+    stop("`x` must hold counts: it has non-integer values (use raw counts, not normalised values).",
+         call. = FALSE)
+  }
+}
+
+nb_metadata <- function(x, data, n) {
+  if (is.null(data)) {
+    data <- if (is(x, "SummarizedExperiment")) {
+      as.data.frame(SummarizedExperiment::colData(x), optional = TRUE)
+    } else {
+      data.frame(row.names = seq_len(n))
+    }
+  }
+  if (is(data, "DataFrame")) data <- as.data.frame(data, optional = TRUE)
+  if (!is.data.frame(data)) stop("`data` must be a data.frame (one row per column of `x`).", call. = FALSE)
+  if (nrow(data) != n) {
+    stop(sprintf("`data` has %d rows but `x` has %d columns (cells or samples): give one row of metadata per column.",
+                 nrow(data), n), call. = FALSE)
+  }
+  data
+}
+
+# Design of one formula: the matrix and what predict() needs to rebuild it.
+nb_design <- function(formula, data, arg) {
+  if (!inherits(formula, "formula") || length(formula) != 2L) {
+    stop(sprintf("`%s` must be a one-sided formula such as ~ condition.", arg), call. = FALSE)
+  }
+  missing_vars <- setdiff(all.vars(formula), names(data))
+  if (length(missing_vars)) {
+    stop(sprintf("`%s` uses variables not in `data`: %s.", arg, paste(missing_vars, collapse = ", ")),
+         call. = FALSE)
+  }
+  tt <- stats::terms(formula, data = data)
+  frame <- stats::model.frame(tt, data, na.action = stats::na.pass)
+  if (anyNA(frame)) stop(sprintf("`data` has missing values in the variables of `%s`.", arg), call. = FALSE)
+  x <- stats::model.matrix(tt, frame)
+  if (ncol(x) == 0L) stop(sprintf("`%s` must have at least one term.", arg), call. = FALSE)
+  rank <- qr(x)$rank
+  if (rank < ncol(x)) {
+    stop(sprintf("`%s` gives a rank-deficient design (%d columns, rank %d): drop or merge confounded terms.",
+                 arg, ncol(x), rank), call. = FALSE)
+  }
+  list(x = x, terms = tt, xlevels = stats::.getXlevels(tt, frame),
+       contrasts = attr(x, "contrasts"), formula = formula)
+}
+
+# The design of `spec` on new metadata, with the fit's terms and factor levels.
+nb_design_new <- function(spec, newdata) {
+  tt <- stats::delete.response(spec$terms)
+  frame <- stats::model.frame(tt, newdata, xlev = spec$xlevels, na.action = stats::na.pass)
+  x <- stats::model.matrix(tt, frame, contrasts.arg = spec$contrasts)
+  x[, colnames(spec$x), drop = FALSE]
+}
+
+nb_offset <- function(offset, x, n) {
+  if (is.null(offset)) return(rep(0, n))
+  if (identical(offset, "size_factors")) {
+    sf <- if (is(x, "SingleCellExperiment")) SingleCellExperiment::sizeFactors(x)
+    if (is.null(sf)) {
+      stop("`offset`: \"size_factors\" needs a SingleCellExperiment with sizeFactors(x) set.", call. = FALSE)
+    }
+    if (any(!is.finite(sf) | sf <= 0)) stop("`offset`: sizeFactors(x) must be positive.", call. = FALSE)
+    return(log(as.numeric(sf)))
+  }
+  if (!is.numeric(offset) || length(offset) != n || any(!is.finite(offset))) {
+    stop(sprintf("`offset` must be NULL, \"size_factors\" or %d finite numbers (log scale), one per column of `x`.", n),
+         call. = FALSE)
+  }
+  as.numeric(offset)
+}
+
+# Fits all genes in chunks: one core call per chunk.
+nb_fit_source <- function(src, xm, zm, offset, max_iter, tol, chunk_size, threads, BPPARAM) {
+  dimnames(xm) <- NULL
+  dimnames(zm) <- NULL
+  n <- src$n_features
+  # The core reads each chunk as a dense block: keep it under 2e7 values (160 MB).
+  chunk_size <- max(1L, min(chunk_size, floor(2e7 / max(1L, src$n_samples))))
+  chunks <- unname(split(seq_len(n), ceiling(seq_len(n) / chunk_size)))
+  one <- function(rows) {
+    if (src$kind == "delayed") {
+      block <- read_block(src, rows)
+      check_count_values(block)
+      rs_nb_fit(block, 0L, length(rows), xm, zm, offset, max_iter, tol, threads)
+    } else {
+      rs_nb_fit(src$data, min(rows) - 1L, max(rows), xm, zm, offset, max_iter, tol, threads)
+    }
+  }
+  if (is.null(BPPARAM) || length(chunks) == 1L) {
+    with_progress(length(chunks), "Fitting negative binomial models", function(k) one(chunks[[k]]))
+  } else {
+    BiocParallel::bplapply(chunks, one, BPPARAM = BPPARAM)
+  }
+}
+
+nb_reasons <- c(NA, "iteration limit reached", "all counts are zero",
+                "separation: some fitted means run to zero",
+                "Poisson limit: no overdispersion in some or all cells (size runs to infinity)",
+                "no ascent: step halving failed")
+
+nb_assemble <- function(parts, src, mean_spec, disp_spec, offset, data, coldata, sce, sparse, call) {
+  theta <- do.call(cbind, lapply(parts, `[[`, "theta"))
+  vcov <- do.call(cbind, lapply(parts, `[[`, "vcov"))
+  status <- unlist(lapply(parts, `[[`, "status"))
+  p <- ncol(mean_spec$x)
+  genes <- src$names
+  beta <- nan_to_na(theta[seq_len(p), , drop = FALSE])
+  gamma <- nan_to_na(theta[-seq_len(p), , drop = FALSE])
+  dimnames(beta) <- list(colnames(mean_spec$x), genes)
+  dimnames(gamma) <- list(colnames(disp_spec$x), genes)
+  structure(list(
+    coefficients = list(mean = beta, dispersion = gamma),
+    vcov = nan_to_na(vcov),
+    loglik = stats::setNames(nan_to_na(unlist(lapply(parts, `[[`, "loglik"))), genes),
+    iterations = stats::setNames(as.integer(unlist(lapply(parts, `[[`, "iterations"))), genes),
+    converged = stats::setNames(status == 0, genes),
+    status = stats::setNames(as.integer(status), genes),
+    reason = stats::setNames(nb_reasons[status + 1L], genes),
+    n_obs = src$n_samples, mean = mean_spec, dispersion = disp_spec, offset = offset,
+    data = data, coldata = coldata, sce = sce, sparse = sparse, call = call
+  ), class = "sceffects_nb")
+}
+
+check_nb_fit <- function(object, arg = "object") {
+  if (!inherits(object, "sceffects_nb")) stop(sprintf("`%s` must be made by nb_regression().", arg), call. = FALSE)
+}
+
+#' @export
+print.sceffects_nb <- function(x, ...) {
+  g <- length(x$loglik)
+  cat(sprintf("<sceffects negative binomial regression: %d genes x %d observations>\n", g, x$n_obs))
+  cat(sprintf("  mean:       %s  (%d coefficients)\n", deparse1(x$mean$formula), ncol(x$mean$x)))
+  cat(sprintf("  dispersion: %s  (%d coefficients, log size)\n", deparse1(x$dispersion$formula),
+              ncol(x$dispersion$x)))
+  cat(sprintf("  converged:  %d of %d genes", sum(x$converged), g))
+  flagged <- table(x$reason[!is.na(x$reason)])
+  if (length(flagged)) {
+    cat("; flagged:\n")
+    for (nm in names(flagged)) cat(sprintf("    %d x %s\n", flagged[[nm]], nm))
+  } else cat("\n")
+  invisible(x)
+}
+
+#' Methods for negative binomial regression fits
+#'
+#' Coefficients, covariance, Wald tests, predictions, simulations and likelihoods of an
+#' [nb_regression()] fit, per gene.
+#'
+#' @param object,x An `sceffects_nb` fit.
+#' @param component `"mean"` (log mean coefficients) or `"dispersion"` (log size
+#'   coefficients); `summary()` also takes `"both"`.
+#' @param gene A gene name or index.
+#' @param newdata Metadata (data.frame) of new cells; `NULL` for the fitted ones.
+#' @param type `"mean"`, `"dispersion"` (the size r) or `"link"` (log mean).
+#' @param offset Offset of `newdata` (log scale); 0 by default.
+#' @param nsim Number of simulated data sets.
+#' @param seed Seed of the simulation (the user's random state is left untouched).
+#' @param ... Unused; for `anova()`, a second (larger) fit.
+#' @param k Penalty per parameter.
+#' @return `coef()`: a terms x genes matrix. `vcov()`: the covariance matrix of one
+#'   gene's mean and dispersion coefficients (observed information). `summary()`: a
+#'   results table with one row per gene and coefficient (`feature`, `component`, `term`,
+#'   `estimate`, `std_error`, `statistic` (Wald z), `df` (Inf), `p_value`, `fdr` (BH
+#'   within each coefficient), `converged`, `reason`). `predict()`: a genes x cells matrix.
+#'   `simulate()`: counts (genes x cells; dgCMatrix when the fit was on sparse counts, a
+#'   SingleCellExperiment when the fit was on one), a list of `nsim` of them when
+#'   `nsim > 1`. `logLik()`: a `logLik` object with one value per gene. `AIC()`, `BIC()`:
+#'   one value per gene. `nobs()`: the number of observations. `anova(fit0, fit1)`: a
+#'   results table of likelihood-ratio tests per gene of the nested `fit0` against `fit1`.
+#' @name nb-methods
+#' @examples
+#' set.seed(1)
+#' cells <- data.frame(dose = rnorm(200))
+#' counts <- t(replicate(10, rnbinom(200, size = 3, mu = exp(1 + 0.3 * cells$dose))))
+#' rownames(counts) <- paste0("gene", 1:10)
+#' fit1 <- nb_regression(counts, mean = ~ dose, data = cells)
+#' fit0 <- nb_regression(counts, mean = ~ 1, data = cells)
+#' coef(fit1)[, 1:3]
+#' vcov(fit1, "gene1")
+#' head(summary(fit1, "mean"))
+#' predict(fit1, data.frame(dose = c(-1, 0, 1)))[1:3, ]
+#' simulate(fit1, seed = 1)[1:3, 1:5]
+#' AIC(fit1)[1:3]
+#' anova(fit0, fit1)
+NULL
+
+#' @rdname nb-methods
+#' @export
+coef.sceffects_nb <- function(object, component = c("mean", "dispersion"), ...) {
+  object$coefficients[[match.arg(component)]]
+}
+
+#' @rdname nb-methods
+#' @export
+vcov.sceffects_nb <- function(object, gene, ...) {
+  genes <- names(object$loglik)
+  if (missing(gene) || length(gene) != 1L) stop("`gene` must be one gene name or index.", call. = FALSE)
+  j <- if (is.character(gene)) match(gene, genes) else as.integer(gene)
+  if (is.na(j) || j < 1L || j > length(genes)) stop(sprintf("`gene` %s is not a gene of the fit.", gene), call. = FALSE)
+  labels <- c(paste0("mean:", rownames(object$coefficients$mean)),
+              paste0("dispersion:", rownames(object$coefficients$dispersion)))
+  matrix(object$vcov[, j], length(labels), length(labels), dimnames = list(labels, labels))
+}
+
+#' @rdname nb-methods
+#' @export
+summary.sceffects_nb <- function(object, component = c("both", "mean", "dispersion"), ...) {
+  component <- match.arg(component)
+  comps <- if (component == "both") c("mean", "dispersion") else component
+  k <- nrow(object$coefficients$mean) + nrow(object$coefficients$dispersion)
+  diag_index <- (seq_len(k) - 1L) * k + seq_len(k)
+  se_all <- sqrt(object$vcov[diag_index, , drop = FALSE])
+  genes <- names(object$loglik)
+  tables <- lapply(comps, function(cm) {
+    est <- object$coefficients[[cm]]
+    rows <- if (cm == "mean") seq_len(nrow(est)) else nrow(object$coefficients$mean) + seq_len(nrow(est))
+    se <- se_all[rows, , drop = FALSE]
+    do.call(rbind, lapply(seq_len(nrow(est)), function(a) {
+      z <- est[a, ] / se[a, ]
+      p <- 2 * stats::pnorm(-abs(z))
+      data.frame(feature = genes, component = cm, term = rownames(est)[a], estimate = est[a, ],
+                 std_error = se[a, ], statistic = z, df = ifelse(is.na(z), NA_real_, Inf),
+                 p_value = p, fdr = fdr_bh(p), converged = object$converged,
+                 iterations = object$iterations, reason = object$reason,
+                 stringsAsFactors = FALSE)
+    }))
+  })
+  new_results(do.call(rbind, tables), "negative binomial regression (Wald z)")
+}
+
+#' @rdname nb-methods
+#' @export
+predict.sceffects_nb <- function(object, newdata = NULL, type = c("mean", "dispersion", "link"),
+                                 offset = NULL, ...) {
+  type <- match.arg(type)
+  if (is.null(newdata)) {
+    xm <- object$mean$x
+    zm <- object$dispersion$x
+    offset <- object$offset
+  } else {
+    if (is(newdata, "DataFrame")) newdata <- as.data.frame(newdata, optional = TRUE)
+    if (!is.data.frame(newdata)) stop("`newdata` must be a data.frame.", call. = FALSE)
+    xm <- nb_design_new(object$mean, newdata)
+    zm <- nb_design_new(object$dispersion, newdata)
+    if (is.null(offset)) offset <- rep(0, nrow(newdata))
+    if (!is.numeric(offset) || length(offset) != nrow(newdata)) {
+      stop("`offset` must have one value per row of `newdata`.", call. = FALSE)
+    }
+  }
+  out <- if (type == "dispersion") {
+    gamma <- object$coefficients$dispersion
+    size <- exp(t(gamma) %*% t(zm))
+    # At the Poisson limit of every observation the dispersion coefficients are NA.
+    size[object$status == 4L & colSums(!is.na(gamma)) == 0L, ] <- Inf
+    size
+  } else {
+    eta <- sweep(t(object$coefficients$mean) %*% t(xm), 2L, offset, `+`)
+    if (type == "mean") exp(eta) else eta
+  }
+  colnames(out) <- if (is.null(newdata)) colnames_of_fit(object) else rownames(newdata)
+  out
+}
+
+colnames_of_fit <- function(object) {
+  rn <- rownames(object$data)
+  if (is.null(rn) || identical(rn, as.character(seq_len(object$n_obs)))) NULL else rn
+}
+
+#' @rdname nb-methods
+#' @export
+simulate.sceffects_nb <- function(object, nsim = 1, seed = NULL, newdata = NULL, offset = NULL, ...) {
+  nsim <- check_count(nsim, "nsim")
+  if (nsim < 1L) stop("`nsim` must be at least 1.", call. = FALSE)
+  mu <- predict(object, newdata, "mean", offset)
+  size <- predict(object, newdata, "dispersion", offset)
+  mu[object$status == 2L, ] <- 0
+  size[object$status == 2L, ] <- 1
+  ok <- !is.na(mu) & !is.na(size)
+  draw <- function() {
+    y <- matrix(NA_real_, nrow(mu), ncol(mu), dimnames = dimnames(mu))
+    y[ok] <- stats::rnbinom(sum(ok), size = size[ok], mu = mu[ok])
+    nb_counts_as_input(y, object, newdata)
+  }
+  sims <- if (is.null(seed)) replicate(nsim, draw(), simplify = FALSE) else
+    with_seed(seed, replicate(nsim, draw(), simplify = FALSE))
+  if (nsim == 1L) sims[[1L]] else sims
+}
+
+nb_counts_as_input <- function(y, object, newdata) {
+  if (object$sparse && !anyNA(y)) y <- methods::as(y, "CsparseMatrix")
+  if (!object$sce) return(y)
+  cd <- if (is.null(newdata)) object$coldata else S4Vectors::DataFrame(newdata, check.names = FALSE)
+  if (is.null(newdata)) colnames(y) <- rownames(cd)
+  SingleCellExperiment::SingleCellExperiment(assays = list(counts = y), colData = cd)
+}
+
+#' @rdname nb-methods
+#' @export
+logLik.sceffects_nb <- function(object, ...) {
+  structure(object$loglik, df = nb_n_params(object), nobs = object$n_obs, class = "logLik")
+}
+
+nb_n_params <- function(object) {
+  nrow(object$coefficients$mean) + nrow(object$coefficients$dispersion)
+}
+
+#' @rdname nb-methods
+#' @export
+AIC.sceffects_nb <- function(object, ..., k = 2) {
+  -2 * object$loglik + k * nb_n_params(object)
+}
+
+#' @rdname nb-methods
+#' @export
+BIC.sceffects_nb <- function(object, ...) {
+  -2 * object$loglik + log(object$n_obs) * nb_n_params(object)
+}
+
+#' @rdname nb-methods
+#' @export
+nobs.sceffects_nb <- function(object, ...) object$n_obs
+
+#' @rdname nb-methods
+#' @export
+anova.sceffects_nb <- function(object, ...) {
+  others <- list(...)
+  if (length(others) != 1L) stop("`anova()` compares two fits: anova(fit0, fit1).", call. = FALSE)
+  fit0 <- object
+  fit1 <- others[[1L]]
+  check_nb_fit(fit1, "...")
+  if (!identical(names(fit0$loglik), names(fit1$loglik)) || fit0$n_obs != fit1$n_obs) {
+    stop("`anova()` needs two fits on the same genes and observations.", call. = FALSE)
+  }
+  df <- nb_n_params(fit1) - nb_n_params(fit0)
+  if (df <= 0) stop("the second fit must have more parameters than the first (nested models).", call. = FALSE)
+  lr <- 2 * (fit1$loglik - fit0$loglik)
+  usable <- fit0$status %in% c(0L, 4L) & fit1$status %in% c(0L, 4L)
+  lr[!usable] <- NA
+  reason <- ifelse(usable, NA_character_,
+                   paste0("not converged: ", ifelse(is.na(fit1$reason), fit0$reason, fit1$reason)))
+  p <- stats::pchisq(pmax(lr, 0), df, lower.tail = FALSE)
+  tab <- data.frame(feature = names(fit0$loglik), estimate = lr / 2, statistic = lr, df = df,
+                    p_value = p, fdr = fdr_bh(p), loglik_0 = fit0$loglik, loglik_1 = fit1$loglik,
+                    reason = reason, stringsAsFactors = FALSE)
+  new_results(tab, "negative binomial likelihood-ratio test",
+              extra = list(estimate_label = "log-likelihood gain"))
+}

@@ -1,0 +1,854 @@
+//! Negative binomial regression with log-linear models for the mean and the size:
+//! y ~ NB(mu, r), Var = mu + mu^2 / r, log(mu) = X beta + offset, log(r) = Z gamma
+//! (glmmTMB's `nbinom2` with a `dispformula`). Each gene is fitted to the maximum of the
+//! full log-likelihood by Newton's method on (beta, gamma) jointly, with step halving on
+//! the log-likelihood, from a Poisson fit and a moment estimate of the size.
+
+use crate::dist;
+use rayon::prelude::*;
+
+/// A gene is at the Poisson limit when some observation's log size is above this.
+const LOG_SIZE_LIMIT: f64 = 10.0;
+/// ... and whose size is this many log units above its mean (mu^2 / r below 3e-7 mu).
+const LOG_SIZE_OVER_MEAN_LIMIT: f64 = 15.0;
+/// Log size beyond which a Newton step that raises it is tried out past the limit.
+const TAIL_LOG_SIZE: f64 = 6.0;
+/// Smallest log mean before a gene is declared separated (mu of about 2e-9).
+const LOG_MEAN_LIMIT: f64 = -20.0;
+/// Largest change of any parameter in one Newton step.
+const MAX_STEP: f64 = 5.0;
+/// Counts below this use exact finite sums for the gamma-function differences.
+const SMALL_COUNT: usize = 16;
+
+/// How the fit of one gene ended. The codes are shared with the R side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Status {
+    Converged = 0,
+    IterationLimit = 1,
+    AllZero = 2,
+    Separation = 3,
+    PoissonLimit = 4,
+    NoAscent = 5,
+}
+
+/// Fit settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    pub max_iter: usize,
+    /// Convergence when the Newton decrement g' H^-1 g falls below this (log-likelihood units).
+    pub tol: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_iter: 100,
+            tol: 1e-12,
+        }
+    }
+}
+
+/// The fit of one gene: `theta` = (beta, gamma), `vcov` row-major k x k (NaN where unknown).
+#[derive(Clone, Debug)]
+pub struct GeneFit {
+    pub theta: Vec<f64>,
+    pub vcov: Vec<f64>,
+    pub loglik: f64,
+    pub iterations: usize,
+    pub status: Status,
+}
+
+/// Designs shared by every gene: X (n x p) and Z (n x q), column-major as R stores them.
+pub struct Model {
+    n: usize,
+    p: usize,
+    q: usize,
+    /// Row-major n x (p + q): observation i's mean then dispersion covariates.
+    rows: Vec<f64>,
+    /// Column-major n x (p + q): the same, column by column.
+    cols: Vec<f64>,
+    offset: Vec<f64>,
+    /// Least-squares coefficients of a constant on Z: gamma start = log(r0) * this.
+    constant_on_z: Vec<f64>,
+    /// log(y!) for y < SMALL_COUNT.
+    log_factorial: [f64; SMALL_COUNT],
+    /// When Z has few distinct rows (factors, `~ 1`): each observation's row among them,
+    /// so that the size is computed once per distinct row.
+    z_groups: Option<ZGroups>,
+}
+
+struct ZGroups {
+    /// Row-major distinct rows of Z.
+    rows: Vec<f64>,
+    of_obs: Vec<usize>,
+}
+
+const MAX_Z_GROUPS: usize = 64;
+
+fn z_groups(rows: &[f64], n: usize, k: usize, p: usize) -> Option<ZGroups> {
+    let mut distinct: Vec<&[f64]> = Vec::new();
+    let mut of_obs = Vec::with_capacity(n);
+    for i in 0..n {
+        let z = &rows[i * k + p..(i + 1) * k];
+        let g = match distinct.iter().position(|d| *d == z) {
+            Some(g) => g,
+            None => {
+                if distinct.len() == MAX_Z_GROUPS {
+                    return None;
+                }
+                distinct.push(z);
+                distinct.len() - 1
+            }
+        };
+        of_obs.push(g);
+    }
+    Some(ZGroups {
+        rows: distinct.concat(),
+        of_obs,
+    })
+}
+
+impl Model {
+    pub fn new(x: &[f64], p: usize, z: &[f64], q: usize, offset: &[f64]) -> Result<Self, String> {
+        let n = offset.len();
+        if x.len() != n * p || z.len() != n * q {
+            return Err("mean and dispersion designs need one row per observation".into());
+        }
+        if p == 0 || q == 0 {
+            return Err("mean and dispersion designs need at least one column".into());
+        }
+        if x.iter().chain(z).chain(offset).any(|v| !v.is_finite()) {
+            return Err("designs and offset must be finite".into());
+        }
+        let k = p + q;
+        let mut rows = vec![0.0; n * k];
+        for i in 0..n {
+            for j in 0..p {
+                rows[i * k + j] = x[j * n + i];
+            }
+            for j in 0..q {
+                rows[i * k + p + j] = z[j * n + i];
+            }
+        }
+        let mut ztz = vec![0.0; q * q];
+        let mut zt1 = vec![0.0; q];
+        for i in 0..n {
+            let zi = &rows[i * k + p..(i + 1) * k];
+            for a in 0..q {
+                zt1[a] += zi[a];
+                for b in 0..q {
+                    ztz[a * q + b] += zi[a] * zi[b];
+                }
+            }
+        }
+        let chol = cholesky(&ztz, q).ok_or("the dispersion design is rank deficient")?;
+        let constant_on_z = chol_solve(&chol, q, &zt1);
+        let mut log_factorial = [0.0; SMALL_COUNT];
+        for y in 1..SMALL_COUNT {
+            log_factorial[y] = log_factorial[y - 1] + (y as f64).ln();
+        }
+        let z_groups = z_groups(&rows, n, k, p);
+        let cols = x.iter().chain(z).copied().collect();
+        Ok(Model {
+            cols,
+            n,
+            p,
+            q,
+            z_groups,
+            rows,
+            offset: offset.to_vec(),
+            constant_on_z,
+            log_factorial,
+        })
+    }
+
+    pub fn n_params(&self) -> usize {
+        self.p + self.q
+    }
+
+    /// Fits every gene (row) of a column-major block `n_genes` x n, in parallel.
+    pub fn fit_block(&self, block: &[f64], n_genes: usize, opts: Options) -> Vec<GeneFit> {
+        (0..n_genes)
+            .into_par_iter()
+            .map(|g| {
+                let y: Vec<f64> = (0..self.n).map(|i| block[i * n_genes + g]).collect();
+                self.fit(&y, opts)
+            })
+            .collect()
+    }
+
+    /// Fits one gene's counts `y` (whole numbers >= 0, one per observation).
+    pub fn fit(&self, y: &[f64], opts: Options) -> GeneFit {
+        let k = self.n_params();
+        if y.iter().all(|&v| v == 0.0) {
+            return self.unfitted(Status::AllZero, 0, 0.0);
+        }
+        let start = self.poisson_irls(y, None, 4);
+        let (mu_sq, excess) = start.moments;
+        let r0 = if excess > 1e-8 * mu_sq {
+            (mu_sq / excess).clamp(1e-2, 10.0)
+        } else {
+            10.0
+        };
+        let mut theta = start.beta;
+        theta.extend(self.constant_on_z.iter().map(|c| c * r0.ln()));
+        let mut cur = self.evaluate(y, &theta);
+        let mut status = Status::IterationLimit;
+        let mut iterations = 0;
+        while iterations < opts.max_iter {
+            if cur.poisson_margin > 0.0 {
+                return self.poisson_limit(y, &theta, &cur, iterations);
+            }
+            if cur.min_log_mean < LOG_MEAN_LIMIT {
+                return self.unfitted(Status::Separation, iterations, f64::NAN);
+            }
+            let step = newton_step(&cur.neg_hessian, &cur.gradient, k);
+            let decrement: f64 = step.iter().zip(&cur.gradient).map(|(d, g)| d * g).sum();
+            if decrement < opts.tol {
+                status = Status::Converged;
+                break;
+            }
+            iterations += 1;
+            if cur.max_log_size > TAIL_LOG_SIZE {
+                if let Some((trial, at)) = self.tail_jump(y, &theta, &step, &cur) {
+                    return self.poisson_limit(y, &trial, &at, iterations);
+                }
+            }
+            let largest = step.iter().fold(0.0f64, |m, d| m.max(d.abs()));
+            let mut t = if largest > MAX_STEP {
+                MAX_STEP / largest
+            } else {
+                1.0
+            };
+            let floor = cur.loglik - 1e-12 * (1.0 + cur.loglik.abs());
+            let mut accepted = None;
+            for _ in 0..40 {
+                let trial: Vec<f64> = theta.iter().zip(&step).map(|(a, d)| a + t * d).collect();
+                let at = self.evaluate(y, &trial);
+                if at.loglik.is_finite() && at.loglik >= floor {
+                    accepted = Some((trial, at));
+                    break;
+                }
+                t *= 0.5;
+            }
+            match accepted {
+                Some((trial, at)) => {
+                    theta = trial;
+                    cur = at;
+                }
+                None => {
+                    status = if decrement < 1e-6 {
+                        Status::Converged
+                    } else {
+                        Status::NoAscent
+                    };
+                    break;
+                }
+            }
+        }
+        if cur.poisson_margin > 0.0 {
+            return self.poisson_limit(y, &theta, &cur, iterations);
+        }
+        if cur.min_log_mean < LOG_MEAN_LIMIT {
+            return self.unfitted(Status::Separation, iterations, f64::NAN);
+        }
+        let vcov = invert_spd(&cur.neg_hessian, k).unwrap_or_else(|| vec![f64::NAN; k * k]);
+        GeneFit {
+            theta,
+            vcov,
+            loglik: cur.loglik,
+            iterations,
+            status,
+        }
+    }
+
+    /// Newton walks into the flat tail r -> infinity one unit of log r per iteration: try
+    /// longer steps along the same direction until the Poisson limit, and accept it only
+    /// if the log-likelihood is higher there and still rising.
+    fn tail_jump(
+        &self,
+        y: &[f64],
+        theta: &[f64],
+        step: &[f64],
+        cur: &Evaluation,
+    ) -> Option<(Vec<f64>, Evaluation)> {
+        let mut t = 2.0;
+        while t <= 64.0 {
+            let trial: Vec<f64> = theta.iter().zip(step).map(|(a, d)| a + t * d).collect();
+            let at = self.evaluate(y, &trial);
+            if !at.loglik.is_finite() || at.loglik < cur.loglik || at.min_log_mean < LOG_MEAN_LIMIT
+            {
+                return None;
+            }
+            if at.poisson_margin > 0.0 {
+                let rising: f64 = step.iter().zip(&at.gradient).map(|(d, g)| d * g).sum();
+                return (rising > 0.0).then_some((trial, at));
+            }
+            t *= 2.0;
+        }
+        None
+    }
+
+    fn unfitted(&self, status: Status, iterations: usize, loglik: f64) -> GeneFit {
+        let k = self.n_params();
+        GeneFit {
+            theta: vec![f64::NAN; k],
+            vcov: vec![f64::NAN; k * k],
+            loglik,
+            iterations,
+            status,
+        }
+    }
+
+    fn rows_x(&self, i: usize) -> &[f64] {
+        let k = self.n_params();
+        &self.rows[i * k..i * k + self.p]
+    }
+
+    /// Poisson IRLS from `start` (or from mu = y + 0.1): beta, the information X'WX and
+    /// the moment sums (sum mu^2, sum((y - mu)^2 - mu)) at the means of the last pass, for
+    /// a moment estimate of the size.
+    fn poisson_irls(&self, y: &[f64], start: Option<&[f64]>, iters: usize) -> PoissonFit {
+        let p = self.p;
+        let mut beta = start.map(<[f64]>::to_vec);
+        let mut info = vec![0.0; p * p];
+        let mut moments = (0.0, 0.0);
+        let mut last_ll = f64::NEG_INFINITY;
+        let (mut weight, mut weighted_working) = (vec![0.0; self.n], vec![0.0; self.n]);
+        for _ in 0..iters {
+            moments = (0.0, 0.0);
+            let mut rhs = vec![0.0; p];
+            let mut ll = 0.0;
+            for (i, &yi) in y.iter().enumerate() {
+                let x = self.rows_x(i);
+                let eta = match &beta {
+                    Some(b) => (self.offset[i] + dot(x, b)).clamp(-50.0, 50.0),
+                    None => (yi + 0.1).ln(),
+                };
+                let mu = eta.exp();
+                ll += yi * eta - mu;
+                moments.0 += mu * mu;
+                moments.1 += (yi - mu) * (yi - mu) - mu;
+                weight[i] = mu;
+                // mu times the working response eta - offset + (y - mu) / mu
+                weighted_working[i] = mu * (eta - self.offset[i]) + yi - mu;
+            }
+            let col = |a: usize| &self.cols[a * self.n..(a + 1) * self.n];
+            for a in 0..p {
+                rhs[a] = weighted_sum(&weighted_working, col(a), None);
+                for b in 0..=a {
+                    info[a * p + b] = weighted_sum(&weight, col(a), Some(col(b)));
+                }
+            }
+            symmetrize(&mut info, p);
+            let converged = beta.is_some() && (ll - last_ll).abs() < 1e-12 * (1.0 + ll.abs());
+            last_ll = ll;
+            if converged {
+                break;
+            }
+            match cholesky(&info, p) {
+                Some(c) => beta = Some(chol_solve(&c, p, &rhs)),
+                None => break,
+            }
+        }
+        PoissonFit {
+            beta: beta.unwrap_or_else(|| vec![0.0; p]),
+            info,
+            moments,
+        }
+    }
+
+    /// Some counts show no overdispersion (r -> infinity). When none do, the mean
+    /// coefficients are the Poisson fit, the dispersion coefficients unknown and the
+    /// log-likelihood Poisson's; when only some do (e.g. one group of a dispersion factor),
+    /// the NB iterate `theta` (with a log size near the limit) is kept, as it is more likely.
+    /// Either way the covariance is unknown.
+    fn poisson_limit(
+        &self,
+        y: &[f64],
+        theta: &[f64],
+        at: &Evaluation,
+        iterations: usize,
+    ) -> GeneFit {
+        let (p, k) = (self.p, self.n_params());
+        let PoissonFit { beta, info, .. } = self.poisson_irls(y, Some(&theta[..p]), 100);
+        let mut loglik = 0.0;
+        let mut min_eta = f64::INFINITY;
+        for (i, &yi) in y.iter().enumerate() {
+            let eta = self.offset[i] + dot(self.rows_x(i), &beta);
+            min_eta = min_eta.min(eta);
+            loglik += yi * eta - eta.exp() - log_factorial(yi, &self.log_factorial);
+        }
+        if min_eta < LOG_MEAN_LIMIT {
+            return self.unfitted(Status::Separation, iterations, f64::NAN);
+        }
+        if at.loglik > loglik + 1e-9 * loglik.abs() {
+            let mut out = self.unfitted(Status::PoissonLimit, iterations, at.loglik);
+            out.theta.copy_from_slice(theta);
+            return out;
+        }
+        let mut out = self.unfitted(Status::PoissonLimit, iterations, loglik);
+        out.theta[..p].copy_from_slice(&beta);
+        if let Some(inv) = invert_spd(&info, p) {
+            for a in 0..p {
+                for b in 0..p {
+                    out.vcov[a * k + b] = inv[a * p + b];
+                }
+            }
+        }
+        out
+    }
+
+    /// Log-likelihood, gradient and negative Hessian at `theta`.
+    pub fn evaluate(&self, y: &[f64], theta: &[f64]) -> Evaluation {
+        let (p, k) = (self.p, self.n_params());
+        let mut e = Evaluation {
+            loglik: 0.0,
+            gradient: vec![0.0; k],
+            neg_hessian: vec![0.0; k * k],
+            min_log_mean: f64::INFINITY,
+            max_log_size: f64::NEG_INFINITY,
+            poisson_margin: f64::NEG_INFINITY,
+        };
+        let h = &mut e.neg_hessian;
+        let n = self.n;
+        let (mut w_ee, mut w_ez, mut w_zz) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        let (mut g_e, mut g_z) = (vec![0.0; n], vec![0.0; n]);
+        // (log r, r, 1 / r) of each distinct dispersion row, when there are few.
+        let group_sizes: Option<Vec<(f64, f64, f64)>> = self.z_groups.as_ref().map(|zg| {
+            zg.rows
+                .chunks(self.q)
+                .map(|z| {
+                    let zeta = dot(z, &theta[p..]);
+                    let r = zeta.exp();
+                    (zeta, r, 1.0 / r)
+                })
+                .collect()
+        });
+        for (i, &yi) in y.iter().enumerate() {
+            let row = &self.rows[i * k..(i + 1) * k];
+            let eta = self.offset[i] + dot(&row[..p], &theta[..p]);
+            let (zeta, r, inv_r) = match (&group_sizes, &self.z_groups) {
+                (Some(sizes), Some(zg)) => sizes[zg.of_obs[i]],
+                _ => {
+                    let zeta = dot(&row[p..], &theta[p..]);
+                    let r = zeta.exp();
+                    (zeta, r, 1.0 / r)
+                }
+            };
+            e.min_log_mean = e.min_log_mean.min(eta);
+            e.max_log_size = e.max_log_size.max(zeta);
+            e.poisson_margin = e
+                .poisson_margin
+                .max((zeta - LOG_SIZE_LIMIT).min(zeta - eta - LOG_SIZE_OVER_MEAN_LIMIT));
+            let mu = eta.exp();
+            let inv_s = 1.0 / (r + mu);
+            let log1p_ratio = (mu * inv_r).ln_1p();
+            let t = self.count_terms(yi, r, zeta);
+            // log(r + mu) = zeta + log1p(mu / r)
+            e.loglik += t.log_ratio - r * log1p_ratio + yi * (eta - zeta - log1p_ratio);
+            let resid = (yi - mu) * inv_s;
+            let g_eta = r * resid;
+            let g_zeta = r * (t.digamma_diff - log1p_ratio - resid);
+            let r_inv_s = r * inv_s;
+            let w = r_inv_s * mu * inv_s;
+            let h_ee = w * (r + yi);
+            let h_ez = -w * (yi - mu);
+            let h_zz = -(g_zeta + r * r * t.trigamma_diff + r_inv_s * (mu + r * resid));
+            w_ee[i] = h_ee;
+            w_ez[i] = h_ez;
+            w_zz[i] = h_zz;
+            g_e[i] = g_eta;
+            g_z[i] = g_zeta;
+        }
+        // Gradient and Hessian as weighted cross-products of the design columns.
+        let col = |a: usize| &self.cols[a * self.n..(a + 1) * self.n];
+        for a in 0..k {
+            let (g, weights) = if a < p {
+                (&g_e, [&w_ee, &w_ez])
+            } else {
+                (&g_z, [&w_ez, &w_zz])
+            };
+            e.gradient[a] = weighted_sum(g, col(a), None);
+            for b in 0..=a {
+                let w = if b < p { weights[0] } else { weights[1] };
+                h[a * k + b] = weighted_sum(w, col(a), Some(col(b)));
+            }
+        }
+        symmetrize(h, k);
+        e
+    }
+
+    /// lgamma(y + r) - lgamma(r) - lgamma(y + 1), digamma(y + r) - digamma(r) and
+    /// trigamma(y + r) - trigamma(r), by finite sums for small whole y.
+    fn count_terms(&self, y: f64, r: f64, log_r: f64) -> CountTerms {
+        if y == 0.0 {
+            return CountTerms::default();
+        }
+        if y == 1.0 {
+            let inv = 1.0 / r;
+            return CountTerms {
+                log_ratio: log_r,
+                digamma_diff: inv,
+                trigamma_diff: -inv * inv,
+            };
+        }
+        let small = y < SMALL_COUNT as f64 && r < 1e12;
+        if small {
+            let m = y as usize;
+            let (mut prod, mut dg, mut tg) = (1.0, 0.0, 0.0);
+            for j in 0..m {
+                let v = r + j as f64;
+                prod *= v;
+                dg += 1.0 / v;
+                tg -= 1.0 / (v * v);
+            }
+            return CountTerms {
+                log_ratio: prod.ln() - self.log_factorial[m],
+                digamma_diff: dg,
+                trigamma_diff: tg,
+            };
+        }
+        CountTerms {
+            log_ratio: -dist::ln_beta(y, r) - y.ln(),
+            digamma_diff: dist::digamma(y + r) - dist::digamma(r),
+            trigamma_diff: dist::trigamma(y + r) - dist::trigamma(r),
+        }
+    }
+}
+
+struct PoissonFit {
+    beta: Vec<f64>,
+    info: Vec<f64>,
+    moments: (f64, f64),
+}
+
+/// What one pass over a gene's observations gives.
+pub struct Evaluation {
+    pub loglik: f64,
+    pub gradient: Vec<f64>,
+    /// Row-major k x k.
+    pub neg_hessian: Vec<f64>,
+    pub min_log_mean: f64,
+    pub max_log_size: f64,
+    /// Positive when some observation is at the Poisson limit.
+    pub poisson_margin: f64,
+}
+
+#[derive(Default)]
+struct CountTerms {
+    log_ratio: f64,
+    digamma_diff: f64,
+    trigamma_diff: f64,
+}
+
+fn log_factorial(y: f64, table: &[f64; SMALL_COUNT]) -> f64 {
+    if y < SMALL_COUNT as f64 {
+        table[y as usize]
+    } else {
+        dist::ln_gamma(y + 1.0)
+    }
+}
+
+/// sum_i w_i u_i (v_i), in four independent lanes so that it vectorises.
+fn weighted_sum(w: &[f64], u: &[f64], v: Option<&[f64]>) -> f64 {
+    let mut acc = [0.0; 4];
+    let n4 = w.len() / 4 * 4;
+    match v {
+        Some(v) => {
+            for ((w, u), v) in w[..n4]
+                .chunks_exact(4)
+                .zip(u[..n4].chunks_exact(4))
+                .zip(v[..n4].chunks_exact(4))
+            {
+                for l in 0..4 {
+                    acc[l] += w[l] * u[l] * v[l];
+                }
+            }
+            acc[0]
+                + acc[1]
+                + acc[2]
+                + acc[3]
+                + (n4..w.len()).map(|i| w[i] * u[i] * v[i]).sum::<f64>()
+        }
+        None => {
+            for (w, u) in w[..n4].chunks_exact(4).zip(u[..n4].chunks_exact(4)) {
+                for l in 0..4 {
+                    acc[l] += w[l] * u[l];
+                }
+            }
+            acc[0] + acc[1] + acc[2] + acc[3] + (n4..w.len()).map(|i| w[i] * u[i]).sum::<f64>()
+        }
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn symmetrize(m: &mut [f64], k: usize) {
+    for a in 0..k {
+        for b in 0..a {
+            m[b * k + a] = m[a * k + b];
+        }
+    }
+}
+
+/// Lower Cholesky factor of a symmetric positive definite row-major k x k matrix.
+fn cholesky(m: &[f64], k: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0; k * k];
+    for a in 0..k {
+        for b in 0..=a {
+            let s: f64 = m[a * k + b] - (0..b).map(|c| l[a * k + c] * l[b * k + c]).sum::<f64>();
+            if a == b {
+                if s.is_nan() || s <= 1e-13 * m[a * k + a].abs().max(1e-300) {
+                    return None;
+                }
+                l[a * k + a] = s.sqrt();
+            } else {
+                l[a * k + b] = s / l[b * k + b];
+            }
+        }
+    }
+    Some(l)
+}
+
+fn chol_solve(l: &[f64], k: usize, rhs: &[f64]) -> Vec<f64> {
+    let mut v = rhs.to_vec();
+    for a in 0..k {
+        let s: f64 = (0..a).map(|c| l[a * k + c] * v[c]).sum();
+        v[a] = (v[a] - s) / l[a * k + a];
+    }
+    for a in (0..k).rev() {
+        let s: f64 = (a + 1..k).map(|c| l[c * k + a] * v[c]).sum();
+        v[a] = (v[a] - s) / l[a * k + a];
+    }
+    v
+}
+
+fn invert_spd(m: &[f64], k: usize) -> Option<Vec<f64>> {
+    let l = cholesky(m, k)?;
+    let mut inv = vec![0.0; k * k];
+    for c in 0..k {
+        let mut e = vec![0.0; k];
+        e[c] = 1.0;
+        let col = chol_solve(&l, k, &e);
+        for a in 0..k {
+            inv[a * k + c] = col[a];
+        }
+    }
+    Some(inv)
+}
+
+/// Newton direction H^-1 g; where H is not positive definite (far from the optimum, the
+/// dispersion block can be convex), a ridge is added until it is (Levenberg).
+fn newton_step(h: &[f64], g: &[f64], k: usize) -> Vec<f64> {
+    if let Some(l) = cholesky(h, k) {
+        return chol_solve(&l, k, g);
+    }
+    let scale = (0..k)
+        .fold(0.0f64, |m, a| m.max(h[a * k + a].abs()))
+        .max(1e-8);
+    let mut ridge = 1e-8 * scale;
+    loop {
+        let mut damped = h.to_vec();
+        for a in 0..k {
+            damped[a * k + a] += ridge;
+        }
+        if let Some(l) = cholesky(&damped, k) {
+            return chol_solve(&l, k, g);
+        }
+        ridge *= 10.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A deterministic pseudo-random stream (splitmix64), so tests need no crate.
+    struct Stream(u64);
+    impl Stream {
+        fn uniform(&mut self) -> f64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        }
+        fn gamma(&mut self, shape: f64) -> f64 {
+            // Marsaglia-Tsang, boosted for shape < 1.
+            if shape < 1.0 {
+                return self.gamma(shape + 1.0) * self.uniform().powf(1.0 / shape);
+            }
+            let d = shape - 1.0 / 3.0;
+            let c = 1.0 / (9.0 * d).sqrt();
+            loop {
+                let (u1, u2) = (self.uniform(), self.uniform());
+                let x =
+                    (-2.0 * u1.max(1e-300).ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+                let v = (1.0 + c * x).powi(3);
+                if v > 0.0 && self.uniform().ln() < 0.5 * x * x + d - d * v + d * v.ln() {
+                    return d * v;
+                }
+            }
+        }
+        fn poisson(&mut self, lambda: f64) -> f64 {
+            let (limit, mut k, mut prod) = ((-lambda).exp(), 0.0, self.uniform());
+            while prod > limit {
+                k += 1.0;
+                prod *= self.uniform();
+            }
+            k
+        }
+        fn nb(&mut self, mu: f64, r: f64) -> f64 {
+            let lambda = self.gamma(r) * mu / r;
+            self.poisson(lambda)
+        }
+    }
+
+    fn two_group_model(n: usize) -> (Model, Vec<f64>) {
+        let x: Vec<f64> = (0..n)
+            .map(|_| 1.0)
+            .chain((0..n).map(|i| (i % 2) as f64))
+            .collect();
+        let model = Model::new(&x, 2, &x, 2, &vec![0.0; n]).unwrap();
+        (model, x)
+    }
+
+    #[test]
+    fn gradient_and_hessian_match_finite_differences() {
+        let (model, _) = two_group_model(40);
+        let mut s = Stream(7);
+        let y: Vec<f64> = (0..40).map(|i| s.nb(3.0 + i as f64 % 3.0, 1.5)).collect();
+        let theta = [0.9, 0.3, 0.2, -0.4];
+        let e = model.evaluate(&y, &theta);
+        let h = 1e-6;
+        for a in 0..4 {
+            let mut up = theta;
+            let mut down = theta;
+            up[a] += h;
+            down[a] -= h;
+            let (eu, ed) = (model.evaluate(&y, &up), model.evaluate(&y, &down));
+            let fd = (eu.loglik - ed.loglik) / (2.0 * h);
+            assert!(
+                (fd - e.gradient[a]).abs() < 1e-5 * (1.0 + fd.abs()),
+                "gradient {a}"
+            );
+            for b in 0..4 {
+                let fd2 = -(eu.gradient[b] - ed.gradient[b]) / (2.0 * h);
+                let an = e.neg_hessian[a * 4 + b];
+                assert!(
+                    (fd2 - an).abs() < 1e-5 * (1.0 + an.abs()),
+                    "hessian {a},{b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn loglik_has_the_full_constant() {
+        // dnbinom(c(0, 3, 20), size = 2, mu = 4, log = TRUE) in R, summed.
+        let model = Model::new(&[1.0; 3], 1, &[1.0; 3], 1, &[0.0; 3]).unwrap();
+        let e = model.evaluate(&[0.0, 3.0, 20.0], &[4f64.ln(), 2f64.ln()]);
+        assert!(
+            (e.loglik - -11.486_554_419_653_125).abs() < 1e-12,
+            "{}",
+            e.loglik
+        );
+    }
+
+    #[test]
+    fn intercept_only_optimum_is_the_sample_mean() {
+        let model = Model::new(&[1.0; 200], 1, &[1.0; 200], 1, &[0.0; 200]).unwrap();
+        let mut s = Stream(11);
+        let y: Vec<f64> = (0..200).map(|_| s.nb(5.0, 2.0)).collect();
+        let fit = model.fit(&y, Options::default());
+        assert_eq!(fit.status, Status::Converged);
+        let mean = y.iter().sum::<f64>() / 200.0;
+        assert!((fit.theta[0] - mean.ln()).abs() < 1e-8);
+        let e = model.evaluate(&y, &fit.theta);
+        for a in 0..2 {
+            assert!(e.gradient[a].abs() < 1e-6 * e.neg_hessian[a * 2 + a].sqrt());
+        }
+    }
+
+    #[test]
+    fn recovers_parameters_with_dispersion_covariates() {
+        let n = 20_000;
+        let (model, x) = two_group_model(n);
+        let mut s = Stream(3);
+        let y: Vec<f64> = (0..n)
+            .map(|i| {
+                let g = x[n + i];
+                s.nb((1.0 + 0.5 * g).exp(), (0.5 - 1.0 * g).exp())
+            })
+            .collect();
+        let fit = model.fit(&y, Options::default());
+        assert_eq!(fit.status, Status::Converged);
+        let truth = [1.0, 0.5, 0.5, -1.0];
+        for (a, t) in truth.iter().enumerate() {
+            let se = fit.vcov[a * 4 + a].sqrt();
+            assert!((fit.theta[a] - t).abs() < 4.0 * se, "{a}: {:?}", fit.theta);
+        }
+    }
+
+    #[test]
+    fn degenerate_genes_are_flagged() {
+        let (model, _) = two_group_model(100);
+        let zero = model.fit(&[0.0; 100], Options::default());
+        assert_eq!(zero.status, Status::AllZero);
+        // Group 1 never expressed: its mean coefficient runs to minus infinity.
+        let mut s = Stream(5);
+        let separated: Vec<f64> = (0..100)
+            .map(|i| if i % 2 == 1 { 0.0 } else { s.nb(4.0, 3.0) })
+            .collect();
+        let sep = model.fit(&separated, Options::default());
+        assert_eq!(sep.status, Status::Separation, "{sep:?}");
+        // Constant counts: less variable than Poisson, so r -> infinity.
+        let flat = model.fit(&[3.0; 100], Options::default());
+        assert_eq!(flat.status, Status::PoissonLimit);
+        assert!((flat.theta[0] - 3f64.ln()).abs() < 1e-8);
+        assert!(flat.theta[2].is_nan());
+    }
+
+    #[test]
+    fn one_group_at_the_poisson_limit_keeps_the_nb_fit_of_the_other() {
+        let n = 2000;
+        let (model, _) = two_group_model(n);
+        let mut s = Stream(17);
+        // Group 0 overdispersed (r = 1), group 1 exactly 2 everywhere (no variance at all).
+        let y: Vec<f64> = (0..n)
+            .map(|i| if i % 2 == 0 { s.nb(4.0, 1.0) } else { 2.0 })
+            .collect();
+        let fit = model.fit(&y, Options::default());
+        assert_eq!(fit.status, Status::PoissonLimit, "{fit:?}");
+        assert!(fit.theta[3] > 5.0, "{fit:?}");
+        let mean0 = y.iter().step_by(2).sum::<f64>() / (n / 2) as f64;
+        assert!((fit.theta[0] - mean0.ln()).abs() < 1e-4);
+        assert!((fit.theta[0] + fit.theta[1] - 2f64.ln()).abs() < 1e-4);
+        assert!(fit.vcov.iter().all(|v| v.is_nan()));
+    }
+
+    #[test]
+    fn large_finite_size_is_not_the_poisson_limit() {
+        let n = 20_000;
+        let model = Model::new(&vec![1.0; n], 1, &vec![1.0; n], 1, &vec![0.0; n]).unwrap();
+        let mut s = Stream(13);
+        let y: Vec<f64> = (0..n).map(|_| s.nb(200.0, 800.0)).collect();
+        let fit = model.fit(&y, Options::default());
+        assert_eq!(fit.status, Status::Converged, "{fit:?}");
+        assert!((fit.theta[1] - 800f64.ln()).abs() < 4.0 * fit.vcov[3].sqrt());
+    }
+
+    #[test]
+    fn blocks_fit_each_row() {
+        let (model, _) = two_group_model(30);
+        let mut s = Stream(9);
+        let block: Vec<f64> = (0..60).map(|_| s.nb(2.0, 1.0)).collect();
+        let fits = model.fit_block(&block, 2, Options::default());
+        let y0: Vec<f64> = (0..30).map(|i| block[i * 2]).collect();
+        assert_eq!(fits[0].theta, model.fit(&y0, Options::default()).theta);
+    }
+}

@@ -7,6 +7,7 @@ pub mod clustered;
 pub mod dist;
 pub mod fdr;
 pub mod input;
+pub mod manifold;
 pub mod project;
 pub mod rank;
 

@@ -509,10 +509,12 @@ fn rs_crossprod(x: RMatrix<f64>, y: RMatrix<f64>, threads: i32) -> RResult<f64> 
 }
 
 mod gsea;
+mod manifold;
 
 extendr_module! {
     mod sceffects;
     use gsea;
+    use manifold;
     fn rs_crossprod;
     fn rs_distribution;
     fn rs_bh;

@@ -58,7 +58,7 @@ fn rs_manifold_length_scale(
 }
 
 /// Density of the cells `cells` with landmarks `landmarks`, predicted at every row of the
-/// embedding. `dimension` and `length_scale` NA: Mellon's heuristics.
+/// embedding. `dimension` and `length_scale` NaN: Mellon's heuristics.
 #[extendr]
 #[allow(clippy::too_many_arguments)]
 fn rs_manifold_density(

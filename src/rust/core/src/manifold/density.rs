@@ -183,7 +183,12 @@ fn spd_solve(a: Mat<f64>, b: Mat<f64>) -> Result<Mat<f64>, String> {
 impl DensityFit {
     /// Normalised log density and its variance at `at`; `with_variance = false` skips the
     /// variance (sample-variance fits need only the mean).
-    pub fn predict(&self, landmarks: &Points, at: &Points, with_variance: bool) -> DensityPrediction {
+    pub fn predict(
+        &self,
+        landmarks: &Points,
+        at: &Points,
+        with_variance: bool,
+    ) -> DensityPrediction {
         let ls = self.params.length_scale;
         let a = solve_lower(self.lp.as_ref(), kernel_matrix(landmarks, at, ls));
         let m = landmarks.n;
@@ -192,8 +197,8 @@ impl DensityFit {
             .into_par_iter()
             .map(|i| {
                 let col = a.col(i);
-                let mean: f64 = (0..m).map(|j| col[j] * self.z[j]).sum::<f64>() + self.params.mu
-                    - self.log_n;
+                let mean: f64 =
+                    (0..m).map(|j| col[j] * self.z[j]).sum::<f64>() + self.params.mu - self.log_n;
                 let var = if with_variance {
                     k0 - (0..m)
                         .map(|j| col[j] * col[j] * (1.0 - self.z_var[j]))

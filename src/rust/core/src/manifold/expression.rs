@@ -15,7 +15,9 @@
 //! `D^2 = |z|^2 - w'(I + V'V)^-1 w` with `z = L^-1 Delta`, `V = L^-1 U_g`, `w = V'z`:
 //! exact, with no per-gene m x m matrix and no per-gene Cholesky.
 
-use super::{cholesky, kernel_matrix, landmark_factor, par, solve_lower, solve_lower_transposed, Points};
+use super::{
+    cholesky, kernel_matrix, landmark_factor, par, solve_lower, solve_lower_transposed, Points,
+};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef};
 use rayon::prelude::*;
@@ -74,9 +76,19 @@ fn condition_weights(
     length_scale: f64,
 ) -> Result<(Mat<f64>, Option<Mat<f64>>), String> {
     let m = landmarks.n;
-    let a = solve_lower(lp, kernel_matrix(landmarks, &all.subset(cells), length_scale));
+    let a = solve_lower(
+        lp,
+        kernel_matrix(landmarks, &all.subset(cells), length_scale),
+    );
     let mut b = Mat::<f64>::zeros(m, m);
-    matmul(b.as_mut(), Accum::Replace, a.as_ref(), a.transpose(), 1.0, par());
+    matmul(
+        b.as_mut(),
+        Accum::Replace,
+        a.as_ref(),
+        a.transpose(),
+        1.0,
+        par(),
+    );
     for j in 0..m {
         b[(j, j)] += 1.0;
     }
@@ -109,17 +121,39 @@ impl ExpressionModel {
         let a_u = solve_lower(lp.as_ref(), k_uu.clone());
         let mut cov = Mat::<f64>::zeros(m, m);
         // 2 (K_UU - a'a), then + c_1'c_1 + c_2'c_2.
-        matmul(cov.as_mut(), Accum::Replace, a_u.transpose(), a_u.as_ref(), -2.0, par());
+        matmul(
+            cov.as_mut(),
+            Accum::Replace,
+            a_u.transpose(),
+            a_u.as_ref(),
+            -2.0,
+            par(),
+        );
         cov += &k_uu * 2.0;
         let mut fits = Vec::with_capacity(2);
         for cond in &conditions {
-            let (p, c) = condition_weights(all, &cond.cells, landmarks, lp.as_ref(), Some(&a_u), length_scale)?;
+            let (p, c) = condition_weights(
+                all,
+                &cond.cells,
+                landmarks,
+                lp.as_ref(),
+                Some(&a_u),
+                length_scale,
+            )?;
             let c = c.expect("asked for");
-            matmul(cov.as_mut(), Accum::Add, c.transpose(), c.as_ref(), 1.0, par());
+            matmul(
+                cov.as_mut(),
+                Accum::Add,
+                c.transpose(),
+                c.as_ref(),
+                1.0,
+                par(),
+            );
             fits.push(p);
         }
         let cov = Mat::from_fn(m, m, |i, j| 0.5 * (cov[(i, j)] + cov[(j, i)]));
-        let diagonal_shortcut = !sample_variance && m > 10 && diagonal_share(cov.as_ref()) > DIAGONAL_SHARE;
+        let diagonal_shortcut =
+            !sample_variance && m > 10 && diagonal_share(cov.as_ref()) > DIAGONAL_SHARE;
         let transform = if diagonal_shortcut {
             Mat::from_fn(m, m, |i, j| k_uu[(i, j)] / cov[(i, i)].max(COV_EPS).sqrt())
         } else {
@@ -146,7 +180,14 @@ impl ExpressionModel {
                 cond.samples
                     .into_iter()
                     .map(|cells| {
-                        let (ps, _) = condition_weights(all, &cells, landmarks, lp.as_ref(), None, length_scale)?;
+                        let (ps, _) = condition_weights(
+                            all,
+                            &cells,
+                            landmarks,
+                            lp.as_ref(),
+                            None,
+                            length_scale,
+                        )?;
                         Ok((cells, &transform * &ps))
                     })
                     .collect::<Result<Vec<_>, String>>()?
@@ -178,7 +219,8 @@ impl ExpressionModel {
         if y.len() != n_genes * self.n_cells {
             return Err("expression block does not have one column per cell".into());
         }
-        let gather = |cells: &[usize]| Mat::from_fn(cells.len(), n_genes, |i, g| y[cells[i] * n_genes + g]);
+        let gather =
+            |cells: &[usize]| Mat::from_fn(cells.len(), n_genes, |i, g| y[cells[i] * n_genes + g]);
         let m = self.n_landmarks;
         let mut z = Mat::<f64>::zeros(m, n_genes);
         let mut mean_lfc = vec![0.0; n_genes];
@@ -195,11 +237,28 @@ impl ExpressionModel {
                     first_value[g] = col[0];
                 }
                 constant[g] = constant[g] && col.iter().all(|&v| v == first_value[g]);
-                mean_lfc[g] += sign * (0..cond.cells.len()).map(|i| cond.mean_weights[i] * col[i]).sum::<f64>();
+                mean_lfc[g] += sign
+                    * (0..cond.cells.len())
+                        .map(|i| cond.mean_weights[i] * col[i])
+                        .sum::<f64>();
             }
-            matmul(z.as_mut(), Accum::Add, cond.whitened.as_ref(), yc.as_ref(), sign, par());
+            matmul(
+                z.as_mut(),
+                Accum::Add,
+                cond.whitened.as_ref(),
+                yc.as_ref(),
+                sign,
+                par(),
+            );
             if let (Some(fw), Some(p)) = (fold_weights.as_mut(), cond.weights.as_ref()) {
-                matmul(fw.as_mut(), Accum::Add, p.as_ref(), yc.as_ref(), sign, par());
+                matmul(
+                    fw.as_mut(),
+                    Accum::Add,
+                    p.as_ref(),
+                    yc.as_ref(),
+                    sign,
+                    par(),
+                );
             }
             deviations.extend(self.sample_deviations(cond, &gather));
         }
@@ -210,7 +269,10 @@ impl ExpressionModel {
                 if deviations.is_empty() {
                     zg.iter().map(|v| v * v).sum::<f64>().sqrt()
                 } else {
-                    let v: Vec<Vec<f64>> = deviations.iter().map(|d| d.col(g).iter().copied().collect()).collect();
+                    let v: Vec<Vec<f64>> = deviations
+                        .iter()
+                        .map(|d| d.col(g).iter().copied().collect())
+                        .collect();
                     woodbury_distance(&zg, &v)
                 }
             })
@@ -229,7 +291,11 @@ impl ExpressionModel {
 
     /// Whitened centred per-sample predictions at the landmarks, scaled by
     /// `1 / sqrt(S - 1)`: one m x genes matrix per sample.
-    fn sample_deviations(&self, cond: &Condition, gather: &dyn Fn(&[usize]) -> Mat<f64>) -> Vec<Mat<f64>> {
+    fn sample_deviations(
+        &self,
+        cond: &Condition,
+        gather: &dyn Fn(&[usize]) -> Mat<f64>,
+    ) -> Vec<Mat<f64>> {
         let s = cond.samples.len();
         if s == 0 {
             return Vec::new();
@@ -253,7 +319,10 @@ impl ExpressionModel {
 fn diagonal_share(c: MatRef<'_, f64>) -> f64 {
     let n = c.nrows();
     let trace: f64 = (0..n).map(|i| c[(i, i)]).sum();
-    let total: f64 = (0..n).flat_map(|j| (0..n).map(move |i| (i, j))).map(|(i, j)| c[(i, j)].abs()).sum();
+    let total: f64 = (0..n)
+        .flat_map(|j| (0..n).map(move |i| (i, j)))
+        .map(|(i, j)| c[(i, j)].abs())
+        .sum();
     trace / total
 }
 
@@ -262,7 +331,9 @@ pub fn woodbury_distance(z: &[f64], v: &[Vec<f64>]) -> f64 {
     let k = v.len();
     let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
     let w: Vec<f64> = v.iter().map(|vi| dot(vi, z)).collect();
-    let gram = Mat::from_fn(k, k, |i, j| dot(&v[i], &v[j]) + if i == j { 1.0 } else { 0.0 });
+    let gram = Mat::from_fn(k, k, |i, j| {
+        dot(&v[i], &v[j]) + if i == j { 1.0 } else { 0.0 }
+    });
     let Ok(l) = cholesky(gram.as_ref(), "") else {
         return f64::NAN;
     };
@@ -294,7 +365,9 @@ mod tests {
         let mut rng = SplitMix64::new(9);
         let m = 12;
         let z: Vec<f64> = (0..m).map(|_| rng.uniform() - 0.5).collect();
-        let v: Vec<Vec<f64>> = (0..3).map(|_| (0..m).map(|_| rng.uniform() - 0.5).collect()).collect();
+        let v: Vec<Vec<f64>> = (0..3)
+            .map(|_| (0..m).map(|_| rng.uniform() - 0.5).collect())
+            .collect();
         // Dense: z'(I + V V')^-1 z.
         let a = Mat::from_fn(m, m, |i, j| {
             (if i == j { 1.0 } else { 0.0 }) + v.iter().map(|c| c[i] * c[j]).sum::<f64>()

@@ -40,7 +40,11 @@ pub fn null_gene_fdr(real: &[f64], null: &[f64]) -> Result<NullFdr, String> {
         .copied()
         .filter(|&p| p > 0.0)
         .fold(f64::INFINITY, f64::min);
-    let floor = if floor.is_finite() { floor } else { 1.0 / n_null };
+    let floor = if floor.is_finite() {
+        floor
+    } else {
+        1.0 / n_null
+    };
     let p_value = raw_p
         .iter()
         .map(|&p| if p == 0.0 { floor } else { p })
@@ -105,7 +109,10 @@ pub fn monotone_density(sample: &[f64], grid: &[f64]) -> Vec<f64> {
             2.0 * norm * s
         })
         .collect();
-    let mono: Vec<f64> = pava_decreasing(&kde).into_iter().map(|v| v.max(0.0)).collect();
+    let mono: Vec<f64> = pava_decreasing(&kde)
+        .into_iter()
+        .map(|v| v.max(0.0))
+        .collect();
     let area: f64 = (1..grid.len())
         .map(|k| 0.5 * (mono[k] + mono[k - 1]) * (grid[k] - grid[k - 1]))
         .sum();
@@ -125,7 +132,10 @@ pub fn pava_decreasing(y: &[f64]) -> Vec<f64> {
             if prev < cur.0 {
                 blocks.pop();
                 let total = w + cur.1;
-                cur = ((prev * w as f64 + cur.0 * cur.1 as f64) / total as f64, total);
+                cur = (
+                    (prev * w as f64 + cur.0 * cur.1 as f64) / total as f64,
+                    total,
+                );
             } else {
                 break;
             }
@@ -158,7 +168,10 @@ mod tests {
 
     #[test]
     fn pava_pools_violators() {
-        assert_eq!(pava_decreasing(&[3.0, 1.0, 2.0, 0.0]), vec![3.0, 1.5, 1.5, 0.0]);
+        assert_eq!(
+            pava_decreasing(&[3.0, 1.0, 2.0, 0.0]),
+            vec![3.0, 1.5, 1.5, 0.0]
+        );
     }
 
     #[test]

@@ -157,7 +157,12 @@ pub fn solve_lower_transposed(l: MatRef<'_, f64>, b: Mat<f64>) -> Mat<f64> {
 /// Indices and distances of the `k` nearest points of `reference` to each point of
 /// `query` (exact search; `skip_self` leaves out the reference point of the same index,
 /// when query and reference are one set). Sorted by distance, ties by index.
-pub fn knn(query: &Points, reference: &Points, k: usize, skip_self: bool) -> Vec<Vec<(f64, usize)>> {
+pub fn knn(
+    query: &Points,
+    reference: &Points,
+    k: usize,
+    skip_self: bool,
+) -> Vec<Vec<(f64, usize)>> {
     (0..query.n)
         .into_par_iter()
         .map(|q| {
@@ -197,7 +202,9 @@ pub fn nn_distances(points: &Points) -> Result<Vec<f64>, String> {
     if !min_pos.is_finite() {
         return Err("all cells sit at the same point of the embedding".into());
     }
-    r.iter_mut().filter(|v| **v <= 0.0).for_each(|v| *v = min_pos);
+    r.iter_mut()
+        .filter(|v| **v <= 0.0)
+        .for_each(|v| *v = min_pos);
     Ok(r)
 }
 
@@ -299,8 +306,8 @@ pub fn length_scale(nn: &[f64], ls_factor: f64) -> f64 {
 /// `lgamma(d/2 + 1) - d/2 log(pi) - d log r`.
 pub fn nn_log_density(nn: &[f64], dimension: f64) -> Vec<f64> {
     // SAFETY: R's standalone math library (linked for `dist`); pure function.
-    let c = unsafe { lgammafn(dimension / 2.0 + 1.0) }
-        - dimension / 2.0 * std::f64::consts::PI.ln();
+    let c =
+        unsafe { lgammafn(dimension / 2.0 + 1.0) } - dimension / 2.0 * std::f64::consts::PI.ln();
     nn.iter().map(|r| c - dimension * r.ln()).collect()
 }
 
@@ -358,7 +365,10 @@ pub fn kmeans_landmarks(points: &Points, k: usize, max_iter: usize, seed: u64) -
 fn nearest_centre(x: &[f64], centres: &Points) -> (f64, usize) {
     (0..centres.n)
         .map(|c| (sq_dist(x, centres.point(c)), c))
-        .fold((f64::INFINITY, 0), |best, cur| if cur.0 < best.0 { cur } else { best })
+        .fold(
+            (f64::INFINITY, 0),
+            |best, cur| if cur.0 < best.0 { cur } else { best },
+        )
 }
 
 fn kmeans_pp(points: &Points, k: usize, rng: &mut SplitMix64) -> Points {
@@ -400,7 +410,12 @@ mod tests {
 
     fn grid(n: usize) -> Points {
         let coords = (0..n)
-            .flat_map(|i| vec![(i % 7) as f64 * 0.3, (i / 7) as f64 * 0.2 + (i % 3) as f64 * 0.01])
+            .flat_map(|i| {
+                vec![
+                    (i % 7) as f64 * 0.3,
+                    (i / 7) as f64 * 0.2 + (i % 3) as f64 * 0.01,
+                ]
+            })
             .collect();
         Points { coords, n, dim: 2 }
     }
@@ -422,10 +437,21 @@ mod tests {
     #[test]
     fn fractal_dimension_grows_with_the_dimension() {
         let mut rng = SplitMix64::new(3);
-        let plane = Points { coords: (0..4000).map(|_| rng.uniform()).collect(), n: 2000, dim: 2 };
-        let cube = Points { coords: (0..6000).map(|_| rng.uniform()).collect(), n: 2000, dim: 3 };
+        let plane = Points {
+            coords: (0..4000).map(|_| rng.uniform()).collect(),
+            n: 2000,
+            dim: 2,
+        };
+        let cube = Points {
+            coords: (0..6000).map(|_| rng.uniform()).collect(),
+            n: 2000,
+            dim: 3,
+        };
         // Ten neighbours bias the estimate down; the ordering is what is checked.
-        let (d2, d3) = (fractal_dimension(&plane, 1).unwrap(), fractal_dimension(&cube, 1).unwrap());
+        let (d2, d3) = (
+            fractal_dimension(&plane, 1).unwrap(),
+            fractal_dimension(&cube, 1).unwrap(),
+        );
         assert!(d2 > 1.0 && d3 > d2 + 0.3, "{d2} {d3}");
     }
 

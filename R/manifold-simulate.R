@@ -80,12 +80,16 @@ simulate_manifold_data <- function(n_cells, n_genes, n_dims, n_samples, n_de_gen
   sign <- ifelse(seq_len(n_genes) %% 2 == 0, -1, 1)
   window <- second & t >= 0.4 & t <= 0.9
   in_odd <- sample == odd_sample
-  log_mean <- level + amplitude * sin(sweep(outer(rep(1, n_genes), 2 * pi * t), 1, phase, "+")) +
-    outer(branch_effect, branch * pmax(t - 0.35, 0) * 2) + sample_shift[, sample, drop = FALSE]
-  log_mean[de, window] <- log_mean[de, window] + effect * sign[de]
-  log_mean[odd, in_odd] <- log_mean[odd, in_odd] + 2 * effect * sign[odd]
-  counts <- matrix(stats::rpois(length(log_mean), exp(log_mean)), n_genes, n_cells)
-  logcounts <- Matrix::drop0(methods::as(log1p(counts), "CsparseMatrix"))
+  # Blocks of genes, so that no dense genes x cells matrix is ever held whole.
+  block <- function(g) {
+    log_mean <- level[g] + amplitude[g] * sin(sweep(outer(rep(1, length(g)), 2 * pi * t), 1, phase[g], "+")) +
+      outer(branch_effect[g], branch * pmax(t - 0.35, 0) * 2) + sample_shift[g, sample, drop = FALSE]
+    log_mean[de[g], window] <- log_mean[de[g], window] + effect * sign[g][de[g]]
+    log_mean[odd[g], in_odd] <- log_mean[odd[g], in_odd] + 2 * effect * sign[g][odd[g]]
+    counts <- matrix(stats::rpois(length(log_mean), exp(log_mean)), length(g), n_cells)
+    Matrix::drop0(methods::as(log1p(counts), "CsparseMatrix"))
+  }
+  logcounts <- do.call(rbind, lapply(split(seq_len(n_genes), ceiling(seq_len(n_genes) / 1000)), block))
   dimnames(logcounts) <- list(sprintf("gene%05d", seq_len(n_genes)), rownames(embedding))
 
   sce <- SingleCellExperiment::SingleCellExperiment(

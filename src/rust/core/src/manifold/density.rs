@@ -190,22 +190,32 @@ impl DensityFit {
         with_variance: bool,
     ) -> DensityPrediction {
         let ls = self.params.length_scale;
-        let a = solve_lower(self.lp.as_ref(), kernel_matrix(landmarks, at, ls));
+        let k = kernel_matrix(landmarks, at, ls);
+        let shift = self.params.mu - self.log_n;
+        if !with_variance {
+            // k_U(x)' w with w = Lp^-T z: no solve per point.
+            let w = super::solve_lower_transposed(
+                self.lp.as_ref(),
+                Mat::from_fn(landmarks.n, 1, |j, _| self.z[j]),
+            );
+            let mean = k.transpose() * w.col(0);
+            return DensityPrediction {
+                log_density: (0..at.n).map(|i| mean[i] + shift).collect(),
+                variance: vec![f64::NAN; at.n],
+            };
+        }
+        let a = solve_lower(self.lp.as_ref(), k);
         let m = landmarks.n;
         let k0 = matern52_self(ls);
         let (log_density, variance): (Vec<f64>, Vec<f64>) = (0..at.n)
             .into_par_iter()
             .map(|i| {
                 let col = a.col(i);
-                let mean: f64 =
-                    (0..m).map(|j| col[j] * self.z[j]).sum::<f64>() + self.params.mu - self.log_n;
-                let var = if with_variance {
-                    k0 - (0..m)
+                let mean: f64 = (0..m).map(|j| col[j] * self.z[j]).sum::<f64>() + shift;
+                let var = k0
+                    - (0..m)
                         .map(|j| col[j] * col[j] * (1.0 - self.z_var[j]))
-                        .sum::<f64>()
-                } else {
-                    f64::NAN
-                };
+                        .sum::<f64>();
                 (mean, var)
             })
             .unzip();

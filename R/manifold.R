@@ -278,7 +278,8 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
   runs <- if (is.null(BPPARAM)) {
     list(run_jobs(jobs))
   } else {
-    parts <- split(jobs, cut(seq_along(jobs), min(length(jobs), BiocParallel::bpnworkers(BPPARAM)), labels = FALSE))
+    n_parts <- min(length(jobs), BiocParallel::bpnworkers(BPPARAM))
+    parts <- split(jobs, ceiling(seq_along(jobs) * n_parts / length(jobs)))
     BiocParallel::bplapply(parts, run_jobs, BPPARAM = BPPARAM)
   }
   blocks <- unlist(lapply(runs, `[[`, "blocks"), recursive = FALSE)
@@ -339,9 +340,19 @@ split_blocks <- function(v, size) split(v, ceiling(seq_along(v) / size))
 
 # Null genes: genes drawn from all rows, each with its own permutation seed.
 draw_null_genes <- function(n_genes, n_null, seed) {
-  with_seed(seed, {
+  with_fixed_rng(seed, {
     rows <- sample.int(n_genes, n_null, replace = n_null > n_genes)
     list(rows = rows, seeds = sample.int(.Machine$integer.max, n_null))
+  })
+}
+
+# with_seed() under R's default generator whatever the session's (or a BiocParallel
+# worker's) RNGkind, so that null genes are the same in every process.
+with_fixed_rng <- function(seed, expr) {
+  with_seed(seed, {
+    RNGkind("Mersenne-Twister", "Inversion", "Rejection")
+    set.seed(seed)
+    expr
   })
 }
 
@@ -353,7 +364,7 @@ gene_block <- function(src, job, input) {
   storage.mode(y) <- "double"
   cc <- unlist(input$cells)
   for (j in seq_len(nrow(y))) {
-    perm <- with_seed(job$null[j], sample.int(length(cc)))
+    perm <- with_fixed_rng(job$null[j], sample.int(length(cc)))
     y[j, cc] <- y[j, cc][perm]
   }
   y

@@ -21,7 +21,7 @@ m <- SingleCellExperiment::logcounts(sce)
 cat(sprintf("simulate_manifold: %d genes x %d cells, %.1f%% non-zero, dgCMatrix %.0f MB, %.1f s\n",
             n_genes, n_cells, 100 * length(m@x) / prod(dim(m)), as.numeric(utils::object.size(m)) / 2^20, t_sim))
 data_file <- tempfile(fileext = ".rds")
-saveRDS(sce, data_file)
+saveRDS(sce, data_file, compress = FALSE)
 rm(sce, m)
 
 # Runs `call` (R code using `sce`) `reps` times in a fresh process: elapsed seconds, the

@@ -266,6 +266,15 @@ test_that("results do not depend on threads; sparse and dense agree; genes subse
   expect_equal(s$mahalanobis, a$mahalanobis[c(5, 2)], tolerance = 1e-10)
 })
 
+test_that("BiocParallel backends give the same results", {
+  skip_if_not_installed("BiocParallel")
+  a <- diff_expression(sim, "condition", "young", "old", n_landmarks = 60, null_genes = 50, block_size = 40)
+  b <- diff_expression(sim, "condition", "young", "old", n_landmarks = 60, null_genes = 50, block_size = 40,
+                       BPPARAM = BiocParallel::SerialParam())
+  expect_equal(a$mahalanobis, b$mahalanobis, tolerance = 1e-12)
+  expect_equal(a$local_fdr, b$local_fdr, tolerance = 1e-12)
+})
+
 test_that("constant genes give NA rows with a reason", {
   x <- small
   SummarizedExperiment::assay(x, "logcounts")[2, ] <- 0

@@ -18,8 +18,11 @@ use faer::{Accum, Col, Mat};
 use rayon::prelude::*;
 
 const MAX_NEWTON: usize = 200;
-/// Newton stops when half the squared Newton decrement falls below this.
+/// Newton stops when half the squared Newton decrement falls below this...
 const NEWTON_TOL: f64 = 1e-20;
+/// ...or takes one last full step when it is below this: convergence is quadratic, so the
+/// error left is of the order of its square, and the loss no longer resolves the step.
+const NEWTON_SETTLED: f64 = 1e-12;
 /// Floor of the Hessian diagonal in the Laplace variance (Mellon's).
 const HESSIAN_FLOOR: f64 = 1e-8;
 
@@ -107,6 +110,12 @@ pub fn fit_density(
         let step = spd_solve(hess, grad.clone())?;
         let decrement: f64 = (0..m).map(|j| grad[(j, 0)] * step[(j, 0)]).sum();
         if decrement / 2.0 < NEWTON_TOL {
+            break;
+        }
+        if decrement < NEWTON_SETTLED {
+            // Changes of the loss are below its rounding here: take the full step.
+            z = Mat::from_fn(m, 1, |j, _| z[(j, 0)] - step[(j, 0)]);
+            lambda = objective(&z).1;
             break;
         }
         let mut t = 1.0;

@@ -143,7 +143,9 @@ diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL,
   input <- manifold_input(x, groupby, condition1, condition2, reduction, sample)
   threads <- resolve_threads(threads)
   seed <- check_seed(seed)
-  lfc_threshold <- check_number(lfc_threshold, "lfc_threshold", lower = -1e-300)
+  if (!is.numeric(lfc_threshold) || length(lfc_threshold) != 1L || is.na(lfc_threshold) || lfc_threshold < 0) {
+    stop("`lfc_threshold` must be a single number >= 0.", call. = FALSE)
+  }
   ptp_threshold <- check_number(ptp_threshold, "ptp_threshold", lower = 0)
   if (ptp_threshold >= 1) stop("`ptp_threshold` must be below 1.", call. = FALSE)
   dimension <- if (is.null(dimension)) NaN else check_number(dimension, "dimension", 0)
@@ -214,7 +216,9 @@ diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL,
 #' @param assay Assay with (log-normalised) expression; dense or dgCMatrix.
 #' @param genes Genes (row names or indices) to test; default all.
 #' @param null_genes Number of permuted null genes for the FDR (0: none; then
-#'   `p_value` and `local_fdr` are `NA`).
+#'   `p_value` and `local_fdr` are `NA`). With `sample`, null genes go through the same
+#'   sample-variance pipeline, but a permuted gene has lost the replicate structure, so
+#'   the FDR is only a guide there (kompot turns null genes off with `sample_col`).
 #' @param fold_change If `TRUE`, the per-cell fold changes (genes x cells) are returned
 #'   in the attribute `"fold_change"` of the table.
 #' @param dry_run If `TRUE`, print the memory and time plan and compute nothing.

@@ -71,7 +71,7 @@ pub fn fit_density(
     );
     let d = params.dimension;
     let mle = nn_log_density(nn, d);
-    // V_i = d log r_i + C = -mle_i + lgamma-terms cancel: C = -(lgamma(d/2+1) - d/2 log pi).
+    // V_i = d log r_i + C with C = d/2 log(pi) - lgamma(d/2 + 1): exactly -mle_i.
     let offset: Vec<f64> = mle.iter().map(|v| -v).collect();
     let target = Col::from_fn(n, |i| mle[i] - params.mu);
 

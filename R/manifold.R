@@ -133,7 +133,7 @@ manifold_landmarks <- function(input, landmarks, n_landmarks, seed, threads) {
 #'   matrix, a data.frame of those columns.
 #' @export
 #' @examples
-#' sce <- simulate_manifold(n_cells = 600, n_genes = 20, seed = 1)
+#' sce <- simulate_manifold(n_cells = 600, n_genes = 40, seed = 1)
 #' sce <- diff_abundance(sce, "condition", "young", "old", n_landmarks = 50)
 #' table(sce$da_direction)
 diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL, sample = NULL,

@@ -227,14 +227,19 @@ test_that("planted genes are found; one-replicate genes are demoted by sample va
   expect_equal(sign(plain$mean_lfc[truth$de]), sign(truth$effect[truth$de]))
 })
 
-test_that("planted abundance changes are found; sample variance shrinks z", {
-  da <- diff_abundance(sim, "condition", "young", "old", sample = "sample", n_landmarks = 150)
-  da <- diff_abundance(da, "condition", "young", "old", n_landmarks = 150)
+test_that("planted abundance changes are found; one replicate's cluster is demoted", {
+  # A length scale that resolves the small cluster carried by one replicate.
+  da <- diff_abundance(sim, "condition", "young", "old", sample = "sample", n_landmarks = 150, ls_factor = 2)
+  da <- diff_abundance(da, "condition", "young", "old", n_landmarks = 150, ls_factor = 2)
   late <- da$t > 0.8 & !da$odd_cluster
   early <- da$t < 0.2
   expect_gt(mean(da$da_lfc[late]), mean(da$da_lfc[early]) + 1)
   expect_true(mean(da$da_direction[early] == "down") > 0.5)
   expect_true(all(abs(da$da_lfc_zscore_sample_var) <= abs(da$da_lfc_zscore) + 1e-12))
+  expect_gt(mean(da$da_direction[da$odd_cluster] == "up"), 0.8)
+  expect_lt(mean(da$da_direction_sample_var[da$odd_cluster] == "up"), 0.2)
+  ratio <- da$da_lfc_zscore_sample_var / da$da_lfc_zscore
+  expect_lt(stats::median(ratio[da$odd_cluster]), stats::median(ratio[!da$odd_cluster]) / 2)
   expect_s3_class(da$da_direction, "factor")
 })
 

@@ -10,6 +10,7 @@ pub mod gsea;
 pub mod input;
 pub mod lmm;
 pub mod nb;
+pub mod manifold;
 pub mod project;
 pub mod rank;
 pub mod rng;

@@ -511,12 +511,14 @@ fn rs_crossprod(x: RMatrix<f64>, y: RMatrix<f64>, threads: i32) -> RResult<f64> 
 mod gsea;
 mod lmm;
 mod nb;
+mod manifold;
 
 extendr_module! {
     mod sceffects;
     use gsea;
     use lmm;
     use nb;
+    use manifold;
     fn rs_crossprod;
     fn rs_distribution;
     fn rs_bh;

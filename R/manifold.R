@@ -1,0 +1,407 @@
+# Differential abundance and expression on a cell-state manifold: the statistics of
+# kompot + Mellon (reference/kompot.md), with sample variance by an exact low-rank update.
+# R validates and orchestrates; every number comes from the Rust core (`manifold`).
+
+# Cells of the two conditions, their samples and the embedding, checked.
+manifold_input <- function(x, groupby, condition1, condition2, reduction, sample) {
+  if (is(x, "SingleCellExperiment")) {
+    dims <- SingleCellExperiment::reducedDimNames(x)
+    if (!length(dims)) stop("`x` has no reducedDim(): add an embedding (diffusion map or PCA).", call. = FALSE)
+    if (is.null(reduction)) reduction <- dims[1L]
+    if (!is.character(reduction) || length(reduction) != 1L || !reduction %in% dims) {
+      stop(sprintf("`reduction` must name a reducedDim of `x`: one of %s.", paste(dims, collapse = ", ")), call. = FALSE)
+    }
+    embedding <- SingleCellExperiment::reducedDim(x, reduction)
+    cd <- SummarizedExperiment::colData(x)
+    column <- function(v, arg) {
+      if (!is.character(v) || length(v) != 1L || !v %in% names(cd)) {
+        stop(sprintf("`%s` must name a column of colData(x).", arg), call. = FALSE)
+      }
+      cd[[v]]
+    }
+    group <- column(groupby, "groupby")
+    samples <- if (is.null(sample)) NULL else column(sample, "sample")
+    cell_names <- colnames(x)
+  } else if (is.matrix(x) && is.numeric(x)) {
+    embedding <- x
+    if (length(groupby) != nrow(x)) stop("`groupby` must give the condition of every row (cell) of `x`.", call. = FALSE)
+    if (!is.null(sample) && length(sample) != nrow(x)) stop("`sample` must give the sample of every row (cell) of `x`.", call. = FALSE)
+    group <- groupby
+    samples <- sample
+    cell_names <- rownames(x)
+  } else {
+    stop("`x` must be a SingleCellExperiment with a reducedDim, or a numeric matrix (cells x dimensions).", call. = FALSE)
+  }
+  embedding <- as.matrix(embedding)
+  if (!is.numeric(embedding) || ncol(embedding) < 1L || any(!is.finite(embedding))) {
+    stop("`reduction` must be a numeric embedding with finite coordinates.", call. = FALSE)
+  }
+  storage.mode(embedding) <- "double"
+  group <- as.character(group)
+  for (arg in c("condition1", "condition2")) {
+    v <- get(arg)
+    if (!is.character(v) && !is.numeric(v) || length(v) != 1L || !as.character(v) %in% group) {
+      stop(sprintf("`%s` must be one value of `groupby`.", arg), call. = FALSE)
+    }
+  }
+  if (identical(as.character(condition1), as.character(condition2))) {
+    stop("`condition1` and `condition2` must differ.", call. = FALSE)
+  }
+  cells <- lapply(as.character(c(condition1, condition2)), function(v) which(group == v))
+  if (any(lengths(cells) < 10L)) stop("each condition needs at least 10 cells.", call. = FALSE)
+  by_sample <- NULL
+  if (!is.null(samples)) {
+    by_sample <- lapply(cells, function(cc) {
+      s <- samples[cc]
+      if (anyNA(s)) stop("`sample` has missing values in the cells of the two conditions.", call. = FALSE)
+      groups <- split(cc, as.character(s))
+      groups <- groups[lengths(groups) >= 2L]
+      if (length(groups) < 2L) {
+        stop("`sample`: each condition needs at least 2 samples with at least 2 cells.", call. = FALSE)
+      }
+      lapply(groups, as.integer)
+    })
+  }
+  list(embedding = embedding, cells = lapply(cells, as.integer), samples = by_sample,
+       conditions = as.character(c(condition1, condition2)), cell_names = cell_names,
+       reduction = reduction)
+}
+
+check_number <- function(v, arg, lower = -Inf, null_ok = FALSE) {
+  if (null_ok && is.null(v)) return(v)
+  if (!is.numeric(v) || length(v) != 1L || is.na(v) || v <= lower) {
+    stop(sprintf("`%s` must be a single number > %g.", arg, lower), call. = FALSE)
+  }
+  as.double(v)
+}
+
+check_seed <- function(seed) {
+  if (!is.numeric(seed) || length(seed) != 1L || is.na(seed) || seed < 0 || seed != round(seed)) {
+    stop("`seed` must be a single whole number >= 0.", call. = FALSE)
+  }
+  as.double(seed)
+}
+
+# Landmarks: given (checked), or k-means centres of the two conditions' cells.
+manifold_landmarks <- function(input, landmarks, n_landmarks, seed, threads) {
+  if (!is.null(landmarks)) {
+    if (!is.matrix(landmarks) || !is.numeric(landmarks) || ncol(landmarks) != ncol(input$embedding) ||
+        any(!is.finite(landmarks))) {
+      stop("`landmarks` must be a finite numeric matrix with one column per embedding dimension.", call. = FALSE)
+    }
+    storage.mode(landmarks) <- "double"
+    return(landmarks)
+  }
+  n_landmarks <- check_count(n_landmarks, "n_landmarks")
+  if (n_landmarks < 2L) stop("`n_landmarks` must be at least 2.", call. = FALSE)
+  rs_manifold_landmarks(input$embedding, unlist(input$cells), n_landmarks, 100L, seed, threads)
+}
+
+#' Differential abundance on a cell-state manifold
+#'
+#' For each condition, a smooth log density over the embedding (Mellon's Gaussian-process
+#' density with landmarks: Matern-5/2 kernel, fractal dimension, nearest-neighbour
+#' likelihood, MAP by Newton's method, Laplace variance), its log fold change at every
+#' cell, a z-score, the log posterior tail probability and a direction, as kompot's
+#' `da()`. With `sample`, the variance between the samples' own densities is added to
+#' each condition's variance, so that differences carried by one odd replicate are damped.
+#'
+#' Each condition has its own nearest-neighbour distances, fractal dimension, prior mean
+#' and length scale (kompot's default); landmarks are k-means centres of the two
+#' conditions' cells together. Densities are normalised by the number of cells and
+#' predicted at every cell of `x`.
+#'
+#' @param x A SingleCellExperiment with the embedding in `reducedDim(x, reduction)`, or
+#'   a numeric matrix (cells x dimensions).
+#' @param groupby Column of `colData(x)` with the condition of each cell (a vector, one
+#'   per row, when `x` is a matrix).
+#' @param condition1,condition2 The two conditions; fold changes are 2 over 1.
+#' @param reduction Name of the reducedDim (default: the first).
+#' @param sample Column of `colData(x)` (or vector) with the sample (replicate) of each
+#'   cell; `NULL` for no sample variance.
+#' @param n_landmarks Number of k-means landmarks.
+#' @param lfc_threshold,ptp_threshold A cell is `"up"` or `"down"` when `|lfc|` exceeds
+#'   `lfc_threshold` and the posterior tail probability is below `ptp_threshold`.
+#' @param seed Seed of the k-means landmarks and the fractal-dimension query cells.
+#' @param threads Number of threads (default `getOption("sceffects.threads", 2)`).
+#' @param landmarks,dimension,length_scale Optional fixed landmarks (matrix), fractal
+#'   dimension and length scale used for every density instead of the heuristics.
+#' @param ls_factor Multiplier of the length-scale heuristic.
+#' @return For a SingleCellExperiment, `x` with colData columns `da_log_density_<c>`,
+#'   `da_lfc`, `da_lfc_zscore`, `da_neg_log10_ptp`, `da_direction` (suffix
+#'   `_sample_var` with `sample`) and the fit in `metadata(x)$diff_abundance`; for a
+#'   matrix, a data.frame of those columns.
+#' @export
+#' @examples
+#' sce <- simulate_manifold(n_cells = 600, n_genes = 40, seed = 1)
+#' sce <- diff_abundance(sce, "condition", "young", "old", n_landmarks = 50)
+#' table(sce$da_direction)
+diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL, sample = NULL,
+                           n_landmarks = 1000L, lfc_threshold = 1, ptp_threshold = 0.05, seed = 42L,
+                           threads = NULL, landmarks = NULL, dimension = NULL, length_scale = NULL,
+                           ls_factor = 10) {
+  input <- manifold_input(x, groupby, condition1, condition2, reduction, sample)
+  threads <- resolve_threads(threads)
+  seed <- check_seed(seed)
+  if (!is.numeric(lfc_threshold) || length(lfc_threshold) != 1L || is.na(lfc_threshold) || lfc_threshold < 0) {
+    stop("`lfc_threshold` must be a single number >= 0.", call. = FALSE)
+  }
+  ptp_threshold <- check_number(ptp_threshold, "ptp_threshold", lower = 0)
+  if (ptp_threshold >= 1) stop("`ptp_threshold` must be below 1.", call. = FALSE)
+  dimension <- if (is.null(dimension)) NaN else check_number(dimension, "dimension", 0)
+  length_scale <- if (is.null(length_scale)) NaN else check_number(length_scale, "length_scale", 0)
+  ls_factor <- check_number(ls_factor, "ls_factor", 0)
+  lm <- manifold_landmarks(input, landmarks, n_landmarks, seed, threads)
+
+  density <- function(cells, with_variance) {
+    rs_manifold_density(input$embedding, cells, lm, dimension, length_scale, ls_factor, seed,
+                        with_variance, threads)
+  }
+  fits <- with_progress(2L, "Densities", function(k) density(input$cells[[k]], TRUE))
+  lfc <- fits[[2L]]$log_density - fits[[1L]]$log_density
+  variance <- fits[[1L]]$variance + fits[[2L]]$variance
+  if (!is.null(input$samples)) {
+    jobs <- unlist(input$samples, recursive = FALSE)
+    per_sample <- with_progress(length(jobs), "Sample densities",
+                                function(k) density(jobs[[k]], FALSE)$log_density)
+    condition_of <- rep(1:2, lengths(input$samples))
+    for (c in 1:2) {
+      ld <- do.call(cbind, per_sample[condition_of == c])
+      variance <- variance + rowSums((ld - rowMeans(ld))^2) / (ncol(ld) - 1)
+    }
+  }
+  z <- lfc / sqrt(variance + 1e-12)
+  log_ptp <- p_tail("norm", -abs(z), log_p = TRUE)
+  neg_log10_ptp <- -log_ptp / log(10)
+  significant <- neg_log10_ptp > -log10(ptp_threshold)
+  direction <- ifelse(significant & lfc > lfc_threshold, "up",
+                      ifelse(significant & lfc < -lfc_threshold, "down", "neutral"))
+  suffix <- if (is.null(input$samples)) "" else "_sample_var"
+  out <- data.frame(fits[[1L]]$log_density, fits[[2L]]$log_density, lfc, z, neg_log10_ptp,
+                    factor(direction, levels = c("down", "neutral", "up")))
+  names(out) <- c(paste0("da_log_density_", input$conditions), paste0("da_", c("lfc", "lfc_zscore", "neg_log10_ptp", "direction"), suffix))
+  fit_info <- list(landmarks = lm, conditions = input$conditions,
+                   dimension = vapply(fits, `[[`, 0, "dimension"),
+                   length_scale = vapply(fits, `[[`, 0, "length_scale"),
+                   mu = vapply(fits, `[[`, 0, "mu"), variance = variance,
+                   sample_variance = !is.null(input$samples))
+  if (!is(x, "SingleCellExperiment")) {
+    rownames(out) <- input$cell_names
+    attr(out, "fit") <- fit_info
+    return(out)
+  }
+  for (nm in names(out)) SummarizedExperiment::colData(x)[[nm]] <- out[[nm]]
+  S4Vectors::metadata(x)$diff_abundance <- fit_info
+  x
+}
+
+#' Differential expression on a cell-state manifold
+#'
+#' For each gene and condition, a sparse Gaussian-process regression of expression over
+#' the embedding (kompot's `de()`: Matern-5/2 kernel on k-means landmarks, length scale
+#' from condition 1's nearest-neighbour distances, noise 1, prior mean 0). Per gene: the
+#' mean log fold change over all cells of `x`, and the Mahalanobis distance between the
+#' two conditions' functions at the landmarks under their summed posterior covariance
+#' (shared by all genes). Its significance comes from null genes: `null_genes` genes
+#' permuted across the cells of the two conditions and run through the same pipeline
+#' give an empirical p-value and kompot's local FDR (reflected KDE, monotone fit).
+#'
+#' With `sample`, per-sample regressions add, for each gene, the between-sample
+#' covariance of the predictions at the landmarks. It has rank at most the number of
+#' samples, so the distance is computed exactly by the Woodbury identity: no per-gene
+#' landmarks x landmarks matrix and no per-gene Cholesky (kompot builds both).
+#'
+#' @inheritParams diff_abundance
+#' @param x A SingleCellExperiment with the embedding in `reducedDim(x, reduction)`.
+#' @param assay Assay with (log-normalised) expression; dense or dgCMatrix.
+#' @param genes Genes (row names or indices) to test; default all.
+#' @param null_genes Number of permuted null genes for the FDR (0: none; then
+#'   `p_value` and `local_fdr` are `NA`). With `sample`, null genes go through the same
+#'   sample-variance pipeline, but a permuted gene has lost the replicate structure, so
+#'   the FDR is only a guide there (kompot turns null genes off with `sample_col`).
+#' @param fold_change If `TRUE`, the per-cell fold changes (genes x cells) are returned
+#'   in the attribute `"fold_change"` of the table.
+#' @param dry_run If `TRUE`, print the memory and time plan and compute nothing.
+#' @param fdr_threshold `is_de` is `local_fdr < fdr_threshold`.
+#' @param block_size Genes per block (progress and Ctrl-C between blocks).
+#' @param BPPARAM Optional BiocParallel backend: blocks of genes are spread over its
+#'   workers, each of which rebuilds the shared model.
+#' @return A results table (`sceffects_results`): `feature`, `estimate` (= `mean_lfc`),
+#'   `statistic` (= `mahalanobis`), `p_value` (null genes), `fdr` (BH), `mean_lfc`,
+#'   `mahalanobis`, `local_fdr`, `is_de`, `reason`.
+#' @export
+#' @examples
+#' sce <- simulate_manifold(n_cells = 600, n_genes = 40, seed = 1)
+#' de <- diff_expression(sce, "condition", "young", "old", n_landmarks = 60,
+#'                       null_genes = 40)
+#' head(de[order(de$mahalanobis, decreasing = TRUE), ])
+diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL, assay = "logcounts",
+                            sample = NULL, genes = NULL, n_landmarks = 2000L, null_genes = 2000L,
+                            fold_change = FALSE, dry_run = FALSE, fdr_threshold = 0.05, block_size = 512L,
+                            seed = 42L, threads = NULL, BPPARAM = NULL, landmarks = NULL,
+                            length_scale = NULL, ls_factor = 10) {
+  if (!is(x, "SingleCellExperiment")) {
+    stop("`x` must be a SingleCellExperiment with an expression assay and a reducedDim.", call. = FALSE)
+  }
+  input <- manifold_input(x, groupby, condition1, condition2, reduction, sample)
+  src <- numeric_features(x, "x", assay = assay)
+  threads <- resolve_threads(threads)
+  seed <- check_seed(seed)
+  null_genes <- check_count(null_genes, "null_genes")
+  block_size <- check_count(block_size, "block_size")
+  if (block_size < 1L) stop("`block_size` must be at least 1.", call. = FALSE)
+  fdr_threshold <- check_number(fdr_threshold, "fdr_threshold", 0)
+  ls_factor <- check_number(ls_factor, "ls_factor", 0)
+  rows <- gene_rows(genes, src)
+  if (null_genes > 0L && null_genes < 2L) stop("`null_genes` must be 0 or at least 2.", call. = FALSE)
+  m <- if (is.null(landmarks)) min(check_count(n_landmarks, "n_landmarks"), sum(lengths(input$cells))) else nrow(landmarks)
+  plan <- de_plan(input, length(rows), null_genes, m, block_size, fold_change, threads)
+  if (isTRUE(dry_run)) {
+    print(plan)
+    return(invisible(plan))
+  }
+  lm <- manifold_landmarks(input, landmarks, n_landmarks, seed, threads)
+  ls <- if (is.null(length_scale)) {
+    rs_manifold_length_scale(input$embedding, input$cells[[1L]], ls_factor, threads)
+  } else check_number(length_scale, "length_scale", 0)
+
+  null <- if (null_genes > 0L) draw_null_genes(src$n_features, null_genes, seed) else NULL
+  jobs <- c(lapply(split_blocks(rows, block_size), function(r) list(rows = r, null = NULL)),
+            if (!is.null(null)) lapply(split_blocks(seq_along(null$rows), block_size),
+                                       function(k) list(rows = null$rows[k], null = null$seeds[k])))
+  run_jobs <- function(jobs) {
+    model <- rs_manifold_expression_model(input$embedding, input$cells[[1L]], input$cells[[2L]],
+                                          input$samples[[1L]] %||% list(), input$samples[[2L]] %||% list(),
+                                          lm, ls, !is.null(input$samples), isTRUE(fold_change), threads)
+    blocks <- with_progress(length(jobs), "Genes", function(k) {
+      y <- gene_block(src, jobs[[k]], input)
+      rs_manifold_expression_block(model$model, y, threads)
+    })
+    list(blocks = blocks, diagonal_shortcut = model$diagonal_shortcut)
+  }
+  runs <- if (is.null(BPPARAM)) {
+    list(run_jobs(jobs))
+  } else {
+    n_parts <- min(length(jobs), BiocParallel::bpnworkers(BPPARAM))
+    parts <- split(jobs, ceiling(seq_along(jobs) * n_parts / length(jobs)))
+    BiocParallel::bplapply(parts, run_jobs, BPPARAM = BPPARAM)
+  }
+  blocks <- unlist(lapply(runs, `[[`, "blocks"), recursive = FALSE)
+  is_null <- vapply(jobs, function(j) !is.null(j$null), TRUE)
+  real <- blocks[!is_null]
+  pick <- function(bl, f) unlist(lapply(bl, `[[`, f))
+  distance <- nan_to_na(pick(real, "mahalanobis"))
+  mean_lfc <- pick(real, "mean_lfc")
+  constant <- pick(real, "constant")
+  reason <- ifelse(constant, "constant across the cells of the two conditions",
+                   ifelse(is.na(distance), "posterior covariance not positive definite", NA_character_))
+  distance[constant] <- NA
+  mean_lfc[constant] <- NA
+  p_value <- local_fdr <- rep(NA_real_, length(distance))
+  if (!is.null(null)) {
+    null_distance <- pick(blocks[is_null], "mahalanobis")
+    null_distance <- null_distance[!pick(blocks[is_null], "constant")]
+    ok <- !is.na(distance)
+    if (sum(ok) >= 2L && sum(is.finite(null_distance)) >= 2L) {
+      fdr <- rs_manifold_null_fdr(distance[ok], null_distance, threads)
+      p_value[ok] <- fdr$p_value
+      local_fdr[ok] <- fdr$local_fdr
+    }
+  }
+  res <- data.frame(feature = src$names[rows], estimate = mean_lfc, statistic = distance,
+                    p_value = p_value, fdr = fdr_bh(p_value), mean_lfc = mean_lfc,
+                    mahalanobis = distance, local_fdr = local_fdr,
+                    is_de = !is.na(local_fdr) & local_fdr < fdr_threshold,
+                    reason = reason, stringsAsFactors = FALSE)
+  extra <- list(estimate_label = "mean log fold change", landmarks = lm, length_scale = ls,
+                conditions = input$conditions, sample_variance = !is.null(input$samples),
+                diagonal_shortcut = runs[[1L]]$diagonal_shortcut,
+                fdr_note = if (is.null(null)) "No null genes: p_value and local_fdr are NA." else
+                  sprintf("p_value and local_fdr from %d permuted null genes.", length(null$rows)))
+  if (isTRUE(fold_change)) {
+    fc <- do.call(rbind, lapply(real, `[[`, "fold_change"))
+    dimnames(fc) <- list(src$names[rows], input$cell_names)
+    extra$fold_change <- fc
+  }
+  method <- sprintf("manifold DE %s vs %s%s", input$conditions[2L], input$conditions[1L],
+                    if (is.null(input$samples)) "" else " (sample variance)")
+  new_results(res, method, extra)
+}
+
+`%||%` <- function(a, b) if (is.null(a)) b else a
+
+gene_rows <- function(genes, src) {
+  if (is.null(genes)) return(seq_len(src$n_features))
+  rows <- if (is.character(genes)) match(genes, src$names) else if (is.numeric(genes)) as.integer(genes) else NA
+  if (!length(rows) || anyNA(rows) || any(rows < 1L | rows > src$n_features)) {
+    stop("`genes` must be row names or row indices of `x`.", call. = FALSE)
+  }
+  if (anyDuplicated(rows)) stop("`genes` has duplicates.", call. = FALSE)
+  rows
+}
+
+split_blocks <- function(v, size) split(v, ceiling(seq_along(v) / size))
+
+# Null genes: genes drawn from all rows, each with its own permutation seed.
+draw_null_genes <- function(n_genes, n_null, seed) {
+  with_fixed_rng(seed, {
+    rows <- sample.int(n_genes, n_null, replace = n_null > n_genes)
+    list(rows = rows, seeds = sample.int(.Machine$integer.max, n_null))
+  })
+}
+
+# with_seed() under R's default generator whatever the session's (or a BiocParallel
+# worker's) RNGkind, so that null genes are the same in every process.
+with_fixed_rng <- function(seed, expr) {
+  with_seed(seed, {
+    RNGkind("Mersenne-Twister", "Inversion", "Rejection")
+    set.seed(seed)
+    expr
+  })
+}
+
+# A block of genes over all cells; null genes are permuted across the two conditions' cells.
+gene_block <- function(src, job, input) {
+  y <- feature_rows(src, job$rows)
+  if (is.null(job$null)) return(y)
+  y <- as.matrix(y)
+  storage.mode(y) <- "double"
+  cc <- unlist(input$cells)
+  for (j in seq_len(nrow(y))) {
+    perm <- with_fixed_rng(job$null[j], sample.int(length(cc)))
+    y[j, cc] <- y[j, cc][perm]
+  }
+  y
+}
+
+# Memory and time plan of diff_expression(), from the shapes alone.
+de_plan <- function(input, n_genes, null_genes, m, block_size, fold_change, threads) {
+  n_all <- nrow(input$embedding)
+  n_cond <- sum(lengths(input$cells))
+  k <- if (is.null(input$samples)) 0L else sum(lengths(input$samples))
+  gib <- function(doubles) doubles * 8 / 2^30
+  memory <- c(
+    landmark_matrices = gib(5 * m^2),
+    condition_maps = gib(m * n_cond * (if (k > 0L) 2 else 1) + m * n_all),
+    gene_block = gib(block_size * (n_all + m * (k + 3))),
+    fold_change = if (isTRUE(fold_change)) gib(n_genes * n_all + m * n_cond) else 0)
+  genes_total <- n_genes + null_genes
+  flops <- 12 * m^3 + 4 * m^2 * n_cond * (if (k > 0L) 2 else 1) +
+    2 * m * n_cond * genes_total * (if (k > 0L) 2 else 1) + 2 * m * (k + 1)^2 * genes_total +
+    (if (isTRUE(fold_change)) 2 * (n_all + n_cond) * m * n_genes else 0)
+  structure(list(cells = n_all, condition_cells = n_cond, genes = n_genes, null_genes = null_genes,
+                 landmarks = m, samples = k, memory_gib = memory, peak_gib = sum(memory),
+                 gflop = flops / 1e9, seconds = flops / (threads * 8e9)),
+            class = "sceffects_de_plan")
+}
+
+#' @export
+print.sceffects_de_plan <- function(x, ...) {
+  cat(sprintf("<diff_expression plan: %d cells (%d in the two conditions), %d genes + %d null genes, %d landmarks, %s>\n",
+              x$cells, x$condition_cells, x$genes, x$null_genes, x$landmarks,
+              if (x$samples > 0L) sprintf("sample variance over %d samples (low rank)", x$samples) else "no sample variance"))
+  for (nm in names(x$memory_gib)) cat(sprintf("  %-18s %8.3f GiB\n", nm, x$memory_gib[[nm]]))
+  cat(sprintf("  %-18s %8.3f GiB (no disk)\n", "peak (approx.)", x$peak_gib))
+  cat(sprintf("  work: %.0f GFLOP, about %.0f s\n", x$gflop, x$seconds))
+  invisible(x)
+}

@@ -1,0 +1,237 @@
+//! Binding of differential abundance and expression on a cell-state manifold
+//! (sceffects-core `manifold`). Cell indices arrive 1-based from R.
+
+use crate::{fail, features_of, sparse_slots, Features, RResult};
+use extendr_api::prelude::*;
+use sceffects_core::manifold::density::{fit_density, DensityParams};
+use sceffects_core::manifold::expression::{ConditionCells, ExpressionModel};
+use sceffects_core::manifold::{self, lfdr, Points};
+use sceffects_core::with_threads;
+
+fn zero_based(cells: &[i32]) -> Vec<usize> {
+    cells.iter().map(|&c| (c - 1) as usize).collect()
+}
+
+fn points(m: &RMatrix<f64>, rows: Option<&[usize]>) -> RResult<Points> {
+    Points::from_column_major(m.data(), m.nrows(), m.ncols(), rows).map_err(fail)
+}
+
+fn points_matrix(p: &Points) -> RMatrix<f64> {
+    RMatrix::new_matrix(p.n, p.dim, |r, c| p.coords[r * p.dim + c])
+}
+
+fn threads_of(threads: i32) -> usize {
+    threads.max(1) as usize
+}
+
+/// k-means landmarks (k x dims) of the embedding rows `cells`.
+#[extendr]
+fn rs_manifold_landmarks(
+    embedding: RMatrix<f64>,
+    cells: &[i32],
+    k: i32,
+    max_iter: i32,
+    seed: f64,
+    threads: i32,
+) -> RResult<RMatrix<f64>> {
+    let p = points(&embedding, Some(&zero_based(cells)))?;
+    let centres = with_threads(threads_of(threads), || {
+        manifold::kmeans_landmarks(&p, k.max(1) as usize, max_iter.max(0) as usize, seed as u64)
+    })
+    .map_err(fail)?;
+    Ok(points_matrix(&centres))
+}
+
+/// Length scale `ls_factor * exp(mean log r + 3)` of the cells `cells`.
+#[extendr]
+fn rs_manifold_length_scale(
+    embedding: RMatrix<f64>,
+    cells: &[i32],
+    ls_factor: f64,
+    threads: i32,
+) -> RResult<f64> {
+    let p = points(&embedding, Some(&zero_based(cells)))?;
+    let nn = with_threads(threads_of(threads), || manifold::nn_distances(&p))
+        .map_err(fail)?
+        .map_err(fail)?;
+    Ok(manifold::length_scale(&nn, ls_factor))
+}
+
+/// Density of the cells `cells` with landmarks `landmarks`, predicted at every row of the
+/// embedding. `dimension` and `length_scale` NaN: Mellon's heuristics.
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn rs_manifold_density(
+    embedding: RMatrix<f64>,
+    cells: &[i32],
+    landmarks: RMatrix<f64>,
+    dimension: f64,
+    length_scale: f64,
+    ls_factor: f64,
+    seed: f64,
+    with_variance: bool,
+    threads: i32,
+) -> RResult<Robj> {
+    let all = points(&embedding, None)?;
+    let train = all.subset(&zero_based(cells));
+    let lm = points(&landmarks, None)?;
+    let run = || -> Result<_, String> {
+        let nn = manifold::nn_distances(&train)?;
+        let d = if dimension.is_nan() {
+            manifold::fractal_dimension(&train, seed as u64)?
+        } else {
+            dimension
+        };
+        let ls = if length_scale.is_nan() {
+            manifold::length_scale(&nn, ls_factor)
+        } else {
+            length_scale
+        };
+        let params = DensityParams {
+            dimension: d,
+            mu: manifold::prior_mean(&nn, d),
+            length_scale: ls,
+        };
+        let fit = fit_density(&train, &nn, &lm, params)?;
+        Ok((fit.predict(&lm, &all, with_variance), fit))
+    };
+    let (pred, fit) = with_threads(threads_of(threads), run)
+        .map_err(fail)?
+        .map_err(fail)?;
+    Ok(List::from_names_and_values(
+        [
+            "log_density",
+            "variance",
+            "dimension",
+            "mu",
+            "length_scale",
+            "iterations",
+        ],
+        [
+            pred.log_density.into_robj(),
+            pred.variance.into_robj(),
+            fit.params.dimension.into_robj(),
+            fit.params.mu.into_robj(),
+            fit.params.length_scale.into_robj(),
+            (fit.newton_iterations as i32).into_robj(),
+        ],
+    )?
+    .into_robj())
+}
+
+fn condition_cells(cells: &[i32], samples: &List) -> RResult<ConditionCells> {
+    let samples = samples
+        .values()
+        .map(|s| {
+            s.as_integer_slice()
+                .map(zero_based)
+                .ok_or_else(|| fail("sample cells must be integer vectors"))
+        })
+        .collect::<RResult<Vec<_>>>()?;
+    Ok(ConditionCells {
+        cells: zero_based(cells),
+        samples,
+    })
+}
+
+/// Everything the genes share, kept on the Rust side: a list of the model (external
+/// pointer) and whether the diagonal shortcut was taken.
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn rs_manifold_expression_model(
+    embedding: RMatrix<f64>,
+    cells1: &[i32],
+    cells2: &[i32],
+    samples1: List,
+    samples2: List,
+    landmarks: RMatrix<f64>,
+    length_scale: f64,
+    sample_variance: bool,
+    fold_change: bool,
+    threads: i32,
+) -> RResult<Robj> {
+    let all = points(&embedding, None)?;
+    let lm = points(&landmarks, None)?;
+    let conditions = [
+        condition_cells(cells1, &samples1)?,
+        condition_cells(cells2, &samples2)?,
+    ];
+    let model = with_threads(threads_of(threads), || {
+        ExpressionModel::new(
+            &all,
+            conditions,
+            &lm,
+            length_scale,
+            sample_variance,
+            fold_change,
+        )
+    })
+    .map_err(fail)?
+    .map_err(fail)?;
+    let shortcut = model.diagonal_shortcut;
+    Ok(List::from_names_and_values(
+        ["model", "diagonal_shortcut"],
+        [ExternalPtr::new(model).into_robj(), shortcut.into_robj()],
+    )?
+    .into_robj())
+}
+
+/// Mean log fold change, Mahalanobis distance and constancy of a block of genes (rows of
+/// a double matrix or dgCMatrix over all cells), and per-cell fold changes when the model
+/// keeps them (genes x cells).
+#[extendr]
+fn rs_manifold_expression_block(model: Robj, x: Robj, threads: i32) -> RResult<Robj> {
+    let model = ExternalPtr::<ExpressionModel>::try_from(&model)?;
+    let model: &ExpressionModel = model.try_addr()?;
+    let slots = sparse_slots(&x)?;
+    let feats = features_of(&x, &slots)?;
+    let n_genes = feats.n_features();
+    let owned;
+    let y: &[f64] = match &feats {
+        Features::Dense { data, .. } => data,
+        Features::Sparse(v) => {
+            owned = v.row_block(0, v.nrow);
+            &owned
+        }
+    };
+    let res = with_threads(threads_of(threads), || model.block(y, n_genes))
+        .map_err(fail)?
+        .map_err(fail)?;
+    let fold_change = match &res.fold_change {
+        Some(fc) => RMatrix::new_matrix(n_genes, fc.nrows(), |g, c| fc[(c, g)]).into_robj(),
+        None => Robj::from(()),
+    };
+    Ok(List::from_names_and_values(
+        ["mean_lfc", "mahalanobis", "constant", "fold_change"],
+        [
+            res.mean_lfc.into_robj(),
+            res.mahalanobis.into_robj(),
+            res.constant.into_robj(),
+            fold_change,
+        ],
+    )?
+    .into_robj())
+}
+
+/// Empirical p-values and local FDRs of distances against null-gene distances.
+#[extendr]
+fn rs_manifold_null_fdr(real: &[f64], null: &[f64], threads: i32) -> RResult<Robj> {
+    let res = with_threads(threads_of(threads), || lfdr::null_gene_fdr(real, null))
+        .map_err(fail)?
+        .map_err(fail)?;
+    Ok(List::from_names_and_values(
+        ["p_value", "local_fdr"],
+        [res.p_value.into_robj(), res.local_fdr.into_robj()],
+    )?
+    .into_robj())
+}
+
+extendr_module! {
+    mod manifold;
+    fn rs_manifold_landmarks;
+    fn rs_manifold_length_scale;
+    fn rs_manifold_density;
+    fn rs_manifold_expression_model;
+    fn rs_manifold_expression_block;
+    fn rs_manifold_null_fdr;
+}

@@ -1,0 +1,315 @@
+# Differential abundance and expression on a manifold, against a direct dense
+# implementation of reference/kompot.md written here in plain R.
+
+# --- The reference, dense and literal ------------------------------------------------
+
+ref_matern <- function(a, b, ls) {
+  r2 <- outer(rowSums(a^2), rowSums(b^2), "+") - 2 * a %*% t(b)
+  rho <- sqrt(5) * sqrt(pmax(r2 + 1e-12, 0)) / ls
+  (1 + rho + rho^2 / 3) * exp(-rho)
+}
+
+ref_nn <- function(x) {
+  d <- as.matrix(stats::dist(x))
+  diag(d) <- Inf
+  r <- apply(d, 1, min)
+  r[r <= 0] <- min(r[r > 0])
+  r
+}
+
+# Mellon's density of cells `x` with landmarks `u`, at `at`: normalised log density and
+# variance (MAP by plain Newton from the ridge start).
+ref_density <- function(x, u, at, d, ls) {
+  n <- nrow(x); m <- nrow(u)
+  r <- ref_nn(x)
+  mle <- lgamma(d / 2 + 1) - d / 2 * log(pi) - d * log(r)
+  mu <- unname(stats::quantile(mle, 0.01, type = 7)) - 10
+  lp <- t(chol(ref_matern(u, u, ls) + 1e-6 * diag(m)))
+  phi <- t(forwardsolve(lp, t(ref_matern(x, u, ls))))
+  z <- solve(crossprod(phi) + diag(m), crossprod(phi, mle - mu))
+  for (it in 1:200) {
+    lam <- drop(exp(phi %*% z + mu - mle))
+    g <- z - crossprod(phi, 1 - lam)
+    step <- solve(diag(m) + crossprod(phi * sqrt(lam)), g)
+    z <- z - step
+    if (max(abs(step)) < 1e-14) break
+  }
+  lam <- drop(exp(phi %*% z + mu - mle))
+  s2 <- 1 / pmax(1 + colSums(phi^2 * lam), 1e-8)
+  a <- forwardsolve(lp, t(ref_matern(at, u, ls)))
+  k0 <- ref_matern(matrix(0, 1, 1), matrix(0, 1, 1), ls)[1, 1]
+  list(log_density = drop(mu + crossprod(a, z)) - log(n),
+       variance = k0 - colSums(a^2) + colSums(a^2 * s2), mu = mu)
+}
+
+# kompot's DE for genes `y` (genes x cells): mean_lfc over all cells and the Mahalanobis
+# distance, with the sample variance by an explicit Cholesky per gene.
+ref_de <- function(emb, y, cells, samples, u, ls) {
+  m <- nrow(u)
+  kuu <- ref_matern(u, u, ls)
+  lp <- t(chol(kuu + 1e-6 * diag(m)))
+  a_u <- forwardsolve(lp, kuu)
+  fit <- function(cc) {
+    a <- forwardsolve(lp, t(ref_matern(emb[cc, , drop = FALSE], u, ls)))
+    lb <- t(chol(diag(m) + a %*% t(a)))
+    w <- backsolve(t(lp), backsolve(t(lb), forwardsolve(lb, a %*% t(y[, cc, drop = FALSE]))))
+    cvec <- forwardsolve(lb, a_u)
+    list(w = w, sigma = kuu - crossprod(a_u) + crossprod(cvec))
+  }
+  f1 <- fit(cells[[1]]); f2 <- fit(cells[[2]])
+  dw <- f2$w - f1$w
+  mean_lfc <- colMeans(ref_matern(emb, u, ls) %*% dw)
+  delta <- kuu %*% dw
+  cov <- f1$sigma + f2$sigma
+  if (is.null(samples)) {
+    share <- sum(diag(cov)) / sum(abs(cov))
+    dist <- if (m > 10 && share > 0.95) {
+      sqrt(colSums(delta^2 / pmax(diag(cov), 1e-8)))
+    } else {
+      sqrt(colSums(forwardsolve(t(chol(cov + 1e-8 * diag(m))), delta)^2))
+    }
+    return(list(mean_lfc = mean_lfc, mahalanobis = dist, shortcut = m > 10 && share > 0.95))
+  }
+  dev <- lapply(samples, function(ss) {
+    ws <- lapply(ss, function(cc) fit(cc)$w)
+    wbar <- Reduce(`+`, ws) / length(ws)
+    lapply(ws, function(w) kuu %*% (w - wbar) / sqrt(length(ws) - 1))
+  })
+  dev <- unlist(dev, recursive = FALSE)
+  dist <- vapply(seq_len(nrow(y)), function(g) {
+    cg <- cov + Reduce(`+`, lapply(dev, function(f) tcrossprod(f[, g])))
+    lg <- t(chol(cg + 1e-8 * diag(m)))
+    sqrt(sum(forwardsolve(lg, delta[, g])^2))
+  }, 0)
+  list(mean_lfc = mean_lfc, mahalanobis = dist)
+}
+
+ref_pava_decreasing <- function(y) -stats::isoreg(-y)$yf
+
+ref_monotone_density <- function(d, grid) {
+  s <- c(-d, d)
+  h <- length(s)^(-1 / 5) * stats::sd(s)
+  kde <- 2 * vapply(grid, function(g) mean(stats::dnorm(g, s, h)), 0)
+  f <- pmax(ref_pava_decreasing(kde), 0)
+  f / sum(diff(grid) * (utils::head(f, -1) + utils::tail(f, -1)) / 2)
+}
+
+ref_null_fdr <- function(real, null) {
+  p <- vapply(real, function(v) mean(null >= v), 0)
+  p[p == 0] <- min(p[p > 0])
+  grid <- seq(0, 1.05 * max(c(real, null)), length.out = 500)
+  f0 <- ref_monotone_density(null, grid)
+  fm <- ref_monotone_density(real, grid)
+  raw <- ifelse(fm > 1e-10 * max(fm), pmin(pmax(f0 / fm, 0), 1), 1)
+  lfdr <- stats::approx(grid, ref_pava_decreasing(raw), xout = real, yleft = 1, yright = 0)$y
+  list(p_value = p, local_fdr = lfdr)
+}
+
+# --- Data -----------------------------------------------------------------------------
+
+small <- simulate_manifold(n_cells = 240, n_genes = 12, n_dims = 3, n_de_genes = 3, n_odd_genes = 3, seed = 3)
+emb <- SingleCellExperiment::reducedDim(small, "DM")
+cells <- list(which(small$condition == "young"), which(small$condition == "old"))
+u <- emb[seq(1, 240, by = 8), ]
+rownames(u) <- NULL
+
+test_that("densities, variances, z and tail probabilities equal the dense reference", {
+  res <- diff_abundance(emb, small$condition, "young", "old", landmarks = u, dimension = 2.3,
+                        length_scale = 0.6)
+  r1 <- ref_density(emb[cells[[1]], ], u, emb, 2.3, 0.6)
+  r2 <- ref_density(emb[cells[[2]], ], u, emb, 2.3, 0.6)
+  expect_equal(res$da_log_density_young, r1$log_density, tolerance = 1e-8)
+  expect_equal(res$da_log_density_old, r2$log_density, tolerance = 1e-8)
+  expect_equal(attr(res, "fit")$variance, r1$variance + r2$variance, tolerance = 1e-8)
+  expect_equal(attr(res, "fit")$mu, c(r1$mu, r2$mu), tolerance = 1e-10)
+  lfc <- r2$log_density - r1$log_density
+  z <- lfc / sqrt(r1$variance + r2$variance + 1e-12)
+  expect_equal(res$da_lfc, lfc, tolerance = 1e-8)
+  expect_equal(res$da_lfc_zscore, z, tolerance = 1e-8)
+  expect_equal(res$da_neg_log10_ptp, -stats::pnorm(-abs(z), log.p = TRUE) / log(10), tolerance = 1e-8)
+  dir <- ifelse(-stats::pnorm(-abs(z), log.p = TRUE) / log(10) > -log10(0.05) & abs(lfc) > 1,
+                ifelse(lfc > 0, "up", "down"), "neutral")
+  expect_equal(as.character(res$da_direction), dir)
+})
+
+test_that("sample variance of densities is the variance of per-sample log densities", {
+  res <- diff_abundance(emb, small$condition, "young", "old", sample = small$sample,
+                        landmarks = u, dimension = 2.3, length_scale = 0.6)
+  v <- 0
+  for (c in c("young", "old")) {
+    ld <- vapply(sort(unique(small$sample[small$condition == c])), function(s) {
+      ref_density(emb[small$sample == s, ], u, emb, 2.3, 0.6)$log_density
+    }, numeric(nrow(emb)))
+    v <- v + ref_density(emb[small$condition == c, ], u, emb, 2.3, 0.6)$variance +
+      apply(ld, 1, stats::var)
+  }
+  expect_equal(attr(res, "fit")$variance, v, tolerance = 1e-8)
+  expect_true("da_lfc_zscore_sample_var" %in% names(res))
+})
+
+test_that("heuristics: length scale and fractal dimension as Mellon's", {
+  res <- diff_abundance(emb, small$condition, "young", "old", landmarks = u)
+  fit <- attr(res, "fit")
+  r <- lapply(cells, function(cc) ref_nn(emb[cc, ]))
+  expect_equal(fit$length_scale, vapply(r, function(v) 10 * exp(mean(log(v)) + 3), 0), tolerance = 1e-10)
+  # Fewer than 500 cells per condition: every cell is a query; slope of log rank on log distance.
+  frac <- vapply(cells, function(cc) {
+    x <- emb[cc, ]
+    d <- as.matrix(stats::dist(x))
+    mean(apply(d, 1, function(row) {
+      nb <- order(row)[1:10]
+      dd <- sort(as.vector(stats::dist(x[nb, ])))
+      stats::coef(stats::lm(log(seq_along(dd)) ~ log(dd)))[2]
+    }))
+  }, 0)
+  expect_equal(fit$dimension, frac, tolerance = 1e-8)
+})
+
+test_that("mean log fold changes and Mahalanobis distances equal the dense reference", {
+  y <- as.matrix(SummarizedExperiment::assay(small, "logcounts"))
+  res <- diff_expression(small, "condition", "young", "old", landmarks = u, length_scale = 1.7,
+                         null_genes = 0, fold_change = TRUE)
+  ref <- ref_de(emb, y, cells, NULL, u, 1.7)
+  expect_equal(res$mean_lfc, ref$mean_lfc, tolerance = 1e-8)
+  expect_equal(res$mahalanobis, ref$mahalanobis, tolerance = 1e-8)
+  expect_equal(unname(rowMeans(attr(res, "fold_change"))), ref$mean_lfc, tolerance = 1e-8)
+  expect_true(all(is.na(res$p_value)))
+  # The other path of the shared covariance (diagonal shortcut or Cholesky) too.
+  res_ls <- diff_expression(small, "condition", "young", "old", landmarks = u, length_scale = 0.01,
+                            null_genes = 0)
+  ref_ls <- ref_de(emb, y, cells, NULL, u, 0.01)
+  expect_true(attr(res_ls, "diagonal_shortcut"))
+  expect_false(identical(ref$shortcut, ref_ls$shortcut))
+  expect_equal(res_ls$mahalanobis, ref_ls$mahalanobis, tolerance = 1e-8)
+})
+
+test_that("low-rank sample-variance distance equals the per-gene Cholesky form", {
+  y <- as.matrix(SummarizedExperiment::assay(small, "logcounts"))
+  res <- diff_expression(small, "condition", "young", "old", sample = "sample", landmarks = u,
+                         length_scale = 1.7, null_genes = 0)
+  samples <- lapply(c("young", "old"), function(c) {
+    ss <- sort(unique(small$sample[small$condition == c]))
+    lapply(ss, function(s) which(small$sample == s))
+  })
+  ref <- ref_de(emb, y, cells, samples, u, 1.7)
+  expect_equal(res$mahalanobis, ref$mahalanobis, tolerance = 1e-8)
+  expect_equal(res$mean_lfc, ref$mean_lfc, tolerance = 1e-8)
+})
+
+test_that("null-gene p-values and local FDR equal the reference", {
+  set.seed(5)
+  null <- abs(stats::rnorm(300)) * 2
+  real <- c(abs(stats::rnorm(200)) * 2, 6 + stats::rexp(40))
+  got <- sceffects:::rs_manifold_null_fdr(real, null, 1L)
+  ref <- ref_null_fdr(real, null)
+  expect_equal(got$p_value, ref$p_value, tolerance = 1e-12)
+  expect_equal(got$local_fdr, ref$local_fdr, tolerance = 1e-8)
+})
+
+sim <- simulate_manifold(n_cells = 1200, n_genes = 120, n_de_genes = 12, n_odd_genes = 12, seed = 11)
+truth <- SummarizedExperiment::rowData(sim)
+
+test_that("planted genes are found; one-replicate genes are demoted by sample variance", {
+  plain <- diff_expression(sim, "condition", "young", "old", n_landmarks = 150, null_genes = 300)
+  sv <- diff_expression(sim, "condition", "young", "old", sample = "sample", n_landmarks = 150,
+                        null_genes = 300)
+  auc <- function(a, b) mean(outer(a, b, ">"))
+  null_genes <- !truth$de & !truth$odd_replicate
+  expect_gt(auc(plain$mahalanobis[truth$de], plain$mahalanobis[null_genes]), 0.8)
+  expect_gt(auc(sv$mahalanobis[truth$de], sv$mahalanobis[null_genes]), 0.8)
+  expect_gte(mean(plain$is_de[truth$de]), 0.5)
+  # One odd replicate: sample variance lowers these genes more than the planted ones.
+  rel <- sv$mahalanobis / plain$mahalanobis
+  expect_lt(stats::median(rel[truth$odd_replicate]), stats::median(rel[truth$de]))
+  expect_lt(auc(sv$mahalanobis[truth$odd_replicate], sv$mahalanobis[truth$de]),
+            auc(plain$mahalanobis[truth$odd_replicate], plain$mahalanobis[truth$de]))
+  expect_lte(mean(sv$is_de[truth$odd_replicate]), mean(plain$is_de[truth$odd_replicate]))
+  expect_equal(sign(plain$mean_lfc[truth$de]), sign(truth$effect[truth$de]))
+})
+
+test_that("planted abundance changes are found; one replicate's cluster is demoted", {
+  # A length scale that resolves the small cluster carried by one replicate.
+  da <- diff_abundance(sim, "condition", "young", "old", sample = "sample", n_landmarks = 150, ls_factor = 2)
+  da <- diff_abundance(da, "condition", "young", "old", n_landmarks = 150, ls_factor = 2)
+  late <- da$t > 0.8 & !da$odd_cluster
+  early <- da$t < 0.2
+  expect_gt(mean(da$da_lfc[late]), mean(da$da_lfc[early]) + 1)
+  expect_true(mean(da$da_direction[early] == "down") > 0.5)
+  expect_true(all(abs(da$da_lfc_zscore_sample_var) <= abs(da$da_lfc_zscore) + 1e-12))
+  expect_gt(mean(da$da_direction[da$odd_cluster] == "up"), 0.8)
+  expect_lt(mean(da$da_direction_sample_var[da$odd_cluster] == "up"), 0.2)
+  ratio <- da$da_lfc_zscore_sample_var / da$da_lfc_zscore
+  expect_lt(stats::median(ratio[da$odd_cluster]), stats::median(ratio[!da$odd_cluster]) / 2)
+  expect_s3_class(da$da_direction, "factor")
+})
+
+test_that("p-values are uniform under the null", {
+  set.seed(2)
+  n <- 800
+  emb0 <- matrix(stats::rnorm(n * 3), n, 3, dimnames = list(paste0("c", 1:n), NULL))
+  y <- matrix(log1p(stats::rpois(150 * n, 2)), 150, n, dimnames = list(paste0("g", 1:150), paste0("c", 1:n)))
+  sce0 <- SingleCellExperiment::SingleCellExperiment(list(logcounts = y),
+    colData = S4Vectors::DataFrame(group = sample(c("a", "b"), n, TRUE)),
+    reducedDims = list(PCA = emb0))
+  res <- diff_expression(sce0, "group", "a", "b", n_landmarks = 80, null_genes = 600)
+  expect_gt(suppressWarnings(stats::ks.test(res$p_value, "punif")$p.value), 0.01)
+})
+
+test_that("results do not depend on threads; sparse and dense agree; genes subset", {
+  a <- diff_expression(sim, "condition", "young", "old", n_landmarks = 60, null_genes = 50, threads = 1)
+  b <- diff_expression(sim, "condition", "young", "old", n_landmarks = 60, null_genes = 50, threads = 2,
+                       block_size = 17)
+  expect_equal(a$mahalanobis, b$mahalanobis, tolerance = 1e-10)
+  expect_equal(a$local_fdr, b$local_fdr, tolerance = 1e-10)
+  dense <- sim
+  SummarizedExperiment::assay(dense, "logcounts") <- as.matrix(SummarizedExperiment::assay(sim, "logcounts"))
+  d <- diff_expression(dense, "condition", "young", "old", n_landmarks = 60, null_genes = 50)
+  expect_equal(a$mahalanobis, d$mahalanobis, tolerance = 1e-10)
+  s <- diff_expression(sim, "condition", "young", "old", n_landmarks = 60, null_genes = 0,
+                       genes = rownames(sim)[c(5, 2)])
+  expect_equal(s$feature, rownames(sim)[c(5, 2)])
+  expect_equal(s$mahalanobis, a$mahalanobis[c(5, 2)], tolerance = 1e-10)
+})
+
+test_that("BiocParallel backends give the same results", {
+  skip_if_not_installed("BiocParallel")
+  a <- diff_expression(sim, "condition", "young", "old", n_landmarks = 60, null_genes = 50, block_size = 40)
+  b <- diff_expression(sim, "condition", "young", "old", n_landmarks = 60, null_genes = 50, block_size = 40,
+                       BPPARAM = BiocParallel::SerialParam())
+  expect_equal(a$mahalanobis, b$mahalanobis, tolerance = 1e-12)
+  expect_equal(a$local_fdr, b$local_fdr, tolerance = 1e-12)
+})
+
+test_that("constant genes give NA rows with a reason", {
+  x <- small
+  SummarizedExperiment::assay(x, "logcounts")[2, ] <- 0
+  res <- diff_expression(x, "condition", "young", "old", landmarks = u, length_scale = 1.7, null_genes = 20)
+  expect_true(is.na(res$mahalanobis[2]))
+  expect_match(res$reason[2], "constant")
+  expect_false(anyNA(res$mahalanobis[-2]))
+})
+
+test_that("dry_run prints a plan and computes nothing", {
+  expect_output(plan <- diff_expression(sim, "condition", "young", "old", sample = "sample",
+                                        dry_run = TRUE), "plan")
+  expect_s3_class(plan, "sceffects_de_plan")
+  expect_gt(plan$peak_gib, 0)
+})
+
+test_that("bad input stops with a message naming the argument", {
+  expect_error(diff_expression(emb, "condition", "young", "old"), "`x`")
+  expect_error(diff_abundance(small, "nope", "young", "old"), "`groupby`")
+  expect_error(diff_abundance(small, "condition", "young", "adult"), "`condition2`")
+  expect_error(diff_abundance(small, "condition", "young", "young"), "differ")
+  expect_error(diff_abundance(small, "condition", "young", "old", reduction = "UMAP"), "`reduction`")
+  expect_error(diff_abundance(small, "condition", "young", "old", sample = "condition"), "`sample`")
+  expect_error(diff_abundance(small, "condition", "young", "old", n_landmarks = -1), "`n_landmarks`")
+  expect_error(diff_abundance(small, "condition", "young", "old", landmarks = u[, 1:2]), "`landmarks`")
+  expect_error(diff_abundance(small, "condition", "young", "old", seed = "a"), "`seed`")
+  expect_error(diff_expression(small, "condition", "young", "old", genes = "nope"), "`genes`")
+  expect_error(diff_expression(small, "condition", "young", "old", assay = "counts"), "`assay`")
+  expect_error(diff_expression(small, "condition", "young", "old", null_genes = 1), "`null_genes`")
+  bad <- small
+  SingleCellExperiment::reducedDim(bad, "DM")[1, 1] <- NA
+  expect_error(diff_abundance(bad, "condition", "young", "old"), "`reduction`")
+})

@@ -510,8 +510,8 @@ fn rs_crossprod(x: RMatrix<f64>, y: RMatrix<f64>, threads: i32) -> RResult<f64> 
 
 mod gsea;
 mod lmm;
-mod nb;
 mod manifold;
+mod nb;
 
 extendr_module! {
     mod sceffects;

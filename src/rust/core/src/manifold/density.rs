@@ -237,13 +237,14 @@ impl DensityFit {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{kmeans_landmarks, nn_distances, prior_mean, SplitMix64};
+    use super::super::{kmeans_landmarks, nn_distances, prior_mean};
     use super::*;
+    use rand::Rng;
 
     #[test]
     fn newton_reaches_a_stationary_point() {
-        let mut rng = SplitMix64::new(5);
-        let coords: Vec<f64> = (0..600).map(|_| rng.uniform() * 3.0).collect();
+        let mut rng = crate::rng::stream(5, &[]);
+        let coords: Vec<f64> = (0..600).map(|_| rng.random::<f64>() * 3.0).collect();
         let cells = Points {
             coords,
             n: 300,

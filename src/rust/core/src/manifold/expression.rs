@@ -348,13 +348,14 @@ pub fn woodbury_distance(z: &[f64], v: &[Vec<f64>]) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{kmeans_landmarks, SplitMix64};
+    use super::super::kmeans_landmarks;
     use super::*;
+    use rand::Rng;
 
     fn cloud(n: usize, seed: u64) -> Points {
-        let mut rng = SplitMix64::new(seed);
+        let mut rng = crate::rng::stream(seed, &[]);
         Points {
-            coords: (0..2 * n).map(|_| rng.uniform() * 2.0).collect(),
+            coords: (0..2 * n).map(|_| rng.random::<f64>() * 2.0).collect(),
             n,
             dim: 2,
         }
@@ -362,11 +363,11 @@ mod tests {
 
     #[test]
     fn woodbury_equals_dense_cholesky() {
-        let mut rng = SplitMix64::new(9);
+        let mut rng = crate::rng::stream(9, &[]);
         let m = 12;
-        let z: Vec<f64> = (0..m).map(|_| rng.uniform() - 0.5).collect();
+        let z: Vec<f64> = (0..m).map(|_| rng.random::<f64>() - 0.5).collect();
         let v: Vec<Vec<f64>> = (0..3)
-            .map(|_| (0..m).map(|_| rng.uniform() - 0.5).collect())
+            .map(|_| (0..m).map(|_| rng.random::<f64>() - 0.5).collect())
             .collect();
         // Dense: z'(I + V V')^-1 z.
         let a = Mat::from_fn(m, m, |i, j| {
@@ -395,8 +396,8 @@ mod tests {
             ]
         };
         let model = ExpressionModel::new(&all, conds(), &landmarks, 1.5, true, true).unwrap();
-        let mut rng = SplitMix64::new(4);
-        let y: Vec<f64> = (0..4 * 120).map(|_| rng.uniform()).collect();
+        let mut rng = crate::rng::stream(4, &[]);
+        let y: Vec<f64> = (0..4 * 120).map(|_| rng.random::<f64>()).collect();
         let whole = model.block(&y, 4).unwrap();
         let one: Vec<f64> = (0..120).map(|c| y[c * 4 + 2]).collect();
         let part = model.block(&one, 1).unwrap();

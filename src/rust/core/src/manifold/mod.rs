@@ -9,8 +9,10 @@ pub mod density;
 pub mod expression;
 pub mod lfdr;
 
+use crate::rng::{self, Stream};
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
 use faer::{Mat, MatRef, Par, Side};
+use rand::Rng;
 use rayon::prelude::*;
 
 /// Jitter added to the diagonal of the landmark kernel matrix before its Cholesky.
@@ -208,36 +210,11 @@ pub fn nn_distances(points: &Points) -> Result<Vec<f64>, String> {
     Ok(r)
 }
 
-/// Small deterministic generator (SplitMix64): the same stream for a seed on any machine
-/// and any thread count.
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform on [0, 1).
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Uniform integer in 0..n.
-    pub fn below(&mut self, n: usize) -> usize {
-        ((self.uniform() * n as f64) as usize).min(n - 1)
-    }
-}
-
 /// `k` distinct indices out of 0..n (partial Fisher-Yates).
-pub fn sample_without_replacement(n: usize, k: usize, rng: &mut SplitMix64) -> Vec<usize> {
+pub fn sample_without_replacement(n: usize, k: usize, rng: &mut Stream) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..n).collect();
     for i in 0..k.min(n) {
-        let j = i + rng.below(n - i);
+        let j = i + rng.random_range(0..n - i);
         idx.swap(i, j);
     }
     idx.truncate(k.min(n));
@@ -252,7 +229,7 @@ pub fn fractal_dimension(points: &Points, seed: u64) -> Result<f64, String> {
         return Err("at least 3 cells are needed for the fractal dimension".into());
     }
     let queries = if points.n > FRACTAL_QUERIES {
-        let mut rng = SplitMix64::new(seed);
+        let mut rng = rng::stream(seed, &[]);
         sample_without_replacement(points.n, FRACTAL_QUERIES, &mut rng)
     } else {
         (0..points.n).collect()
@@ -332,7 +309,7 @@ pub fn kmeans_landmarks(points: &Points, k: usize, max_iter: usize, seed: u64) -
     if points.n <= k {
         return points.clone();
     }
-    let mut rng = SplitMix64::new(seed);
+    let mut rng = rng::stream(seed, &[]);
     let mut centres = kmeans_pp(points, k, &mut rng);
     let mut assign = vec![usize::MAX; points.n];
     for _ in 0..max_iter {
@@ -371,8 +348,8 @@ fn nearest_centre(x: &[f64], centres: &Points) -> (f64, usize) {
         )
 }
 
-fn kmeans_pp(points: &Points, k: usize, rng: &mut SplitMix64) -> Points {
-    let first = rng.below(points.n);
+fn kmeans_pp(points: &Points, k: usize, rng: &mut Stream) -> Points {
+    let first = rng.random_range(0..points.n);
     let mut chosen = vec![first];
     let mut d2: Vec<f64> = (0..points.n)
         .into_par_iter()
@@ -381,7 +358,7 @@ fn kmeans_pp(points: &Points, k: usize, rng: &mut SplitMix64) -> Points {
     while chosen.len() < k {
         let total: f64 = d2.iter().sum();
         let next = if total > 0.0 {
-            let target = rng.uniform() * total;
+            let target = rng.random::<f64>() * total;
             let mut acc = 0.0;
             let mut pick = points.n - 1;
             for (i, &v) in d2.iter().enumerate() {
@@ -393,7 +370,7 @@ fn kmeans_pp(points: &Points, k: usize, rng: &mut SplitMix64) -> Points {
             }
             pick
         } else {
-            rng.below(points.n)
+            rng.random_range(0..points.n)
         };
         chosen.push(next);
         let c = points.point(next).to_vec();
@@ -436,14 +413,14 @@ mod tests {
 
     #[test]
     fn fractal_dimension_grows_with_the_dimension() {
-        let mut rng = SplitMix64::new(3);
+        let mut rng = rng::stream(3, &[]);
         let plane = Points {
-            coords: (0..4000).map(|_| rng.uniform()).collect(),
+            coords: (0..4000).map(|_| rng.random::<f64>()).collect(),
             n: 2000,
             dim: 2,
         };
         let cube = Points {
-            coords: (0..6000).map(|_| rng.uniform()).collect(),
+            coords: (0..6000).map(|_| rng.random::<f64>()).collect(),
             n: 2000,
             dim: 3,
         };

@@ -59,8 +59,6 @@ print.sceffects_trial_design <- function(x, ...) {
   invisible(x)
 }
 
-`%||%` <- function(a, b) if (is.null(a)) b else a
-
 check_design <- function(design) {
   if (!inherits(design, "sceffects_trial_design")) {
     stop("`design` must be made by trial_design().", call. = FALSE)
@@ -269,7 +267,9 @@ trial_features <- function(x, features, assay, aggregate) {
     m <- se_assay(x, assay, "x")
     if (!is.null(features)) m <- m[genes, , drop = FALSE]
     gene_src <- numeric_features(m, "x")
-    if (aggregate == "pseudobulk") check_counts(m)
+    if (aggregate == "pseudobulk") {
+      check_count_values(count_values_of(m), "The assay (`aggregate = \"pseudobulk\"` needs counts; set `assay`)")
+    }
   }
   score_src <- NULL
   if (length(scores)) {
@@ -282,14 +282,6 @@ trial_features <- function(x, features, assay, aggregate) {
     if (is(full, "dgCMatrix")) Matrix::colSums(full) else if (is(full, "DelayedArray")) DelayedArray::colSums(full) else colSums(full)
   }
   list(sources = Filter(Negate(is.null), list(gene_src, score_src)), lib_size = lib_size)
-}
-
-check_counts <- function(m) {
-  v <- if (is(m, "dgCMatrix")) m@x else if (is.matrix(m)) m else NULL
-  if (!is.null(v) && (any(v < 0) || any(v != round(v)))) {
-    stop("`aggregate = \"pseudobulk\"` needs counts: the assay has negative or non-integer values (set `assay`).",
-         call. = FALSE)
-  }
 }
 
 trial_covariates <- function(x, covariates) {

@@ -104,14 +104,6 @@ check_gene_sets <- function(sets, arg = "sets") {
   }
 }
 
-resolve_seed <- function(seed) {
-  if (is.null(seed)) return(as.double(sample.int(.Machine$integer.max, 1L)))
-  if (!is.numeric(seed) || length(seed) != 1L || !is.finite(seed) || seed != round(seed) || seed < 0) {
-    stop("`seed` must be a single whole number >= 0.", call. = FALSE)
-  }
-  as.double(seed)
-}
-
 # Genes in decreasing order of their statistic, ties by name; weights |stat|^weight.
 rank_genes <- function(stats, weight) {
   ord <- order(-stats, names(stats), method = "radix")

@@ -207,3 +207,20 @@ check_same_samples <- function(x, y) {
   }
   invisible()
 }
+
+# The values of a count matrix that can be checked up front: all of a dense matrix, the
+# non-zeros of a dgCMatrix; NULL for a DelayedArray (its blocks are checked as read).
+count_values_of <- function(m) if (is(m, "dgCMatrix")) m@x else if (is.matrix(m)) m else NULL
+
+# Counts must be whole numbers >= 0; `what` names the input in the message.
+check_count_values <- function(values, what = "`x`") {
+  if (is.null(values)) return(invisible())
+  if (anyNA(values)) stop(sprintf("%s contains NA counts.", what), call. = FALSE)
+  if (any(values < 0)) stop(sprintf("%s must hold counts: it has negative values.", what), call. = FALSE)
+  if (any(values != round(values))) {
+    stop(sprintf("%s must hold counts: it has non-integer values (use raw counts, not normalised values).", what),
+         call. = FALSE)
+  }
+}
+
+`%||%` <- function(a, b) if (is.null(a)) b else a

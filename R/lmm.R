@@ -374,7 +374,7 @@ random_sd_cor <- function(theta, sigma, q) {
 }
 
 #' @describeIn lmm_table Fixed effects, responses x terms.
-#' @param object,x Result of `lmm_table()`.
+#' @param object Result of `lmm_table()`.
 #' @param ... Unused.
 #' @export
 coef.sceffects_lmm <- function(object, ...) {

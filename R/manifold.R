@@ -75,13 +75,6 @@ check_number <- function(v, arg, lower = -Inf, null_ok = FALSE) {
   as.double(v)
 }
 
-check_seed <- function(seed) {
-  if (!is.numeric(seed) || length(seed) != 1L || is.na(seed) || seed < 0 || seed != round(seed)) {
-    stop("`seed` must be a single whole number >= 0.", call. = FALSE)
-  }
-  as.double(seed)
-}
-
 # Landmarks: given (checked), or k-means centres of the two conditions' cells.
 manifold_landmarks <- function(input, landmarks, n_landmarks, seed, threads) {
   if (!is.null(landmarks)) {
@@ -122,7 +115,8 @@ manifold_landmarks <- function(input, landmarks, n_landmarks, seed, threads) {
 #' @param n_landmarks Number of k-means landmarks.
 #' @param lfc_threshold,ptp_threshold A cell is `"up"` or `"down"` when `|lfc|` exceeds
 #'   `lfc_threshold` and the posterior tail probability is below `ptp_threshold`.
-#' @param seed Seed of the k-means landmarks and the fractal-dimension query cells.
+#' @param seed Seed of the k-means landmarks and the fractal-dimension query cells (`NULL`:
+#'   drawn from R's generator).
 #' @param threads Number of threads (default `getOption("sceffects.threads", 2)`).
 #' @param landmarks,dimension,length_scale Optional fixed landmarks (matrix), fractal
 #'   dimension and length scale used for every density instead of the heuristics.
@@ -142,7 +136,7 @@ diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL,
                            ls_factor = 10) {
   input <- manifold_input(x, groupby, condition1, condition2, reduction, sample)
   threads <- resolve_threads(threads)
-  seed <- check_seed(seed)
+  seed <- resolve_seed(seed)
   if (!is.numeric(lfc_threshold) || length(lfc_threshold) != 1L || is.na(lfc_threshold) || lfc_threshold < 0) {
     stop("`lfc_threshold` must be a single number >= 0.", call. = FALSE)
   }
@@ -246,7 +240,7 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
   input <- manifold_input(x, groupby, condition1, condition2, reduction, sample)
   src <- numeric_features(x, "x", assay = assay)
   threads <- resolve_threads(threads)
-  seed <- check_seed(seed)
+  seed <- resolve_seed(seed)
   null_genes <- check_count(null_genes, "null_genes")
   block_size <- check_count(block_size, "block_size")
   if (block_size < 1L) stop("`block_size` must be at least 1.", call. = FALSE)
@@ -266,8 +260,8 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
   } else check_number(length_scale, "length_scale", 0)
 
   null <- if (null_genes > 0L) draw_null_genes(src$n_features, null_genes, seed) else NULL
-  jobs <- c(lapply(split_blocks(rows, block_size), function(r) list(rows = r, null = NULL)),
-            if (!is.null(null)) lapply(split_blocks(seq_along(null$rows), block_size),
+  jobs <- c(lapply(split_blocks(length(rows), block_size), function(i) list(rows = rows[i], null = NULL)),
+            if (!is.null(null)) lapply(split_blocks(length(null$rows), block_size),
                                        function(k) list(rows = null$rows[k], null = null$seeds[k])))
   run_jobs <- function(jobs) {
     model <- rs_manifold_expression_model(input$embedding, input$cells[[1L]], input$cells[[2L]],
@@ -328,8 +322,6 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
   new_results(res, method, extra)
 }
 
-`%||%` <- function(a, b) if (is.null(a)) b else a
-
 gene_rows <- function(genes, src) {
   if (is.null(genes)) return(seq_len(src$n_features))
   rows <- if (is.character(genes)) match(genes, src$names) else if (is.numeric(genes)) as.integer(genes) else NA
@@ -339,8 +331,6 @@ gene_rows <- function(genes, src) {
   if (anyDuplicated(rows)) stop("`genes` has duplicates.", call. = FALSE)
   rows
 }
-
-split_blocks <- function(v, size) split(v, ceiling(seq_along(v) / size))
 
 # Null genes: genes drawn from all rows, each with its own permutation seed.
 draw_null_genes <- function(n_genes, n_null, seed) {

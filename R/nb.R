@@ -67,7 +67,7 @@ nb_regression <- function(x, mean = ~ 1, dispersion = ~ 1, data = NULL, assay = 
   is_se <- is(x, "SummarizedExperiment")
   counts <- if (is_se) se_assay(x, assay, "x") else x
   src <- numeric_features(counts, "x", allow_na = TRUE)
-  check_counts(src)
+  check_count_values(count_values_of(src$data))
   if (src$kind == "dense" && !is.double(src$data)) storage.mode(src$data) <- "double"
   data <- nb_metadata(x, data, src$n_samples)
   mean_spec <- nb_design(mean, data, "mean")
@@ -79,21 +79,6 @@ nb_regression <- function(x, mean = ~ 1, dispersion = ~ 1, data = NULL, assay = 
               coldata = if (is_se) SummarizedExperiment::colData(x),
               sce = is(x, "SingleCellExperiment"), sparse = src$kind == "sparse",
               call = match.call())
-}
-
-# Counts must be whole numbers >= 0.
-check_counts <- function(src) {
-  values <- switch(src$kind, dense = src$data, sparse = src$data@x, delayed = NULL)
-  if (!is.null(values)) check_count_values(values)
-}
-
-check_count_values <- function(values) {
-  if (anyNA(values)) stop("`x` contains NA counts.", call. = FALSE)
-  if (any(values < 0)) stop("`x` must hold counts: it has negative values.", call. = FALSE)
-  if (any(values != round(values))) {
-    stop("`x` must hold counts: it has non-integer values (use raw counts, not normalised values).",
-         call. = FALSE)
-  }
 }
 
 nb_metadata <- function(x, data, n) {
@@ -239,7 +224,7 @@ print.sceffects_nb <- function(x, ...) {
 #' Coefficients, covariance, Wald tests, predictions, simulations and likelihoods of an
 #' [nb_regression()] fit, per gene.
 #'
-#' @param object,x An `sceffects_nb` fit.
+#' @param object An `sceffects_nb` fit.
 #' @param component `"mean"` (log mean coefficients) or `"dispersion"` (log size
 #'   coefficients); `summary()` also takes `"both"`.
 #' @param gene A gene name or index.

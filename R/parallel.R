@@ -33,3 +33,13 @@ with_progress <- function(n, label, step) {
   }
   out
 }
+
+# A `seed` argument: a whole number >= 0 (a double, for the core); NULL draws one from R's
+# generator, so that set.seed() makes the call reproducible.
+resolve_seed <- function(seed) {
+  if (is.null(seed)) return(as.double(sample.int(.Machine$integer.max, 1L)))
+  if (!is.numeric(seed) || length(seed) != 1L || !is.finite(seed) || seed != round(seed) || seed < 0) {
+    stop("`seed` must be a single whole number >= 0.", call. = FALSE)
+  }
+  as.double(seed)
+}

@@ -10,5 +10,5 @@
 #' @keywords internal
 #' @useDynLib sceffects, .registration = TRUE
 #' @importFrom methods is
-#' @importFrom stats setNames
+#' @importFrom stats setNames AIC BIC anova coef fitted logLik nobs predict residuals simulate vcov
 "_PACKAGE"

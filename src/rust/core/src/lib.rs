@@ -3,13 +3,13 @@
 //! borrows R memory, calls them and builds R results.
 
 pub mod assoc;
+pub mod cellstate;
 pub mod clustered;
 pub mod dist;
 pub mod fdr;
 pub mod gsea;
 pub mod input;
 pub mod lmm;
-pub mod manifold;
 pub mod nb;
 pub mod project;
 pub mod rank;

@@ -3,9 +3,9 @@
 
 use crate::{fail, features_of, sparse_slots, Features, RResult};
 use extendr_api::prelude::*;
-use sceffects_core::manifold::density::{fit_density, DensityParams};
-use sceffects_core::manifold::expression::{ConditionCells, ExpressionModel};
-use sceffects_core::manifold::{self, lfdr, Points};
+use sceffects_core::cellstate::density::{fit_density, DensityParams};
+use sceffects_core::cellstate::expression::{ConditionCells, ExpressionModel};
+use sceffects_core::cellstate::{self, lfdr, Points};
 use sceffects_core::with_threads;
 
 fn zero_based(cells: &[i32]) -> Vec<usize> {
@@ -36,7 +36,7 @@ fn rs_manifold_landmarks(
 ) -> RResult<RMatrix<f64>> {
     let p = points(&embedding, Some(&zero_based(cells)))?;
     let centres = with_threads(threads_of(threads), || {
-        manifold::kmeans_landmarks(&p, k.max(1) as usize, max_iter.max(0) as usize, seed as u64)
+        cellstate::kmeans_landmarks(&p, k.max(1) as usize, max_iter.max(0) as usize, seed as u64)
     })
     .map_err(fail)?;
     Ok(points_matrix(&centres))
@@ -51,10 +51,10 @@ fn rs_manifold_length_scale(
     threads: i32,
 ) -> RResult<f64> {
     let p = points(&embedding, Some(&zero_based(cells)))?;
-    let nn = with_threads(threads_of(threads), || manifold::nn_distances(&p))
+    let nn = with_threads(threads_of(threads), || cellstate::nn_distances(&p))
         .map_err(fail)?
         .map_err(fail)?;
-    Ok(manifold::length_scale(&nn, ls_factor))
+    Ok(cellstate::length_scale(&nn, ls_factor))
 }
 
 /// Density of the cells `cells` with landmarks `landmarks`, predicted at every row of the
@@ -76,20 +76,20 @@ fn rs_manifold_density(
     let train = all.subset(&zero_based(cells));
     let lm = points(&landmarks, None)?;
     let run = || -> Result<_, String> {
-        let nn = manifold::nn_distances(&train)?;
+        let nn = cellstate::nn_distances(&train)?;
         let d = if dimension.is_nan() {
-            manifold::fractal_dimension(&train, seed as u64)?
+            cellstate::fractal_dimension(&train, seed as u64)?
         } else {
             dimension
         };
         let ls = if length_scale.is_nan() {
-            manifold::length_scale(&nn, ls_factor)
+            cellstate::length_scale(&nn, ls_factor)
         } else {
             length_scale
         };
         let params = DensityParams {
             dimension: d,
-            mu: manifold::prior_mean(&nn, d),
+            mu: cellstate::prior_mean(&nn, d),
             length_scale: ls,
         };
         let fit = fit_density(&train, &nn, &lm, params)?;

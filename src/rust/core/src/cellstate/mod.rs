@@ -4,6 +4,9 @@
 //! landmarks, the Matern-5/2 kernel), the Gaussian-process density (`density`), the
 //! sparse GP regression of every gene with its Mahalanobis distance, with sample variance
 //! by an exact low-rank update (`expression`), and the null-gene local FDR (`lfdr`).
+//!
+//! The module is `cellstate`, not `manifold`: R CMD build drops directories whose names end
+//! in "old".
 
 pub mod density;
 pub mod expression;

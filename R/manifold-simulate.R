@@ -3,14 +3,14 @@
 
 #' Simulate replicated two-condition data on a cell-state manifold
 #'
-#' Cells lie along a branched trajectory: a pseudotime `t` in [0, 1] and a branch, mapped
+#' Cells lie along a branched trajectory: a pseudotime `t` in \[0, 1\] and a branch, mapped
 #' smoothly into `n_dims` embedding dimensions (stored as `reducedDim(x, "DM")`) plus a
 #' little noise. Each condition has `n_samples` replicates. Planted truths:
 #' - abundance: condition 2 has more cells late on the first branch (`t > 0.7`) and fewer
 #'   early (`t < 0.25`), in every replicate; one replicate of condition 2 alone carries
 #'   an extra cluster of cells off the trajectory (`odd_cluster`);
 #' - expression: `n_de_genes` genes shift by `effect` (half up, half down) in condition 2
-#'   for `t` in [0.4, 0.9], in every replicate; `n_odd_genes` genes shift by `2 * effect`
+#'   for `t` in \[0.4, 0.9\], in every replicate; `n_odd_genes` genes shift by `2 * effect`
 #'   in one replicate of condition 2 only.
 #' Expression is `log1p` of Poisson counts with a smooth mean along `t`, plus per-sample
 #' shifts, stored sparse as `logcounts`.

@@ -217,6 +217,8 @@ diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL,
 #'   in the attribute `"fold_change"` of the table.
 #' @param dry_run If `TRUE`, print the memory and time plan and compute nothing.
 #' @param fdr_threshold `is_de` is `local_fdr < fdr_threshold`.
+#' @param landmarks,length_scale Optional fixed landmarks (matrix) and length scale used
+#'   instead of the k-means landmarks and the length-scale heuristic.
 #' @param block_size Genes per block (progress and Ctrl-C between blocks).
 #' @param BPPARAM Optional BiocParallel backend: blocks of genes are spread over its
 #'   workers, each of which rebuilds the shared model.

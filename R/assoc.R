@@ -318,13 +318,12 @@ finish_table <- function(t, x, y, hist, symmetric, output, label, estimate_label
   reason <- rep(NA_character_, length(t$reason))
   failed <- t$reason != 0L
   reason[failed] <- reason_text[t$reason[failed]]
-  df_col <- if (has_df) t$df else NULL
   if (output == "matrix") {
     return(pair_matrices(t, p, fdr, x, y, symmetric))
   }
   out <- data.frame(feature_x = x$names[t$i], feature_y = y$names[t$j],
                     estimate = t$estimate, statistic = t$statistic, stringsAsFactors = FALSE)
-  if (!is.null(df_col)) out$df <- df_col
+  if (has_df) out$df <- t$df
   if (!is.null(extra_name)) out[[extra_name]] <- t$extra
   out$p_value <- p
   out$log_p <- t$log_p

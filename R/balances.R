@@ -224,7 +224,7 @@ balances_to_proportions <- function(b, tree, convention = c("gneiss", "philr")) 
 #' @param tree See [balance_basis()].
 #' @param groups Column of `metadata` naming the group of each sample (e.g. the patient):
 #'   adds `(1 | groups)` to the formula.
-#' @param pseudocount,convention See [balances()].
+#' @param pseudocount,convention,assay See [balances()].
 #' @param ... Passed to [lmm_table()] (`REML`, `p_values`, `threads`, `BPPARAM`).
 #' @return An [lmm_table()] result (class `sceffects_balance_lmm`), one row per balance and
 #'   term.
@@ -239,11 +239,11 @@ balances_to_proportions <- function(b, tree, convention = c("gneiss", "philr")) 
 #' fit
 #' predict(fit, type = "proportion")[, 1:3]
 balance_lmm <- function(x, formula, metadata, tree, groups = NULL, pseudocount = NULL,
-                        convention = c("gneiss", "philr"), ...) {
+                        convention = c("gneiss", "philr"), assay = NULL, ...) {
   convention <- match.arg(convention)
-  b <- balances(x, tree, pseudocount = pseudocount, convention = convention)
+  b <- balances(x, tree, pseudocount = pseudocount, convention = convention, assay = assay)
   if (missing(metadata) && is(x, "SummarizedExperiment")) metadata <- SummarizedExperiment::colData(x)
-  if (is(metadata, "DataFrame")) metadata <- as.data.frame(metadata)
+  if (is(metadata, "DataFrame")) metadata <- as.data.frame(metadata, optional = TRUE)
   if (!is.null(groups)) {
     if (!is.character(groups) || length(groups) != 1L) stop("`groups` must be one column name of `metadata`.", call. = FALSE)
     if (!is.data.frame(metadata) || !groups %in% names(metadata)) {

@@ -382,7 +382,7 @@ boot_weights <- function(n_draws, n_clusters, seed) {
   values <- if (n_clusters <= 12L) {
     c(-sqrt(1.5), -1, -sqrt(0.5), sqrt(0.5), 1, sqrt(1.5))
   } else c(-1, 1)
-  with_seed(seed, matrix(sample(values, n_draws * n_clusters, replace = TRUE), n_draws, n_clusters))
+  with_seed(resolve_seed(seed), matrix(sample(values, n_draws * n_clusters, replace = TRUE), n_draws, n_clusters))
 }
 
 # Fits one feature source: aggregates (unless cell level) then runs the core on blocks.
@@ -572,10 +572,13 @@ between_arm <- function(x, design, visit, features = NULL, assay = NULL, method 
     group <- match(cells$participant, units)
     group[!keep] <- 0L
     treated <- cells$treated[match(units, cells$participant)] == 1L
+    # A DelayedArray is read in chunks of features, never realised whole.
     means <- do.call(rbind, lapply(src$sources, function(s) {
-      sums <- rs_group_sums(feature_rows(s), group, length(units), threads)
-      rownames(sums) <- s$names
-      sweep(sums, 2L, tabulate(group, length(units)), `/`)
+      do.call(rbind, lapply(feature_chunks(s, NULL), function(rows) {
+        sums <- rs_group_sums(feature_rows(s, rows), group, length(units), threads)
+        rownames(sums) <- s$names[rows]
+        sweep(sums, 2L, tabulate(group, length(units)), `/`)
+      }))
     }))
     tab <- between_tests(means, treated, method, threads)
     if (!is.null(celltype)) tab <- cbind(celltype = ct, tab, stringsAsFactors = FALSE)
@@ -650,7 +653,6 @@ harmonize_response <- function(x, design) {
                        }, ""),
                        chosen = unname(chosen[mixed]), stringsAsFactors = FALSE)
   new <- unname(chosen[pid])
-  new[is.na(label) & !pid %in% names(chosen)] <- NA
   SummarizedExperiment::colData(x)[[design$arm]] <- if (is.factor(cd[[design$arm]])) {
     factor(new, levels = levels(cd[[design$arm]]))
   } else new

@@ -30,10 +30,7 @@ score_gene_sets <- function(x, sets, assay = NULL, method = c("zmean", "mean"), 
                             add = TRUE, threads = NULL) {
   method <- match.arg(method)
   threads <- resolve_threads(threads)
-  if (!is.list(sets) || is.null(names(sets)) || any(names(sets) == "") || anyDuplicated(names(sets))) {
-    stop("`sets` must be a list of character vectors with unique names.", call. = FALSE)
-  }
-  if (!all(vapply(sets, is.character, TRUE))) stop("Every element of `sets` must be a character vector of genes.", call. = FALSE)
+  check_gene_sets(sets)
   min_genes <- check_count(min_genes, "min_genes")
   is_se <- is(x, "SummarizedExperiment")
   m <- if (is_se) {

@@ -225,9 +225,10 @@ leading_edges <- function(genes, positions, scores) {
 #'   path of a GMT file.
 #' @param ranking `"signed_log_p"`, `"t"` or `"estimate"`.
 #' @param ... Further arguments of [did_table()] (`aggregate`, `celltype`, `covariates`,
-#'   `vcov`, `threads`, ...).
+#'   `vcov`, ...).
 #' @param min_size,max_size,weight,nperm,eps,seed As in [gsea()]. FDR is computed within
 #'   each collection.
+#' @param threads Number of threads, for the DiD and the enrichment.
 #' @return A results table as [gsea()] with a first column `collection`; attributes
 #'   `did` (the DiD table) and `ranking` (the named statistics).
 #' @export
@@ -239,10 +240,11 @@ leading_edges <- function(genes, positions, scores) {
 #' res <- gsea_did(sce, design, collections = list(simulated = sets), min_size = 5, seed = 1)
 #' res[, c("collection", "set", "size", "nes", "p_value", "fdr")]
 gsea_did <- function(x, design, collections, ranking = c("signed_log_p", "t", "estimate"), ...,
-                     min_size = 15, max_size = 500, weight = 1, nperm = 1000, eps = 1e-50, seed = NULL) {
+                     min_size = 15, max_size = 500, weight = 1, nperm = 1000, eps = 1e-50, seed = NULL,
+                     threads = NULL) {
   ranking <- match.arg(ranking)
   collections <- resolve_collections(collections)
-  did <- did_table(x, design, ...)
+  did <- did_table(x, design, ..., threads = threads)
   stat <- switch(ranking,
                  signed_log_p = sign(did$estimate) * -did$log_p / log(10),
                  t = did$statistic,
@@ -251,7 +253,6 @@ gsea_did <- function(x, design, collections, ranking = c("signed_log_p", "t", "e
   if (any(!keep)) message(sprintf("%d genes without a DiD statistic are left out of the ranking.", sum(!keep)))
   stats <- stats::setNames(stat[keep], did$feature[keep])
   seed <- resolve_seed(seed)
-  threads <- list(...)$threads
   tables <- lapply(names(collections), function(nm) {
     res <- gsea(stats, collections[[nm]], min_size = min_size, max_size = max_size, weight = weight,
                 nperm = nperm, eps = eps, seed = seed, threads = threads)

@@ -65,7 +65,7 @@ lmm_table <- function(y, formula, data = NULL, REML = TRUE, p_values = c("satter
   }
   threads <- resolve_threads(threads)
   if (is.null(data) && is(y, "SummarizedExperiment")) data <- SummarizedExperiment::colData(y)
-  if (is(data, "DataFrame")) data <- as.data.frame(data)
+  if (is(data, "DataFrame")) data <- as.data.frame(data, optional = TRUE)
   if ((is.matrix(y) || is.data.frame(y)) && anyNA(y)) {
     stop("`y` contains NA values: the models need complete responses; remove or impute them.", call. = FALSE)
   }

@@ -238,8 +238,9 @@ print.sceffects_nb <- function(x, ...) {
 #' @return `coef()`: a terms x genes matrix. `vcov()`: the covariance matrix of one
 #'   gene's mean and dispersion coefficients (observed information). `summary()`: a
 #'   results table with one row per gene and coefficient (`feature`, `component`, `term`,
-#'   `estimate`, `std_error`, `statistic` (Wald z), `df` (Inf), `p_value`, `fdr` (BH
-#'   within each coefficient), `converged`, `reason`). `predict()`: a genes x cells matrix.
+#'   `estimate`, `std_error`, `statistic` (Wald z), `df` (Inf), `p_value`, `log_p` (its
+#'   natural log, kept below 1e-308), `fdr` (BH within each coefficient), `converged`,
+#'   `reason`). `predict()`: a genes x cells matrix.
 #'   `simulate()`: counts (genes x cells; dgCMatrix when the fit was on sparse counts, a
 #'   SingleCellExperiment when the fit was on one), a list of `nsim` of them when
 #'   `nsim > 1`. `logLik()`: a `logLik` object with one value per gene. `AIC()`, `BIC()`:
@@ -295,10 +296,11 @@ summary.sceffects_nb <- function(object, component = c("both", "mean", "dispersi
     se <- se_all[rows, , drop = FALSE]
     do.call(rbind, lapply(seq_len(nrow(est)), function(a) {
       z <- est[a, ] / se[a, ]
-      p <- 2 * stats::pnorm(-abs(z))
+      log_p <- nan_to_na(log(2) + p_tail("norm", -abs(z), log_p = TRUE))
+      p <- exp(log_p)
       data.frame(feature = genes, component = cm, term = rownames(est)[a], estimate = est[a, ],
                  std_error = se[a, ], statistic = z, df = ifelse(is.na(z), NA_real_, Inf),
-                 p_value = p, fdr = fdr_bh(p), converged = object$converged,
+                 p_value = p, log_p = log_p, fdr = fdr_bh(p), converged = object$converged,
                  iterations = object$iterations, reason = object$reason,
                  stringsAsFactors = FALSE)
     }))
@@ -416,9 +418,10 @@ anova.sceffects_nb <- function(object, ...) {
   lr[!usable] <- NA
   reason <- ifelse(usable, NA_character_,
                    paste0("not converged: ", ifelse(is.na(fit1$reason), fit0$reason, fit1$reason)))
-  p <- stats::pchisq(pmax(lr, 0), df, lower.tail = FALSE)
+  log_p <- nan_to_na(p_tail("chisq", pmax(lr, 0), df, lower_tail = FALSE, log_p = TRUE))
+  p <- exp(log_p)
   tab <- data.frame(feature = names(fit0$loglik), estimate = lr / 2, statistic = lr, df = df,
-                    p_value = p, fdr = fdr_bh(p), loglik_0 = fit0$loglik, loglik_1 = fit1$loglik,
+                    p_value = p, log_p = log_p, fdr = fdr_bh(p), loglik_0 = fit0$loglik, loglik_1 = fit1$loglik,
                     reason = reason, stringsAsFactors = FALSE)
   new_results(tab, "negative binomial likelihood-ratio test",
               extra = list(estimate_label = "log-likelihood gain"))

@@ -277,7 +277,7 @@ test_that("BiocParallel backends give the same results", {
   skip_if_not_installed("BiocParallel")
   a <- diff_expression(sim, "condition", "young", "old", n_landmarks = 60, null_genes = 50, block_size = 40)
   b <- diff_expression(sim, "condition", "young", "old", n_landmarks = 60, null_genes = 50, block_size = 40,
-                       BPPARAM = BiocParallel::SerialParam())
+                       BPPARAM = BiocParallel::MulticoreParam(2))
   expect_equal(a$mahalanobis, b$mahalanobis, tolerance = 1e-12)
   expect_equal(a$local_fdr, b$local_fdr, tolerance = 1e-12)
 })

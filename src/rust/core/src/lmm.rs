@@ -223,6 +223,13 @@ pub struct Fit {
 }
 
 impl Fit {
+    /// Standard error of fixed effect `c`.
+    pub fn std_error(&self, c: usize) -> f64 {
+        self.vcov[c + c * self.beta.len()].sqrt()
+    }
+}
+
+impl Fit {
     fn empty(d: &Design, status: Status) -> Self {
         Fit {
             beta: vec![f64::NAN; d.p],

@@ -1,14 +1,12 @@
 //! Binding of preranked gene-set enrichment (sceffects-core `gsea`). Rankings arrive as
 //! weights in rank order; sets as sorted 0-based rank positions.
 
-use crate::{fail, RResult};
+use crate::{fail, seed_of, threads_of, RResult};
 use extendr_api::prelude::*;
-use rayon::prelude::*;
-use sceffects_core::gsea::multilevel::tail_probabilities;
+use sceffects_core::gsea::multilevel::set_tail_probabilities;
 use sceffects_core::gsea::permutation::NullScores;
 use sceffects_core::gsea::{enrichment, Enrichment};
 use sceffects_core::with_threads;
-use std::collections::BTreeMap;
 
 fn positions_of(sets: &List) -> RResult<Vec<Vec<u32>>> {
     sets.values()
@@ -18,10 +16,6 @@ fn positions_of(sets: &List) -> RResult<Vec<Vec<u32>>> {
                 .ok_or_else(|| fail("gene-set positions must be integer vectors"))
         })
         .collect()
-}
-
-fn seed_of(seed: f64) -> u64 {
-    seed as i64 as u64
 }
 
 /// Enrichment score of each set: es, largest and smallest running sum, and the 0-based
@@ -58,17 +52,15 @@ fn rs_gsea_permutation(
     seed: f64,
     threads: i32,
 ) -> RResult<Robj> {
-    let mut distinct: Vec<usize> = sizes.iter().map(|&s| s as usize).collect();
-    distinct.sort_unstable();
-    distinct.dedup();
-    let null = with_threads(threads as usize, || {
-        NullScores::draw(weights, &distinct, n_perm as usize, seed_of(seed))
+    let sizes: Vec<usize> = sizes.iter().map(|&s| s as usize).collect();
+    let null = with_threads(threads_of(threads), || {
+        NullScores::draw(weights, &sizes, n_perm as usize, seed_of(seed))
     })
     .map_err(fail)?;
     let summaries: Vec<_> = sizes
         .iter()
         .zip(es)
-        .map(|(&s, &e)| null.summarize(s as usize, e))
+        .map(|(&s, &e)| null.summarize(s, e))
         .collect();
     let field = |f: fn(&sceffects_core::gsea::permutation::NullSummary) -> f64| -> Vec<f64> {
         summaries
@@ -84,9 +76,8 @@ fn rs_gsea_permutation(
     .into())
 }
 
-/// Multilevel estimates of P(ES as extreme as observed) for each set: one ladder per size
-/// and sign, reaching the most extreme score of that group. Negative scores use the
-/// reversed ranking. Returns natural-log p, the levels used and whether p is only bounded.
+/// Multilevel estimates of P(ES as extreme as observed) for each set: natural-log p, the
+/// levels used and whether p is only bounded.
 #[extendr]
 fn rs_gsea_multilevel(
     weights: &[f64],
@@ -97,41 +88,21 @@ fn rs_gsea_multilevel(
     seed: f64,
     threads: i32,
 ) -> RResult<Robj> {
-    let reversed: Vec<f64> = weights.iter().rev().copied().collect();
-    let mut groups: BTreeMap<(usize, bool), Vec<usize>> = BTreeMap::new();
-    for (i, (&s, &e)) in sizes.iter().zip(es).enumerate() {
-        groups.entry((s as usize, e < 0.0)).or_default().push(i);
-    }
-    let groups: Vec<_> = groups.into_iter().collect();
-    let estimates = with_threads(threads as usize, || {
-        groups
-            .par_iter()
-            .map(|&((size, negative), ref members)| {
-                let ranking = if negative { &reversed } else { weights };
-                let targets: Vec<f64> = members.iter().map(|&i| es[i].abs()).collect();
-                let key = 2 * size as u64 + u64::from(negative);
-                tail_probabilities(
-                    ranking,
-                    size,
-                    &targets,
-                    n_particles as usize,
-                    eps,
-                    seed_of(seed),
-                    key,
-                )
-            })
-            .collect::<Vec<_>>()
+    let sizes: Vec<usize> = sizes.iter().map(|&s| s as usize).collect();
+    let estimates = with_threads(threads_of(threads), || {
+        set_tail_probabilities(
+            weights,
+            &sizes,
+            es,
+            n_particles as usize,
+            eps,
+            seed_of(seed),
+        )
     })
     .map_err(fail)?;
-    let n = sizes.len();
-    let (mut log_p, mut levels, mut beyond) = (vec![f64::NAN; n], vec![0.0; n], vec![false; n]);
-    for ((_, members), group) in groups.iter().zip(estimates) {
-        for (&i, e) in members.iter().zip(group) {
-            log_p[i] = e.log_p;
-            levels[i] = e.levels as f64;
-            beyond[i] = e.beyond;
-        }
-    }
+    let log_p: Vec<f64> = estimates.iter().map(|e| e.log_p).collect();
+    let levels: Vec<f64> = estimates.iter().map(|e| e.levels as f64).collect();
+    let beyond: Vec<bool> = estimates.iter().map(|e| e.beyond).collect();
     Ok(list!(log_p = log_p, levels = levels, beyond = beyond).into())
 }
 

@@ -8,8 +8,24 @@ use sceffects_core::assoc::{chisq, cor, fisher, kruskal, mwu, Block};
 use sceffects_core::clustered::{self, ClusterFit, Design, Vcov};
 use sceffects_core::project::{self, Projection};
 use sceffects_core::{dist, fdr, input, with_threads};
+use std::borrow::Cow;
 
 pub(crate) type RResult<T> = std::result::Result<T, Error>;
+
+/// The `threads` argument (checked in R) as a pool size.
+pub(crate) fn threads_of(threads: i32) -> usize {
+    threads.max(1) as usize
+}
+
+/// A seed from R (a whole number >= 0, passed as a double).
+pub(crate) fn seed_of(seed: f64) -> u64 {
+    seed as i64 as u64
+}
+
+/// R's 1-based indices as 0-based.
+pub(crate) fn zero_based(idx: &[i32]) -> Vec<usize> {
+    idx.iter().map(|&i| (i - 1) as usize).collect()
+}
 
 pub(crate) fn fail(msg: impl std::fmt::Display) -> Error {
     Error::Other(msg.to_string().replace('%', "%%"))
@@ -152,6 +168,22 @@ impl Features<'_> {
             Features::Sparse(v) => v.ncol,
         }
     }
+    /// Rows `start..end` as a dense block, column-major with rows fastest; borrowed when
+    /// that is the whole of a dense matrix.
+    pub(crate) fn row_block(&self, start: usize, end: usize) -> Cow<'_, [f64]> {
+        match self {
+            Features::Sparse(v) => Cow::Owned(v.row_block(start, end)),
+            Features::Dense { data, nrow } if start == 0 && end == *nrow => Cow::Borrowed(data),
+            Features::Dense { data, nrow } => {
+                let rows = end - start;
+                Cow::Owned(
+                    (0..rows * self.n_obs())
+                        .map(|k| data[(k / rows) * nrow + start + k % rows])
+                        .collect(),
+                )
+            }
+        }
+    }
     pub(crate) fn project(&self, proj: &Projection) -> Result<Vec<f64>, String> {
         proj.check()?;
         if self.n_obs() != proj.n_obs {
@@ -197,7 +229,7 @@ fn rs_group_sums(x: Robj, group: &[i32], n_groups: i32, threads: i32) -> RResult
         n_groups: n_groups + 1,
         weights: vec![1.0; group.len()],
     };
-    let z = with_threads(threads as usize, || feats.project(&proj)).map_err(fail)?;
+    let z = with_threads(threads_of(threads), || feats.project(&proj)).map_err(fail)?;
     let z = z.map_err(fail)?;
     let width = proj.width();
     Ok(RMatrix::new_matrix(feats.n_features(), n_groups, |r, c| {
@@ -221,7 +253,7 @@ fn rs_feature_moments(x: Robj, threads: i32) -> RResult<RMatrix<f64>> {
         n_groups: 0,
         weights: vec![1.0; n],
     };
-    let z = with_threads(threads as usize, || feats.project(&proj)).map_err(fail)?;
+    let z = with_threads(threads_of(threads), || feats.project(&proj)).map_err(fail)?;
     let z = z.map_err(fail)?;
     Ok(RMatrix::new_matrix(feats.n_features(), 2, |r, c| {
         z[r * project::N_STATS + c]
@@ -243,7 +275,7 @@ fn rs_feature_weighted_sums(x: Robj, w: RMatrix<f64>, threads: i32) -> RResult<R
         .map(|(i, s)| w.data()[s * w.nrows() + i])
         .collect();
     let n_obs = feats.n_obs();
-    let out = with_threads(threads as usize, || match &feats {
+    let out = with_threads(threads_of(threads), || match &feats {
         Features::Dense { data, nrow } => {
             project::feature_weighted_sums_dense(data, *nrow, &wr, n_sets)
         }
@@ -275,7 +307,7 @@ fn rs_cluster_fit(
     let slots = sparse_slots(&x)?;
     let feats = features_of(&x, &slots)?;
     let xmat = faer::MatRef::from_column_major_slice(design.data(), design.nrows(), design.ncols());
-    let cluster: Vec<usize> = cluster.iter().map(|&g| (g - 1) as usize).collect();
+    let cluster = zero_based(cluster);
     let d = Design {
         x: xmat,
         weights,
@@ -298,12 +330,12 @@ fn rs_cluster_fit(
             b,
         ))
     };
-    let coefs: Vec<usize> = coefs.iter().map(|&c| (c - 1) as usize).collect();
+    let coefs = zero_based(coefs);
     let fit = ClusterFit::new(&d, &coefs, vcov, boot).map_err(fail)?;
     let proj = fit.projection();
     let width = proj.width();
     let results = with_threads(
-        threads as usize,
+        threads_of(threads),
         || -> Result<Vec<clustered::ResponseResult>, String> {
             use rayon::prelude::*;
             let z = feats.project(&proj)?;
@@ -458,7 +490,7 @@ fn rs_assoc_block(
             } else {
                 cor::CorMethod::Spearman
             };
-            with_threads(threads as usize, || {
+            with_threads(threads_of(threads), || {
                 cor::cor_block(&xb, &yb, method, pos, rule)
             })
         }
@@ -475,20 +507,22 @@ fn rs_assoc_block(
                 exact,
                 continuity: flag("continuity"),
             };
-            with_threads(threads as usize, || mwu::mwu_block(&xb, &yb, o, pos, rule))
+            with_threads(threads_of(threads), || {
+                mwu::mwu_block(&xb, &yb, o, pos, rule)
+            })
         }
-        "kruskal" => with_threads(threads as usize, || {
+        "kruskal" => with_threads(threads_of(threads), || {
             kruskal::kruskal_block(&xb, &yb, &yl, pos, rule)
         }),
         "fisher" => {
             let mle = flag("mle");
-            with_threads(threads as usize, || {
+            with_threads(threads_of(threads), || {
                 fisher::fisher_block(&xb, &yb, mle, pos, rule)
             })
         }
         "chisq" => {
             let yates = flag("yates");
-            with_threads(threads as usize, || {
+            with_threads(threads_of(threads), || {
                 chisq::chisq_block(&xb, &xl, &yb, &yl, yates, pos, rule)
             })
         }
@@ -502,7 +536,7 @@ fn rs_assoc_block(
 #[extendr]
 fn rs_crossprod(x: RMatrix<f64>, y: RMatrix<f64>, threads: i32) -> RResult<f64> {
     let (xb, yb) = (block_of(&x)?, block_of(&y)?);
-    with_threads(threads as usize, || {
+    with_threads(threads_of(threads), || {
         sceffects_core::assoc::product_checksum(&xb, &yb)
     })
     .map_err(fail)

@@ -1,6 +1,6 @@
 //! Binding of linear mixed models for many responses (sceffects-core `lmm`).
 
-use crate::{fail, RResult};
+use crate::{fail, threads_of, zero_based, RResult};
 use extendr_api::prelude::*;
 use sceffects_core::lmm::{self, Design, Fit, Options};
 use sceffects_core::with_threads;
@@ -23,7 +23,7 @@ fn rs_lmm_fit(
     satterthwaite: bool,
     threads: i32,
 ) -> RResult<Robj> {
-    let group: Vec<usize> = group.iter().map(|&g| (g - 1) as usize).collect();
+    let group = zero_based(group);
     let blocks: Vec<(usize, usize)> = block_sizes
         .iter()
         .zip(block_copies)
@@ -50,7 +50,7 @@ fn rs_lmm_fit(
     };
     let n_resp = y.nrows();
     let responses = y.data();
-    let fits = with_threads(threads as usize, || {
+    let fits = with_threads(threads_of(threads), || {
         lmm::fit_many(&design, responses, n_resp, opts)
     })
     .map_err(fail)?;
@@ -58,7 +58,6 @@ fn rs_lmm_fit(
         RMatrix::new_matrix(n_resp, k, |r, c| f(&fits[r], c)).into_robj()
     };
     let p = x.ncols();
-    let se = |f: &Fit, c: usize| f.vcov[c + c * p].sqrt();
     let list = List::from_names_and_values(
         [
             "estimate",
@@ -77,10 +76,12 @@ fn rs_lmm_fit(
         ],
         [
             matrix(p, &|f, c| f.beta[c]),
-            matrix(p, &|f, c| se(f, c)),
+            matrix(p, &|f, c| f.std_error(c)),
             matrix(p, &|f, c| f.df[c]),
-            matrix(p, &|f, c| lmm::log_p(f.beta[c], se(f, c), f.df[c])),
-            matrix(p, &|f, c| lmm::log_p(f.beta[c], se(f, c), f64::INFINITY)),
+            matrix(p, &|f, c| lmm::log_p(f.beta[c], f.std_error(c), f.df[c])),
+            matrix(p, &|f, c| {
+                lmm::log_p(f.beta[c], f.std_error(c), f64::INFINITY)
+            }),
             matrix(p * p, &|f, c| f.vcov[c]),
             matrix(design.n_theta(), &|f, c| f.theta[c]),
             fits.iter().map(|f| f.sigma).collect::<Vec<_>>().into_robj(),

@@ -1,16 +1,12 @@
 //! Binding of differential abundance and expression on a cell-state manifold
 //! (sceffects-core `manifold`). Cell indices arrive 1-based from R.
 
-use crate::{fail, features_of, sparse_slots, Features, RResult};
+use crate::{fail, features_of, seed_of, sparse_slots, threads_of, zero_based, RResult};
 use extendr_api::prelude::*;
 use sceffects_core::cellstate::density::{fit_density, DensityParams};
 use sceffects_core::cellstate::expression::{ConditionCells, ExpressionModel};
 use sceffects_core::cellstate::{self, lfdr, Points};
 use sceffects_core::with_threads;
-
-fn zero_based(cells: &[i32]) -> Vec<usize> {
-    cells.iter().map(|&c| (c - 1) as usize).collect()
-}
 
 fn points(m: &RMatrix<f64>, rows: Option<&[usize]>) -> RResult<Points> {
     Points::from_column_major(m.data(), m.nrows(), m.ncols(), rows).map_err(fail)
@@ -18,10 +14,6 @@ fn points(m: &RMatrix<f64>, rows: Option<&[usize]>) -> RResult<Points> {
 
 fn points_matrix(p: &Points) -> RMatrix<f64> {
     RMatrix::new_matrix(p.n, p.dim, |r, c| p.coords[r * p.dim + c])
-}
-
-fn threads_of(threads: i32) -> usize {
-    threads.max(1) as usize
 }
 
 /// k-means landmarks (k x dims) of the embedding rows `cells`.
@@ -36,7 +28,12 @@ fn rs_manifold_landmarks(
 ) -> RResult<RMatrix<f64>> {
     let p = points(&embedding, Some(&zero_based(cells)))?;
     let centres = with_threads(threads_of(threads), || {
-        cellstate::kmeans_landmarks(&p, k.max(1) as usize, max_iter.max(0) as usize, seed as u64)
+        cellstate::kmeans_landmarks(
+            &p,
+            k.max(1) as usize,
+            max_iter.max(0) as usize,
+            seed_of(seed),
+        )
     })
     .map_err(fail)?;
     Ok(points_matrix(&centres))
@@ -78,7 +75,7 @@ fn rs_manifold_density(
     let run = || -> Result<_, String> {
         let nn = cellstate::nn_distances(&train)?;
         let d = if dimension.is_nan() {
-            cellstate::fractal_dimension(&train, seed as u64)?
+            cellstate::fractal_dimension(&train, seed_of(seed))?
         } else {
             dimension
         };
@@ -186,15 +183,8 @@ fn rs_manifold_expression_block(model: Robj, x: Robj, threads: i32) -> RResult<R
     let slots = sparse_slots(&x)?;
     let feats = features_of(&x, &slots)?;
     let n_genes = feats.n_features();
-    let owned;
-    let y: &[f64] = match &feats {
-        Features::Dense { data, .. } => data,
-        Features::Sparse(v) => {
-            owned = v.row_block(0, v.nrow);
-            &owned
-        }
-    };
-    let res = with_threads(threads_of(threads), || model.block(y, n_genes))
+    let y = feats.row_block(0, n_genes);
+    let res = with_threads(threads_of(threads), || model.block(&y, n_genes))
         .map_err(fail)?
         .map_err(fail)?;
     let fold_change = match &res.fold_change {

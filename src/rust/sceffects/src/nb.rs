@@ -1,6 +1,6 @@
 //! Binding of negative binomial regression (sceffects-core `nb`).
 
-use crate::{fail, features_of, sparse_slots, Features, RResult};
+use crate::{fail, features_of, sparse_slots, threads_of, RResult};
 use extendr_api::prelude::*;
 use sceffects_core::nb::{Model, Options};
 use sceffects_core::with_threads;
@@ -34,21 +34,15 @@ fn rs_nb_fit(
     let model =
         Model::new(x_mean.data(), x_mean.ncols(), z.data(), z.ncols(), offset).map_err(fail)?;
     let n_genes = e - s;
-    let block = match &feats {
-        Features::Sparse(view) => view.row_block(s, e),
-        Features::Dense { data, nrow } => {
-            let n = offset.len();
-            (0..n * n_genes)
-                .map(|k| data[(k / n_genes) * nrow + s + k % n_genes])
-                .collect()
-        }
-    };
+    let block = feats.row_block(s, e);
     let opts = Options {
         max_iter: max_iter.max(1) as usize,
         tol,
     };
-    let fits =
-        with_threads(threads as usize, || model.fit_block(&block, n_genes, opts)).map_err(fail)?;
+    let fits = with_threads(threads_of(threads), || {
+        model.fit_block(&block, n_genes, opts)
+    })
+    .map_err(fail)?;
     let k = model.n_params();
     let theta = RMatrix::new_matrix(k, n_genes, |r, c| fits[c].theta[r]);
     let vcov = RMatrix::new_matrix(k * k, n_genes, |r, c| fits[c].vcov[r]);

@@ -27,10 +27,6 @@ const FRACTAL_NEIGHBOURS: usize = 10;
 /// Query cells of the fractal dimension.
 const FRACTAL_QUERIES: usize = 500;
 
-extern "C" {
-    fn lgammafn(x: f64) -> f64;
-}
-
 /// faer's parallelism: the threads of the current rayon pool.
 pub(crate) fn par() -> Par {
     Par::rayon(0)
@@ -285,9 +281,8 @@ pub fn length_scale(nn: &[f64], ls_factor: f64) -> f64 {
 /// Per-cell maximum-likelihood log density from the nearest-neighbour distance:
 /// `lgamma(d/2 + 1) - d/2 log(pi) - d log r`.
 pub fn nn_log_density(nn: &[f64], dimension: f64) -> Vec<f64> {
-    // SAFETY: R's standalone math library (linked for `dist`); pure function.
     let c =
-        unsafe { lgammafn(dimension / 2.0 + 1.0) } - dimension / 2.0 * std::f64::consts::PI.ln();
+        crate::dist::ln_gamma(dimension / 2.0 + 1.0) - dimension / 2.0 * std::f64::consts::PI.ln();
     nn.iter().map(|r| c - dimension * r.ln()).collect()
 }
 

@@ -20,18 +20,21 @@ pub struct NullScores {
 }
 
 impl NullScores {
-    /// Draws `n_perm` null scores for each of `sizes` (ascending, distinct, < n genes).
+    /// Draws `n_perm` null scores for each distinct size in `sizes` (each < n genes).
     pub fn draw(weights: &[f64], sizes: &[usize], n_perm: usize, seed: u64) -> Self {
+        let mut sizes = sizes.to_vec();
+        sizes.sort_unstable();
+        sizes.dedup();
         let d = sizes.len();
         let mut scores = vec![0.0; n_perm * d];
         if d > 0 {
             scores
                 .par_chunks_mut(CHUNK * d)
                 .enumerate()
-                .for_each(|(chunk, out)| draw_chunk(weights, sizes, seed, chunk as u64, out));
+                .for_each(|(chunk, out)| draw_chunk(weights, &sizes, seed, chunk as u64, out));
         }
         NullScores {
-            sizes: sizes.to_vec(),
+            sizes,
             n_perm,
             scores,
         }

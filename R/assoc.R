@@ -271,12 +271,6 @@ assoc_screen <- function(test, x, y, options, top, p_max, output, threads, block
   finish_table(table, x, y, hist, symmetric, output, label, estimate_label, extra_name)
 }
 
-split_blocks <- function(n, size) {
-  if (n == 0L) return(list())
-  starts <- seq(1L, n, by = size)
-  lapply(starts, function(s) s:min(n, s + size - 1L))
-}
-
 bind_blocks <- function(results) {
   cols <- c("i", "j", "estimate", "statistic", "df", "n", "log_p", "extra", "reason")
   stats::setNames(lapply(cols, function(cl) unlist(lapply(results, `[[`, cl), use.names = FALSE)), cols)

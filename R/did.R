@@ -394,11 +394,7 @@ trial_fit_source <- function(s, fit, model) {
                    model$vcov, boot, model$standardize, model$threads)
   }
   chunks <- feature_chunks(s, model$BPPARAM)
-  parts <- if (is.null(model$BPPARAM) || length(chunks) == 1L) {
-    lapply(chunks, one)
-  } else {
-    BiocParallel::bplapply(chunks, one, BPPARAM = model$BPPARAM)
-  }
+  parts <- run_chunks(chunks, one, model$BPPARAM, "Fitting difference in differences")
   trial_columns(parts, fit, model)
 }
 

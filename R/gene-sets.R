@@ -93,7 +93,7 @@ weighted_feature_sums <- function(src, rows, weights, threads) {
 # Applies `fun` to features `rows` of a source, in blocks for DelayedArray (whole otherwise),
 # combining results with `combine`.
 row_blocks <- function(src, rows, fun, combine, with_index = FALSE, block_rows = 2048L) {
-  chunks <- if (src$kind == "delayed") split(seq_along(rows), ceiling(seq_along(rows) / block_rows)) else list(seq_along(rows))
+  chunks <- if (src$kind == "delayed") split_blocks(length(rows), block_rows) else list(seq_along(rows))
   out <- NULL
   for (k in chunks) {
     block <- feature_rows(src, rows[k])

@@ -235,12 +235,7 @@ lmm_fit_rows <- function(src, model, REML, p_values, threads, BPPARAM) {
   n <- src$n_features
   workers <- if (is.null(BPPARAM)) 1L else max(1L, BiocParallel::bpnworkers(BPPARAM))
   chunk <- max(1L, min(2000L, ceiling(n / workers)))
-  chunks <- unname(split(seq_len(n), ceiling(seq_len(n) / chunk)))
-  parts <- if (is.null(BPPARAM) || length(chunks) == 1L) {
-    with_progress(length(chunks), "Fitting mixed models", function(k) one(chunks[[k]]))
-  } else {
-    BiocParallel::bplapply(chunks, one, BPPARAM = BPPARAM)
-  }
+  parts <- run_chunks(split_blocks(n, chunk), one, BPPARAM, "Fitting mixed models")
   bind <- function(name) {
     v <- lapply(parts, `[[`, name)
     if (is.matrix(v[[1L]])) do.call(rbind, v) else unlist(v)

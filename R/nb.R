@@ -154,7 +154,7 @@ nb_fit_source <- function(src, xm, zm, offset, max_iter, tol, chunk_size, thread
   n <- src$n_features
   # The core reads each chunk as a dense block: keep it under 2e7 values (160 MB).
   chunk_size <- max(1L, min(chunk_size, floor(2e7 / max(1L, src$n_samples))))
-  chunks <- unname(split(seq_len(n), ceiling(seq_len(n) / chunk_size)))
+  chunks <- split_blocks(n, chunk_size)
   one <- function(rows) {
     if (src$kind == "delayed") {
       block <- read_block(src, rows)
@@ -164,11 +164,7 @@ nb_fit_source <- function(src, xm, zm, offset, max_iter, tol, chunk_size, thread
       rs_nb_fit(src$data, min(rows) - 1L, max(rows), xm, zm, offset, max_iter, tol, threads)
     }
   }
-  if (is.null(BPPARAM) || length(chunks) == 1L) {
-    with_progress(length(chunks), "Fitting negative binomial models", function(k) one(chunks[[k]]))
-  } else {
-    BiocParallel::bplapply(chunks, one, BPPARAM = BPPARAM)
-  }
+  run_chunks(chunks, one, BPPARAM, "Fitting negative binomial models")
 }
 
 nb_reasons <- c(NA, "iteration limit reached", "all counts are zero",

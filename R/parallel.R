@@ -34,6 +34,23 @@ with_progress <- function(n, label, step) {
   out
 }
 
+# Contiguous chunks of 1..n with at most `size` indices each.
+split_blocks <- function(n, size) {
+  if (n == 0L) return(list())
+  starts <- seq(1L, n, by = size)
+  lapply(starts, function(s) s:min(n, s + size - 1L))
+}
+
+# Runs `one(chunk)` for every chunk of features: in this process with a progress bar (so
+# Ctrl-C is honoured between chunks), or spread over the workers of `BPPARAM`.
+run_chunks <- function(chunks, one, BPPARAM, label) {
+  if (is.null(BPPARAM) || length(chunks) == 1L) {
+    with_progress(length(chunks), label, function(k) one(chunks[[k]]))
+  } else {
+    BiocParallel::bplapply(chunks, one, BPPARAM = BPPARAM)
+  }
+}
+
 # A `seed` argument: a whole number >= 0 (a double, for the core); NULL draws one from R's
 # generator, so that set.seed() makes the call reproducible.
 resolve_seed <- function(seed) {

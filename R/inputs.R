@@ -110,12 +110,25 @@ feature_rows <- function(src, rows = seq_len(src$n_features)) {
   data
 }
 
-# A single whole number >= 0.
-check_count <- function(v, arg) {
-  if (!is.numeric(v) || length(v) != 1L || is.na(v) || v < 0 || v != round(v)) {
-    stop(sprintf("`%s` must be a single whole number >= 0.", arg), call. = FALSE)
+# A single whole number in [min, max] (by default >= 0 and representable as an R integer),
+# as an integer.
+check_count <- function(v, arg, min = 0, max = .Machine$integer.max) {
+  if (!is.numeric(v) || length(v) != 1L || is.na(v) || !is.finite(v) || v != round(v) || v < min) {
+    stop(sprintf("`%s` must be a single whole number >= %s.", arg, format(min)), call. = FALSE)
+  }
+  if (v > max) {
+    stop(sprintf("`%s` = %s is too large: at most %s.", arg, format(v), format(max, big.mark = ",")),
+         call. = FALSE)
   }
   as.integer(v)
+}
+
+# A single TRUE or FALSE (not NA).
+check_flag <- function(v, arg) {
+  if (!is.logical(v) || length(v) != 1L || is.na(v)) {
+    stop(sprintf("`%s` must be TRUE or FALSE.", arg), call. = FALSE)
+  }
+  v
 }
 
 # Coded features: binary (0/1) or categorical (level codes 0..L-1), NA kept as NaN.

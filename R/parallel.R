@@ -9,14 +9,33 @@ with_seed <- function(seed, expr) {
 }
 
 # The `threads` argument: a positive whole number, by default the option
-# `sceffects.threads`, else 2.
+# `sceffects.threads`, else 2. More than 4 threads per core only costs memory (each is an
+# OS thread with its own stack), so larger requests are refused rather than honoured.
 resolve_threads <- function(threads = NULL) {
   if (is.null(threads)) threads <- getOption("sceffects.threads", 2L)
+  most <- max_threads()
   if (!is.numeric(threads) || length(threads) != 1L || is.na(threads) || threads < 1 ||
       threads != round(threads)) {
     stop("`threads` must be a single whole number >= 1.", call. = FALSE)
   }
+  if (threads > most) {
+    stop(sprintf("`threads` = %s is more than %d (4 per core on this machine): use at most %d.",
+                 format(threads), most, most), call. = FALSE)
+  }
   as.integer(threads)
+}
+
+max_threads <- function() 4L * max(1L, parallel::detectCores(logical = TRUE), na.rm = TRUE)
+
+# `BPPARAM`: NULL (run here) or a BiocParallelParam; checked on every call, whether or not
+# the work is split.
+check_bpparam <- function(BPPARAM) {
+  if (!is.null(BPPARAM) && !is(BPPARAM, "BiocParallelParam")) {
+    stop(sprintf("`BPPARAM` must be NULL or a BiocParallel parameter object such as MulticoreParam(2) or SnowParam(2), not %s.",
+                 if (is.character(BPPARAM)) sprintf("the string \"%s\"", BPPARAM[1L]) else class(BPPARAM)[1L]),
+         call. = FALSE)
+  }
+  invisible(BPPARAM)
 }
 
 # Runs `step(k)` for k in seq_len(n) with a cli progress bar; R checks for Ctrl-C between
@@ -44,6 +63,7 @@ split_blocks <- function(n, size) {
 # Runs `one(chunk)` for every chunk of features: in this process with a progress bar (so
 # Ctrl-C is honoured between chunks), or spread over the workers of `BPPARAM`.
 run_chunks <- function(chunks, one, BPPARAM, label) {
+  check_bpparam(BPPARAM)
   if (is.null(BPPARAM) || length(chunks) == 1L) {
     with_progress(length(chunks), label, function(k) one(chunks[[k]]))
   } else {
@@ -59,4 +79,55 @@ resolve_seed <- function(seed) {
     stop("`seed` must be a single whole number >= 0.", call. = FALSE)
   }
   as.double(seed)
+}
+
+# Messages: shown when the call's `verbose` is TRUE and the option `sceffects.verbose` is
+# not FALSE, so `options(sceffects.verbose = FALSE)` quiets the whole package.
+say <- function(msg, verbose = TRUE) {
+  if (isTRUE(verbose) && !isFALSE(getOption("sceffects.verbose"))) message(msg)
+  invisible()
+}
+
+# Up to `n` names, with how many more there are: "a, b, c and 12 more".
+name_list <- function(x, n = 10L) {
+  x <- as.character(x)
+  if (length(x) <= n) return(paste(x, collapse = ", "))
+  sprintf("%s and %d more", paste(x[seq_len(n)], collapse = ", "), length(x) - n)
+}
+
+# Arguments in `...` that the function does not use are an error, not silently dropped.
+check_dots_used <- function(..., call_name) {
+  if (...length() == 0L) return(invisible())
+  nms <- names(list(...))
+  nms <- if (is.null(nms)) rep("", ...length()) else nms
+  shown <- ifelse(nms == "", "<unnamed>", nms)
+  stop(sprintf("%s() has no argument%s %s.", call_name, if (length(shown) > 1L) "s" else "",
+               paste0("`", shown, "`", collapse = ", ")), call. = FALSE)
+}
+
+# A request whose planned memory is beyond what the machine has is refused up front, with
+# the size it would need; `fix` says which argument to change.
+check_memory <- function(bytes, what, fix) {
+  available <- available_memory()
+  if (is.finite(bytes) && bytes > available) {
+    stop(sprintf("%s would need %s of memory; %s is available. %s", what, format_bytes(bytes),
+                 format_bytes(available), fix), call. = FALSE)
+  }
+  invisible(bytes)
+}
+
+# Bytes of memory available to this process: the option `sceffects.max_memory` when set,
+# else MemAvailable from /proc/meminfo (Linux), else no limit.
+available_memory <- function() {
+  opt <- getOption("sceffects.max_memory")
+  if (!is.null(opt)) return(as.numeric(opt))
+  info <- tryCatch(readLines("/proc/meminfo", n = 5L, warn = FALSE), error = function(e) character())
+  line <- grep("^MemAvailable:", info, value = TRUE)
+  if (length(line) == 1L) as.numeric(sub("^MemAvailable:\\s+(\\d+).*$", "\\1", line)) * 1024 else Inf
+}
+
+format_bytes <- function(bytes) {
+  units <- c("B", "KB", "MB", "GB", "TB", "PB")
+  k <- max(0L, min(length(units) - 1L, floor(log(max(bytes, 1), 1024))))
+  sprintf("%.3g %s", bytes / 1024^k, units[k + 1L])
 }

@@ -42,8 +42,10 @@ score_gene_sets <- function(x, sets, assay = NULL, method = c("zmean", "mean"), 
   union <- unique(unlist(found))
   moments <- feature_moments(src, match(union, src$names), threads)
   n <- src$n_samples
-  mu <- moments[, 1] / n
-  sd <- sqrt(pmax(moments[, 2] - moments[, 1] * mu, 0) / (n - 1))
+  # Sums are of each gene shifted by one of its values (moments[, 3]), so a large common
+  # level does not cancel away the spread.
+  mu <- moments[, 3] + moments[, 1] / n
+  sd <- sqrt(pmax(moments[, 2] - moments[, 1]^2 / n, 0) / (n - 1))
   usable <- if (method == "zmean") sd > 1e-12 else rep(TRUE, length(union))
   weights <- matrix(0, length(union), length(sets))
   shift <- numeric(length(sets))
@@ -77,9 +79,10 @@ score_gene_sets <- function(x, sets, assay = NULL, method = c("zmean", "mean"), 
   scores
 }
 
-# Sum and sum of squares of features `rows` over all samples.
+# Sum and sum of squares of features `rows` over all samples, each shifted by its third
+# column.
 feature_moments <- function(src, rows, threads) {
-  if (!length(rows)) return(matrix(0, 0, 2))
+  if (!length(rows)) return(matrix(0, 0, 3))
   row_blocks(src, rows, function(block) rs_feature_moments(block, threads), rbind)
 }
 

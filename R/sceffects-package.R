@@ -12,3 +12,7 @@
 #' @importFrom methods is
 #' @importFrom stats setNames AIC BIC anova coef fitted logLik nobs predict residuals simulate vcov
 "_PACKAGE"
+
+# Keeps the Rust core off rayon's global thread pool, which a forked BiocParallel worker
+# would inherit without its threads (a hang).
+.onLoad <- function(libname, pkgname) rs_init()

@@ -245,6 +245,8 @@ pub struct ClusterFit {
     total_weight: f64,
     cluster: Vec<usize>,
     boot: Option<BootRows>,
+    /// Whether responses may be shifted before projection (see [`spans_constant_without`]).
+    spans_constant: bool,
 }
 
 /// One response's results for one coefficient.
@@ -305,6 +307,7 @@ impl ClusterFit {
             total_weight: d.weights.iter().sum(),
             cluster: d.cluster.to_vec(),
             boot,
+            spans_constant: spans_constant_without(d, coefs),
         })
     }
 
@@ -349,6 +352,7 @@ impl ClusterFit {
             group: self.cluster.clone(),
             n_groups: g,
             weights: self.weights.clone(),
+            shift: self.spans_constant,
         }
     }
 
@@ -357,9 +361,9 @@ impl ClusterFit {
     pub fn finish(&self, z: &[f64], standardize: bool) -> ResponseResult {
         let (n, g, p) = (self.n_obs as f64, self.n_clusters, self.n_coef);
         let stats = &z[z.len() - N_STATS..];
-        let (sum, sumsq, wsum, wsumsq) = (stats[0], stats[1], stats[2], stats[3]);
-        let mean = sum / n;
-        let var = ((sumsq - sum * mean) / (n - 1.0)).max(0.0);
+        let (sum, sumsq, wsum, wsumsq, shift) = (stats[0], stats[1], stats[2], stats[3], stats[4]);
+        let var = ((sumsq - sum * sum / n) / (n - 1.0)).max(0.0);
+        let mean = shift + sum / n;
         let nan_row = |status| ResponseResult {
             coefs: vec![
                 CoefResult {
@@ -375,8 +379,9 @@ impl ClusterFit {
             boot_p: f64::NAN,
             status,
         };
-        // Constant up to rounding (NaN counts as constant too).
-        if var.is_nan() || var <= 1e-12 * mean * mean || var <= 0.0 {
+        // Constant up to rounding: a relative spread below 1e-14, some 45 units in the last
+        // place (NaN counts as constant too).
+        if var.is_nan() || var <= (1e-14 * mean).powi(2) || var <= 0.0 {
             return nan_row(Status::ZeroVariance);
         }
         let scale = if standardize { var.sqrt() } else { 1.0 };
@@ -475,6 +480,34 @@ impl ClusterFit {
         }
         (1 + extreme) as f64 / (1 + valid) as f64
     }
+}
+
+/// Whether the constant lies in the span of the columns of `x` other than `coefs`. Then
+/// shifting a response by a constant changes only the other coefficients: the estimates,
+/// scores and residuals of `coefs` (and of the restricted bootstrap fit) stay the same.
+fn spans_constant_without(d: &Design, coefs: &[usize]) -> bool {
+    let keep: Vec<usize> = (0..d.x.ncols()).filter(|c| !coefs.contains(c)).collect();
+    let (n, k) = (d.x.nrows(), keep.len());
+    if k == 0 {
+        return false;
+    }
+    let xk = Mat::from_fn(n, k, |i, c| d.x[(i, keep[c])]);
+    let sub = Design {
+        x: xk.as_ref(),
+        weights: d.weights,
+        cluster: d.cluster,
+        n_clusters: d.n_clusters,
+    };
+    let Ok(bread) = sub.bread() else {
+        return false;
+    };
+    let xtw1: Vec<f64> = (0..k)
+        .map(|c| (0..n).map(|i| xk[(i, c)] * d.weights[i]).sum())
+        .collect();
+    let beta: Vec<f64> = (0..k)
+        .map(|a| (0..k).map(|b| bread[(a, b)] * xtw1[b]).sum())
+        .collect();
+    (0..n).all(|i| ((0..k).map(|c| xk[(i, c)] * beta[c]).sum::<f64>() - 1.0).abs() < 1e-8)
 }
 
 fn boot_rows(
@@ -733,5 +766,36 @@ mod tests {
         let r = fit.finish(&project_dense(&y, 1, &fit.projection()), true);
         assert_eq!(r.status, Status::ZeroVariance);
         assert!(r.coefs[0].log_p.is_nan());
+    }
+
+    #[test]
+    fn a_large_offset_changes_no_result() {
+        let (x, w, cl) = did_design();
+        let n = x.nrows();
+        let d = design(&x, &w, &cl);
+        let y: Vec<f64> = (0..n).map(|i| x[(i, 1)] * 0.8 + noise(i + 7)).collect();
+        let shifted: Vec<f64> = y.iter().map(|v| v + 1e8).collect();
+        for vcov in [Vcov::Cr1, Vcov::Cr2] {
+            let fit = ClusterFit::new(&d, &[1], vcov, None).unwrap();
+            assert!(fit.spans_constant);
+            let proj = fit.projection();
+            let a = fit.finish(&project_dense(&y, 1, &proj), true);
+            let b = fit.finish(&project_dense(&shifted, 1, &proj), true);
+            assert_eq!(b.status, Status::Ok);
+            let (ca, cb) = (a.coefs[0], b.coefs[0]);
+            assert!((ca.estimate - cb.estimate).abs() < 1e-6 * ca.estimate.abs());
+            assert!((ca.std_error - cb.std_error).abs() < 1e-6 * ca.std_error);
+            assert!((a.resid_sd - b.resid_sd).abs() < 1e-6 * a.resid_sd);
+        }
+    }
+
+    #[test]
+    fn no_shift_when_the_tested_column_carries_the_constant() {
+        let (x, w, cl) = did_design();
+        let d = design(&x, &w, &cl);
+        // The participant dummies (columns 2..8) sum to the constant: testing one of them
+        // leaves no constant among the other columns.
+        let fit = ClusterFit::new(&d, &[2], Vcov::Cr1, None).unwrap();
+        assert!(!fit.spans_constant);
     }
 }

@@ -206,11 +206,14 @@ pub enum Status {
     Failed = 2,
 }
 
-/// One response's fit. `vcov` is `p x p`, `ranef` holds `b` group by group (`q` values each).
+/// One response's fit. `vcov` is `p x p` and that of the response divided by
+/// `vcov_scale` (variances of responses near 1e308 overflow); `ranef` holds `b` group by
+/// group (`q` values each).
 #[derive(Clone, Debug)]
 pub struct Fit {
     pub beta: Vec<f64>,
     pub vcov: Vec<f64>,
+    pub vcov_scale: f64,
     pub df: Vec<f64>,
     pub theta: Vec<f64>,
     pub sigma: f64,
@@ -223,9 +226,24 @@ pub struct Fit {
 }
 
 impl Fit {
+    /// The fit of the response times `scale`; `dof` as in the criterion (n for ML, n - p
+    /// for REML), whose likelihood gains a Jacobian of `scale^-dof`.
+    fn rescale(&mut self, scale: f64, dof: f64) {
+        self.beta.iter_mut().for_each(|v| *v *= scale);
+        self.vcov_scale *= scale;
+        self.ranef.iter_mut().for_each(|v| *v *= scale);
+        self.sigma *= scale;
+        self.criterion += 2.0 * dof * scale.ln();
+    }
+
     /// Standard error of fixed effect `c`.
     pub fn std_error(&self, c: usize) -> f64 {
-        self.vcov[c + c * self.beta.len()].sqrt()
+        self.vcov[c + c * self.beta.len()].sqrt() * self.vcov_scale
+    }
+
+    /// Entry `k` (column-major) of the covariance of the fixed effects.
+    pub fn vcov_entry(&self, k: usize) -> f64 {
+        self.vcov[k] * self.vcov_scale * self.vcov_scale
     }
 }
 
@@ -234,6 +252,7 @@ impl Fit {
         Fit {
             beta: vec![f64::NAN; d.p],
             vcov: vec![f64::NAN; d.p * d.p],
+            vcov_scale: 1.0,
             df: vec![f64::NAN; d.p],
             theta: vec![f64::NAN; d.n_theta()],
             sigma: f64::NAN,
@@ -528,8 +547,21 @@ fn rx_inverse(p: usize, w: &Work) -> Vec<f64> {
     out
 }
 
-/// Fits one response.
+/// Fits one response. It is first divided by its largest magnitude, so that squares of
+/// responses near 1e308 do not overflow; estimates and criterion are scaled back.
 pub fn fit_one(d: &Design, y: &[f64], opts: Options, w: &mut Work) -> Fit {
+    let scale = y.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
+    if !(scale > 0.0 && scale.is_finite()) {
+        return fit_unit_scale(d, y, opts, w);
+    }
+    let unit: Vec<f64> = y.iter().map(|v| v / scale).collect();
+    let mut fit = fit_unit_scale(d, &unit, opts, w);
+    let dof = if opts.reml { d.n - d.p } else { d.n };
+    fit.rescale(scale, dof as f64);
+    fit
+}
+
+fn fit_unit_scale(d: &Design, y: &[f64], opts: Options, w: &mut Work) -> Fit {
     let r = Response::new(d, y);
     if !r.ete.is_finite() || r.ete <= RESIDUAL_TOL * r.yty {
         return Fit::empty(d, Status::NoResidualVariance);
@@ -585,6 +617,7 @@ pub fn fit_one(d: &Design, y: &[f64], opts: Options, w: &mut Work) -> Fit {
     Fit {
         beta,
         vcov,
+        vcov_scale: 1.0,
         df,
         theta,
         sigma,
@@ -1251,6 +1284,30 @@ mod tests {
         assert!(fit.theta[0] > 0.1);
         assert!((fit.df[1] - 17.0).abs() < 1e-6, "{:?}", fit.df);
         assert!((fit.df[2] - 4.0).abs() < 1e-6, "{:?}", fit.df);
+    }
+
+    #[test]
+    fn lmm_scaled_response_scales_the_fit() {
+        let (d, y) = simulated(1);
+        let opts = Options {
+            reml: true,
+            satterthwaite: true,
+        };
+        let mut w = Work::new(&d);
+        let base = fit_one(&d, &y, opts, &mut w);
+        let s = 1e300;
+        let big: Vec<f64> = y.iter().map(|v| v * s).collect();
+        let fit = fit_one(&d, &big, opts, &mut w);
+        assert_eq!(fit.status, Status::Ok);
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-8 * b.abs();
+        for c in 0..d.p {
+            assert!(close(fit.beta[c], base.beta[c] * s));
+            assert!(close(fit.std_error(c), base.std_error(c) * s));
+            assert!(close(fit.df[c], base.df[c]));
+        }
+        assert!(close(fit.sigma, base.sigma * s));
+        let dof = (d.n - d.p) as f64;
+        assert!(close(fit.criterion, base.criterion + 2.0 * dof * s.ln()));
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! `grouped` rows (observation j adds into the slot of its group, which keeps per-cluster
 //! sums without a row per cluster), and the sum, sum of squares, weighted sum and weighted
 //! sum of squares. A sparse matrix is read once, each non-zero costing one short loop.
+//! With `shift`, a dense feature is first shifted by one of its own values, so that a
+//! large common offset (values near 1e8 with a spread of 1) does not cancel away the
+//! precision of the sums of squares; the shift is returned as the last statistic. This is
+//! only valid for functionals that annihilate constants (regressions whose design spans
+//! the intercept); sparse features are never shifted (that would fill in the zeros).
 //! Features are processed in fixed blocks, each by one thread, in observation order, so
 //! results are bit-identical whatever the thread count.
 
@@ -12,8 +17,8 @@ use crate::input::CscView;
 use rayon::prelude::*;
 
 /// Number of trailing per-feature statistics: sum, sum of squares, weighted sum, weighted
-/// sum of squares.
-pub const N_STATS: usize = 4;
+/// sum of squares (all of the shifted values), and the shift.
+pub const N_STATS: usize = 5;
 const FEATURES_PER_TASK: usize = 256;
 
 /// The functionals to compute, all over the same `n_obs` observations.
@@ -30,6 +35,8 @@ pub struct Projection {
     pub n_groups: usize,
     /// Observation weights of the weighted sums.
     pub weights: Vec<f64>,
+    /// Shift each dense feature by its first finite value before projecting.
+    pub shift: bool,
 }
 
 impl Projection {
@@ -75,6 +82,7 @@ impl Projection {
         }
         let s = out.len() - N_STATS;
         let w = self.weights[j];
+        // out[s + 4] holds the shift, set before the first observation.
         out[s] += v;
         out[s + 1] += v * v;
         out[s + 2] += w * v;
@@ -92,9 +100,23 @@ pub fn project_dense(data: &[f64], n_features: usize, proj: &Projection) -> Vec<
         .for_each(|(task, block)| {
             let first = task * FEATURES_PER_TASK;
             let count = block.len() / width;
+            let shifts: Vec<f64> = (0..count)
+                .map(|f| {
+                    let value = |j: usize| data[j * n_features + first + f];
+                    match proj.shift {
+                        true => (0..proj.n_obs).map(value).find(|v| v.is_finite()),
+                        false => None,
+                    }
+                    .unwrap_or(0.0)
+                })
+                .collect();
+            for (f, &c) in shifts.iter().enumerate() {
+                block[(f + 1) * width - 1] = c;
+            }
             for j in 0..proj.n_obs {
                 let column = &data[j * n_features + first..j * n_features + first + count];
-                for (f, &v) in column.iter().enumerate() {
+                for (f, (&v, &c)) in column.iter().zip(&shifts).enumerate() {
+                    let v = v - c;
                     if v != 0.0 {
                         proj.add(&mut block[f * width..(f + 1) * width], j, v);
                     }
@@ -200,6 +222,7 @@ mod tests {
             group: vec![0, 1, 1, 0],
             n_groups: 2,
             weights: vec![1.0, 2.0, 0.5, 1.0],
+            shift: false,
         };
         (y, proj)
     }
@@ -214,10 +237,10 @@ mod tests {
                     out[f * w + r] += v * p.dense[j * p.n_dense + r];
                 }
                 out[f * w + p.grouped_slot(p.group[j], 0)] += v * p.grouped[j];
-                out[f * w + w - 4] += v;
-                out[f * w + w - 3] += v * v;
-                out[f * w + w - 2] += p.weights[j] * v;
-                out[f * w + w - 1] += p.weights[j] * v * v;
+                out[f * w + w - 5] += v;
+                out[f * w + w - 4] += v * v;
+                out[f * w + w - 3] += p.weights[j] * v;
+                out[f * w + w - 2] += p.weights[j] * v * v;
             }
         }
         out
@@ -247,5 +270,24 @@ mod tests {
         let dense = feature_weighted_sums_dense(&y, 3, &w, 2);
         assert_eq!(sparse, dense);
         assert_eq!(dense[0..2], [1.0 + 0.0 + 2.0 * 0.0, 0.0 + 0.0 + 2.0 * 1.0]);
+    }
+
+    #[test]
+    fn shifted_projection_keeps_the_spread_of_a_large_offset() {
+        let (y, mut proj) = example();
+        proj.shift = true;
+        let offset = 1e9;
+        let big: Vec<f64> = y.iter().map(|v| v + offset).collect();
+        let z = project_dense(&big, 3, &proj);
+        let w = proj.width();
+        for f in 0..3 {
+            let values: Vec<f64> = (0..4).map(|j| y[j * 3 + f]).collect();
+            let mean = values.iter().sum::<f64>() / 4.0;
+            let ss: f64 = values.iter().map(|v| (v - mean).powi(2)).sum();
+            let stats = &z[(f + 1) * w - N_STATS..(f + 1) * w];
+            assert_eq!(stats[4], values[0] + offset);
+            let shifted_ss = stats[1] - stats[0] * stats[0] / 4.0;
+            assert!((shifted_ss - ss).abs() < 1e-9 * ss.max(1.0));
+        }
     }
 }

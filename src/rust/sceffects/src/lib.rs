@@ -211,6 +211,12 @@ fn rs_csc_row_block(x: Robj, start: i32, end: i32) -> RResult<RMatrix<f64>> {
     }))
 }
 
+/// Called when the package loads: see `never_use_the_global_pool`.
+#[extendr]
+fn rs_init() {
+    sceffects_core::never_use_the_global_pool();
+}
+
 /// Sums of each feature over groups of observations (`group` 1-based; 0 = left out):
 /// features x groups.
 #[extendr]
@@ -228,6 +234,7 @@ fn rs_group_sums(x: Robj, group: &[i32], n_groups: i32, threads: i32) -> RResult
         group: group.iter().map(|&g| slot(g)).collect(),
         n_groups: n_groups + 1,
         weights: vec![1.0; group.len()],
+        shift: false,
     };
     let z = with_threads(threads_of(threads), || feats.project(&proj)).map_err(fail)?;
     let z = z.map_err(fail)?;
@@ -237,7 +244,8 @@ fn rs_group_sums(x: Robj, group: &[i32], n_groups: i32, threads: i32) -> RResult
     }))
 }
 
-/// Sum and sum of squares of each feature: features x 2.
+/// Sum and sum of squares of each feature, shifted by its first finite value (dense
+/// input; sparse is not shifted), and the shift: features x 3.
 #[extendr]
 fn rs_feature_moments(x: Robj, threads: i32) -> RResult<RMatrix<f64>> {
     let slots = sparse_slots(&x)?;
@@ -252,11 +260,13 @@ fn rs_feature_moments(x: Robj, threads: i32) -> RResult<RMatrix<f64>> {
         group: Vec::new(),
         n_groups: 0,
         weights: vec![1.0; n],
+        shift: true,
     };
     let z = with_threads(threads_of(threads), || feats.project(&proj)).map_err(fail)?;
     let z = z.map_err(fail)?;
-    Ok(RMatrix::new_matrix(feats.n_features(), 2, |r, c| {
-        z[r * project::N_STATS + c]
+    let column = [0, 1, project::N_STATS - 1];
+    Ok(RMatrix::new_matrix(feats.n_features(), 3, |r, c| {
+        z[r * project::N_STATS + column[c]]
     }))
 }
 
@@ -553,6 +563,7 @@ extendr_module! {
     use lmm;
     use nb;
     use manifold;
+    fn rs_init;
     fn rs_crossprod;
     fn rs_distribution;
     fn rs_bh;

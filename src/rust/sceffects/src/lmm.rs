@@ -82,7 +82,7 @@ fn rs_lmm_fit(
             matrix(p, &|f, c| {
                 lmm::log_p(f.beta[c], f.std_error(c), f64::INFINITY)
             }),
-            matrix(p * p, &|f, c| f.vcov[c]),
+            matrix(p * p, &|f, c| f.vcov_entry(c)),
             matrix(design.n_theta(), &|f, c| f.theta[c]),
             fits.iter().map(|f| f.sigma).collect::<Vec<_>>().into_robj(),
             fits.iter()

@@ -72,13 +72,22 @@ pub fn cor_pair(x: &[f64], y: &[f64], method: CorMethod) -> PairResult {
     cor_result(r, n)
 }
 
-/// Centres `v` and scales it to unit length; false when it has no variance.
+/// Centres `v` and scales it to unit length; false when it has no variance. Values are
+/// first divided by their largest magnitude (squares of values near 1e308 would overflow)
+/// and centred in two passes (a large common offset would otherwise leave its rounding
+/// error in the spread); a spread below one unit in the last place of the mean is rounding.
 fn unit_centered(v: &mut [f64]) -> bool {
     let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
+    let largest = v.iter().fold(0.0_f64, |m, u| m.max(u.abs()));
+    if !(largest > 0.0 && largest.is_finite()) {
+        return false;
+    }
+    v.iter_mut().for_each(|u| *u /= largest);
+    let rough = v.iter().sum::<f64>() / n;
+    let mean = rough + v.iter().map(|u| u - rough).sum::<f64>() / n;
     v.iter_mut().for_each(|u| *u -= mean);
     let norm = v.iter().map(|u| u * u).sum::<f64>().sqrt();
-    if norm.is_nan() || norm <= 0.0 || norm <= 1e-14 * mean.abs() * n.sqrt() {
+    if norm.is_nan() || norm <= 0.0 || norm <= f64::EPSILON * mean.abs() * n.sqrt() {
         return false;
     }
     v.iter_mut().for_each(|u| *u /= norm);
@@ -694,6 +703,24 @@ mod tests {
                 for a in values {
                     let last = exact.iter().rposition(|&e| e <= a).unwrap_or(0);
                     assert_eq!(lookup.bin(a), last, "df {df}, |r| {a}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shift_and_scale_leave_r_unchanged() {
+        let (ns, nf) = (40, 3);
+        let base = data(nf, ns, 11);
+        let y = Block::new(&base, nf, ns).unwrap();
+        for (shift, scale) in [(1e10, 1.0), (0.0, 1e300), (0.0, 1e-300)] {
+            let moved: Vec<f64> = base.iter().map(|v| v * scale + shift).collect();
+            let x = Block::new(&moved, nf, ns).unwrap();
+            for i in 0..nf {
+                for j in 0..nf {
+                    let r = cor_pair(&x.feature(i), &y.feature(j), CorMethod::Pearson);
+                    let expect = naive_r(&y.feature(i), &y.feature(j));
+                    assert!((r.estimate - expect).abs() < 1e-4, "{shift} {scale}: {} vs {expect}", r.estimate);
                 }
             }
         }

@@ -99,7 +99,8 @@ fn mwu_from_ranks(
             if sigma.is_nan() || sigma <= 0.0 {
                 return PairResult::missing(n, Reason::ZeroVariance);
             }
-            let correction = if opts.continuity {
+            // R's sign(0) is 0; Rust's 0.0.signum() is 1.
+            let correction = if opts.continuity && z != 0.0 {
                 0.5 * z.signum()
             } else {
                 0.0
@@ -256,5 +257,14 @@ mod tests {
         );
         assert_eq!(r.statistic, 2.0);
         assert!((r.log_p.exp() - 0.1990898521).abs() < 1e-9);
+        // U = n1 n2 / 2: no continuity correction, as R's sign(0) = 0.
+        // wilcox.test(c(0, 0, 1, 2), c(0, 0, 1, 2)): W = 8, p = 1
+        let r = mwu_pair(
+            &[0.0, 0.0, 1.0, 2.0, 0.0, 0.0, 1.0, 2.0],
+            &[1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+            opts,
+        );
+        assert_eq!(r.statistic, 8.0);
+        assert_eq!(r.log_p, 0.0);
     }
 }

@@ -280,3 +280,21 @@ test_that("bad input stops with a message naming the argument", {
   expect_error(nb_regression(counts, ~ dose, data = cells, threads = 0), "`threads`")
   expect_error(vcov(nb_regression(counts[1:2, ], ~ dose, data = cells), "nope"), "`gene`")
 })
+
+test_that("a size past the Poisson limit on the way to a finite optimum does not stop the fit", {
+  # Continuous dispersion covariate: at its extremes some sizes pass the limit (log size
+  # > 10 and > log mean + 15) during the iterations; the fit stopped there, up to 3
+  # log-likelihood units below glmmTMB, on these seeds.
+  for (seed in c(35, 60)) {
+    set.seed(seed)
+    n <- 10000
+    d <- data.frame(m0 = 1, m1 = rnorm(n), d0 = 1, d1 = rnorm(n))
+    d$y <- rnbinom(n, mu = exp(-1 + 0.5 * d$m1), size = exp(2 + 3 * d$d1))
+    y <- matrix(d$y, 1, dimnames = list("g", NULL))
+    fit <- nb_regression(y, mean = ~ m0 + m1 - 1, dispersion = ~ d0 + d1 - 1, data = d)
+    expect_true(fit$converged[1])
+    ref <- glmmTMB::glmmTMB(y ~ m0 + m1 - 1, dispformula = ~ d0 + d1 - 1,
+                            family = glmmTMB::nbinom2, data = d)
+    expect_tmb(fit, "g", ref)
+  }
+})

@@ -13,6 +13,9 @@ const LOG_SIZE_LIMIT: f64 = 10.0;
 const LOG_SIZE_OVER_MEAN_LIMIT: f64 = 15.0;
 /// Log size beyond which a Newton step that raises it is tried out past the limit.
 const TAIL_LOG_SIZE: f64 = 6.0;
+/// Variance of a log-size coefficient above which the log-likelihood is flat in it (a
+/// standard error of 1e4 log units).
+const FLAT_SIZE_VARIANCE: f64 = 1e8;
 /// Smallest log mean before a gene is declared separated (mu of about 2e-9).
 const LOG_MEAN_LIMIT: f64 = -20.0;
 /// Largest change of any parameter in one Newton step.
@@ -196,10 +199,11 @@ impl Model {
         let mut cur = self.evaluate(y, &theta);
         let mut status = Status::IterationLimit;
         let mut iterations = 0;
+        // Some observation's size may pass the Poisson limit on the way to a finite
+        // optimum (a continuous dispersion covariate at its extremes), so the limit is only
+        // declared where Newton's method stops short of convergence there, or where it
+        // walks into the flat tail (`tail_jump`).
         while iterations < opts.max_iter {
-            if cur.poisson_margin > 0.0 {
-                return self.poisson_limit(y, &theta, &cur, iterations);
-            }
             if cur.min_log_mean < LOG_MEAN_LIMIT {
                 return self.unfitted(Status::Separation, iterations, f64::NAN);
             }
@@ -212,7 +216,9 @@ impl Model {
             iterations += 1;
             if cur.max_log_size > TAIL_LOG_SIZE {
                 if let Some((trial, at)) = self.tail_jump(y, &theta, &step, &cur) {
-                    return self.poisson_limit(y, &trial, &at, iterations);
+                    theta = trial;
+                    cur = at;
+                    continue;
                 }
             }
             let largest = step.iter().fold(0.0f64, |m, d| m.max(d.abs()));
@@ -247,13 +253,16 @@ impl Model {
                 }
             }
         }
-        if cur.poisson_margin > 0.0 {
-            return self.poisson_limit(y, &theta, &cur, iterations);
-        }
         if cur.min_log_mean < LOG_MEAN_LIMIT {
             return self.unfitted(Status::Separation, iterations, f64::NAN);
         }
         let vcov = invert_spd(&cur.neg_hessian, k).unwrap_or_else(|| vec![f64::NAN; k * k]);
+        // Past the limit, a maximum is only finite if the log-likelihood curves there: on
+        // the flat ridge toward r -> infinity a dispersion coefficient has no information.
+        let flat = (self.p..k).any(|a| !(vcov[a * k + a] <= FLAT_SIZE_VARIANCE));
+        if cur.poisson_margin > 0.0 && (status != Status::Converged || flat) {
+            return self.poisson_limit(y, &theta, &cur, iterations);
+        }
         GeneFit {
             theta,
             vcov,
@@ -264,8 +273,9 @@ impl Model {
     }
 
     /// Newton walks into the flat tail r -> infinity one unit of log r per iteration: try
-    /// longer steps along the same direction until the Poisson limit, and accept it only
-    /// if the log-likelihood is higher there and still rising.
+    /// longer steps along the same direction until the Poisson limit, and go there only
+    /// if the log-likelihood is higher there and still rising (Newton goes on from there,
+    /// and comes back if the maximum is finite after all).
     fn tail_jump(
         &self,
         y: &[f64],

@@ -245,8 +245,14 @@ assoc_screen <- function(test, x, y, options, top, p_max, output, threads, block
   levels_of <- function(src) if (is.null(src$levels)) integer() else lengths(src$levels)
   x_levels <- levels_of(x)
   y_levels <- levels_of(y)
+  if (keep_all) check_pair_memory(x$n_features, y$n_features, symmetric, output)
   # Jobs run with i fastest, so consecutive jobs share their y block: it is read once.
   y_block <- list(j = 0L, data = NULL)
+  # With `top`, the pairs kept so far are cut back to each feature's top whenever they
+  # pass twice that bound, so memory stays bounded by the block size, not the pair count.
+  kept <- NULL
+  hist <- NULL
+  bound <- if (is.null(top)) Inf else 2 * top * (x$n_features + y$n_features)
   results <- with_progress(nrow(jobs), label, function(k) {
     rows_x <- xb[[jobs$i[k]]]
     rows_y <- yb[[jobs$j[k]]]
@@ -263,12 +269,25 @@ assoc_screen <- function(test, x, y, options, top, p_max, output, threads, block
                           options, threads)
     out$i <- rows_x[out$i]
     out$j <- rows_y[out$j]
-    out
+    if (keep_all) return(out)
+    hist <<- if (is.null(hist)) out$histogram else hist + out$histogram
+    kept <<- bind_blocks(list(kept, out))
+    if (length(kept$i) > bound) kept <<- top_across_blocks(kept, top, symmetric)
+    NULL
   })
-  table <- bind_blocks(results)
-  hist <- if (keep_all) NULL else Reduce(`+`, lapply(results, `[[`, "histogram"))
+  table <- if (keep_all) bind_blocks(results) else kept
   if (!keep_all && !is.null(top)) table <- top_across_blocks(table, top, symmetric)
   finish_table(table, x, y, hist, symmetric, output, label, estimate_label, extra_name)
+}
+
+# Every pair is kept: refuse up front when the table (or the matrices) cannot fit. A pair
+# costs about 150 bytes on its way to a data frame (core table, R vectors, the frame),
+# 40 more per cell of the five matrices of `output = "matrix"`.
+check_pair_memory <- function(nx, ny, symmetric, output) {
+  pairs <- if (symmetric) nx * (nx - 1) / 2 + nx else nx * ny
+  bytes <- 150 * pairs + if (output == "matrix") 40 * nx * ny else 0
+  check_memory(bytes, sprintf("Keeping all %.3g pairs", pairs),
+               "Keep fewer pairs with `top` or `p_max`, or test fewer features.")
 }
 
 bind_blocks <- function(results) {

@@ -20,10 +20,23 @@ impl<'a> CscView<'a> {
         i: &'a [i32],
         x: &'a [f64],
     ) -> Result<Self, String> {
-        if p.len() != ncol + 1 || i.len() != x.len() || p[ncol] as usize != x.len() {
-            return Err(
-                "malformed sparse matrix: slots p, i and x do not agree with its dimensions".into(),
-            );
+        let malformed = |what: &str| {
+            Err(format!("malformed sparse matrix (dgCMatrix): {what}; rebuild it, e.g. with Matrix::sparseMatrix(), or run validObject() on it"))
+        };
+        if p.len() != ncol + 1 || i.len() != x.len() || p[0] != 0 || p[ncol] as usize != x.len() {
+            return malformed("slots p, i and x do not agree with its dimensions");
+        }
+        if p.windows(2).any(|w| w[1] < w[0]) {
+            return malformed("column pointers @p decrease");
+        }
+        for c in 0..ncol {
+            let rows = &i[p[c] as usize..p[c + 1] as usize];
+            if rows.iter().any(|&r| r < 0 || r as usize >= nrow) {
+                return malformed("row indices @i out of range");
+            }
+            if rows.windows(2).any(|w| w[1] <= w[0]) {
+                return malformed("row indices @i not increasing within a column");
+            }
         }
         Ok(CscView {
             nrow,
@@ -67,5 +80,17 @@ mod tests {
         let v = CscView::new(3, 2, &p, &i, &x).unwrap();
         assert_eq!(v.row_block(1, 3), vec![0.0, 3.0, 2.0, 4.0]);
         assert_eq!(v.row_block(0, 1), vec![1.0, 0.0]);
+    }
+
+    #[test]
+    fn corrupt_slots_are_refused() {
+        let x = [1.0, 2.0, 3.0];
+        // Row index 5 of a 3-row matrix, a negative one, rows out of order, p decreasing.
+        assert!(CscView::new(3, 2, &[0, 2, 3], &[0, 5, 1], &x).is_err());
+        assert!(CscView::new(3, 2, &[0, 2, 3], &[-1, 2, 1], &x).is_err());
+        assert!(CscView::new(3, 2, &[0, 2, 3], &[2, 0, 1], &x).is_err());
+        assert!(CscView::new(3, 2, &[0, 3, 3], &[0, 2, 1], &x).is_err());
+        assert!(CscView::new(3, 2, &[1, 2, 3], &[0, 2, 1], &x).is_err());
+        assert!(CscView::new(3, 2, &[0, 2, 3], &[0, 2, 1], &x).is_ok());
     }
 }

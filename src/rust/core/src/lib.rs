@@ -15,6 +15,31 @@ pub mod project;
 pub mod rank;
 pub mod rng;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+static CANCELLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the running call was interrupted: long loops check this and stop early (their
+/// partial results are discarded by [`with_threads_polled`]).
+pub fn cancelled() -> bool {
+    CANCELLED.load(Ordering::Relaxed)
+}
+
+/// A zeroed buffer of `len` values, or an error naming `what` and the size when the memory
+/// cannot be had (an infallible allocation would abort the whole R process).
+pub fn try_zeroed(len: usize, what: &str) -> Result<Vec<f64>, String> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        format!(
+            "not enough memory for {what}: {:.1} GB needed",
+            len as f64 * 8.0 / 1e9
+        )
+    })?;
+    v.resize(len, 0.0);
+    Ok(v)
+}
+
 /// Makes faer sequential unless a call passes its own parallelism. faer's default,
 /// `Par::rayon(0)`, starts rayon's global pool on first use outside a local pool; a process
 /// forked after that (BiocParallel's MulticoreParam) inherits a global pool whose threads
@@ -27,10 +52,43 @@ pub fn never_use_the_global_pool() {
 /// honours its own `threads` argument, and forked processes never wait on threads they do
 /// not have).
 pub fn with_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T, String> {
+    with_threads_polled(threads, f, || false)
+}
+
+/// As [`with_threads`], calling `interrupted` on this thread every 50 ms while the pool
+/// works; once it returns true, [`cancelled`] is raised for the loops to stop, and the
+/// result is an error.
+pub fn with_threads_polled<T: Send>(
+    threads: usize,
+    f: impl FnOnce() -> T + Send,
+    mut interrupted: impl FnMut() -> bool,
+) -> Result<T, String> {
     never_use_the_global_pool();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
         .map_err(|e| format!("could not start {threads} threads: {e}"))?;
-    Ok(pool.install(f))
+    CANCELLED.store(false, Ordering::Relaxed);
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let out = std::thread::scope(|scope| {
+        scope.spawn(|| sender.send(pool.install(f)));
+        loop {
+            match receiver.recv_timeout(Duration::from_millis(50)) {
+                Ok(value) => break Some(value),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if !cancelled() && interrupted() {
+                        CANCELLED.store(true, Ordering::Relaxed);
+                    }
+                }
+                // The work panicked: the scope passes the panic on.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break None,
+            }
+        }
+    });
+    let was_cancelled = CANCELLED.swap(false, Ordering::Relaxed);
+    match out {
+        Some(_) if was_cancelled => Err("interrupted by the user".into()),
+        Some(value) => Ok(value),
+        None => Err("the computation stopped unexpectedly".into()),
+    }
 }

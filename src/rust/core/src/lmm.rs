@@ -1116,6 +1116,9 @@ pub fn fit_many(d: &Design, y: &[f64], n_responses: usize, opts: Options) -> Vec
         .map_init(
             || (Work::new(d), vec![0.0; n]),
             |(w, row), k| {
+                if crate::cancelled() {
+                    return Fit::empty(d, Status::Failed);
+                }
                 for i in 0..n {
                     row[i] = y[k + i * n_responses];
                 }

@@ -175,6 +175,9 @@ impl Model {
         (0..n_genes)
             .into_par_iter()
             .map(|g| {
+                if crate::cancelled() {
+                    return self.unfitted(Status::NoAscent, 0, f64::NAN);
+                }
                 let y: Vec<f64> = (0..self.n).map(|i| block[i * n_genes + g]).collect();
                 self.fit(&y, opts)
             })

@@ -98,6 +98,9 @@ pub fn project_dense(data: &[f64], n_features: usize, proj: &Projection) -> Vec<
     out.par_chunks_mut(FEATURES_PER_TASK * width)
         .enumerate()
         .for_each(|(task, block)| {
+            if crate::cancelled() {
+                return;
+            }
             let first = task * FEATURES_PER_TASK;
             let count = block.len() / width;
             let shifts: Vec<f64> = (0..count)
@@ -138,6 +141,9 @@ pub fn project_csc(view: &CscView, proj: &Projection) -> Vec<f64> {
     out.par_chunks_mut(per_task * width)
         .enumerate()
         .for_each(|(task, block)| {
+            if crate::cancelled() {
+                return;
+            }
             let first = task * per_task;
             let end = first + block.len() / width;
             for j in 0..view.ncol {

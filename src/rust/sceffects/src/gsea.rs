@@ -1,12 +1,12 @@
 //! Binding of preranked gene-set enrichment (sceffects-core `gsea`). Rankings arrive as
 //! weights in rank order; sets as sorted 0-based rank positions.
 
-use crate::{fail, seed_of, threads_of, RResult};
+use crate::pooled;
+use crate::{fail, seed_of, RResult};
 use extendr_api::prelude::*;
 use sceffects_core::gsea::multilevel::set_tail_probabilities;
 use sceffects_core::gsea::permutation::NullScores;
 use sceffects_core::gsea::{enrichment, Enrichment};
-use sceffects_core::with_threads;
 
 fn positions_of(sets: &List) -> RResult<Vec<Vec<u32>>> {
     sets.values()
@@ -53,9 +53,10 @@ fn rs_gsea_permutation(
     threads: i32,
 ) -> RResult<Robj> {
     let sizes: Vec<usize> = sizes.iter().map(|&s| s as usize).collect();
-    let null = with_threads(threads_of(threads), || {
+    let null = pooled(threads, || {
         NullScores::draw(weights, &sizes, n_perm as usize, seed_of(seed))
     })
+    .map_err(fail)?
     .map_err(fail)?;
     let summaries: Vec<_> = sizes
         .iter()
@@ -89,7 +90,7 @@ fn rs_gsea_multilevel(
     threads: i32,
 ) -> RResult<Robj> {
     let sizes: Vec<usize> = sizes.iter().map(|&s| s as usize).collect();
-    let estimates = with_threads(threads_of(threads), || {
+    let estimates = pooled(threads, || {
         set_tail_probabilities(
             weights,
             &sizes,

@@ -7,8 +7,9 @@ use sceffects_core::assoc::pairs::{BlockOutput, BlockPosition, KeepRule};
 use sceffects_core::assoc::{chisq, cor, fisher, kruskal, mwu, Block};
 use sceffects_core::clustered::{self, ClusterFit, Design, Vcov};
 use sceffects_core::project::{self, Projection};
-use sceffects_core::{dist, fdr, input, with_threads};
+use sceffects_core::{dist, fdr, input};
 use std::borrow::Cow;
+use std::ffi::{c_int, c_void};
 
 pub(crate) type RResult<T> = std::result::Result<T, Error>;
 
@@ -25,6 +26,26 @@ pub(crate) fn seed_of(seed: f64) -> u64 {
 /// R's 1-based indices as 0-based.
 pub(crate) fn zero_based(idx: &[i32]) -> Vec<usize> {
     idx.iter().map(|&i| (i - 1) as usize).collect()
+}
+
+extern "C" {
+    fn R_ToplevelExec(fun: Option<unsafe extern "C" fn(*mut c_void)>, data: *mut c_void) -> c_int;
+    fn R_CheckUserInterrupt();
+}
+
+unsafe extern "C" fn check_interrupt(_: *mut c_void) {
+    R_CheckUserInterrupt();
+}
+
+/// Whether the user pressed Ctrl-C: R's check, run where its long jump cannot escape.
+fn interrupt_pending() -> bool {
+    // SAFETY: called on R's main thread; R_ToplevelExec catches the jump of an interrupt.
+    unsafe { R_ToplevelExec(Some(check_interrupt), std::ptr::null_mut()) == 0 }
+}
+
+/// Runs `f` on a local pool of `threads` threads while R's main thread watches for Ctrl-C.
+pub(crate) fn pooled<T: Send>(threads: i32, f: impl FnOnce() -> T + Send) -> Result<T, String> {
+    sceffects_core::with_threads_polled(threads_of(threads), f, interrupt_pending)
 }
 
 pub(crate) fn fail(msg: impl std::fmt::Display) -> Error {
@@ -236,7 +257,7 @@ fn rs_group_sums(x: Robj, group: &[i32], n_groups: i32, threads: i32) -> RResult
         weights: vec![1.0; group.len()],
         shift: false,
     };
-    let z = with_threads(threads_of(threads), || feats.project(&proj)).map_err(fail)?;
+    let z = pooled(threads, || feats.project(&proj)).map_err(fail)?;
     let z = z.map_err(fail)?;
     let width = proj.width();
     Ok(RMatrix::new_matrix(feats.n_features(), n_groups, |r, c| {
@@ -262,7 +283,7 @@ fn rs_feature_moments(x: Robj, threads: i32) -> RResult<RMatrix<f64>> {
         weights: vec![1.0; n],
         shift: true,
     };
-    let z = with_threads(threads_of(threads), || feats.project(&proj)).map_err(fail)?;
+    let z = pooled(threads, || feats.project(&proj)).map_err(fail)?;
     let z = z.map_err(fail)?;
     let column = [0, 1, project::N_STATS - 1];
     Ok(RMatrix::new_matrix(feats.n_features(), 3, |r, c| {
@@ -285,7 +306,7 @@ fn rs_feature_weighted_sums(x: Robj, w: RMatrix<f64>, threads: i32) -> RResult<R
         .map(|(i, s)| w.data()[s * w.nrows() + i])
         .collect();
     let n_obs = feats.n_obs();
-    let out = with_threads(threads_of(threads), || match &feats {
+    let out = pooled(threads, || match &feats {
         Features::Dense { data, nrow } => {
             project::feature_weighted_sums_dense(data, *nrow, &wr, n_sets)
         }
@@ -344,8 +365,8 @@ fn rs_cluster_fit(
     let fit = ClusterFit::new(&d, &coefs, vcov, boot).map_err(fail)?;
     let proj = fit.projection();
     let width = proj.width();
-    let results = with_threads(
-        threads_of(threads),
+    let results = pooled(
+        threads,
         || -> Result<Vec<clustered::ResponseResult>, String> {
             use rayon::prelude::*;
             let z = feats.project(&proj)?;
@@ -500,9 +521,7 @@ fn rs_assoc_block(
             } else {
                 cor::CorMethod::Spearman
             };
-            with_threads(threads_of(threads), || {
-                cor::cor_block(&xb, &yb, method, pos, rule)
-            })
+            pooled(threads, || cor::cor_block(&xb, &yb, method, pos, rule))
         }
         "mwu" => {
             let exact = match opt("exact")
@@ -517,22 +536,16 @@ fn rs_assoc_block(
                 exact,
                 continuity: flag("continuity"),
             };
-            with_threads(threads_of(threads), || {
-                mwu::mwu_block(&xb, &yb, o, pos, rule)
-            })
+            pooled(threads, || mwu::mwu_block(&xb, &yb, o, pos, rule))
         }
-        "kruskal" => with_threads(threads_of(threads), || {
-            kruskal::kruskal_block(&xb, &yb, &yl, pos, rule)
-        }),
+        "kruskal" => pooled(threads, || kruskal::kruskal_block(&xb, &yb, &yl, pos, rule)),
         "fisher" => {
             let mle = flag("mle");
-            with_threads(threads_of(threads), || {
-                fisher::fisher_block(&xb, &yb, mle, pos, rule)
-            })
+            pooled(threads, || fisher::fisher_block(&xb, &yb, mle, pos, rule))
         }
         "chisq" => {
             let yates = flag("yates");
-            with_threads(threads_of(threads), || {
+            pooled(threads, || {
                 chisq::chisq_block(&xb, &xl, &yb, &yl, yates, pos, rule)
             })
         }
@@ -546,7 +559,7 @@ fn rs_assoc_block(
 #[extendr]
 fn rs_crossprod(x: RMatrix<f64>, y: RMatrix<f64>, threads: i32) -> RResult<f64> {
     let (xb, yb) = (block_of(&x)?, block_of(&y)?);
-    with_threads(threads_of(threads), || {
+    pooled(threads, || {
         sceffects_core::assoc::product_checksum(&xb, &yb)
     })
     .map_err(fail)

@@ -1,9 +1,9 @@
 //! Binding of linear mixed models for many responses (sceffects-core `lmm`).
 
-use crate::{fail, threads_of, zero_based, RResult};
+use crate::pooled;
+use crate::{fail, zero_based, RResult};
 use extendr_api::prelude::*;
 use sceffects_core::lmm::{self, Design, Fit, Options};
-use sceffects_core::with_threads;
 
 /// Fits `y` (responses in rows) on the shared design: fixed effects `x` (n x p), random
 /// effects `z` (n x q) of one grouping factor `group` (1-based codes, `n_groups` groups),
@@ -50,10 +50,7 @@ fn rs_lmm_fit(
     };
     let n_resp = y.nrows();
     let responses = y.data();
-    let fits = with_threads(threads_of(threads), || {
-        lmm::fit_many(&design, responses, n_resp, opts)
-    })
-    .map_err(fail)?;
+    let fits = pooled(threads, || lmm::fit_many(&design, responses, n_resp, opts)).map_err(fail)?;
     let matrix = |k: usize, f: &dyn Fn(&Fit, usize) -> f64| -> Robj {
         RMatrix::new_matrix(n_resp, k, |r, c| f(&fits[r], c)).into_robj()
     };

@@ -1,12 +1,12 @@
 //! Binding of differential abundance and expression on a cell-state manifold
 //! (sceffects-core `manifold`). Cell indices arrive 1-based from R.
 
-use crate::{fail, features_of, seed_of, sparse_slots, threads_of, zero_based, RResult};
+use crate::pooled;
+use crate::{fail, features_of, seed_of, sparse_slots, zero_based, RResult};
 use extendr_api::prelude::*;
 use sceffects_core::cellstate::density::{fit_density, DensityParams};
 use sceffects_core::cellstate::expression::{ConditionCells, ExpressionModel};
 use sceffects_core::cellstate::{self, lfdr, Points};
-use sceffects_core::with_threads;
 
 fn points(m: &RMatrix<f64>, rows: Option<&[usize]>) -> RResult<Points> {
     Points::from_column_major(m.data(), m.nrows(), m.ncols(), rows).map_err(fail)
@@ -27,7 +27,7 @@ fn rs_manifold_landmarks(
     threads: i32,
 ) -> RResult<RMatrix<f64>> {
     let p = points(&embedding, Some(&zero_based(cells)))?;
-    let centres = with_threads(threads_of(threads), || {
+    let centres = pooled(threads, || {
         cellstate::kmeans_landmarks(
             &p,
             k.max(1) as usize,
@@ -48,7 +48,7 @@ fn rs_manifold_length_scale(
     threads: i32,
 ) -> RResult<f64> {
     let p = points(&embedding, Some(&zero_based(cells)))?;
-    let nn = with_threads(threads_of(threads), || cellstate::nn_distances(&p))
+    let nn = pooled(threads, || cellstate::nn_distances(&p))
         .map_err(fail)?
         .map_err(fail)?;
     Ok(cellstate::length_scale(&nn, ls_factor))
@@ -92,9 +92,7 @@ fn rs_manifold_density(
         let fit = fit_density(&train, &nn, &lm, params)?;
         Ok((fit.predict(&lm, &all, with_variance), fit))
     };
-    let (pred, fit) = with_threads(threads_of(threads), run)
-        .map_err(fail)?
-        .map_err(fail)?;
+    let (pred, fit) = pooled(threads, run).map_err(fail)?.map_err(fail)?;
     Ok(List::from_names_and_values(
         [
             "log_density",
@@ -153,7 +151,7 @@ fn rs_manifold_expression_model(
         condition_cells(cells1, &samples1)?,
         condition_cells(cells2, &samples2)?,
     ];
-    let model = with_threads(threads_of(threads), || {
+    let model = pooled(threads, || {
         ExpressionModel::new(
             &all,
             conditions,
@@ -184,7 +182,7 @@ fn rs_manifold_expression_block(model: Robj, x: Robj, threads: i32) -> RResult<R
     let feats = features_of(&x, &slots)?;
     let n_genes = feats.n_features();
     let y = feats.row_block(0, n_genes);
-    let res = with_threads(threads_of(threads), || model.block(&y, n_genes))
+    let res = pooled(threads, || model.block(&y, n_genes))
         .map_err(fail)?
         .map_err(fail)?;
     let fold_change = match &res.fold_change {
@@ -206,7 +204,7 @@ fn rs_manifold_expression_block(model: Robj, x: Robj, threads: i32) -> RResult<R
 /// Empirical p-values and local FDRs of distances against null-gene distances.
 #[extendr]
 fn rs_manifold_null_fdr(real: &[f64], null: &[f64], threads: i32) -> RResult<Robj> {
-    let res = with_threads(threads_of(threads), || lfdr::null_gene_fdr(real, null))
+    let res = pooled(threads, || lfdr::null_gene_fdr(real, null))
         .map_err(fail)?
         .map_err(fail)?;
     Ok(List::from_names_and_values(

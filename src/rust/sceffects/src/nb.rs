@@ -1,9 +1,9 @@
 //! Binding of negative binomial regression (sceffects-core `nb`).
 
-use crate::{fail, features_of, sparse_slots, threads_of, RResult};
+use crate::pooled;
+use crate::{fail, features_of, sparse_slots, RResult};
 use extendr_api::prelude::*;
 use sceffects_core::nb::{Model, Options};
-use sceffects_core::with_threads;
 
 /// Fits genes `start..end` (0-based rows, end exclusive) of `x` (double matrix or
 /// dgCMatrix) with mean design `x_mean`, dispersion design `z` and `offset`.
@@ -39,10 +39,7 @@ fn rs_nb_fit(
         max_iter: max_iter.max(1) as usize,
         tol,
     };
-    let fits = with_threads(threads_of(threads), || {
-        model.fit_block(&block, n_genes, opts)
-    })
-    .map_err(fail)?;
+    let fits = pooled(threads, || model.fit_block(&block, n_genes, opts)).map_err(fail)?;
     let k = model.n_params();
     let theta = RMatrix::new_matrix(k, n_genes, |r, c| fits[c].theta[r]);
     let vcov = RMatrix::new_matrix(k * k, n_genes, |r, c| fits[c].vcov[r]);

@@ -720,7 +720,11 @@ mod tests {
                 for j in 0..nf {
                     let r = cor_pair(&x.feature(i), &y.feature(j), CorMethod::Pearson);
                     let expect = naive_r(&y.feature(i), &y.feature(j));
-                    assert!((r.estimate - expect).abs() < 1e-4, "{shift} {scale}: {} vs {expect}", r.estimate);
+                    assert!(
+                        (r.estimate - expect).abs() < 1e-4,
+                        "{shift} {scale}: {} vs {expect}",
+                        r.estimate
+                    );
                 }
             }
         }

@@ -82,6 +82,9 @@ pub fn set_tail_probabilities(
     let estimates: Vec<Vec<TailEstimate>> = groups
         .par_iter()
         .map(|&((size, negative), ref members)| {
+            if crate::cancelled() {
+                return Vec::new();
+            }
             let ranking = if negative { &reversed } else { weights };
             let targets: Vec<f64> = members.iter().map(|&i| es[i].abs()).collect();
             let key = 2 * size as u64 + u64::from(negative);
@@ -381,7 +384,7 @@ mod tests {
     fn agrees_with_plain_permutation_where_that_is_feasible() {
         let w = weights(300);
         let size = 12;
-        let null = NullScores::draw(&w, &[size], 40_000, 11);
+        let null = NullScores::draw(&w, &[size], 40_000, 11).unwrap();
         let mut scores: Vec<f64> = null.scores.clone();
         scores.sort_by(|a, b| b.total_cmp(a));
         // Targets with plain-permutation tail probabilities of about 1e-2 and 1e-3.

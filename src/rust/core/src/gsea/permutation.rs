@@ -21,23 +21,35 @@ pub struct NullScores {
 
 impl NullScores {
     /// Draws `n_perm` null scores for each distinct size in `sizes` (each < n genes).
-    pub fn draw(weights: &[f64], sizes: &[usize], n_perm: usize, seed: u64) -> Self {
+    pub fn draw(
+        weights: &[f64],
+        sizes: &[usize],
+        n_perm: usize,
+        seed: u64,
+    ) -> Result<Self, String> {
         let mut sizes = sizes.to_vec();
         sizes.sort_unstable();
         sizes.dedup();
         let d = sizes.len();
-        let mut scores = vec![0.0; n_perm * d];
+        let len = n_perm
+            .checked_mul(d)
+            .ok_or("too many permutations for the memory")?;
+        let mut scores = crate::try_zeroed(len, "the permutation null")?;
         if d > 0 {
             scores
                 .par_chunks_mut(CHUNK * d)
                 .enumerate()
-                .for_each(|(chunk, out)| draw_chunk(weights, &sizes, seed, chunk as u64, out));
+                .for_each(|(chunk, out)| {
+                    if !crate::cancelled() {
+                        draw_chunk(weights, &sizes, seed, chunk as u64, out)
+                    }
+                });
         }
-        NullScores {
+        Ok(NullScores {
             sizes,
             n_perm,
             scores,
-        }
+        })
     }
 
     /// Null scores for sets of size index `d`.
@@ -117,10 +129,12 @@ mod tests {
     fn same_seed_same_draws_whatever_the_threads() {
         let weights: Vec<f64> = (0..500).map(|i| 1.0 + (i as f64).sqrt()).collect();
         let sizes = [5, 17, 40];
-        let one = crate::with_threads(1, || NullScores::draw(&weights, &sizes, 100, 7)).unwrap();
-        let two = crate::with_threads(2, || NullScores::draw(&weights, &sizes, 100, 7)).unwrap();
+        let one =
+            crate::with_threads(1, || NullScores::draw(&weights, &sizes, 100, 7).unwrap()).unwrap();
+        let two =
+            crate::with_threads(2, || NullScores::draw(&weights, &sizes, 100, 7).unwrap()).unwrap();
         assert_eq!(one.scores, two.scores);
-        let other = NullScores::draw(&weights, &sizes, 100, 8);
+        let other = NullScores::draw(&weights, &sizes, 100, 8).unwrap();
         assert_ne!(one.scores, other.scores);
     }
 
@@ -128,7 +142,7 @@ mod tests {
     fn null_scores_are_centred_for_flat_weights() {
         // With equal weights the null is symmetric: about half the scores are positive.
         let weights = vec![1.0; 400];
-        let null = NullScores::draw(&weights, &[20], 2000, 3);
+        let null = NullScores::draw(&weights, &[20], 2000, 3).unwrap();
         let pos = null.summarize(20, 0.1).unwrap().n_same_sign as f64 / 2000.0;
         assert!((pos - 0.5).abs() < 0.05, "{pos}");
     }

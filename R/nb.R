@@ -484,7 +484,7 @@ nobs.sceffects_nb <- function(object, ...) {
 anova.sceffects_nb <- function(object, ...) {
   others <- list(...)
   if (length(others) != 1L) {
-    stop(sprintf("anova() compares two nested fits, anova(fit0, fit1): it was given %d. Fit the larger model with nb_regression() and pass it second.",
+    stop(sprintf("anova() compares two fits, anova(fit0, fit1), the first nested in the second: it was given %d.",
                  1L + length(others)), call. = FALSE)
   }
   fit0 <- object

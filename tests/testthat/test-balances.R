@@ -203,3 +203,32 @@ test_that("balances() refuses duplicated parts and unnamed tips", {
   phy$tip.label[3] <- ""
   expect_error(balances(matrix(1, 3, 1, dimnames = list(c("a", "b", "c"), NULL)), phy), "missing or empty name")
 })
+
+test_that("balance_lmm()'s errors name its own arguments, not lmm_table()'s", {
+  set.seed(5)
+  parts <- paste0("taxon", 1:4)
+  tree <- list(list("taxon1", "taxon2"), list("taxon3", "taxon4"))
+  meta <- data.frame(patient = factor(rep(1:6, each = 3)), time = rep(1:3, 6))
+  x <- matrix(rpois(4 * 18, 50), 4, dimnames = list(parts, NULL))
+  expect_error(balance_lmm(x, ~ time, meta[1:10, ], tree, groups = "patient"),
+               "`metadata` has 10 rows but `x` has 18 samples")
+  expect_error(balance_lmm(x, ~ dose, meta, tree, groups = "patient"), "`metadata` has no column dose")
+  bad <- meta
+  bad$time[1] <- NA
+  expect_error(balance_lmm(x, ~ time, bad, tree, groups = "patient"), "`metadata` has missing values in time")
+  named <- x
+  colnames(named) <- paste0("s", 1:18)
+  m2 <- meta
+  rownames(m2) <- paste0("r", 1:18)
+  expect_error(balance_lmm(named, ~ time, m2, tree, groups = "patient"), "`metadata` has no row for samples s1.*of `x`")
+  expect_error(balance_lmm(x, ~ time, meta, tree, groups = "patient", REML = NA), "`REML`")
+  expect_error(balance_lmm(x, ~ time, meta, tree, groups = "patient", BPPARAM = "x"), "`BPPARAM`")
+  x0 <- x
+  meta0 <- meta
+  tree0 <- tree
+  fit <- balance_lmm(x, ~ time, meta, tree, groups = "patient")
+  predict(fit, type = "proportion")
+  expect_identical(x, x0)
+  expect_identical(meta, meta0)
+  expect_identical(tree, tree0)
+})

@@ -20,7 +20,8 @@
 #' @param tree An ape `phylo` tree, an `hclust` clustering, or a nested list whose leaves
 #'   are part names and whose internal nodes are lists of exactly two children (a node's
 #'   name may be set as its attribute `"label"`). Trees with a node of more than two
-#'   children are refused: resolve them with `ape::multi2di()`.
+#'   children are refused: resolve them with `ape::multi2di()`. Tips must have unique,
+#'   non-empty names. Trees of any depth are accepted (they are walked without recursion).
 #' @param convention `"gneiss"` or `"philr"`, see Details.
 #' @return A matrix, balances x parts, whose rows are orthonormal and sum to zero (the
 #'   basis in centred log-ratio coordinates): `basis %*% log(x)` gives the balances of a
@@ -217,8 +218,8 @@ tree_walk <- function(tt) {
 #' counts, a small fraction of the smallest positive value for proportions). Rows are
 #' matched to the tree's tips by name; balances do not depend on the samples' totals.
 #'
-#' @param x Parts in rows (names matching the tree's tips), samples in columns: a matrix
-#'   or a SummarizedExperiment; counts or proportions, non-negative.
+#' @param x Parts in rows (unique names matching the tree's tips), samples in columns: a
+#'   matrix or a SummarizedExperiment; counts or proportions, non-negative.
 #' @param tree See [balance_basis()].
 #' @param pseudocount Added to every entry when given; required if `x` has zeros.
 #' @param convention See [balance_basis()].

@@ -14,7 +14,9 @@
 #' Genes are ranked by decreasing `stats`; tied statistics are ordered by gene name, so the
 #' result does not depend on the input order (a message gives the fraction of tied genes).
 #' A gene's weight in the running sum is `abs(stat)^weight` (`weight = 0`: the classic
-#' unweighted Kolmogorov-Smirnov statistic). NES divides the score by the mean null score
+#' unweighted Kolmogorov-Smirnov statistic); the score does not depend on the scale of
+#' `stats`, and weights are computed from `stats / max(abs(stats))` so that no scale
+#' overflows. NES divides the score by the mean null score
 #' of the same sign, for the set's size. Sets of the same size share their null draws.
 #'
 #' Each set's p-value comes from whichever estimator has the smaller expected error:
@@ -28,9 +30,11 @@
 #'   are gene identifiers, unique, and values finite.
 #' @param sets Named list of character vectors of genes (see [read_gmt()]).
 #' @param min_size,max_size Sets with fewer or more genes found in `stats` are not tested;
-#'   they are reported with `NA` p-values and a `reason`.
+#'   they are reported with `NA` p-values and a `reason`. `min_size` is at most the number
+#'   of ranked genes; `max_size = Inf` sets no upper bound.
 #' @param weight Exponent of the gene weights `abs(stat)^weight`.
-#' @param nperm Number of permutations of the simple estimate.
+#' @param nperm Number of permutations of the simple estimate (>= 10). The null keeps
+#'   `nperm` scores per distinct set size: a request beyond the available memory is refused.
 #' @param eps Smallest p-value the multilevel method resolves (0 < eps < 1).
 #' @param sample_size Particles per multilevel level (odd; more gives smaller errors).
 #' @param seed Seed of the permutations; by default drawn from R's random number generator

@@ -26,7 +26,8 @@
 #' at zero or a perfect correlation).
 #'
 #' Several grouping factors, crossed or nested (`(1 | site) + (1 | subject)`; write a
-#' nested factor as its own interaction column, lme4's `/` is not parsed), are fitted on the
+#' nested factor as `(1 | site) + (1 | site:subject)` or its own interaction column: lme4's
+#' `(1 | site/subject)` is refused with that advice), are fitted on the
 #' dense random-effects design, at a cost that grows with the cube of the number of random
 #' effects; one grouping factor is fitted group by group, at a cost independent of it.
 #'
@@ -45,7 +46,8 @@
 #' @return A results table (class `sceffects_lmm`), one row per response and fixed-effect
 #'   term: `feature`, `term`, `estimate`, `std_error`, `statistic`, `df`, `p_value`,
 #'   `log_p`, `fdr` (Benjamini-Hochberg within term), `converged`, `singular`, `reason`
-#'   (why a row is NA). Methods: [coef()], `fixef()`, `ranef()`, [vcov()], [logLik()],
+#'   (why a row is NA: a response without residual variance, e.g. constant, has NA
+#'   estimates and p-values and is not counted in the FDR). Methods: [coef()], `fixef()`, `ranef()`, [vcov()], [logLik()],
 #'   [summary()], [predict()], [fitted()], [residuals()]; [lmm_fits()] gives variance
 #'   components and fit statistics per response.
 #' @export

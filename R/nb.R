@@ -224,13 +224,17 @@ print.sceffects_nb <- function(x, ...) {
 #' @param object An `sceffects_nb` fit.
 #' @param component `"mean"` (log mean coefficients) or `"dispersion"` (log size
 #'   coefficients); `summary()` also takes `"both"`.
-#' @param gene A gene name or index.
-#' @param newdata Metadata (data.frame) of new cells; `NULL` for the fitted ones.
+#' @param gene One gene name, or one whole-number index in `1..n_genes`.
+#' @param newdata Metadata (data.frame) of new cells, with every variable of both
+#'   formulas, no missing values and only factor levels seen in the fit; `NULL` for the
+#'   fitted cells.
 #' @param type `"mean"`, `"dispersion"` (the size r) or `"link"` (log mean).
 #' @param offset Offset of `newdata` (log scale); 0 by default.
-#' @param nsim Number of simulated data sets.
+#' @param nsim Number of simulated data sets (>= 1); a request whose draws (genes x
+#'   cells x `nsim` doubles) exceed the available memory is refused before drawing.
 #' @param seed Seed of the simulation (the user's random state is left untouched).
-#' @param ... Unused; for `anova()`, a second (larger) fit.
+#' @param ... Unused (an unknown argument is an error); for `anova()`, the second
+#'   (larger) fit.
 #' @param k Penalty per parameter.
 #' @return `coef()`: a terms x genes matrix. `vcov()`: the covariance matrix of one
 #'   gene's mean and dispersion coefficients (observed information). `summary()`: a

@@ -198,18 +198,17 @@ assoc_chisq <- function(a, b = NULL, correct = TRUE, top = NULL, p_max = NULL,
 }
 
 # Binary indicators for assoc_mwu(): factors and characters become one indicator per level.
-# Levels no sample has would be an all-FALSE indicator (an empty group): they are dropped,
-# with a message.
+# Levels no sample has (factor() drops them) would be all-FALSE indicators: the user is
+# told they are dropped.
 indicator_features <- function(groups) {
   expand <- function(v, name) {
     if (is.factor(v) || is.character(v)) {
-      f <- factor(v)
-      unused <- setdiff(levels(f), as.character(f))
+      unused <- if (is.factor(v)) setdiff(levels(v), as.character(v[!is.na(v)])) else character()
       if (length(unused)) {
         say(sprintf("`groups`: %s has level%s without samples, dropped: %s.", name,
                     if (length(unused) > 1L) "s" else "", name_list(unused)))
-        f <- droplevels(f)
       }
+      f <- factor(v)
       ind <- lapply(levels(f), function(l) ifelse(is.na(f), NA, f == l))
       stats::setNames(ind, paste0(name, ":", levels(f)))
     } else {

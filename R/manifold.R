@@ -133,6 +133,11 @@ flat_density <- function(lfc) {
 #' conditions' cells together. Densities are normalised by the number of cells and
 #' predicted at every cell of `x`.
 #'
+#' When the fit is flat (the log-fold change is the same at every cell up to a spread
+#' below 1e-3 of its size, e.g. with a length scale far beyond the data), a warning says
+#' so and `da_direction` is `NA` for every cell: calling all cells "up" or "down" would not
+#' be trustworthy. Landmark matrices that would not fit in memory are refused up front.
+#'
 #' @param x A SingleCellExperiment with the embedding in `reducedDim(x, reduction)`, or
 #'   a numeric matrix (cells x dimensions).
 #' @param groupby Column of `colData(x)` with the condition of each cell (a vector, one
@@ -150,11 +155,6 @@ flat_density <- function(lfc) {
 #' @param landmarks,dimension,length_scale Optional fixed landmarks (matrix), fractal
 #'   dimension and length scale used for every density instead of the heuristics.
 #' @param ls_factor Multiplier of the length-scale heuristic.
-#' When the fit is flat (the log-fold change is the same at every cell up to a spread
-#' below 1e-3 of its size, e.g. with a length scale far beyond the data), a warning says
-#' so and `da_direction` is `NA` for every cell: calling all cells "up" or "down" would not
-#' be trustworthy. Landmark matrices that would not fit in memory are refused up front.
-#'
 #' @return For a SingleCellExperiment, `x` with colData columns `da_log_density_<c>`,
 #'   `da_lfc`, `da_lfc_zscore`, `da_neg_log10_ptp`, `da_direction` (suffix
 #'   `_sample_var` with `sample`) and the fit in `metadata(x)$diff_abundance`; for a

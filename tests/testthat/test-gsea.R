@@ -257,7 +257,7 @@ test_that("sizes and permutation counts beyond sense are refused up front", {
   old <- options(sceffects.max_memory = 1e9)
   on.exit(options(old))
   expect_error(suppressMessages(gsea(stats, sets, min_size = 5, nperm = 2e9, seed = 1)),
-               "The permutation null \\(2e\\+09 permutations x 1 set sizes\\) would need 14.9 GB.*`nperm`")
+               "The permutation null \\(2,000,000,000 permutations x 1 set sizes\\) would need 14.9 GB.*`nperm`")
 })
 
 test_that("the enrichment does not depend on the scale of the statistics (no overflow near 1e308)", {

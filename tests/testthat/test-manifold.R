@@ -334,7 +334,7 @@ test_that("landmarks: 0 rows refused, and a plan beyond memory refused up front 
 })
 
 test_that("a flat density fit warns and makes no up/down calls", {
-  sce <- simulate_manifold(n_cells = 400, n_genes = 10, seed = 2)
+  sce <- simulate_manifold(n_cells = 400, n_genes = 40, seed = 2)
   emb <- SingleCellExperiment::reducedDim(sce, 1)
   # A length scale far beyond the data: both densities are flat, their ratio the same at
   # every cell, and with a small lfc_threshold every cell would be called at once.

@@ -81,7 +81,7 @@ test_that("plots refuse bad counts, cut-offs, negative standard errors and p-val
 })
 
 test_that("plot_top_genes_heatmap() and plot_gsea() refuse n = 0 or negative", {
-  sce <- simulate_manifold(n_cells = 200, n_genes = 10, seed = 1)
+  sce <- simulate_manifold(n_cells = 200, n_genes = 40, seed = 1)
   res <- data.frame(feature = rownames(sce), statistic = seq_len(nrow(sce)))
   expect_s3_class(plot_top_genes_heatmap(sce, res, "sample", n = 3), "ggplot")
   expect_error(plot_top_genes_heatmap(sce, res, "sample", n = 0), "`n` must be a single whole number >= 1")

@@ -122,9 +122,10 @@ tree_table_nested <- function(tree) {
   children <- list(NULL)
   is_tip <- FALSE
   stack <- 1L
-  while (length(stack)) {
-    id <- stack[length(stack)]
-    stack <- stack[-length(stack)]
+  top <- 1L
+  while (top > 0L) {
+    id <- stack[top]
+    top <- top - 1L
     node <- nodes[[id]]
     if (is.character(node) && length(node) == 1L) {
       is_tip[id] <- TRUE
@@ -140,7 +141,8 @@ tree_table_nested <- function(tree) {
     is_tip[kids] <- FALSE
     children[[id]] <- kids
     children[kids] <- list(NULL)
-    stack <- c(stack, kids)
+    stack[top + 1:2] <- kids
+    top <- top + 2L
   }
   # Renumber: tips first (as the other kinds), internal nodes after.
   new_id <- integer(length(nodes))
@@ -164,14 +166,20 @@ tree_table_nested <- function(tree) {
 tree_preorder <- function(children, root) {
   out <- integer(length(children))
   n <- 0L
-  stack <- root
-  while (length(stack)) {
-    node <- stack[length(stack)]
-    stack <- stack[-length(stack)]
+  # Preallocated, so that a stack as deep as the tree costs no copies.
+  stack <- integer(length(children))
+  top <- 1L
+  stack[1L] <- root
+  while (top > 0L) {
+    node <- stack[top]
+    top <- top - 1L
     n <- n + 1L
     out[n] <- node
     kids <- children[[node]]
-    if (length(kids)) stack <- c(stack, rev(kids))
+    if (length(kids)) {
+      stack[top + seq_along(kids)] <- rev(kids)
+      top <- top + length(kids)
+    }
   }
   out[seq_len(n)]
 }
@@ -192,19 +200,17 @@ tree_walk <- function(tt) {
     first[node] <- first[kids[1L]]
     size[node] <- sum(size[kids])
   }
-  bfs <- integer(sum(!leaf))
-  queue <- tt$root
-  n <- 0L
+  queue <- integer(length(pre))
+  queue[1L] <- tt$root
+  tail <- 1L
   head <- 1L
-  while (head <= length(queue)) {
-    node <- queue[head]
+  while (head <= tail) {
+    kids <- tt$children[[queue[head]]]
     head <- head + 1L
-    kids <- tt$children[[node]]
-    if (is.null(kids)) next
-    n <- n + 1L
-    bfs[n] <- node
-    queue <- c(queue, kids)
+    queue[tail + seq_along(kids)] <- kids
+    tail <- tail + length(kids)
   }
+  bfs <- queue[!vapply(tt$children[queue], is.null, TRUE)]
   list(tip_order = tip_order, first = first, size = size, bfs = bfs)
 }
 

@@ -71,9 +71,9 @@ assoc_cor <- function(x, y = NULL, method = c("pearson", "spearman"), assay = NU
 #'
 #' @inheritParams assoc_cor
 #' @param groups The binary groupings: a logical or 0/1 vector; a factor or character
-#'   vector (one indicator per level, that level against the rest); a data.frame of such
-#'   columns (as `colData()`); or a logical/0-1 matrix with indicators in rows. `NA` leaves a
-#'   sample out of that test.
+#'   vector (one indicator per level, that level against the rest; levels that no sample
+#'   has are dropped, with a message); a data.frame of such columns (as `colData()`); or a
+#'   logical/0-1 matrix with indicators in rows. `NA` leaves a sample out of that test.
 #' @param exact `NULL` (as `wilcox.test()`), `TRUE` (exact whenever there are no ties) or
 #'   `FALSE`.
 #' @param correct Continuity correction for the normal approximation.
@@ -97,8 +97,9 @@ assoc_mwu <- function(x, groups, assay = NULL, exact = NULL, correct = TRUE,
   if (!is.null(exact) && !(isTRUE(exact) || isFALSE(exact))) {
     stop("`exact` must be NULL, TRUE or FALSE.", call. = FALSE)
   }
+  correct <- check_flag(correct, "correct")
   exact <- if (is.null(exact)) "auto" else if (exact) "always" else "never"
-  assoc_screen("mwu", xs, gs, options = list(exact = exact, continuity = isTRUE(correct)),
+  assoc_screen("mwu", xs, gs, options = list(exact = exact, continuity = correct),
                top = top, p_max = p_max, output = match.arg(output), threads = threads,
                block_size = block_size, label = "Mann-Whitney U",
                estimate_label = "rank-biserial correlation", extra_name = "auc")
@@ -157,9 +158,10 @@ assoc_kruskal <- function(x, groups, assay = NULL, na_action = c("fail", "pairwi
 #' assoc_fisher(a, b, mle = TRUE)
 assoc_fisher <- function(a, b = NULL, mle = FALSE, top = NULL, p_max = NULL,
                          output = c("long", "matrix"), threads = NULL, block_size = NULL) {
+  mle <- check_flag(mle, "mle")
   as_ <- coded_features(a, "a", "binary")
   bs <- if (is.null(b)) NULL else coded_features(b, "b", "binary")
-  assoc_screen("fisher", as_, bs, options = list(mle = isTRUE(mle)), top = top, p_max = p_max,
+  assoc_screen("fisher", as_, bs, options = list(mle = mle), top = top, p_max = p_max,
                output = match.arg(output), threads = threads, block_size = block_size,
                label = "Fisher's exact test", estimate_label = "log odds ratio",
                extra_name = if (isTRUE(mle)) "odds_ratio_mle" else NULL)
@@ -187,17 +189,25 @@ assoc_fisher <- function(a, b = NULL, mle = FALSE, top = NULL, p_max = NULL,
 #' assoc_chisq(d)
 assoc_chisq <- function(a, b = NULL, correct = TRUE, top = NULL, p_max = NULL,
                         threads = NULL, block_size = NULL) {
+  correct <- check_flag(correct, "correct")
   as_ <- coded_features(a, "a", "categorical")
   bs <- if (is.null(b)) NULL else coded_features(b, "b", "categorical")
-  assoc_screen("chisq", as_, bs, options = list(yates = isTRUE(correct)), top = top,
+  assoc_screen("chisq", as_, bs, options = list(yates = correct), top = top,
                p_max = p_max, output = "long", threads = threads, block_size = block_size,
                label = "Pearson's chi-square test", estimate_label = "Cramer's V")
 }
 
 # Binary indicators for assoc_mwu(): factors and characters become one indicator per level.
+# Levels no sample has (factor() drops them) would be all-FALSE indicators: the user is
+# told they are dropped.
 indicator_features <- function(groups) {
   expand <- function(v, name) {
     if (is.factor(v) || is.character(v)) {
+      unused <- if (is.factor(v)) setdiff(levels(v), as.character(v[!is.na(v)])) else character()
+      if (length(unused)) {
+        say(sprintf("`groups`: %s has level%s without samples, dropped: %s.", name,
+                    if (length(unused) > 1L) "s" else "", name_list(unused)))
+      }
       f <- factor(v)
       ind <- lapply(levels(f), function(l) ifelse(is.na(f), NA, f == l))
       stats::setNames(ind, paste0(name, ":", levels(f)))
@@ -215,9 +225,6 @@ indicator_features <- function(groups) {
 }
 
 check_keep <- function(top, p_max) {
-  if (!is.null(top) && (!is.numeric(top) || length(top) != 1L || is.na(top) || top < 1)) {
-    stop("`top` must be NULL or a single number >= 1.", call. = FALSE)
-  }
   if (!is.null(p_max) && (!is.numeric(p_max) || length(p_max) != 1L || is.na(p_max) ||
                           p_max <= 0 || p_max > 1)) {
     stop("`p_max` must be NULL or a single number in (0, 1].", call. = FALSE)
@@ -228,6 +235,7 @@ check_keep <- function(top, p_max) {
 assoc_screen <- function(test, x, y, options, top, p_max, output, threads, block_size,
                          label, estimate_label, extra_name = NULL) {
   check_keep(top, p_max)
+  if (!is.null(top)) top <- check_count(top, "top", min = 1)
   threads <- resolve_threads(threads)
   symmetric <- is.null(y)
   if (symmetric) y <- x else check_same_samples(x, y)
@@ -236,7 +244,9 @@ assoc_screen <- function(test, x, y, options, top, p_max, output, threads, block
   if (output == "matrix" && !keep_all) {
     stop("`output = \"matrix\"` returns all pairs: drop `top` and `p_max`.", call. = FALSE)
   }
-  if (is.null(block_size)) block_size <- if (keep_all || !test %in% c("pearson", "spearman")) 1024L else 4096L
+  block_size <- if (is.null(block_size)) {
+    if (keep_all || !test %in% c("pearson", "spearman")) 1024L else 4096L
+  } else check_count(block_size, "block_size", min = 1)
   xb <- split_blocks(x$n_features, block_size)
   yb <- split_blocks(y$n_features, block_size)
   jobs <- expand.grid(i = seq_along(xb), j = seq_along(yb))

@@ -1,7 +1,7 @@
 # Balances: isometric log-ratios defined by a strictly bifurcating tree over the parts of a
 # composition (gneiss, philr), and the gneiss workflow of one mixed model per balance.
-# Trees of every accepted kind are first turned into one nested form: a leaf is a part
-# name, an internal node a list of its two children (attribute "label": its name or NA).
+# Trees of every accepted kind are first turned into one table of nodes and children
+# (as_tree_table()), which is walked with explicit stacks and queues, never by recursion.
 
 #' Balance basis of a bifurcating tree
 #'
@@ -20,7 +20,8 @@
 #' @param tree An ape `phylo` tree, an `hclust` clustering, or a nested list whose leaves
 #'   are part names and whose internal nodes are lists of exactly two children (a node's
 #'   name may be set as its attribute `"label"`). Trees with a node of more than two
-#'   children are refused: resolve them with `ape::multi2di()`.
+#'   children are refused: resolve them with `ape::multi2di()`. Tips must have unique,
+#'   non-empty names. Trees of any depth are accepted (they are walked without recursion).
 #' @param convention `"gneiss"` or `"philr"`, see Details.
 #' @return A matrix, balances x parts, whose rows are orthonormal and sum to zero (the
 #'   basis in centred log-ratio coordinates): `basis %*% log(x)` gives the balances of a
@@ -34,84 +35,183 @@
 #' round(balance_basis(hc), 3)
 balance_basis <- function(tree, convention = c("gneiss", "philr")) {
   convention <- match.arg(convention)
-  root <- as_nested_tree(tree)
-  tips <- nested_leaves(root)
-  if (anyDuplicated(tips)) {
-    stop(sprintf("`tree` has duplicated tip names, e.g. %s.", tips[anyDuplicated(tips)]), call. = FALSE)
-  }
-  if (length(tips) < 2L) stop("`tree` must have at least two tips.", call. = FALSE)
-  rows <- list()
-  labels <- character()
-  queue <- list(root)
-  while (length(queue)) {
-    node <- queue[[1L]]
-    queue <- queue[-1L]
-    if (is.character(node)) next
-    left <- nested_leaves(node[[1L]])
-    right <- nested_leaves(node[[2L]])
+  tt <- as_tree_table(tree)
+  walk <- tree_walk(tt)
+  tips <- tt$tips[walk$tip_order]
+  check_tip_names(tips)
+  internal <- walk$bfs
+  n_tip <- length(tips)
+  basis <- matrix(0, length(internal), n_tip)
+  for (k in seq_along(internal)) {
+    kids <- tt$children[[internal[k]]]
+    left <- walk$first[kids[1L]] + seq_len(walk$size[kids[1L]]) - 1L
+    right <- walk$first[kids[2L]] + seq_len(walk$size[kids[2L]]) - 1L
     r <- length(right)
     s <- length(left)
-    v <- numeric(length(tips))
-    v[match(right, tips)] <- sqrt(s / (r * (r + s)))
-    v[match(left, tips)] <- -sqrt(r / (s * (r + s)))
-    rows[[length(rows) + 1L]] <- if (convention == "philr") -v else v
-    lab <- attr(node, "label")
-    labels <- c(labels, if (is.null(lab) || length(lab) != 1L) NA_character_ else as.character(lab))
-    queue <- c(queue, list(node[[1L]], node[[2L]]))
+    basis[k, right] <- sqrt(s / (r * (r + s)))
+    basis[k, left] <- -sqrt(r / (s * (r + s)))
   }
+  if (convention == "philr") basis <- -basis
+  labels <- tt$labels[internal]
   named <- !anyNA(labels) && all(nzchar(labels)) && !anyDuplicated(labels)
-  basis <- do.call(rbind, rows)
-  dimnames(basis) <- list(if (named) labels else paste0("y", seq_along(rows) - 1L), tips)
+  dimnames(basis) <- list(if (named) labels else paste0("y", seq_along(internal) - 1L), tips)
   basis
 }
 
-as_nested_tree <- function(tree) {
-  if (inherits(tree, "phylo")) return(nested_from_phylo(tree))
-  if (inherits(tree, "hclust")) return(nested_from_hclust(tree))
-  if (is.list(tree)) return(check_nested(tree))
+check_tip_names <- function(tips) {
+  if (length(tips) < 2L) stop("`tree` must have at least two tips.", call. = FALSE)
+  if (anyNA(tips) || any(!nzchar(tips))) {
+    stop(sprintf("`tree` has %d tip%s with a missing or empty name: name every tip (they match the rows of `x`).",
+                 sum(is.na(tips) | !nzchar(tips)), if (sum(is.na(tips) | !nzchar(tips)) > 1L) "s" else ""),
+         call. = FALSE)
+  }
+  dup <- unique(tips[duplicated(tips)])
+  if (length(dup)) {
+    stop(sprintf("`tree` has duplicated tip names: %s. Make them unique.", name_list(dup)), call. = FALSE)
+  }
+}
+
+# Every accepted kind of tree as one table, walked without recursion (trees of thousands
+# of tips, e.g. a caterpillar or single-linkage clustering, are thousands of levels deep):
+# nodes 1..n_tip are tips, the rest internal nodes; `children[[node]]` their children in
+# order (NULL for tips), `labels[node]` a node's name (NA when it has none).
+as_tree_table <- function(tree) {
+  if (inherits(tree, "phylo")) return(tree_table_phylo(tree))
+  if (inherits(tree, "hclust")) return(tree_table_hclust(tree))
+  if (is.list(tree)) return(tree_table_nested(tree))
   stop("`tree` must be an ape phylo tree, an hclust object or a nested list.", call. = FALSE)
 }
 
-nested_from_phylo <- function(tree) {
+tree_table_phylo <- function(tree) {
   n_tip <- length(tree$tip.label)
-  children <- split(tree$edge[, 2L], factor(tree$edge[, 1L], levels = seq_len(n_tip + tree$Nnode)))
-  build <- function(node) {
-    if (node <= n_tip) return(tree$tip.label[node])
-    kids <- children[[node]]
-    label <- if (!is.null(tree$node.label)) tree$node.label[node - n_tip] else NA_character_
-    if (length(kids) != 2L) {
+  n_node <- n_tip + tree$Nnode
+  children <- split(tree$edge[, 2L], factor(tree$edge[, 1L], levels = seq_len(n_node)))
+  children <- unname(lapply(children, as.integer))
+  children[seq_len(n_tip)] <- list(NULL)
+  node_labels <- if (is.null(tree$node.label)) rep(NA_character_, tree$Nnode) else as.character(tree$node.label)
+  labels <- c(rep(NA_character_, n_tip), node_labels)
+  root <- n_tip + 1L
+  # Strictly bifurcating, checked in preorder so that the first offending node is named.
+  for (node in tree_preorder(children, root)) {
+    if (node > n_tip && length(children[[node]]) != 2L) {
+      label <- labels[node]
       stop(sprintf("`tree` is not strictly bifurcating: node %s has %d children. Resolve it with ape::multi2di(tree)%s.",
-                   if (!is.na(label) && nzchar(label)) label else node, length(kids),
-                   if (node == n_tip + 1L) " (an unrooted tree: or root it with ape::root(tree, outgroup, resolve.root = TRUE))" else ""),
+                   if (!is.na(label) && nzchar(label)) label else node, length(children[[node]]),
+                   if (node == root) " (an unrooted tree: or root it with ape::root(tree, outgroup, resolve.root = TRUE))" else ""),
            call. = FALSE)
     }
-    structure(lapply(kids, build), label = label)
   }
-  build(n_tip + 1L)
+  list(tips = as.character(tree$tip.label), children = children, labels = labels, root = root)
 }
 
-nested_from_hclust <- function(tree) {
+tree_table_hclust <- function(tree) {
   if (is.null(tree$labels)) stop("`tree` (hclust) has no labels: cluster a matrix with row names.", call. = FALSE)
-  build <- function(i) {
-    if (i < 0L) return(tree$labels[-i])
-    structure(lapply(tree$merge[i, ], build), label = NA_character_)
-  }
-  build(nrow(tree$merge))
+  n_tip <- length(tree$labels)
+  merge <- tree$merge
+  # Singletons -j are tip j; merge i is node n_tip + i.
+  ids <- ifelse(merge < 0L, -merge, n_tip + merge)
+  children <- c(vector("list", n_tip), lapply(seq_len(nrow(merge)), function(i) as.integer(ids[i, ])))
+  list(tips = as.character(tree$labels), children = children,
+       labels = rep(NA_character_, n_tip + nrow(merge)), root = n_tip + nrow(merge))
 }
 
-check_nested <- function(node) {
-  if (is.character(node) && length(node) == 1L) return(node)
-  if (!is.list(node)) stop("`tree` (nested list) must have part names as leaves.", call. = FALSE)
-  if (length(node) != 2L) {
-    stop(sprintf("`tree` is not strictly bifurcating: a node has %d children. Nest them in pairs, e.g. list(\"a\", list(\"b\", \"c\")).",
-                 length(node)), call. = FALSE)
+# A nested list flattened with an explicit stack: a leaf is a part name, an internal node
+# a list of exactly two children (its name in attribute "label").
+tree_table_nested <- function(tree) {
+  nodes <- list(tree)
+  children <- list(NULL)
+  is_tip <- FALSE
+  stack <- 1L
+  top <- 1L
+  while (top > 0L) {
+    id <- stack[top]
+    top <- top - 1L
+    node <- nodes[[id]]
+    if (is.character(node) && length(node) == 1L) {
+      is_tip[id] <- TRUE
+      next
+    }
+    if (!is.list(node)) stop("`tree` (nested list) must have part names as leaves.", call. = FALSE)
+    if (length(node) != 2L) {
+      stop(sprintf("`tree` is not strictly bifurcating: a node has %d children. Nest them in pairs, e.g. list(\"a\", list(\"b\", \"c\")).",
+                   length(node)), call. = FALSE)
+    }
+    kids <- length(nodes) + 1:2
+    nodes[kids] <- list(node[[1L]], node[[2L]])
+    is_tip[kids] <- FALSE
+    children[[id]] <- kids
+    children[kids] <- list(NULL)
+    stack[top + 1:2] <- kids
+    top <- top + 2L
   }
-  label <- attr(node, "label")
-  structure(lapply(node, check_nested), label = if (is.null(label)) NA_character_ else label)
+  # Renumber: tips first (as the other kinds), internal nodes after.
+  new_id <- integer(length(nodes))
+  new_id[is_tip] <- seq_len(sum(is_tip))
+  new_id[!is_tip] <- sum(is_tip) + seq_len(sum(!is_tip))
+  table_children <- vector("list", length(nodes))
+  table_children[new_id] <- lapply(children, function(k) if (is.null(k)) NULL else new_id[k])
+  labels <- vapply(nodes, function(node) {
+    if (!is.list(node)) return(NA_character_)
+    lab <- attr(node, "label")
+    if (is.null(lab) || length(lab) != 1L) NA_character_ else as.character(lab)
+  }, "")
+  table_labels <- character(length(nodes))
+  table_labels[new_id] <- labels
+  tips <- character(sum(is_tip))
+  tips[new_id[is_tip]] <- unlist(nodes[is_tip], use.names = FALSE)
+  list(tips = tips, children = table_children, labels = table_labels, root = new_id[1L])
 }
 
-nested_leaves <- function(node) {
-  if (is.character(node)) node else c(nested_leaves(node[[1L]]), nested_leaves(node[[2L]]))
+# Nodes in preorder (a node, then its children's subtrees in order), by an explicit stack.
+tree_preorder <- function(children, root) {
+  out <- integer(length(children))
+  n <- 0L
+  # Preallocated, so that a stack as deep as the tree costs no copies.
+  stack <- integer(length(children))
+  top <- 1L
+  stack[1L] <- root
+  while (top > 0L) {
+    node <- stack[top]
+    top <- top - 1L
+    n <- n + 1L
+    out[n] <- node
+    kids <- children[[node]]
+    if (length(kids)) {
+      stack[top + seq_along(kids)] <- rev(kids)
+      top <- top + length(kids)
+    }
+  }
+  out[seq_len(n)]
+}
+
+# The walks balance_basis() needs: tips in left-to-right order, each node's first leaf
+# position and number of leaves in that order (the leaves of a subtree are contiguous),
+# and the internal nodes level by level from the root (gneiss's order of the balances).
+tree_walk <- function(tt) {
+  pre <- tree_preorder(tt$children, tt$root)
+  leaf <- vapply(tt$children[pre], is.null, TRUE)
+  tip_order <- pre[leaf]
+  first <- size <- integer(length(tt$children))
+  first[tip_order] <- seq_along(tip_order)
+  size[tip_order] <- 1L
+  # Reverse preorder visits children before their parent.
+  for (node in rev(pre[!leaf])) {
+    kids <- tt$children[[node]]
+    first[node] <- first[kids[1L]]
+    size[node] <- sum(size[kids])
+  }
+  queue <- integer(length(pre))
+  queue[1L] <- tt$root
+  tail <- 1L
+  head <- 1L
+  while (head <= tail) {
+    kids <- tt$children[[queue[head]]]
+    head <- head + 1L
+    queue[tail + seq_along(kids)] <- kids
+    tail <- tail + length(kids)
+  }
+  bfs <- queue[!vapply(tt$children[queue], is.null, TRUE)]
+  list(tip_order = tip_order, first = first, size = size, bfs = bfs)
 }
 
 #' Balances of compositions
@@ -124,8 +224,8 @@ nested_leaves <- function(node) {
 #' counts, a small fraction of the smallest positive value for proportions). Rows are
 #' matched to the tree's tips by name; balances do not depend on the samples' totals.
 #'
-#' @param x Parts in rows (names matching the tree's tips), samples in columns: a matrix
-#'   or a SummarizedExperiment; counts or proportions, non-negative.
+#' @param x Parts in rows (unique names matching the tree's tips), samples in columns: a
+#'   matrix or a SummarizedExperiment; counts or proportions, non-negative.
 #' @param tree See [balance_basis()].
 #' @param pseudocount Added to every entry when given; required if `x` has zeros.
 #' @param convention See [balance_basis()].
@@ -154,6 +254,14 @@ log_composition <- function(x, parts, pseudocount, assay) {
   if (!is.matrix(x)) x <- as.matrix(x)
   if (!is.numeric(x)) stop("`x` must be a numeric matrix of counts or proportions (parts in rows).", call. = FALSE)
   if (is.null(rownames(x))) stop("`x` has no row names: name its parts (rows) as the tree's tips.", call. = FALSE)
+  if (anyNA(rownames(x)) || any(!nzchar(rownames(x)))) {
+    stop("`x` has rows with a missing or empty name: name every part (row) as a tip of `tree`.", call. = FALSE)
+  }
+  dup <- unique(rownames(x)[duplicated(rownames(x))])
+  if (length(dup)) {
+    stop(sprintf("`x` has duplicated part (row) names: %s. Sum or remove the duplicated rows first (e.g. rowsum(x, rownames(x))).",
+                 name_list(dup)), call. = FALSE)
+  }
   absent <- setdiff(parts, rownames(x))
   if (length(absent)) {
     hint <- if (!is.null(colnames(x)) && all(parts %in% colnames(x))) " Parts must be rows: use t(x)." else ""
@@ -255,7 +363,7 @@ balance_lmm <- function(x, formula, metadata, tree, groups = NULL, pseudocount =
     formula <- stats::as.formula(call("~", call("+", formula[[2L]], call("(", call("|", 1, as.name(groups))))),
                                  environment(formula))
   }
-  fit <- lmm_table(b, formula, metadata, ...)
+  fit <- lmm_run(b, formula, metadata, ..., arg_names = list(y = "x", data = "metadata", rows = "parts"))
   attr(fit, "balance_tree") <- list(tree = tree, convention = convention)
   class(fit) <- c("sceffects_balance_lmm", class(fit))
   fit
@@ -269,6 +377,7 @@ balance_lmm <- function(x, formula, metadata, tree, groups = NULL, pseudocount =
 #' @export
 predict.sceffects_balance_lmm <- function(object, newdata = NULL, re.form = NULL,
                                           type = c("balance", "proportion"), ...) {
+  check_dots_used(..., call_name = "predict")
   type <- match.arg(type)
   pred <- predict.sceffects_lmm(object, newdata = newdata, re.form = re.form)
   if (type == "balance") return(pred)

@@ -14,7 +14,9 @@
 #' Genes are ranked by decreasing `stats`; tied statistics are ordered by gene name, so the
 #' result does not depend on the input order (a message gives the fraction of tied genes).
 #' A gene's weight in the running sum is `abs(stat)^weight` (`weight = 0`: the classic
-#' unweighted Kolmogorov-Smirnov statistic). NES divides the score by the mean null score
+#' unweighted Kolmogorov-Smirnov statistic); the score does not depend on the scale of
+#' `stats`, and weights are computed from `stats / max(abs(stats))` so that no scale
+#' overflows. NES divides the score by the mean null score
 #' of the same sign, for the set's size. Sets of the same size share their null draws.
 #'
 #' Each set's p-value comes from whichever estimator has the smaller expected error:
@@ -28,9 +30,11 @@
 #'   are gene identifiers, unique, and values finite.
 #' @param sets Named list of character vectors of genes (see [read_gmt()]).
 #' @param min_size,max_size Sets with fewer or more genes found in `stats` are not tested;
-#'   they are reported with `NA` p-values and a `reason`.
+#'   they are reported with `NA` p-values and a `reason`. `min_size` is at most the number
+#'   of ranked genes; `max_size = Inf` sets no upper bound.
 #' @param weight Exponent of the gene weights `abs(stat)^weight`.
-#' @param nperm Number of permutations of the simple estimate.
+#' @param nperm Number of permutations of the simple estimate (>= 10). The null keeps
+#'   `nperm` scores per distinct set size: a request beyond the available memory is refused.
 #' @param eps Smallest p-value the multilevel method resolves (0 < eps < 1).
 #' @param sample_size Particles per multilevel level (odd; more gives smaller errors).
 #' @param seed Seed of the permutations; by default drawn from R's random number generator
@@ -54,14 +58,15 @@ gsea <- function(stats, sets, min_size = 15, max_size = 500, weight = 1, nperm =
   threads <- resolve_threads(threads)
   check_ranking(stats)
   check_gene_sets(sets)
-  min_size <- check_count(min_size, "min_size")
+  # A set can have at most every ranked gene: larger sizes are a mistake, not a bound.
+  min_size <- check_count(min_size, "min_size", max = length(stats))
+  if (identical(max_size, Inf)) max_size <- length(stats)
   max_size <- check_count(max_size, "max_size")
   if (max_size < min_size) stop("`max_size` must be at least `min_size`.", call. = FALSE)
   if (!is.numeric(weight) || length(weight) != 1L || !is.finite(weight) || weight < 0) {
     stop("`weight` must be a single number >= 0.", call. = FALSE)
   }
-  nperm <- check_count(nperm, "nperm")
-  if (nperm < 10L) stop("`nperm` must be at least 10.", call. = FALSE)
+  nperm <- check_count(nperm, "nperm", min = 10)
   if (!is.numeric(eps) || length(eps) != 1L || !(eps > 0 && eps < 1)) {
     stop("`eps` must be a single number between 0 and 1.", call. = FALSE)
   }
@@ -72,11 +77,20 @@ gsea <- function(stats, sets, min_size = 15, max_size = 500, weight = 1, nperm =
 
   ranking <- rank_genes(stats, weight)
   matched <- match_sets(sets, ranking$genes, min_size, max_size)
+  check_null_memory(nperm, matched)
   table <- enrichment_table(ranking, matched, nperm, eps, sample_size, seed, threads)
   table <- table[order(table$p_value, -abs(table$nes), table$set, na.last = TRUE), ]
   report <- list(n_genes = length(stats), tie_fraction = ranking$tie_fraction,
                  missing_genes = sum(matched$n_genes - matched$size), sets = matched[, c("set", "n_genes", "size")])
   new_results(table, "preranked GSEA", extra = list(report = report, estimate_label = "nes"))
+}
+
+# The permutation null keeps `nperm` scores (doubles) for each distinct size tested.
+check_null_memory <- function(nperm, matched) {
+  n_sizes <- length(unique(matched$size[is.na(matched$reason)]))
+  check_memory(as.numeric(nperm) * n_sizes * 8,
+               sprintf("The permutation null (%s permutations x %d set sizes)", format(nperm, big.mark = ","), n_sizes),
+               "Use a smaller `nperm`: the multilevel method resolves small p-values without more permutations.")
 }
 
 check_ranking <- function(stats) {
@@ -105,6 +119,9 @@ check_gene_sets <- function(sets, arg = "sets") {
 }
 
 # Genes in decreasing order of their statistic, ties by name; weights |stat|^weight.
+# The enrichment score and its null divide the weights by their sum over the set, so they
+# do not depend on the scale of `stats`: weights are taken of stats / max|stats|, which
+# neither overflows (stats near 1e308) nor underflows (tiny stats with a large `weight`).
 rank_genes <- function(stats, weight) {
   ord <- order(-stats, names(stats), method = "radix")
   ranked <- stats[ord]
@@ -113,7 +130,9 @@ rank_genes <- function(stats, weight) {
   if (tie_fraction > 0) {
     message(sprintf("%.2f%% of the genes have tied statistics; they are ranked by gene name.", 100 * tie_fraction))
   }
-  list(genes = names(ranked), stats = unname(ranked), weights = abs(unname(ranked))^weight,
+  scale <- max(abs(ranked))
+  scaled <- if (scale > 0) unname(ranked) / scale else unname(ranked)
+  list(genes = names(ranked), stats = unname(ranked), weights = abs(scaled)^weight,
        tie_fraction = tie_fraction)
 }
 
@@ -323,11 +342,34 @@ write_gmt <- function(sets, path, description = attr(sets, "description")) {
   if (!is.character(path) || length(path) != 1L) stop("`path` must be a single file path.", call. = FALSE)
   if (is.null(description)) description <- rep("NA", length(sets))
   if (length(description) != length(sets)) stop("`description` must have one entry per set.", call. = FALSE)
+  description <- as.character(unlist(description, use.names = FALSE))
+  description[is.na(description)] <- "NA"
+  check_gmt_fields(names(sets), "names(sets)")
+  check_gmt_fields(description, "`description`")
+  for (nm in names(sets)) check_gmt_fields(sets[[nm]], sprintf("`sets`$%s", nm), allow_na = FALSE)
   lines <- vapply(seq_along(sets), function(k) {
     paste(c(names(sets)[k], description[[k]], sets[[k]]), collapse = "\t")
   }, "")
   writeLines(lines, path)
   invisible(path)
+}
+
+# GMT fields are separated by tabs and sets by newlines: a field holding either (or a
+# missing gene) would not read back as written.
+check_gmt_fields <- function(v, what, allow_na = TRUE) {
+  if (!allow_na && anyNA(v)) {
+    stop(sprintf("%s has a missing (NA) gene name: remove it before writing.", what), call. = FALSE)
+  }
+  bad <- unique(v[!is.na(v) & grepl("[\t\r\n]", v)])
+  if (length(bad)) {
+    stop(sprintf("%s has entries with a tab or newline, which GMT cannot hold: %s.", what,
+                 name_list(encodeString(bad))), call. = FALSE)
+  }
+  empty <- !is.na(v) & !nzchar(v)
+  if (!allow_na && any(empty)) {
+    stop(sprintf("%s has an empty gene name: remove it before writing.", what), call. = FALSE)
+  }
+  invisible()
 }
 
 #' Running enrichment score of one gene set
@@ -395,6 +437,11 @@ plot_enrichment <- function(stats, set, weight = 1, title = NULL) {
 plot_gsea <- function(results, n = 30L, fdr_max = 0.25) {
   if (!is.data.frame(results) || !all(c("set", "nes", "fdr", "size") %in% names(results))) {
     stop("`results` must be a table from gsea() or gsea_did().", call. = FALSE)
+  }
+  n <- check_count(n, "n", min = 1)
+  fdr_max <- check_unit(fdr_max, "fdr_max")
+  if (any(results$fdr < 0 | results$fdr > 1, na.rm = TRUE)) {
+    stop("`results` column `fdr` must hold probabilities in [0, 1].", call. = FALSE)
   }
   df <- as.data.frame(results)[!is.na(results$nes), c(intersect("collection", names(results)), "set", "nes", "fdr", "size")]
   if (nrow(df) == 0L) stop("`results` has no tested sets to plot.", call. = FALSE)

@@ -26,7 +26,8 @@
 #' at zero or a perfect correlation).
 #'
 #' Several grouping factors, crossed or nested (`(1 | site) + (1 | subject)`; write a
-#' nested factor as its own interaction column, lme4's `/` is not parsed), are fitted on the
+#' nested factor as `(1 | site) + (1 | site:subject)` or its own interaction column: lme4's
+#' `(1 | site/subject)` is refused with that advice), are fitted on the
 #' dense random-effects design, at a cost that grows with the cube of the number of random
 #' effects; one grouping factor is fitted group by group, at a cost independent of it.
 #'
@@ -45,7 +46,8 @@
 #' @return A results table (class `sceffects_lmm`), one row per response and fixed-effect
 #'   term: `feature`, `term`, `estimate`, `std_error`, `statistic`, `df`, `p_value`,
 #'   `log_p`, `fdr` (Benjamini-Hochberg within term), `converged`, `singular`, `reason`
-#'   (why a row is NA). Methods: [coef()], `fixef()`, `ranef()`, [vcov()], [logLik()],
+#'   (why a row is NA: a response without residual variance, e.g. constant, has NA
+#'   estimates and p-values and is not counted in the FDR). Methods: [coef()], `fixef()`, `ranef()`, [vcov()], [logLik()],
 #'   [summary()], [predict()], [fitted()], [residuals()]; [lmm_fits()] gives variance
 #'   components and fit statistics per response.
 #' @export
@@ -59,32 +61,43 @@
 #' lmm_fits(fit)
 lmm_table <- function(y, formula, data = NULL, REML = TRUE, p_values = c("satterthwaite", "z"),
                       assay = NULL, threads = NULL, BPPARAM = NULL) {
+  lmm_run(y, formula, data, REML = REML, p_values = p_values, assay = assay, threads = threads,
+          BPPARAM = BPPARAM)
+}
+
+# The arguments as lmm_table() names them; balance_lmm() passes its own names, so that its
+# errors speak of `x` and `metadata`, the arguments its user gave.
+lmm_arg_names <- list(y = "y", data = "data", rows = "responses")
+
+lmm_run <- function(y, formula, data = NULL, REML = TRUE, p_values = c("satterthwaite", "z"),
+                    assay = NULL, threads = NULL, BPPARAM = NULL, arg_names = lmm_arg_names) {
   p_values <- match.arg(p_values)
-  if (!is.logical(REML) || length(REML) != 1L || is.na(REML)) {
-    stop("`REML` must be TRUE or FALSE.", call. = FALSE)
-  }
+  REML <- check_flag(REML, "REML")
   threads <- resolve_threads(threads)
+  check_bpparam(BPPARAM)
   if (is.null(data) && is(y, "SummarizedExperiment")) data <- SummarizedExperiment::colData(y)
   if (is(data, "DataFrame")) data <- as.data.frame(data, optional = TRUE)
   if ((is.matrix(y) || is.data.frame(y)) && anyNA(y)) {
-    stop("`y` contains NA values: the models need complete responses; remove or impute them.", call. = FALSE)
+    stop(sprintf("`%s` contains NA values: the models need complete responses; remove or impute them.", arg_names$y),
+         call. = FALSE)
   }
-  src <- numeric_features(y, "y", assay = assay)
-  data <- align_samples(data, src$samples)
-  model <- lmm_model(formula, data, src$n_samples)
+  src <- numeric_features(y, arg_names$y, assay = assay)
+  data <- align_samples(data, src$samples, arg_names)
+  model <- lmm_model(formula, data, src$n_samples, arg_names)
   fit <- lmm_fit_rows(src, model, REML, p_values, threads, BPPARAM)
   lmm_results(fit, model, src, REML, p_values)
 }
 
 # Rows of `data` in the order of the samples of `y`, when both are named (as gneiss joins
 # its table and metadata on sample ids).
-align_samples <- function(data, samples) {
+align_samples <- function(data, samples, arg_names = lmm_arg_names) {
   if (!is.data.frame(data) || is.null(samples) || .row_names_info(data) <= 0L) return(data)
   if (identical(rownames(data), samples)) return(data)
   absent <- setdiff(samples, rownames(data))
   if (length(absent)) {
-    stop(sprintf("`data` has no row for sample%s %s of `y` (rows are matched by name).",
-                 if (length(absent) > 1L) "s" else "", paste(utils::head(absent, 3L), collapse = ", ")), call. = FALSE)
+    stop(sprintf("`%s` has no row for sample%s %s of `%s` (rows are matched by name).", arg_names$data,
+                 if (length(absent) > 1L) "s" else "", paste(utils::head(absent, 3L), collapse = ", "), arg_names$y),
+         call. = FALSE)
   }
   data[samples, , drop = FALSE]
 }
@@ -102,20 +115,26 @@ lmm_responses <- function(src, rows = seq_len(src$n_features)) {
 # their grouping factor), Z and group codes for the core, and what predict() needs.
 # With one grouping factor the core works group by group; with several, on one dense Z
 # whose blocks repeat per level.
-lmm_model <- function(formula, data, n_samples) {
+lmm_model <- function(formula, data, n_samples, arg_names = lmm_arg_names) {
   parts <- split_lmm_formula(formula)
-  if (!is.data.frame(data)) stop("`data` must be a data.frame with one row per sample (column of `y`).", call. = FALSE)
+  if (!is.data.frame(data)) {
+    stop(sprintf("`%s` must be a data.frame with one row per sample (column of `%s`).", arg_names$data, arg_names$y),
+         call. = FALSE)
+  }
   if (nrow(data) != n_samples) {
-    stop(sprintf("`data` has %d rows but `y` has %d samples (columns); `y` needs responses in rows (use t()).",
-                 nrow(data), n_samples), call. = FALSE)
+    stop(sprintf("`%s` has %d rows but `%s` has %d samples (columns); `%s` needs %s in rows (use t()).",
+                 arg_names$data, nrow(data), arg_names$y, n_samples, arg_names$y, arg_names$rows), call. = FALSE)
   }
   vars <- unique(c(all.vars(parts$fixed), unlist(lapply(parts$random, function(r) c(all.vars(r$formula), all.vars(r$group))))))
   missing_vars <- setdiff(vars, names(data))
   if (length(missing_vars)) {
-    stop(sprintf("`data` has no column %s (used in `formula`).", paste(missing_vars, collapse = ", ")), call. = FALSE)
+    stop(sprintf("`%s` has no column %s (used in `formula`).", arg_names$data, paste(missing_vars, collapse = ", ")),
+         call. = FALSE)
   }
   has_na <- vars[vapply(vars, function(v) anyNA(data[[v]]), logical(1))]
-  if (length(has_na)) stop(sprintf("`data` has missing values in %s.", paste(has_na, collapse = ", ")), call. = FALSE)
+  if (length(has_na)) {
+    stop(sprintf("`%s` has missing values in %s.", arg_names$data, paste(has_na, collapse = ", ")), call. = FALSE)
+  }
   fixed_frame <- stats::model.frame(parts$fixed, data)
   fixed_terms <- stats::terms(fixed_frame)
   x <- stats::model.matrix(fixed_terms, fixed_frame)
@@ -124,7 +143,9 @@ lmm_model <- function(formula, data, n_samples) {
     stop(sprintf("`formula` gives a rank-deficient fixed-effects design (%d columns, rank %d): drop collinear terms.",
                  ncol(x), rank), call. = FALSE)
   }
-  if (n_samples <= ncol(x)) stop("`y` has no more samples than fixed effects.", call. = FALSE)
+  if (n_samples <= ncol(x)) {
+    stop(sprintf("`%s` has no more samples than fixed effects.", arg_names$y), call. = FALSE)
+  }
   blocks <- random_blocks(parts$random, data, environment(formula))
   groups <- unique(vapply(blocks, `[[`, "", "group_name"))
   for (b in blocks) {
@@ -162,7 +183,7 @@ random_blocks <- function(random, data, env) {
     frame <- stats::model.frame(r$formula, data)
     tt <- stats::terms(frame)
     z_names <- colnames(stats::model.matrix(tt, frame))
-    group <- droplevels(factor(eval(r$group, data, env)))
+    group <- droplevels(factor(group_values(r$group, data, env)))
     base <- list(terms = tt, xlev = stats::.getXlevels(tt, frame), group_expr = r$group,
                  group_name = deparse(r$group), levels = levels(group))
     cols <- if (r$uncorrelated) as.list(seq_along(z_names)) else list(seq_along(z_names))
@@ -176,7 +197,7 @@ random_blocks <- function(random, data, env) {
 block_z <- function(block, data, expand) {
   tt <- stats::delete.response(block$terms)
   z <- stats::model.matrix(tt, stats::model.frame(tt, data, xlev = block$xlev))[, block$cols, drop = FALSE]
-  group <- match(as.character(eval(block$group_expr, data, environment(block$terms))), block$levels)
+  group <- match(as.character(group_values(block$group_expr, data, environment(block$terms))), block$levels)
   if (expand) {
     q <- ncol(z)
     full <- matrix(0, nrow(z), length(block$levels) * q)
@@ -219,10 +240,37 @@ split_lmm_formula <- function(formula) {
   env <- environment(formula)
   random <- lapply(parts[bars], function(e) {
     b <- e[[2L]]
+    check_grouping_expr(b[[3L]])
     list(formula = stats::as.formula(call("~", b[[2L]]), env), group = b[[3L]],
          uncorrelated = identical(b[[1L]], as.name("||")))
   })
   list(fixed = stats::as.formula(call("~", rhs), env), random = random)
+}
+
+# A grouping factor must be a column or an interaction `a:b`; lme4's nesting operator `/`
+# (and other expressions, which would be evaluated as arithmetic) is refused.
+check_grouping_expr <- function(g) {
+  if (is.name(g)) return(invisible())
+  if (is.call(g) && identical(g[[1L]], as.name("/"))) {
+    stop(sprintf("`formula`: nested random-effects terms such as (1 | %s) are not supported: write them as (1 | %s) + (1 | %s:%s), or give an interaction column.",
+                 deparse1(g), deparse1(g[[2L]]), deparse1(g[[2L]]), deparse1(g[[3L]])), call. = FALSE)
+  }
+  if (is.call(g) && identical(g[[1L]], as.name(":"))) {
+    for (part in as.list(g)[-1L]) check_grouping_expr(part)
+    return(invisible())
+  }
+  stop(sprintf("`formula`: the grouping factor %s must be a column of the data (or an interaction a:b of columns).",
+               deparse1(g)), call. = FALSE)
+}
+
+# Values of a grouping expression: a column, or the interaction of columns `a:b` (levels
+# "a:b", as lme4 names them), whatever the columns' types.
+group_values <- function(g, data, env) {
+  if (is.call(g) && identical(g[[1L]], as.name(":"))) {
+    parts <- lapply(as.list(g)[-1L], function(e) as.character(group_values(e, data, env)))
+    return(do.call(paste, c(parts, sep = ":")))
+  }
+  eval(g, data, env)
 }
 
 # Runs the core on the responses of `src`, in chunks (progress bar, Ctrl-C between
@@ -267,7 +315,15 @@ lmm_results <- function(fit, model, src, REML, p_values) {
   diag_theta <- unlist(lapply(model$sizes, function(size) unlist(lapply(seq_len(size), function(c) c(TRUE, rep(FALSE, size - c))))))
   singular <- apply(fit$theta[, diag_theta, drop = FALSE] < 1e-4, 1L, any)
   status <- fit$status
+  # A response without residual variance (e.g. constant) has no test: the core may still
+  # report a p-value of 1, which would enter the FDR as a test.
+  status[status == 0L & !(is.finite(fit$sigma) & fit$sigma > 0)] <- 1L
   reason <- c(NA, "no residual variance", "fit failed")[status + 1L]
+  no_fit <- status != 0L
+  for (nm in c("estimate", "std_error", "df", "log_p", "log_p_z")) {
+    if (is.matrix(fit[[nm]])) fit[[nm]][no_fit, ] <- NA_real_
+  }
+  fit$status <- status
   colnames(fit$estimate) <- colnames(fit$std_error) <- colnames(fit$df) <- terms
   colnames(fit$theta) <- theta_names(model$blocks)
   rownames(fit$estimate) <- rownames(fit$theta) <- features
@@ -373,6 +429,7 @@ random_sd_cor <- function(theta, sigma, q) {
 #' @param ... Unused.
 #' @export
 coef.sceffects_lmm <- function(object, ...) {
+  check_dots_used(..., call_name = "coef")
   fe <- check_lmm(object)$fit$estimate
   fe[] <- nan_to_na(fe)
   fe
@@ -380,13 +437,17 @@ coef.sceffects_lmm <- function(object, ...) {
 
 #' @describeIn lmm_table Fixed effects (as `coef()`), for lme4 users.
 #' @exportS3Method nlme::fixef
-fixef.sceffects_lmm <- function(object, ...) coef.sceffects_lmm(object)
+fixef.sceffects_lmm <- function(object, ...) {
+  check_dots_used(..., call_name = "fixef")
+  coef.sceffects_lmm(object)
+}
 
 #' @describeIn lmm_table Conditional modes of the random effects: a list with, for each
 #'   grouping factor, an array levels x random-effect columns x responses (as
 #'   `lme4::ranef()`'s list, one response per slice).
 #' @exportS3Method nlme::ranef
 ranef.sceffects_lmm <- function(object, ...) {
+  check_dots_used(..., call_name = "ranef")
   s <- check_lmm(object)
   model <- s$model
   group_names <- vapply(model$blocks, `[[`, "", "group_name")
@@ -406,7 +467,11 @@ ranef.sceffects_lmm <- function(object, ...) {
 #' @param feature Name or index of one response.
 #' @export
 vcov.sceffects_lmm <- function(object, feature = 1L, ...) {
+  check_dots_used(..., call_name = "vcov")
   s <- check_lmm(object)
+  if (is.numeric(feature) && length(feature) == 1L && is.finite(feature) && feature != round(feature)) {
+    stop("`feature` must name one response of the fit, or be a whole-number index.", call. = FALSE)
+  }
   i <- if (is.character(feature)) match(feature, s$features) else feature
   if (length(i) != 1L || is.na(i) || i < 1L || i > length(s$features)) {
     stop("`feature` must name one response of the fit.", call. = FALSE)
@@ -418,6 +483,7 @@ vcov.sceffects_lmm <- function(object, feature = 1L, ...) {
 #' @describeIn lmm_table Log-likelihood (REML or ML) of each response.
 #' @export
 logLik.sceffects_lmm <- function(object, ...) {
+  check_dots_used(..., call_name = "logLik")
   s <- check_lmm(object)
   stats::setNames(-nan_to_na(s$fit$criterion) / 2, s$features)
 }
@@ -426,6 +492,7 @@ logLik.sceffects_lmm <- function(object, ...) {
 #'   singular and unconverged fits.
 #' @export
 summary.sceffects_lmm <- function(object, ...) {
+  check_dots_used(..., call_name = "summary")
   s <- check_lmm(object)
   df <- as.data.frame(object)
   terms <- colnames(s$model$x)
@@ -458,14 +525,19 @@ print.summary_sceffects_lmm <- function(x, ...) {
 #' @param re.form `NULL` (include the random effects) or `NA` (fixed effects only).
 #' @export
 predict.sceffects_lmm <- function(object, newdata = NULL, re.form = NULL, ...) {
+  check_dots_used(..., call_name = "predict")
   s <- check_lmm(object)
   m <- s$model
+  if (!is.null(re.form) && !(length(re.form) == 1L && is.na(re.form))) {
+    stop("`re.form` must be NULL (with the random effects) or NA (fixed effects only).", call. = FALSE)
+  }
   population <- length(re.form) == 1L && is.na(re.form)
   data <- newdata
   if (is.null(newdata)) {
     x <- m$x
   } else {
-    if (!is.data.frame(newdata)) stop("`newdata` must be a data.frame.", call. = FALSE)
+    newdata <- lmm_newdata(m, newdata, population)
+    data <- newdata
     frame <- stats::model.frame(stats::delete.response(m$fixed_terms), newdata, xlev = m$fixed_xlev)
     x <- stats::model.matrix(stats::delete.response(m$fixed_terms), frame)
   }
@@ -479,6 +551,24 @@ predict.sceffects_lmm <- function(object, newdata = NULL, re.form = NULL, ...) {
   }
   dimnames(out) <- list(s$features, if (is.null(newdata)) s$src$samples else rownames(newdata))
   out
+}
+
+# `newdata` of predict(): a data.frame with every column the prediction uses (the
+# grouping columns too, unless re.form = NA).
+lmm_newdata <- function(m, newdata, population) {
+  if (is(newdata, "DataFrame")) newdata <- as.data.frame(newdata, optional = TRUE)
+  if (!is.data.frame(newdata)) stop("`newdata` must be a data.frame with the formula's columns.", call. = FALSE)
+  vars <- all.vars(stats::delete.response(m$fixed_terms))
+  if (!population) {
+    vars <- c(vars, unlist(lapply(m$blocks, function(b) c(all.vars(b$terms), all.vars(b$group_expr)))))
+  }
+  absent <- setdiff(unique(vars), names(newdata))
+  if (length(absent)) {
+    stop(sprintf("`newdata` has no column %s (used in the model's formula)%s.", name_list(absent),
+                 if (population) "" else "; for predictions without the random effects use re.form = NA"),
+         call. = FALSE)
+  }
+  newdata
 }
 
 # A block's Z b for every response (rows) and sample (columns), `columns` locating its
@@ -495,11 +585,15 @@ random_part <- function(ranef, z, group, columns) {
 
 #' @describeIn lmm_table Fitted values (with the random effects), responses x samples.
 #' @export
-fitted.sceffects_lmm <- function(object, ...) predict.sceffects_lmm(object)
+fitted.sceffects_lmm <- function(object, ...) {
+  check_dots_used(..., call_name = "fitted")
+  predict.sceffects_lmm(object)
+}
 
 #' @describeIn lmm_table Residuals `y - fitted`, responses x samples.
 #' @export
 residuals.sceffects_lmm <- function(object, ...) {
+  check_dots_used(..., call_name = "residuals")
   s <- check_lmm(object)
   y <- lmm_responses(s$src)
   y - predict.sceffects_lmm(object)

@@ -22,10 +22,13 @@ plot_top_genes_heatmap <- function(x, results, group, assay = "logcounts", n = 2
     stop(sprintf("`results` must be a results table with columns `feature` and `%s`.", by), call. = FALSE)
   }
   cd <- SummarizedExperiment::colData(x)
+  if (!is.character(by) || length(by) != 1L || !is.numeric(results[[by]])) {
+    stop(sprintf("`by` must name a numeric column of `results`."), call. = FALSE)
+  }
   if (!is.character(group) || length(group) != 1L || !group %in% names(cd)) {
     stop("`group` must name a column of colData(x).", call. = FALSE)
   }
-  n <- check_count(n, "n")
+  n <- check_count(n, "n", min = 1)
   ranked <- results[!is.na(results[[by]]), , drop = FALSE]
   top <- utils::head(ranked$feature[order(ranked[[by]], decreasing = TRUE)], n)
   if (!length(top)) stop("`results` has no genes to show.", call. = FALSE)

@@ -78,16 +78,45 @@ check_number <- function(v, arg, lower = -Inf, null_ok = FALSE) {
 # Landmarks: given (checked), or k-means centres of the two conditions' cells.
 manifold_landmarks <- function(input, landmarks, n_landmarks, seed, threads) {
   if (!is.null(landmarks)) {
-    if (!is.matrix(landmarks) || !is.numeric(landmarks) || ncol(landmarks) != ncol(input$embedding) ||
-        any(!is.finite(landmarks))) {
-      stop("`landmarks` must be a finite numeric matrix with one column per embedding dimension.", call. = FALSE)
-    }
+    landmarks <- check_landmarks(landmarks, input)
     storage.mode(landmarks) <- "double"
     return(landmarks)
   }
-  n_landmarks <- check_count(n_landmarks, "n_landmarks")
-  if (n_landmarks < 2L) stop("`n_landmarks` must be at least 2.", call. = FALSE)
+  n_landmarks <- check_count(n_landmarks, "n_landmarks", min = 2)
   rs_manifold_landmarks(input$embedding, unlist(input$cells), n_landmarks, 100L, seed, threads)
+}
+
+check_landmarks <- function(landmarks, input) {
+  if (!is.matrix(landmarks) || !is.numeric(landmarks) || ncol(landmarks) != ncol(input$embedding) ||
+      any(!is.finite(landmarks))) {
+    stop("`landmarks` must be a finite numeric matrix with one column per embedding dimension.", call. = FALSE)
+  }
+  if (nrow(landmarks) < 2L) {
+    stop(sprintf("`landmarks` has %d row%s: give at least 2 landmarks (one per row), or leave it NULL for k-means landmarks.",
+                 nrow(landmarks), if (nrow(landmarks) == 1L) "" else "s"), call. = FALSE)
+  }
+  landmarks
+}
+
+# Landmarks the fit will use: those given, else n_landmarks (at most one per cell).
+planned_landmarks <- function(input, landmarks, n_landmarks) {
+  if (!is.null(landmarks)) return(nrow(check_landmarks(landmarks, input)))
+  min(check_count(n_landmarks, "n_landmarks", min = 2), sum(lengths(input$cells)))
+}
+
+# The cells x landmarks maps and the landmarks x landmarks matrices of the fit, refused up
+# front when they would not fit in memory.
+check_manifold_memory <- function(input, m, what) {
+  bytes <- (as.numeric(nrow(input$embedding)) * m + as.numeric(m)^2) * 8
+  check_memory(bytes, sprintf("%s with %s landmarks and %s cells", what, format(m, big.mark = ","),
+                              format(nrow(input$embedding), big.mark = ",")),
+               "Use fewer landmarks (`n_landmarks` or `landmarks`).")
+}
+
+# A density fit whose log-fold change is the same at every cell (e.g. a length scale far
+# beyond the data) calls every cell "up" or "down" at once: such calls are not made.
+flat_density <- function(lfc) {
+  stats::sd(lfc) < 1e-3 * max(1, abs(mean(lfc)))
 }
 
 #' Differential abundance on a cell-state manifold
@@ -103,6 +132,11 @@ manifold_landmarks <- function(input, landmarks, n_landmarks, seed, threads) {
 #' and length scale (kompot's default); landmarks are k-means centres of the two
 #' conditions' cells together. Densities are normalised by the number of cells and
 #' predicted at every cell of `x`.
+#'
+#' When the fit is flat (the log-fold change is the same at every cell up to a spread
+#' below 1e-3 of its size, e.g. with a length scale far beyond the data), a warning says
+#' so and `da_direction` is `NA` for every cell: calling all cells "up" or "down" would not
+#' be trustworthy. Landmark matrices that would not fit in memory are refused up front.
 #'
 #' @param x A SingleCellExperiment with the embedding in `reducedDim(x, reduction)`, or
 #'   a numeric matrix (cells x dimensions).
@@ -145,6 +179,7 @@ diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL,
   dimension <- if (is.null(dimension)) NaN else check_number(dimension, "dimension", 0)
   length_scale <- if (is.null(length_scale)) NaN else check_number(length_scale, "length_scale", 0)
   ls_factor <- check_number(ls_factor, "ls_factor", 0)
+  check_manifold_memory(input, planned_landmarks(input, landmarks, n_landmarks), "diff_abundance()")
   lm <- manifold_landmarks(input, landmarks, n_landmarks, seed, threads)
 
   density <- function(cells, with_variance) {
@@ -170,6 +205,12 @@ diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL,
   significant <- neg_log10_ptp > -log10(ptp_threshold)
   direction <- ifelse(significant & lfc > lfc_threshold, "up",
                       ifelse(significant & lfc < -lfc_threshold, "down", "neutral"))
+  flat <- length(lfc) > 1L && flat_density(lfc)
+  if (flat) {
+    warning(sprintf("diff_abundance(): the density fit is flat: the log-fold change is %.3g at every cell (sd %.2g), so the direction calls are not trustworthy and are set to NA. Check the embedding, `length_scale` and `ls_factor`.",
+                    mean(lfc), stats::sd(lfc)), call. = FALSE)
+    direction[] <- NA_character_
+  }
   suffix <- if (is.null(input$samples)) "" else "_sample_var"
   out <- data.frame(fits[[1L]]$log_density, fits[[2L]]$log_density, lfc, z, neg_log10_ptp,
                     factor(direction, levels = c("down", "neutral", "up")))
@@ -178,7 +219,7 @@ diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL,
                    dimension = vapply(fits, `[[`, 0, "dimension"),
                    length_scale = vapply(fits, `[[`, 0, "length_scale"),
                    mu = vapply(fits, `[[`, 0, "mu"), variance = variance,
-                   sample_variance = !is.null(input$samples))
+                   sample_variance = !is.null(input$samples), flat = flat)
   if (!is(x, "SingleCellExperiment")) {
     rownames(out) <- input$cell_names
     attr(out, "fit") <- fit_info
@@ -242,20 +283,24 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
   input <- manifold_input(x, groupby, condition1, condition2, reduction, sample)
   src <- numeric_features(x, "x", assay = assay)
   threads <- resolve_threads(threads)
+  check_bpparam(BPPARAM)
   seed <- resolve_seed(seed)
   null_genes <- check_count(null_genes, "null_genes")
-  block_size <- check_count(block_size, "block_size")
-  if (block_size < 1L) stop("`block_size` must be at least 1.", call. = FALSE)
+  block_size <- check_count(block_size, "block_size", min = 1)
   fdr_threshold <- check_number(fdr_threshold, "fdr_threshold", 0)
   ls_factor <- check_number(ls_factor, "ls_factor", 0)
   rows <- gene_rows(genes, src)
   if (null_genes > 0L && null_genes < 2L) stop("`null_genes` must be 0 or at least 2.", call. = FALSE)
-  m <- if (is.null(landmarks)) min(check_count(n_landmarks, "n_landmarks"), sum(lengths(input$cells))) else nrow(landmarks)
+  m <- planned_landmarks(input, landmarks, n_landmarks)
   plan <- de_plan(input, length(rows), null_genes, m, block_size, fold_change, threads)
   if (isTRUE(dry_run)) {
     print(plan)
     return(invisible(plan))
   }
+  check_manifold_memory(input, m, "diff_expression()")
+  check_memory(plan$peak_gib * 2^30, sprintf("diff_expression() (see dry_run = TRUE for the plan) with %s landmarks",
+                                             format(m, big.mark = ",")),
+               "Use fewer landmarks (`n_landmarks`), a smaller `block_size`, or fold_change = FALSE.")
   lm <- manifold_landmarks(input, landmarks, n_landmarks, seed, threads)
   ls <- if (is.null(length_scale)) {
     rs_manifold_length_scale(input$embedding, input$cells[[1L]], ls_factor, threads)

@@ -60,7 +60,8 @@ nb_regression <- function(x, mean = ~ 1, dispersion = ~ 1, data = NULL, assay = 
                           threads = NULL, BPPARAM = NULL) {
   threads <- resolve_threads(threads)
   max_iter <- check_count(max_iter, "max_iter")
-  chunk_size <- max(1L, check_count(chunk_size, "chunk_size"))
+  chunk_size <- check_count(chunk_size, "chunk_size", min = 1)
+  check_bpparam(BPPARAM)
   if (!is.numeric(tol) || length(tol) != 1L || is.na(tol) || tol <= 0) {
     stop("`tol` must be a single positive number.", call. = FALSE)
   }
@@ -223,13 +224,17 @@ print.sceffects_nb <- function(x, ...) {
 #' @param object An `sceffects_nb` fit.
 #' @param component `"mean"` (log mean coefficients) or `"dispersion"` (log size
 #'   coefficients); `summary()` also takes `"both"`.
-#' @param gene A gene name or index.
-#' @param newdata Metadata (data.frame) of new cells; `NULL` for the fitted ones.
+#' @param gene One gene name, or one whole-number index in `1..n_genes`.
+#' @param newdata Metadata (data.frame) of new cells, with every variable of both
+#'   formulas, no missing values and only factor levels seen in the fit; `NULL` for the
+#'   fitted cells.
 #' @param type `"mean"`, `"dispersion"` (the size r) or `"link"` (log mean).
 #' @param offset Offset of `newdata` (log scale); 0 by default.
-#' @param nsim Number of simulated data sets.
+#' @param nsim Number of simulated data sets (>= 1); a request whose draws (genes x
+#'   cells x `nsim` doubles) exceed the available memory is refused before drawing.
 #' @param seed Seed of the simulation (the user's random state is left untouched).
-#' @param ... Unused; for `anova()`, a second (larger) fit.
+#' @param ... Unused (an unknown argument is an error); for `anova()`, the second
+#'   (larger) fit.
 #' @param k Penalty per parameter.
 #' @return `coef()`: a terms x genes matrix. `vcov()`: the covariance matrix of one
 #'   gene's mean and dispersion coefficients (observed information). `summary()`: a
@@ -262,16 +267,41 @@ NULL
 #' @rdname nb-methods
 #' @export
 coef.sceffects_nb <- function(object, component = c("mean", "dispersion"), ...) {
-  object$coefficients[[match.arg(component)]]
+  check_dots_used(..., call_name = "coef")
+  object$coefficients[[nb_component(component, c("mean", "dispersion"))]]
+}
+
+# `component` of an NB method: one of `choices` (the first by default), named in the error.
+nb_component <- function(component, choices) {
+  if (missing(component) || identical(component, choices)) return(choices[1L])
+  if (!is.character(component) || length(component) != 1L || is.na(component) || !component %in% choices) {
+    stop(sprintf("`component` must be one of %s.", paste0("\"", choices, "\"", collapse = ", ")), call. = FALSE)
+  }
+  component
+}
+
+# Column of one gene of the fit, from its name or its index.
+nb_gene_index <- function(object, gene) {
+  genes <- names(object$loglik)
+  ok_number <- is.numeric(gene) && length(gene) == 1L && is.finite(gene) && gene == round(gene)
+  ok_name <- is.character(gene) && length(gene) == 1L && !is.na(gene)
+  if (!ok_number && !ok_name) {
+    stop("`gene` must be one gene name or one whole-number index of the fit.", call. = FALSE)
+  }
+  j <- if (ok_name) match(gene, genes) else gene
+  if (is.na(j) || j < 1 || j > length(genes)) {
+    stop(sprintf("`gene` %s is not a gene of the fit: give a name of coef(fit) or an index in 1..%d.",
+                 if (ok_name) sprintf("\"%s\"", gene) else format(gene), length(genes)), call. = FALSE)
+  }
+  as.integer(j)
 }
 
 #' @rdname nb-methods
 #' @export
 vcov.sceffects_nb <- function(object, gene, ...) {
-  genes <- names(object$loglik)
-  if (missing(gene) || length(gene) != 1L) stop("`gene` must be one gene name or index.", call. = FALSE)
-  j <- if (is.character(gene)) match(gene, genes) else as.integer(gene)
-  if (is.na(j) || j < 1L || j > length(genes)) stop(sprintf("`gene` %s is not a gene of the fit.", gene), call. = FALSE)
+  check_dots_used(..., call_name = "vcov")
+  if (missing(gene)) stop("`gene` is missing: give one gene name or index.", call. = FALSE)
+  j <- nb_gene_index(object, gene)
   labels <- c(paste0("mean:", rownames(object$coefficients$mean)),
               paste0("dispersion:", rownames(object$coefficients$dispersion)))
   matrix(object$vcov[, j], length(labels), length(labels), dimnames = list(labels, labels))
@@ -280,7 +310,8 @@ vcov.sceffects_nb <- function(object, gene, ...) {
 #' @rdname nb-methods
 #' @export
 summary.sceffects_nb <- function(object, component = c("both", "mean", "dispersion"), ...) {
-  component <- match.arg(component)
+  check_dots_used(..., call_name = "summary")
+  component <- nb_component(component, c("both", "mean", "dispersion"))
   comps <- if (component == "both") c("mean", "dispersion") else component
   k <- nrow(object$coefficients$mean) + nrow(object$coefficients$dispersion)
   diag_index <- (seq_len(k) - 1L) * k + seq_len(k)
@@ -308,19 +339,20 @@ summary.sceffects_nb <- function(object, component = c("both", "mean", "dispersi
 #' @export
 predict.sceffects_nb <- function(object, newdata = NULL, type = c("mean", "dispersion", "link"),
                                  offset = NULL, ...) {
-  type <- match.arg(type)
+  check_dots_used(..., call_name = "predict")
+  type <- nb_type(type)
   if (is.null(newdata)) {
     xm <- object$mean$x
     zm <- object$dispersion$x
     offset <- object$offset
   } else {
-    if (is(newdata, "DataFrame")) newdata <- as.data.frame(newdata, optional = TRUE)
-    if (!is.data.frame(newdata)) stop("`newdata` must be a data.frame.", call. = FALSE)
+    newdata <- nb_newdata(object, newdata)
     xm <- nb_design_new(object$mean, newdata)
     zm <- nb_design_new(object$dispersion, newdata)
     if (is.null(offset)) offset <- rep(0, nrow(newdata))
-    if (!is.numeric(offset) || length(offset) != nrow(newdata)) {
-      stop("`offset` must have one value per row of `newdata`.", call. = FALSE)
+    if (!is.numeric(offset) || length(offset) != nrow(newdata) || any(!is.finite(offset))) {
+      stop(sprintf("`offset` must be %d finite numbers (log scale), one per row of `newdata`.", nrow(newdata)),
+           call. = FALSE)
     }
   }
   out <- if (type == "dispersion") {
@@ -337,6 +369,46 @@ predict.sceffects_nb <- function(object, newdata = NULL, type = c("mean", "dispe
   out
 }
 
+nb_type <- function(type) {
+  choices <- c("mean", "dispersion", "link")
+  if (identical(type, choices)) return("mean")
+  if (!is.character(type) || length(type) != 1L || is.na(type) || !type %in% choices) {
+    stop("`type` must be one of \"mean\", \"dispersion\", \"link\".", call. = FALSE)
+  }
+  type
+}
+
+# `newdata` checked against the fit: a data.frame with at least one row and every variable
+# of both formulas, without missing values, and factor levels seen in the fit.
+nb_newdata <- function(object, newdata) {
+  if (is(newdata, "DataFrame")) newdata <- as.data.frame(newdata, optional = TRUE)
+  if (!is.data.frame(newdata)) {
+    stop(sprintf("`newdata` must be a data.frame with the fit's variables as columns, not %s (use as.data.frame()).",
+                 class(newdata)[1L]), call. = FALSE)
+  }
+  if (nrow(newdata) == 0L) stop("`newdata` has no rows: give at least one row of metadata.", call. = FALSE)
+  vars <- unique(c(all.vars(object$mean$formula), all.vars(object$dispersion$formula)))
+  absent <- setdiff(vars, names(newdata))
+  if (length(absent)) {
+    stop(sprintf("`newdata` lacks the variable%s %s of the fit's formulas.", if (length(absent) > 1L) "s" else "",
+                 name_list(absent)), call. = FALSE)
+  }
+  with_na <- vars[vapply(vars, function(v) anyNA(newdata[[v]]), logical(1))]
+  if (length(with_na)) {
+    stop(sprintf("`newdata` has missing values in %s: predictions need complete rows.", name_list(with_na)),
+         call. = FALSE)
+  }
+  xlev <- c(object$mean$xlevels, object$dispersion$xlevels)
+  for (v in intersect(names(xlev), names(newdata))) {
+    unseen <- setdiff(unique(as.character(newdata[[v]])), xlev[[v]])
+    if (length(unseen)) {
+      stop(sprintf("`newdata`$%s has level%s %s not seen in the fit (levels: %s).", v,
+                   if (length(unseen) > 1L) "s" else "", name_list(unseen), name_list(xlev[[v]])), call. = FALSE)
+    }
+  }
+  newdata
+}
+
 colnames_of_fit <- function(object) {
   rn <- rownames(object$data)
   if (is.null(rn) || identical(rn, as.character(seq_len(object$n_obs)))) NULL else rn
@@ -345,8 +417,14 @@ colnames_of_fit <- function(object) {
 #' @rdname nb-methods
 #' @export
 simulate.sceffects_nb <- function(object, nsim = 1, seed = NULL, newdata = NULL, offset = NULL, ...) {
-  nsim <- check_count(nsim, "nsim")
-  if (nsim < 1L) stop("`nsim` must be at least 1.", call. = FALSE)
+  check_dots_used(..., call_name = "simulate")
+  nsim <- check_count(nsim, "nsim", min = 1)
+  if (!is.null(seed)) seed <- resolve_seed(seed)
+  n_cells <- if (is.null(newdata)) object$n_obs else NROW(newdata)
+  # Each draw is a dense genes x cells matrix of doubles, and all `nsim` are kept.
+  check_memory(as.numeric(n_cells) * length(object$loglik) * nsim * 8,
+               sprintf("simulate() of %d data sets of %d genes x %d cells", nsim, length(object$loglik), n_cells),
+               "Use a smaller `nsim`, or simulate in several calls.")
   mu <- predict(object, newdata, "mean", offset)
   size <- predict(object, newdata, "dispersion", offset)
   mu[object$status == 2L, ] <- 0
@@ -373,6 +451,7 @@ nb_counts_as_input <- function(y, object, newdata) {
 #' @rdname nb-methods
 #' @export
 logLik.sceffects_nb <- function(object, ...) {
+  check_dots_used(..., call_name = "logLik")
   structure(object$loglik, df = nb_n_params(object), nobs = object$n_obs, class = "logLik")
 }
 
@@ -383,27 +462,40 @@ nb_n_params <- function(object) {
 #' @rdname nb-methods
 #' @export
 AIC.sceffects_nb <- function(object, ..., k = 2) {
+  check_dots_used(..., call_name = "AIC")
+  if (!is.numeric(k) || length(k) != 1L || !is.finite(k) || k < 0) {
+    stop("`k` must be a single number >= 0.", call. = FALSE)
+  }
   -2 * object$loglik + k * nb_n_params(object)
 }
 
 #' @rdname nb-methods
 #' @export
 BIC.sceffects_nb <- function(object, ...) {
+  check_dots_used(..., call_name = "BIC")
   -2 * object$loglik + log(object$n_obs) * nb_n_params(object)
 }
 
 #' @rdname nb-methods
 #' @export
-nobs.sceffects_nb <- function(object, ...) object$n_obs
+nobs.sceffects_nb <- function(object, ...) {
+  check_dots_used(..., call_name = "nobs")
+  object$n_obs
+}
 
 #' @rdname nb-methods
 #' @export
 anova.sceffects_nb <- function(object, ...) {
   others <- list(...)
-  if (length(others) != 1L) stop("`anova()` compares two fits: anova(fit0, fit1).", call. = FALSE)
+  if (length(others) != 1L) {
+    stop(sprintf("anova() compares two fits, anova(fit0, fit1), the first nested in the second: it was given %d.",
+                 1L + length(others)), call. = FALSE)
+  }
   fit0 <- object
   fit1 <- others[[1L]]
-  check_nb_fit(fit1, "...")
+  if (!inherits(fit1, "sceffects_nb")) {
+    stop("anova(fit0, fit1): the second fit must also be made by nb_regression().", call. = FALSE)
+  }
   if (!identical(names(fit0$loglik), names(fit1$loglik)) || fit0$n_obs != fit1$n_obs) {
     stop("`anova()` needs two fits on the same genes and observations.", call. = FALSE)
   }

@@ -16,7 +16,9 @@
 #' x <- matrix(rnorm(200), 20, dimnames = list(paste0("g", 1:20), NULL))
 #' plot_volcano(assoc_cor(x))
 plot_volcano <- function(results, fdr_max = 0.05, label = 5L) {
-  check_results(results)
+  check_plot_table(results)
+  fdr_max <- check_unit(fdr_max, "fdr_max")
+  label <- check_count(label, "label")
   df <- plot_frame(results)
   df$significant <- if (!is.null(results$fdr)) !is.na(results$fdr) & results$fdr <= fdr_max else FALSE
   top <- utils::head(order(df$minus_log10_p, decreasing = TRUE), label)
@@ -46,7 +48,8 @@ plot_volcano <- function(results, fdr_max = 0.05, label = 5L) {
 #' x <- matrix(rnorm(2000), 40, dimnames = list(paste0("g", 1:40), NULL))
 #' plot_pvalues(assoc_cor(x))
 plot_pvalues <- function(results, bins = 40L) {
-  check_results(results)
+  check_plot_table(results)
+  bins <- check_count(bins, "bins", min = 1, max = 1e5)
   df <- plot_frame(results)
   p <- df$p_value[!is.na(df$p_value)]
   n <- length(p)
@@ -62,6 +65,27 @@ plot_pvalues <- function(results, bins = 40L) {
     ggplot2::facet_wrap(~panel, scales = "free") +
     ggplot2::labs(x = NULL, y = NULL, title = attr(results, "method")) +
     ggplot2::theme_bw()
+}
+
+# A results table that can be plotted: p-values are probabilities (and fdr too, when there).
+check_plot_table <- function(results) {
+  check_results(results)
+  for (cl in intersect(c("p_value", "fdr"), names(results))) {
+    v <- results[[cl]]
+    if (!is.numeric(v) || any(v < 0 | v > 1, na.rm = TRUE)) {
+      stop(sprintf("`results` column `%s` must hold probabilities in [0, 1]; %d values are outside.", cl,
+                   if (is.numeric(v)) sum(v < 0 | v > 1, na.rm = TRUE) else length(v)), call. = FALSE)
+    }
+  }
+  invisible(results)
+}
+
+# A single number in [0, 1] (a significance level or FDR cut-off).
+check_unit <- function(v, arg) {
+  if (!is.numeric(v) || length(v) != 1L || is.na(v) || v < 0 || v > 1) {
+    stop(sprintf("`%s` must be a single number between 0 and 1.", arg), call. = FALSE)
+  }
+  v
 }
 
 plot_frame <- function(results) {
@@ -96,8 +120,14 @@ NULL
 #'                        baseline = "Pre", followup = "Post")
 #' plot_forest(did_table(sce, design), n = 15)
 plot_forest <- function(results, n = 30L, alpha = 0.05) {
-  check_results(results)
+  check_plot_table(results)
+  n <- check_count(n, "n", min = 1)
+  alpha <- check_unit(alpha, "alpha")
   if (is.null(results$std_error)) stop("`results` needs a `std_error` column.", call. = FALSE)
+  if (!is.numeric(results$std_error) || any(results$std_error < 0, na.rm = TRUE)) {
+    stop(sprintf("`results` column `std_error` must hold numbers >= 0; %d are negative.",
+                 sum(results$std_error < 0, na.rm = TRUE)), call. = FALSE)
+  }
   df <- as.data.frame(results)
   df <- df[!is.na(df$estimate) & !is.na(df$std_error), , drop = FALSE]
   if (!nrow(df)) stop("`results` has no rows with an estimate and a standard error.", call. = FALSE)

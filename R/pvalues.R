@@ -35,7 +35,7 @@ nan_to_na <- function(v) {
 #' @param a,b,c Parameters, recycled: `df` for t and chi-square; `df1`, `df2` for F;
 #'   `m`, `n`, `k` for the hypergeometric (as [stats::phyper()]). Ignored for the normal.
 #' @param lower_tail,log_p As `lower.tail` and `log.p` of [stats::pt()].
-#' @return Numeric vector.
+#' @return Numeric vector, as long as the longest argument (empty when any is empty).
 #' @export
 #' @examples
 #' p_tail("t", -50, 10)
@@ -44,7 +44,17 @@ nan_to_na <- function(v) {
 p_tail <- function(dist = c("t", "norm", "chisq", "f", "hyper"), q, a = NA_real_, b = NA_real_,
                    c = NA_real_, lower_tail = TRUE, log_p = FALSE) {
   dist <- match.arg(dist)
+  lower_tail <- check_flag(lower_tail, "lower_tail")
+  log_p <- check_flag(log_p, "log_p")
+  for (arg in c("q", "a", "b", "c")) {
+    v <- get(arg)
+    if (!is.numeric(v) && !(is.logical(v) && all(is.na(v)))) {
+      stop(sprintf("`%s` must be numeric.", arg), call. = FALSE)
+    }
+  }
+  # As pt(): any zero-length argument gives a zero-length result.
+  if (min(length(q), length(a), length(b), length(c)) == 0L) return(numeric(0))
   n <- max(length(q), length(a), length(b), length(c))
   rec <- function(v) rep_len(as.double(v), n)
-  rs_distribution(dist, rec(q), rec(a), rec(b), rec(c), isTRUE(lower_tail), isTRUE(log_p))
+  rs_distribution(dist, rec(q), rec(a), rec(b), rec(c), lower_tail, log_p)
 }

@@ -196,3 +196,53 @@ test_that("threads and block sizes do not change results", {
   key <- function(r) paste(r$feature_x, r$feature_y)
   expect_equal(a$p_value[order(key(a))], b$p_value[order(key(b))], tolerance = 1e-14)
 })
+
+test_that("a factor level without samples is dropped with a message, not tested as an empty group", {
+  set.seed(27)
+  x <- rbind(a = rnorm(12), b = rnorm(12))
+  g <- factor(rep(c("lo", "hi"), 6), levels = c("lo", "hi", "none"))
+  expect_message(r <- assoc_mwu(x, g), "`groups`: groups has level without samples, dropped: none")
+  expect_setequal(unique(r$feature_y), c("groups:lo", "groups:hi"))
+  expect_true(all(is.na(r$reason)))
+  expect_equal(r, suppressMessages(assoc_mwu(x, droplevels(g))))
+  d <- data.frame(tissue = g)
+  expect_message(r2 <- assoc_mwu(x, d), "tissue has level without samples")
+  expect_false(any(grepl("none", r2$feature_y)))
+  old <- options(sceffects.verbose = FALSE)
+  on.exit(options(old))
+  expect_silent(assoc_mwu(x, g))
+})
+
+test_that("flags and block sizes of every assoc_* function are checked", {
+  set.seed(28)
+  x <- rbind(a = rnorm(12), b = rnorm(12))
+  g <- rep(c(TRUE, FALSE), 6)
+  expect_error(assoc_mwu(x, g, correct = NA), "`correct` must be TRUE or FALSE")
+  expect_error(assoc_mwu(x, g, correct = "yes"), "`correct`")
+  bin <- rbind(m1 = g, m2 = rev(g))
+  expect_error(assoc_fisher(bin, mle = NA), "`mle` must be TRUE or FALSE")
+  expect_error(assoc_chisq(data.frame(u = rep(1:2, 6), v = rep(1:3, 4)), correct = NA), "`correct` must be TRUE or FALSE")
+  for (bs in list(2.5, 0, -1, NA, "a")) {
+    expect_error(assoc_cor(x, block_size = bs), "`block_size` must be a single whole number >= 1")
+    expect_error(assoc_mwu(x, g, block_size = bs), "`block_size`")
+    expect_error(assoc_kruskal(x, rep(1:3, 4), block_size = bs), "`block_size`")
+    expect_error(assoc_fisher(bin, block_size = bs), "`block_size`")
+    expect_error(assoc_chisq(data.frame(u = rep(1:2, 6), v = rep(1:3, 4)), block_size = bs), "`block_size`")
+  }
+  expect_error(assoc_cor(x, top = 2.5), "`top`")
+  expect_error(assoc_cor(x, top = 0), "`top`")
+  expect_equal(assoc_cor(x, block_size = 1), assoc_cor(x))
+})
+
+test_that("assoc_* leave the user's objects unchanged", {
+  set.seed(29)
+  x <- rbind(a = rnorm(12), b = rnorm(12))
+  storage.mode(x) <- "double"
+  x0 <- x
+  g <- factor(rep(c("lo", "hi"), 6), levels = c("lo", "hi", "none"))
+  g0 <- g
+  suppressMessages(assoc_mwu(x, g))
+  assoc_cor(x, method = "spearman")
+  expect_identical(x, x0)
+  expect_identical(g, g0)
+})

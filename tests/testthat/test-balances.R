@@ -113,3 +113,122 @@ test_that("balance_lmm() is balances() then lmm_table(), and matches lme4", {
   expect_equal(dim(pop), c(5L, 4L))
   expect_error(balance_lmm(x, ~ time, meta, tree, groups = "visit"), "`metadata` has no column `visit`")
 })
+
+# The recursive implementation the iterative walks replaced, as a reference on small trees.
+recursive_basis <- function(tree) {
+  leaves <- function(node) if (is.character(node)) node else c(leaves(node[[1L]]), leaves(node[[2L]]))
+  nested <- if (inherits(tree, "hclust")) {
+    build <- function(i) if (i < 0L) tree$labels[-i] else lapply(tree$merge[i, ], build)
+    build(nrow(tree$merge))
+  } else if (inherits(tree, "phylo")) {
+    n_tip <- length(tree$tip.label)
+    kids <- split(tree$edge[, 2L], factor(tree$edge[, 1L], levels = seq_len(n_tip + tree$Nnode)))
+    build <- function(node) if (node <= n_tip) tree$tip.label[node] else lapply(kids[[node]], build)
+    build(n_tip + 1L)
+  } else tree
+  tips <- leaves(nested)
+  rows <- list()
+  queue <- list(nested)
+  while (length(queue)) {
+    node <- queue[[1L]]
+    queue <- queue[-1L]
+    if (is.character(node)) next
+    left <- leaves(node[[1L]])
+    right <- leaves(node[[2L]])
+    r <- length(right)
+    s <- length(left)
+    v <- numeric(length(tips))
+    v[match(right, tips)] <- sqrt(s / (r * (r + s)))
+    v[match(left, tips)] <- -sqrt(r / (s * (r + s)))
+    rows[[length(rows) + 1L]] <- v
+    queue <- c(queue, list(node[[1L]], node[[2L]]))
+  }
+  basis <- do.call(rbind, rows)
+  dimnames(basis) <- list(paste0("y", seq_along(rows) - 1L), tips)
+  basis
+}
+
+test_that("the iterative tree walks give the recursive basis on small trees", {
+  set.seed(11)
+  m <- matrix(rnorm(60), 30, dimnames = list(paste0("t", 1:30), NULL))
+  for (method in c("complete", "single", "average")) {
+    hc <- hclust(dist(m), method)
+    expect_equal(balance_basis(hc), recursive_basis(hc))
+  }
+  nested <- list(list("a", list("b", list("c", "d"))), list(list("e", "f"), "g"))
+  expect_equal(balance_basis(nested), recursive_basis(nested))
+  skip_if_not_installed("ape")
+  for (tr in list(ape::rtree(25, tip.label = paste0("p", 1:25)), ape::stree(12, "left"), ape::stree(8, "right"))) {
+    if (is.null(tr$tip.label) || anyNA(tr$tip.label)) tr$tip.label <- paste0("p", seq_along(tr$tip.label))
+    expect_equal(balance_basis(tr), recursive_basis(tr))
+  }
+})
+
+test_that("deep trees (caterpillars, single linkage of 1,000 taxa) do not exhaust the C stack", {
+  set.seed(12)
+  m <- matrix(cumsum(rexp(1000)), 1000, dimnames = list(paste0("t", 1:1000), NULL))
+  hc <- hclust(dist(m), "single")
+  b <- balance_basis(hc)
+  expect_equal(dim(b), c(999L, 1000L))
+  expect_equal(unname(rowSums(b)), rep(0, 999), tolerance = 1e-10)
+  expect_equal(sum(b[1L, ] != 0), 1000L)
+  x <- matrix(rpois(1000 * 4, 30) + 1, 1000, dimnames = list(rownames(m), paste0("s", 1:4)))
+  expect_equal(dim(balances(x, hc)), c(999L, 4L))
+  deep <- Reduce(function(acc, tip) list(acc, tip), paste0("t", 2:3000), "t1")
+  expect_equal(dim(balance_basis(deep)), c(2999L, 3000L))
+  skip_if_not_installed("ape")
+  cat200 <- ape::stree(200, "left")
+  cat200$tip.label <- paste0("p", 1:200)
+  bc <- balance_basis(cat200)
+  expect_equal(dim(bc), c(199L, 200L))
+  expect_equal(tcrossprod(bc), diag(199), ignore_attr = TRUE, tolerance = 1e-10)
+  meta <- data.frame(g = factor(rep(1:3, each = 4)), time = rep(1:4, 3))
+  counts <- matrix(rpois(200 * 12, 20) + 1, 200, dimnames = list(cat200$tip.label, NULL))
+  fit <- balance_lmm(counts, ~ time, meta, cat200, groups = "g")
+  expect_equal(length(unique(fit$feature)), 199L)
+})
+
+test_that("balances() refuses duplicated parts and unnamed tips", {
+  x <- matrix(c(1, 2, 3, 4, 5, 6, 7, 8), 4, dimnames = list(c("a", "b", "c", "a"), NULL))
+  tree <- list(list("a", "b"), "c")
+  expect_error(balances(x, tree), "`x` has duplicated part \\(row\\) names: a")
+  expect_error(balance_basis(list(list("a", NA_character_), "c")), "`tree` has 1 tip with a missing or empty name")
+  expect_error(balance_basis(list(list("a", ""), "c")), "missing or empty name")
+  hc <- hclust(dist(c(a = 1, b = 2, c = 4)))
+  hc$labels[2] <- NA
+  expect_error(balance_basis(hc), "missing or empty name")
+  expect_error(balance_basis(list(list("a", "b"), "a")), "duplicated tip names: a")
+  skip_if_not_installed("ape")
+  phy <- ape::read.tree(text = "((a,b),c);")
+  phy$tip.label[3] <- ""
+  expect_error(balances(matrix(1, 3, 1, dimnames = list(c("a", "b", "c"), NULL)), phy), "missing or empty name")
+})
+
+test_that("balance_lmm()'s errors name its own arguments, not lmm_table()'s", {
+  set.seed(5)
+  parts <- paste0("taxon", 1:4)
+  tree <- list(list("taxon1", "taxon2"), list("taxon3", "taxon4"))
+  meta <- data.frame(patient = factor(rep(1:6, each = 3)), time = rep(1:3, 6))
+  x <- matrix(rpois(4 * 18, 50), 4, dimnames = list(parts, NULL))
+  expect_error(balance_lmm(x, ~ time, meta[1:10, ], tree, groups = "patient"),
+               "`metadata` has 10 rows but `x` has 18 samples")
+  expect_error(balance_lmm(x, ~ dose, meta, tree, groups = "patient"), "`metadata` has no column dose")
+  bad <- meta
+  bad$time[1] <- NA
+  expect_error(balance_lmm(x, ~ time, bad, tree, groups = "patient"), "`metadata` has missing values in time")
+  named <- x
+  colnames(named) <- paste0("s", 1:18)
+  m2 <- meta
+  rownames(m2) <- paste0("r", 1:18)
+  expect_error(balance_lmm(named, ~ time, m2, tree, groups = "patient"), "`metadata` has no row for samples s1.*of `x`")
+  expect_error(balance_lmm(x, ~ time, meta, tree, groups = "patient", REML = NA), "`REML`")
+  expect_error(balance_lmm(x, ~ time, meta, tree, groups = "patient", BPPARAM = "x"), "`BPPARAM`")
+  x0 <- x
+  meta0 <- meta
+  tree0 <- tree
+  fit <- balance_lmm(x, ~ time, meta, tree, groups = "patient")
+  predict(fit, type = "proportion")
+  expect_identical(x, x0)
+  expect_identical(meta, meta0)
+  expect_identical(tree, tree0)
+})

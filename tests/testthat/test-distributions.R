@@ -89,3 +89,15 @@ test_that("parameters are recycled and unknown distributions are rejected", {
   expect_equal(p_tail("chisq", 3, c(1, 2, 5)), pchisq(3, c(1, 2, 5)), tolerance = 1e-14)
   expect_error(p_tail("gamma", 1, 2))
 })
+
+test_that("p_tail() checks its flags and gives length 0 for empty input, as pt()", {
+  expect_error(p_tail("t", 1, 5, lower_tail = NA), "`lower_tail` must be TRUE or FALSE")
+  expect_error(p_tail("t", 1, 5, lower_tail = "yes"), "`lower_tail`")
+  expect_error(p_tail("norm", 1, log_p = NA), "`log_p` must be TRUE or FALSE")
+  expect_error(p_tail("norm", "1"), "`q` must be numeric")
+  expect_identical(p_tail("norm", numeric(0)), numeric(0))
+  expect_identical(p_tail("t", numeric(0), 5), numeric(0))
+  expect_identical(p_tail("t", 1:3, numeric(0)), numeric(0))
+  expect_length(pt(numeric(0), 5), 0L)
+  expect_equal(p_tail("t", -2, 5, lower_tail = FALSE), pt(-2, 5, lower.tail = FALSE), tolerance = 1e-14)
+})

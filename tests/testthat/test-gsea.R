@@ -242,3 +242,49 @@ test_that("the enrichment plots build", {
   expect_error(plot_enrichment(stats, "absent"), "`set`")
   expect_error(plot_gsea(data.frame(a = 1)), "`results`")
 })
+
+test_that("sizes and permutation counts beyond sense are refused up front", {
+  stats <- ranking(200)
+  sets <- list(a = names(stats)[1:20])
+  expect_error(gsea(stats, sets, nperm = 1e12), "`nperm` = 1e\\+12 is too large")
+  expect_error(gsea(stats, sets, min_size = 1e10), "`min_size` = 1e\\+10 is too large: at most 200")
+  expect_error(gsea(stats, sets, min_size = 201), "`min_size`.*at most 200")
+  expect_error(gsea(stats, sets, min_size = 2.5), "`min_size`")
+  expect_error(gsea(stats, sets, max_size = 1e10), "`max_size`")
+  expect_equal(suppressMessages(gsea(stats, sets, max_size = Inf, min_size = 5, seed = 1))$es,
+               suppressMessages(gsea(stats, sets, min_size = 5, seed = 1))$es)
+  # 2e9 permutations x 1 size x 8 bytes = 16 GB: refused before drawing anything.
+  old <- options(sceffects.max_memory = 1e9)
+  on.exit(options(old))
+  expect_error(suppressMessages(gsea(stats, sets, min_size = 5, nperm = 2e9, seed = 1)),
+               "The permutation null \\(2,000,000,000 permutations x 1 set sizes\\) would need 14.9 GB.*`nperm`")
+})
+
+test_that("the enrichment does not depend on the scale of the statistics (no overflow near 1e308)", {
+  stats <- ranking(300)
+  sets <- list(a = names(stats)[1:25], b = names(stats)[seq(2, 300, by = 7)],
+               c = names(stats)[280:300])
+  ref <- suppressMessages(gsea(stats, sets, min_size = 5, seed = 3))
+  for (k in c(1e300, 1e-300)) {
+    scaled <- suppressMessages(gsea(stats * k, sets, min_size = 5, seed = 3))
+    expect_equal(scaled$es, ref$es, tolerance = 1e-12)
+    expect_equal(scaled$nes, ref$nes, tolerance = 1e-12)
+    expect_equal(scaled$p_value, ref$p_value, tolerance = 1e-12)
+    expect_equal(scaled$leading_edge, ref$leading_edge)
+  }
+  big <- suppressMessages(gsea(stats / max(abs(stats)) * 1.7e308, sets, min_size = 5, weight = 2, seed = 3))
+  expect_true(all(is.finite(big$es)))
+})
+
+test_that("write_gmt() refuses gene names it cannot write back", {
+  path <- tempfile(fileext = ".gmt")
+  expect_error(write_gmt(list(a = c("TP53", "MD\tM2")), path), "`sets`\\$a has entries with a tab or newline.*MD\\\\tM2")
+  expect_error(write_gmt(list(a = c("TP53", NA)), path), "`sets`\\$a has a missing \\(NA\\) gene name")
+  expect_error(write_gmt(list(a = c("TP53", "A\nB")), path), "tab or newline")
+  expect_error(write_gmt(list(a = c("TP53", "")), path), "empty gene name")
+  expect_error(write_gmt(list(`a\tb` = "TP53"), path), "names\\(sets\\)")
+  expect_error(write_gmt(list(a = "TP53"), path, description = "x\ty"), "`description`")
+  expect_false(file.exists(path))
+  write_gmt(list(a = "TP53"), path, description = NA)
+  expect_equal(unclass(read_gmt(path)), list(a = "TP53"), ignore_attr = TRUE)
+})

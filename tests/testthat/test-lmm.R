@@ -251,3 +251,61 @@ test_that("bad input stops with a message naming the argument", {
   expect_error(lmm_table(sim$y, ~ time + (1 + time | subject), sim$data[1:18, ][order(sim$data$time), ][, c("subject", "time")] |>
                  transform(subject = factor(rep(1:9, 2)))), "not identifiable")
 })
+
+test_that("a response without residual variance has NA estimate and p-value, outside the FDR", {
+  sim <- simulate_longitudinal(3, n_subj = 8, n_visit = 4)
+  y <- rbind(sim$y, flat = 2, linear = 1 + 0.5 * sim$data$time)
+  fit <- lmm_table(y, ~ time + (1 | subject), sim$data)
+  for (f in c("flat", "linear")) {
+    rows <- fit[fit$feature == f, ]
+    expect_true(all(is.na(rows$estimate) & is.na(rows$std_error) & is.na(rows$statistic) &
+                      is.na(rows$p_value) & is.na(rows$log_p) & is.na(rows$fdr)))
+    expect_equal(unique(rows$reason), "no residual variance")
+  }
+  time_rows <- fit[fit$term == "time", ]
+  expect_equal(time_rows$fdr, p.adjust(time_rows$p_value, "BH"))
+  expect_equal(sum(!is.na(time_rows$fdr)), 3L)
+  z <- lmm_table(y, ~ time + (1 | subject), sim$data, p_values = "z")
+  expect_true(all(is.na(z$p_value[z$feature %in% c("flat", "linear")])))
+})
+
+test_that("predict() without the grouping column says so; re.form = NA does not need it", {
+  sim <- simulate_longitudinal(2, n_subj = 6, n_visit = 3)
+  fit <- lmm_table(sim$y, ~ time + (1 | subject), sim$data)
+  expect_error(predict(fit, newdata = data.frame(time = 1)), "`newdata` has no column subject.*re.form = NA")
+  expect_error(predict(fit, newdata = data.frame(subject = "1")), "`newdata` has no column time")
+  expect_equal(dim(predict(fit, newdata = data.frame(time = 1:2), re.form = NA)), c(2L, 2L))
+  expect_error(predict(fit, newdata = as.matrix(sim$data)), "`newdata` must be a data.frame")
+  expect_error(predict(fit, re.form = ~ 0), "`re.form`")
+  expect_error(predict(fit, level = 0), "predict\\(\\) has no argument `level`")
+  expect_error(coef(fit, 2), "coef\\(\\) has no argument")
+  expect_error(fitted(fit, foo = 1), "fitted\\(\\)")
+  expect_error(vcov(fit, 1.5), "`feature`")
+  expect_error(vcov(fit, 0), "`feature`")
+})
+
+test_that("lme4's nesting operator is refused with the way to write it; a:b works", {
+  sim <- simulate_longitudinal(2, n_subj = 8, n_visit = 3)
+  sim$data$site <- factor(rep(c("s1", "s2"), length.out = nrow(sim$data)))
+  expect_error(lmm_table(sim$y, ~ time + (1 | site/subject), sim$data),
+               "nested random-effects terms such as \\(1 \\| site/subject\\) are not supported.*\\(1 \\| site\\) \\+ \\(1 \\| site:subject\\)")
+  expect_error(lmm_table(sim$y, ~ time + (1 | log(subject)), sim$data), "grouping factor log\\(subject\\) must be a column")
+  d <- sim$data
+  d$site_subject <- interaction(d$site, d$subject, sep = ":", drop = TRUE)
+  d$site_chr <- as.character(d$site)
+  d$subject_chr <- as.character(d$subject)
+  a <- lmm_table(sim$y, ~ time + (1 | site_chr:subject_chr), d)
+  b <- lmm_table(sim$y, ~ time + (1 | site_subject), d)
+  expect_equal(coef(a), coef(b))
+})
+
+test_that("BPPARAM is checked up front; the user's objects are left unchanged", {
+  sim <- simulate_longitudinal(2, n_subj = 6, n_visit = 3)
+  expect_error(lmm_table(sim$y, ~ time + (1 | subject), sim$data, BPPARAM = 2), "`BPPARAM`")
+  y0 <- sim$y
+  d0 <- sim$data
+  fit <- lmm_table(sim$y, ~ time + (1 | subject), sim$data)
+  predict(fit, newdata = sim$data)
+  expect_identical(sim$y, y0)
+  expect_identical(sim$data, d0)
+})

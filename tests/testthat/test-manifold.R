@@ -315,3 +315,44 @@ test_that("bad input stops with a message naming the argument", {
   SingleCellExperiment::reducedDim(bad, "DM")[1, 1] <- NA
   expect_error(diff_abundance(bad, "condition", "young", "old"), "`reduction`")
 })
+
+test_that("landmarks: 0 rows refused, and a plan beyond memory refused up front with its size", {
+  lm0 <- u[0, , drop = FALSE]
+  expect_error(diff_abundance(small, "condition", "young", "old", landmarks = lm0), "`landmarks` has 0 rows")
+  expect_error(diff_expression(small, "condition", "young", "old", landmarks = lm0), "`landmarks` has 0 rows")
+  expect_error(diff_expression(small, "condition", "young", "old", block_size = 0), "`block_size` must be a single whole number >= 1")
+  expect_error(diff_expression(small, "condition", "young", "old", block_size = 2.5), "`block_size`")
+  expect_error(diff_expression(small, "condition", "young", "old", BPPARAM = "two"), "`BPPARAM`")
+  old <- options(sceffects.max_memory = 2e4)
+  on.exit(options(old))
+  expect_error(diff_abundance(small, "condition", "young", "old", n_landmarks = 40),
+               "diff_abundance\\(\\) with 40 landmarks and [0-9,]+ cells would need .* of memory.*`n_landmarks`")
+  expect_error(diff_expression(small, "condition", "young", "old", n_landmarks = 40, null_genes = 0),
+               "diff_expression\\(\\) with 40 landmarks .*would need")
+  # the plan itself is still available
+  expect_output(diff_expression(small, "condition", "young", "old", n_landmarks = 40, dry_run = TRUE), "plan")
+})
+
+test_that("a flat density fit warns and makes no up/down calls", {
+  sce <- simulate_manifold(n_cells = 400, n_genes = 40, seed = 2)
+  emb <- SingleCellExperiment::reducedDim(sce, 1)
+  # A length scale far beyond the data: both densities are flat, their ratio the same at
+  # every cell, and with a small lfc_threshold every cell would be called at once.
+  expect_warning(r <- diff_abundance(emb, sce$condition, "young", "old", n_landmarks = 30,
+                                     length_scale = 1e6, lfc_threshold = 0.01),
+                 "density fit is flat.*not trustworthy")
+  expect_true(all(is.na(r$da_direction)))
+  expect_true(attr(r, "fit")$flat)
+  expect_lt(sd(r$da_lfc), 1e-3)
+  expect_silent(ok <- diff_abundance(emb, sce$condition, "young", "old", n_landmarks = 30))
+  expect_false(anyNA(ok$da_direction))
+  expect_false(attr(ok, "fit")$flat)
+})
+
+test_that("the user's objects are left unchanged", {
+  small0 <- small
+  u0 <- u
+  suppressWarnings(diff_abundance(small, "condition", "young", "old", landmarks = u))
+  expect_identical(small, small0)
+  expect_identical(u, u0)
+})

@@ -298,3 +298,83 @@ test_that("a size past the Poisson limit on the way to a finite optimum does not
     expect_tmb(fit, "g", ref)
   }
 })
+
+test_that("methods refuse nonsense arguments, naming them", {
+  fit <- nb_regression(counts[1:3, ], ~ dose + batch, ~ batch, data = cells)
+  for (g in list(0, NA, 1.5, "nope", c(1, 2), 4, NULL, TRUE)) {
+    expect_error(vcov(fit, gene = g), "`gene`")
+  }
+  expect_error(vcov(fit), "`gene` is missing")
+  expect_equal(vcov(fit, 2), vcov(fit, "gene02"))
+  expect_error(summary(fit, component = "x"), "`component` must be one of \"both\", \"mean\", \"dispersion\"")
+  expect_error(summary(fit, contrast = "dose"), "summary\\(\\) has no argument `contrast`")
+  expect_error(coef(fit, component = "foo"), "`component` must be one of \"mean\", \"dispersion\"")
+  expect_error(coef(fit, "mean", 3), "coef\\(\\) has no argument `<unnamed>`")
+  expect_equal(coef(fit, "dispersion"), fit$coefficients$dispersion)
+  expect_error(predict(fit, cells, se.fit = TRUE), "predict\\(\\) has no argument `se.fit`")
+  expect_error(predict(fit, type = "response"), "`type` must be one of")
+  expect_error(logLik(fit, REML = TRUE), "logLik\\(\\) has no argument `REML`")
+  expect_error(nobs(fit, 1), "nobs\\(\\)")
+  expect_error(BIC(fit, foo = 1), "BIC\\(\\)")
+  expect_error(AIC(fit, k = -1), "`k`")
+})
+
+test_that("predict() checks newdata: variables, levels, NA, type, rows", {
+  fit <- nb_regression(counts[1:3, ], ~ dose + batch, ~ batch, data = cells)
+  nd <- data.frame(dose = c(0, 1), batch = factor(c("a", "b"), levels = c("a", "b", "c")))
+  expect_equal(dim(predict(fit, nd)), c(3L, 2L))
+  expect_error(predict(fit, nd["dose"]), "`newdata` lacks the variable batch")
+  expect_error(predict(fit, data.frame(dose = 0, batch = "z")), "`newdata`\\$batch has level z not seen in the fit")
+  expect_error(predict(fit, data.frame(dose = NA, batch = "a")), "`newdata` has missing values in dose")
+  expect_error(predict(fit, as.matrix(data.frame(dose = 0, batch = 1))), "`newdata` must be a data.frame")
+  expect_error(predict(fit, nd[0, ]), "`newdata` has no rows")
+  expect_error(predict(fit, nd, offset = c(NA, 1)), "`offset`")
+  expect_error(simulate(fit, newdata = nd[0, ], seed = 1), "`newdata` has no rows")
+})
+
+test_that("simulate() checks nsim and seed, and refuses more memory than there is up front", {
+  fit <- nb_regression(counts[1:3, ], ~ dose, data = cells)
+  expect_error(simulate(fit, nsim = 0), "`nsim` must be a single whole number >= 1")
+  expect_error(simulate(fit, nsim = NA), "`nsim`")
+  expect_error(simulate(fit, nsim = 2.5), "`nsim`")
+  expect_error(simulate(fit, seed = NA), "`seed`")
+  expect_error(simulate(fit, seed = "a"), "`seed`")
+  expect_error(simulate(fit, seed = 1, foo = 2), "simulate\\(\\) has no argument `foo`")
+  # 3 genes x 400 cells x 1e8 draws x 8 bytes = 960 GB: refused before any draw.
+  expect_error(simulate(fit, nsim = 1e8, seed = 1), "would need 894 GB of memory")
+  old <- options(sceffects.max_memory = 1e4)
+  on.exit(options(old))
+  expect_error(simulate(fit, nsim = 2, seed = 1), "would need 18.8 KB.*`nsim`")
+  options(old)
+  expect_length(simulate(fit, nsim = 2, seed = 1), 2L)
+})
+
+test_that("anova() needs exactly two nb_regression() fits", {
+  fit <- nb_regression(counts[1:3, ], ~ dose, data = cells)
+  expect_error(anova(fit), "anova\\(\\) compares two fits.*given 1")
+  expect_error(anova(fit, fit, fit), "given 3")
+  expect_error(anova(fit, lm(dose ~ 1, cells)), "second fit must also be made by nb_regression")
+})
+
+test_that("chunk_size must be a whole number >= 1; BPPARAM is checked up front", {
+  expect_error(nb_regression(counts, ~ dose, data = cells, chunk_size = 0), "`chunk_size` must be a single whole number >= 1")
+  expect_error(nb_regression(counts, ~ dose, data = cells, chunk_size = 2.5), "`chunk_size`")
+  expect_error(nb_regression(counts, ~ dose, data = cells, chunk_size = -1), "`chunk_size`")
+  expect_error(nb_regression(counts, ~ dose, data = cells, BPPARAM = "multicore"), "`BPPARAM`")
+})
+
+test_that("nb_regression() and its methods leave the user's objects unchanged", {
+  y <- counts[1:3, ]
+  storage.mode(y) <- "integer"
+  y0 <- y
+  d <- cells
+  d0 <- d
+  fit <- nb_regression(y, ~ dose + batch, data = d)
+  nd <- d[1:5, ]
+  nd0 <- nd
+  predict(fit, nd)
+  simulate(fit, seed = 1, newdata = nd)
+  expect_identical(y, y0)
+  expect_identical(d, d0)
+  expect_identical(nd, nd0)
+})

@@ -55,3 +55,39 @@ test_that("plots reject tables without estimate or p_value", {
   expect_error(plot_pvalues(data.frame(p_value = 0.5)), "estimate")
   expect_error(plot_pvalues(list(estimate = 1, p_value = 0.5)), "results")
 })
+
+test_that("plots refuse bad counts, cut-offs, negative standard errors and p-values outside [0, 1]", {
+  r <- results$cor
+  expect_error(plot_volcano(r, label = -1), "`label` must be a single whole number >= 0")
+  expect_error(plot_volcano(r, label = 2.5), "`label`")
+  expect_error(plot_volcano(r, fdr_max = 2), "`fdr_max`")
+  expect_error(plot_pvalues(r, bins = 0), "`bins`")
+  tab <- data.frame(feature = paste0("g", 1:4), estimate = c(1, -1, 0.5, 2), std_error = c(0.2, 0.3, 0.1, 0.5),
+                    df = 10, p_value = c(0.01, 0.2, 0.03, 0.5))
+  expect_s3_class(plot_forest(tab, n = 2), "ggplot")
+  expect_error(plot_forest(tab, n = 0), "`n` must be a single whole number >= 1")
+  expect_error(plot_forest(tab, n = -2), "`n`")
+  expect_error(plot_forest(tab, alpha = -0.1), "`alpha`")
+  neg <- tab
+  neg$std_error[2] <- -0.3
+  expect_error(plot_forest(neg), "`results` column `std_error` must hold numbers >= 0; 1 are negative")
+  bad_p <- tab
+  bad_p$p_value[1] <- 1.5
+  expect_error(plot_volcano(bad_p), "`results` column `p_value` must hold probabilities in \\[0, 1\\]")
+  expect_error(plot_pvalues(bad_p), "column `p_value`")
+  expect_error(plot_forest(bad_p), "column `p_value`")
+  bad_p$p_value[1] <- -0.01
+  expect_error(plot_volcano(bad_p), "column `p_value`")
+})
+
+test_that("plot_top_genes_heatmap() and plot_gsea() refuse n = 0 or negative", {
+  sce <- simulate_manifold(n_cells = 200, n_genes = 40, seed = 1)
+  res <- data.frame(feature = rownames(sce), statistic = seq_len(nrow(sce)))
+  expect_s3_class(plot_top_genes_heatmap(sce, res, "sample", n = 3), "ggplot")
+  expect_error(plot_top_genes_heatmap(sce, res, "sample", n = 0), "`n` must be a single whole number >= 1")
+  expect_error(plot_top_genes_heatmap(sce, res, "sample", n = -2), "`n`")
+  g <- data.frame(set = c("a", "b"), nes = c(1, -2), fdr = c(0.1, 0.01), size = c(20, 30))
+  expect_s3_class(plot_gsea(g), "ggplot")
+  expect_error(plot_gsea(g, n = 0), "`n`")
+  expect_error(plot_gsea(g, fdr_max = -1), "`fdr_max`")
+})

@@ -12,8 +12,13 @@ reason_text <- c("fewer than 3 complete observations", "zero variance", "an empt
 #' \eqn{t = r \sqrt{(n-2)/(1-r^2)}} on \eqn{n-2} df. Spearman uses average ranks for ties and
 #' the same t approximation, as `cor.test(method = "spearman", exact = FALSE)`.
 #'
-#' The work is done in blocks of features, so memory is bounded by the block size, never by
-#' the number of pairs. With `top` or `p_max` only some pairs are kept, but the FDR is still
+#' The work is done in blocks of features, so the working memory is set by the block size
+#' (a block's correlations are `block_size`^2 doubles, 134 MB at 4096), never by the number
+#' of pairs tested; the result itself grows with what is kept: with `top`, the kept pairs
+#' are cut back to each feature's top as blocks finish, so they stay within about
+#' `2 * top * (features of x + features of y)`. Keeping every pair (no `top`, no `p_max`)
+#' is refused up front when its table would not fit in the memory available (see
+#' `options(sceffects.max_memory)`). With `top` or `p_max` only some pairs are kept, but the FDR is still
 #' taken over all pairs tested: the core counts every p-value in bins 1/100 of a decade
 #' wide, which gives each kept pair an FDR never below and at most 2.3% above the exact
 #' Benjamini-Hochberg value. Without `top` and `p_max`, all pairs are returned and the FDR

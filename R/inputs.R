@@ -71,12 +71,21 @@ check_finite <- function(x, kind, arg, allow_na) {
 
 check_block_values <- function(values, arg, allow_na) {
   if (is.logical(values)) return(invisible())
-  if (any(is.infinite(values))) stop(sprintf("`%s` contains infinite values.", arg), call. = FALSE)
+  if (has_infinite(values)) stop(sprintf("`%s` contains infinite values.", arg), call. = FALSE)
   if (!allow_na && anyNA(values)) {
     stop(sprintf("`%s` contains NA/NaN values: remove them, or use na_action = \"pairwise\" to test each pair on its complete observations.",
                  arg), call. = FALSE)
   }
   invisible()
+}
+
+# Whether `values` holds Inf or -Inf, without a logical copy of a large matrix (min() and
+# max() read it in place).
+has_infinite <- function(values) {
+  if (!length(values)) return(FALSE)
+  lo <- suppressWarnings(min(values, na.rm = TRUE))
+  hi <- suppressWarnings(max(values, na.rm = TRUE))
+  lo <= hi && (lo == -Inf || hi == Inf)
 }
 
 # Dense double matrix of features `rows` (a contiguous range) of a feature source.

@@ -7,6 +7,17 @@
 #' `p_value`, `fdr`, ...), shared plots and a `threads` argument whose default is
 #' `getOption("sceffects.threads", 2)`.
 #'
+#' @section Options:
+#' * `sceffects.threads`: default `threads` (2). At most 4 threads per core are allowed.
+#' * `sceffects.verbose`: `FALSE` silences the package's informational messages.
+#' * `sceffects.max_memory`: bytes a call may plan to use; by default the memory the
+#'   operating system reports available. Requests planned above it (all pairs of a large
+#'   association screen, huge permutation or simulation counts, too many landmarks) are
+#'   refused up front with the size they would need.
+#'
+#' Long computations in the Rust core can be interrupted with Ctrl-C (Esc in RStudio);
+#' the call then stops with an error and leaves R as it was.
+#'
 #' @keywords internal
 #' @useDynLib sceffects, .registration = TRUE
 #' @importFrom methods is

@@ -113,10 +113,14 @@ check_manifold_memory <- function(input, m, what) {
                "Use fewer landmarks (`n_landmarks` or `landmarks`).")
 }
 
-# A density fit whose log-fold change is the same at every cell (e.g. a length scale far
-# beyond the data) calls every cell "up" or "down" at once: such calls are not made.
-flat_density <- function(lfc) {
-  stats::sd(lfc) < 1e-3 * max(1, abs(mean(lfc)))
+# A density fit that is flat over the cells (a length scale far beyond the data, as on
+# HSMMSingleCell's PCA, where both log densities vary by < 0.005 over all cells) turns the
+# difference of the two conditions' levels into one log-fold change at every cell, and
+# would call every cell "up" or "down" at once: such calls are not made. A real density
+# varies by far more than 5% over the cells it is fitted to.
+flat_density <- function(log_densities, lfc) {
+  spread <- vapply(log_densities, stats::sd, 0)
+  any(spread < 0.05) || stats::sd(lfc) < 1e-3 * max(1, abs(mean(lfc)))
 }
 
 #' Differential abundance on a cell-state manifold
@@ -205,9 +209,10 @@ diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL,
   significant <- neg_log10_ptp > -log10(ptp_threshold)
   direction <- ifelse(significant & lfc > lfc_threshold, "up",
                       ifelse(significant & lfc < -lfc_threshold, "down", "neutral"))
-  flat <- length(lfc) > 1L && flat_density(lfc)
+  flat <- length(lfc) > 1L && flat_density(lapply(fits, `[[`, "log_density"), lfc)
   if (flat) {
-    warning(sprintf("diff_abundance(): the density fit is flat: the log-fold change is %.3g at every cell (sd %.2g), so the direction calls are not trustworthy and are set to NA. Check the embedding, `length_scale` and `ls_factor`.",
+    warning(sprintf("diff_abundance(): the density fit is flat (log density sd over the cells %s; log-fold change %.3g, sd %.2g), so the direction calls are not trustworthy and are set to NA. Check the embedding, `length_scale` and `ls_factor`.",
+                    paste(sprintf("%.2g", vapply(fits, function(f) stats::sd(f$log_density), 0)), collapse = " and "),
                     mean(lfc), stats::sd(lfc)), call. = FALSE)
     direction[] <- NA_character_
   }

@@ -9,7 +9,7 @@ DEB_PACKAGES=(
   r-base-dev r-mathlib pandoc qpdf
   r-cran-matrix r-cran-cli r-cran-ggplot2
   r-bioc-summarizedexperiment r-bioc-singlecellexperiment r-bioc-delayedarray
-  r-bioc-biocparallel r-bioc-all
+  r-bioc-biocparallel r-bioc-all r-bioc-hsmmsinglecell
   r-cran-testthat r-cran-sandwich r-cran-clubsandwich r-cran-roxygen2 r-cran-knitr r-cran-rmarkdown
   r-cran-lme4 r-cran-lmertest r-cran-nlme r-cran-ape
   r-cran-mass r-cran-glmmtmb r-bioc-glmgampoi r-cran-seuratobject

@@ -349,6 +349,21 @@ test_that("a flat density fit warns and makes no up/down calls", {
   expect_false(attr(ok, "fit")$flat)
 })
 
+test_that("HSMMSingleCell's PCA, where the default fit is flat, gets no calls and a warning", {
+  skip_if_not_installed("HSMMSingleCell")
+  e <- new.env()
+  utils::data("HSMM_expr_matrix", "HSMM_sample_sheet", package = "HSMMSingleCell", envir = e)
+  keep <- e$HSMM_sample_sheet$Hours %in% c(0, 72)
+  expr <- log1p(as.matrix(e$HSMM_expr_matrix[, keep]))
+  expr <- expr[rowSums(expr > 0) > 10, ]
+  top <- order(-apply(expr, 1, stats::var))[1:2000]
+  pcs <- stats::prcomp(t(expr[top, ]), rank. = 10)$x
+  hours <- paste0("h", e$HSMM_sample_sheet$Hours[keep])
+  # Before: lfc -1.00 +- 0.004 at every cell and 57 of 118 cells called "down".
+  expect_warning(r <- diff_abundance(pcs, hours, "h0", "h72"), "density fit is flat")
+  expect_true(all(is.na(r$da_direction)))
+})
+
 test_that("the user's objects are left unchanged", {
   small0 <- small
   u0 <- u

@@ -724,6 +724,8 @@ between_tests <- function(means, treated, method, threads) {
 #' message (trial functions leave them out).
 #'
 #' @inheritParams did_table
+#' @param verbose Show the report, and the count of cells with no participant, as messages?
+#'   Default `getOption("sceffects.verbose", TRUE)`.
 #' @return `x` with `colData(x)[[design$arm]]` harmonised; the report (participant, labels
 #'   and cell counts, chosen label) is in `S4Vectors::metadata(x)$harmonize_response` and
 #'   printed as a message.

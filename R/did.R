@@ -274,10 +274,18 @@ did_table <- function(x, design, features = NULL, assay = NULL,
   tables <- lapply(names(strata), function(ct) {
     keep <- strata[[ct]] & !is.na(cells$visit) & !is.na(cells$treated)
     tab <- trial_fit(src, cells, keep, model)
-    if (!is.null(celltype)) tab <- cbind(celltype = ct, tab, stringsAsFactors = FALSE)
+    if (!is.null(celltype)) tab <- with_celltype(tab, ct)
     tab
   })
   finish_trial_table(tables, celltype, "difference in differences", model$verbose)
+}
+
+# A first column `celltype`, keeping the stratum's unpaired participants (cbind() drops
+# attributes, which silenced the unpaired message of celltype analyses).
+with_celltype <- function(tab, ct) {
+  out <- cbind(celltype = rep(ct, nrow(tab)), tab, stringsAsFactors = FALSE)
+  attr(out, "unpaired") <- attr(tab, "unpaired")
+  out
 }
 
 # Bootstrap draws beyond this are refused: the p-value's resolution is already 1e-6, and
@@ -556,8 +564,9 @@ finish_trial_table <- function(tables, celltype, method, verbose = TRUE) {
   }
   if ("boot_p" %in% names(res)) say_boot_fdr(verbose)
   if (length(unpaired)) {
-    say(sprintf("%d participant(s) seen at one visit only were left out of the paired analysis: %s.",
-                length(unpaired), name_list(sort(unpaired))), verbose)
+    say(sprintf("%d participant(s) seen at one visit only were left out of the paired analysis%s: %s.",
+                length(unpaired), if (length(tables) > 1L) " (of at least one cell type)" else "",
+                name_list(sort(unpaired))), verbose)
   }
   n_units <- unique(res$n_units)
   if (any(n_units < 10L)) {
@@ -613,7 +622,7 @@ within_arm <- function(x, design, arm, ...) {
   tables <- lapply(names(strata), function(ct) {
     keep <- strata[[ct]] & !is.na(cells$visit) & !is.na(in_arm) & in_arm
     tab <- trial_fit(src, cells, keep, model)
-    if (!is.null(args$celltype)) tab <- cbind(celltype = ct, tab, stringsAsFactors = FALSE)
+    if (!is.null(args$celltype)) tab <- with_celltype(tab, ct)
     tab
   })
   finish_trial_table(tables, args$celltype, sprintf("change within arm %s", arm), model$verbose)

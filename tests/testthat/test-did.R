@@ -420,6 +420,8 @@ test_that("the unpaired message lists 10 names and how many more, and verbose qu
   msg <- paste(testthat::capture_messages(suppressWarnings(did_table(big, design))), collapse = "")
   expect_match(msg, "15 participant\\(s\\) seen at one visit only.*and 5 more")
   expect_silent(suppressWarnings(did_table(big, design, verbose = FALSE)))
+  msg <- testthat::capture_messages(suppressWarnings(did_table(big, design, celltype = "all")))
+  expect_true(any(grepl("seen at one visit only were left out of the paired analysis \\(of at least one cell type\\)", msg)))
   old <- options(sceffects.verbose = FALSE)
   on.exit(options(old))
   expect_silent(suppressWarnings(did_table(big, design)))

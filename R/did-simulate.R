@@ -13,12 +13,16 @@
 #' in both arms). Responders also gain CD8 T cells at `Post`.
 #'
 #' @param n_genes,n_cells Matrix size (the real data: 55,737 genes, 13,183 cells).
+#'   `n_genes` must be at least 170 + 2 x `n_effect_genes` (160 markers, the planted genes
+#'   and 10 others); the `random_set` gene set has 30 of the other genes, or all of them
+#'   when there are fewer.
 #' @param n_paired,n_treated_paired Participants with both visits, and responders among them.
 #' @param n_pre_only,n_post_only Participants with one visit.
 #' @param n_effect_genes Genes with a planted DiD (half up, half down), and as many with a
 #'   planted time effect.
 #' @param effect Size of the planted shifts on the log scale.
-#' @param counts Also add a `counts` assay (`round(2^logcounts - 1)`), for pseudobulk.
+#' @param counts Also add a `counts` assay (`round(2^logcounts - 1)`), for pseudobulk
+#'   (`TRUE` or `FALSE`).
 #' @param seed Random seed (the user's RNG state is left untouched).
 #' @return A SingleCellExperiment with sparse assay `logcounts`; colData `participant`,
 #'   `visit` (factor Pre, Post), `response` (per participant), `lesion_response` (per
@@ -34,6 +38,10 @@ simulate_trial <- function(n_genes = 2000, n_cells = 13000, n_paired = 10, n_tre
                            counts = FALSE, seed = 1) {
   for (nm in c("n_genes", "n_cells", "n_paired", "n_treated_paired", "n_pre_only", "n_post_only", "n_effect_genes")) {
     check_count(get(nm), nm)
+  }
+  counts <- check_flag(counts, "counts")
+  if (!is.numeric(effect) || length(effect) != 1L || !is.finite(effect)) {
+    stop("`effect` must be a single finite number.", call. = FALSE)
   }
   if (n_treated_paired > n_paired || n_paired - n_treated_paired < 1L || n_treated_paired < 1L) {
     stop("`n_treated_paired` must be between 1 and `n_paired` - 1.", call. = FALSE)
@@ -145,7 +153,7 @@ simulate_trial_data <- function(n_genes, n_cells, n_paired, n_treated_paired, n_
             list(planted_did_up = genes[did_genes[did_effect[did_genes] > 0]],
                  planted_did_down = genes[did_genes[did_effect[did_genes] < 0]],
                  planted_time = genes[time_genes],
-                 random_set = sample(genes[!special], 30L)))
+                 random_set = sample(genes[!special], min(30L, sum(!special)))))
   SingleCellExperiment::SingleCellExperiment(assays = assays, colData = cd,
                                              metadata = list(truth = truth, gene_sets = sets))
 }

@@ -14,11 +14,15 @@
 #'
 #' @param participant,visit,arm Column names in `colData(x)`.
 #' @param treated,control Labels of `arm` for the treated (e.g. responders) and control
-#'   arms. Cells of any other arm are left out, with a message.
+#'   arms. Cells of any other arm, or with a missing (NA) arm, visit or participant, are
+#'   left out, with a message saying how many and why.
 #' @param celltype Optional column name of cell types, for `celltype =` in [did_table()]
 #'   and for [abundance_did()].
 #' @param baseline,followup Labels of `visit` for the pre and post visits. By default the
-#'   first two levels when `visit` is a factor; otherwise they must be given.
+#'   first two levels when `visit` is a factor. Give one and the other is the only other
+#'   visit of the column (an error when there are more than two); give both when `visit`
+#'   is not a factor with two levels. Either may be any visit: `baseline = "Post"`,
+#'   `followup = "Pre"` reverses time.
 #' @return A `sceffects_trial_design` object.
 #' @export
 #' @examples
@@ -52,9 +56,12 @@ trial_design <- function(participant, visit, arm, treated, control, celltype = N
 #' @export
 print.sceffects_trial_design <- function(x, ...) {
   cat("<sceffects trial design>\n")
+  other <- "the other visit"
   cat(sprintf("  participant: %s\n  visit:       %s (%s -> %s)\n  arm:         %s (treated \"%s\" vs control \"%s\")\n",
-              x$participant, x$visit, x$baseline %||% "first level",
-              x$followup %||% "second level", x$arm, x$treated, x$control))
+              x$participant, x$visit,
+              x$baseline %||% (if (is.null(x$followup)) "first level" else other),
+              x$followup %||% (if (is.null(x$baseline)) "second level" else other),
+              x$arm, x$treated, x$control))
   if (!is.null(x$celltype)) cat(sprintf("  cell type:   %s\n", x$celltype))
   invisible(x)
 }
@@ -73,8 +80,10 @@ check_trial_object <- function(x) {
 }
 
 # The cells of a trial as a data.frame: participant, visit (0 = baseline, 1 = follow-up),
-# treated (0/1), celltype; cells at other visits or arms are NA in `visit`/`treated`.
-trial_cells <- function(x, design) {
+# treated (0/1), celltype; cells at other visits or arms, or with a missing participant,
+# visit or arm, are NA in `visit`/`treated` and reported (`visits = FALSE` leaves the
+# visit reasons out of the report, for analyses at one visit).
+trial_cells <- function(x, design, verbose = TRUE, visits = TRUE) {
   check_design(design)
   check_trial_object(x)
   cd <- SummarizedExperiment::colData(x)
@@ -85,45 +94,88 @@ trial_cells <- function(x, design) {
          call. = FALSE)
   }
   participant <- as.character(cd[[design$participant]])
-  if (anyNA(participant)) stop(sprintf("colData column `%s` (participant) has missing values.", design$participant), call. = FALSE)
-  visits <- visit_labels(cd[[design$visit]], design)
-  visit <- match(as.character(cd[[design$visit]]), visits) - 1L
+  visit_values <- as.character(cd[[design$visit]])
+  visits_used <- visit_labels(cd[[design$visit]], design)
+  visit <- match(visit_values, visits_used) - 1L
   arm <- as.character(cd[[design$arm]])
   present <- unique(arm[!is.na(arm)])
   for (lab in c(design$treated, design$control)) {
     if (!lab %in% present) {
       stop(sprintf("Arm label \"%s\" does not occur in colData column `%s` (it has: %s).", lab,
-                   design$arm, paste(utils::head(present, 6L), collapse = ", ")), call. = FALSE)
+                   design$arm, name_list(present, 6L)), call. = FALSE)
     }
   }
   treated <- ifelse(arm == design$treated, 1L, ifelse(arm == design$control, 0L, NA_integer_))
+  # A cell without a participant cannot be paired or clustered: it is left out everywhere.
+  visit[is.na(participant)] <- NA_integer_
+  treated[is.na(participant)] <- NA_integer_
+  say_dropped_cells(participant, visit_values, visit, arm, treated, design, verbose, visits)
   cells <- data.frame(participant = participant, visit = visit, treated = treated,
                       stringsAsFactors = FALSE)
   if (!is.null(design$celltype)) cells$celltype <- as.character(cd[[design$celltype]])
   arms <- tapply(treated, participant, function(v) length(unique(v[!is.na(v)])))
   if (any(arms > 1L)) {
     stop(sprintf("Participants with cells in both arms: %s. Use harmonize_response() first.",
-                 paste(utils::head(names(arms)[arms > 1L], 5L), collapse = ", ")), call. = FALSE)
+                 name_list(names(arms)[arms > 1L], 5L)), call. = FALSE)
   }
   cells
 }
 
-visit_labels <- function(v, design) {
-  if (!is.null(design$baseline) && !is.null(design$followup)) {
-    labels <- c(design$baseline, design$followup)
-  } else if (is.factor(v) && nlevels(v) >= 2L) {
-    labels <- levels(v)[1:2]
-  } else {
-    stop("Set `baseline` and `followup` in trial_design(): the visit column is not a factor whose first two levels are the visits.",
-         call. = FALSE)
+# One message: how many cells are left out, and why.
+say_dropped_cells <- function(participant, visit_values, visit, arm, treated, design, verbose, visits) {
+  no_pid <- is.na(participant)
+  reasons <- character()
+  if (any(no_pid)) {
+    reasons <- c(reasons, sprintf("%d with no participant (NA in `%s`)", sum(no_pid), design$participant))
   }
-  present <- unique(as.character(v))
+  if (visits) {
+    no_visit <- !no_pid & is.na(visit_values)
+    other_visit <- !no_pid & !is.na(visit_values) & is.na(visit)
+    if (any(no_visit)) reasons <- c(reasons, sprintf("%d with no visit (NA in `%s`)", sum(no_visit), design$visit))
+    if (any(other_visit)) {
+      reasons <- c(reasons, sprintf("%d at other visits (%s)", sum(other_visit),
+                                    name_list(sort(unique(visit_values[other_visit])))))
+    }
+  }
+  no_arm <- !no_pid & is.na(arm)
+  other_arm <- !no_pid & !is.na(arm) & is.na(treated)
+  if (any(no_arm)) reasons <- c(reasons, sprintf("%d with no arm (NA in `%s`)", sum(no_arm), design$arm))
+  if (any(other_arm)) {
+    reasons <- c(reasons, sprintf("%d in other arms (%s; only \"%s\" and \"%s\" are compared)", sum(other_arm),
+                                  name_list(sort(unique(arm[other_arm]))), design$treated, design$control))
+  }
+  if (length(reasons)) say(sprintf("Cells left out: %s.", paste(reasons, collapse = "; ")), verbose)
+  invisible()
+}
+
+# The baseline and follow-up labels: as given, or the two visits of the column when one or
+# neither is given.
+visit_labels <- function(v, design) {
+  present <- unique(as.character(v[!is.na(v)]))
+  available <- if (is.factor(v)) intersect(levels(v), present) else sort(present)
+  labels <- c(design$baseline, design$followup)
+  if (length(labels) == 0L) {
+    if (!is.factor(v) || nlevels(v) < 2L) {
+      stop("Set `baseline` and `followup` in trial_design(): the visit column is not a factor whose first two levels are the visits.",
+           call. = FALSE)
+    }
+    labels <- levels(v)[1:2]
+  }
   miss <- setdiff(labels, present)
   if (length(miss)) {
-    stop(sprintf("Visit label(s) %s do not occur in colData column `%s`.",
-                 paste0("\"", miss, "\"", collapse = ", "), design$visit), call. = FALSE)
+    stop(sprintf("Visit label(s) %s do not occur in colData column `%s` (it has: %s).",
+                 paste0("\"", miss, "\"", collapse = ", "), design$visit, name_list(available, 6L)),
+         call. = FALSE)
   }
-  labels
+  if (length(labels) == 2L) return(labels)
+  # One label given: the other must be the only other visit.
+  other <- setdiff(available, labels)
+  if (length(other) != 1L) {
+    stop(sprintf("Set both `baseline` and `followup` in trial_design(): colData column `%s` has %d visits besides \"%s\"%s.",
+                 design$visit, length(other), labels,
+                 if (length(other)) sprintf(" (%s)", name_list(other, 6L)) else ""), call. = FALSE)
+  }
+  if (is.null(design$baseline)) c(other, labels) else c(labels, other)
 }
 
 # Participants with cells at both visits among `keep` cells.
@@ -157,7 +209,8 @@ paired_participants <- function(cells, keep) {
 #' 1e-9 relative of |t| counts, so the draw that reproduces the data always does); t* uses
 #' the same `vcov`. The weights come from `seed` (column k belongs to the k-th paired
 #' participant in sorted order) and are the same for every feature, so results do not
-#' depend on `threads` or `BPPARAM`.
+#' depend on `threads` or `BPPARAM`. With a bootstrap, **`fdr` is computed from `boot_p`**,
+#' not from `p_value` (said once per session in a message).
 #'
 #' Only participants with cells at both visits enter the model (others are reported in a
 #' message and in `attr(result, "unpaired")`). With `standardize = TRUE` each feature is
@@ -181,13 +234,17 @@ paired_participants <- function(cells, keep) {
 #'   design's `celltype` column in turn; a `celltype` column is added, `fdr` is within cell
 #'   type and `fdr_overall` across the table).
 #' @param vcov `"CR2"` or `"CR1"`.
-#' @param bootstrap Number of wild cluster bootstrap draws (0 for none).
+#' @param bootstrap Number of wild cluster bootstrap draws: 0 (none) to 1e6. `fdr` then
+#'   comes from `boot_p`.
 #' @param seed Seed of the bootstrap weights.
 #' @param weights Participant-visit weights: `"cells"` (cell counts) or `"equal"`.
 #' @param threads Number of threads (default `getOption("sceffects.threads", 2)`).
 #' @param BPPARAM Optional BiocParallel parameter: features are split across its workers.
+#' @param verbose Show messages (left-out cells and participants, dropped covariates)?
+#'   Default `getOption("sceffects.verbose", TRUE)`.
 #' @return A results table, one row per feature (and cell type): `feature`, `estimate`
-#'   (the DiD), `std_error`, `statistic`, `df`, `p_value`, `fdr`, `control_change` and
+#'   (the DiD), `std_error`, `statistic`, `df`, `p_value`, `fdr` (from `boot_p` when
+#'   `bootstrap > 0`, else from `p_value`), `control_change` and
 #'   `control_p_value` (the change in the control arm), `n_units` (paired participants),
 #'   `n_cells`, `resid_sd`, `vcov`, `boot_p` (when `bootstrap > 0`) and `reason` (why a
 #'   row is NA).
@@ -202,30 +259,51 @@ did_table <- function(x, design, features = NULL, assay = NULL,
                       aggregate = c("participant_visit", "cell", "pseudobulk"),
                       standardize = TRUE, covariates = NULL, celltype = NULL,
                       vcov = c("CR2", "CR1"), bootstrap = 0, seed = 1,
-                      weights = c("cells", "equal"), threads = NULL, BPPARAM = NULL) {
+                      weights = c("cells", "equal"), threads = NULL, BPPARAM = NULL,
+                      verbose = getOption("sceffects.verbose", TRUE)) {
   aggregate <- match.arg(aggregate)
   vcov <- match.arg(vcov)
   weights <- match.arg(weights)
-  threads <- resolve_threads(threads)
-  bootstrap <- check_count(bootstrap, "bootstrap")
-  cells <- trial_cells(x, design)
+  model <- trial_settings(standardize, bootstrap, seed, threads, BPPARAM, verbose)
+  cells <- trial_cells(x, design, model$verbose)
   src <- trial_features(x, features, assay, aggregate)
   covs <- trial_covariates(x, covariates)
-  model <- list(contrast = "did", aggregate = aggregate, standardize = isTRUE(standardize),
-                covariates = covs, vcov = vcov, bootstrap = bootstrap, seed = seed,
-                weights = weights, threads = threads, BPPARAM = BPPARAM)
-  strata <- celltype_strata(cells, design, celltype)
+  model <- c(model, list(contrast = "did", aggregate = aggregate, covariates = covs, vcov = vcov,
+                         weights = weights))
+  strata <- celltype_strata(cells, design, celltype, model$verbose)
   tables <- lapply(names(strata), function(ct) {
     keep <- strata[[ct]] & !is.na(cells$visit) & !is.na(cells$treated)
     tab <- trial_fit(src, cells, keep, model)
-    if (!is.null(celltype)) tab <- cbind(celltype = ct, tab, stringsAsFactors = FALSE)
+    if (!is.null(celltype)) tab <- with_celltype(tab, ct)
     tab
   })
-  finish_trial_table(tables, celltype, "difference in differences")
+  finish_trial_table(tables, celltype, "difference in differences", model$verbose)
+}
+
+# A first column `celltype`, keeping the stratum's unpaired participants (cbind() drops
+# attributes, which silenced the unpaired message of celltype analyses).
+with_celltype <- function(tab, ct) {
+  out <- cbind(celltype = rep(ct, nrow(tab)), tab, stringsAsFactors = FALSE)
+  attr(out, "unpaired") <- attr(tab, "unpaired")
+  out
+}
+
+# Bootstrap draws beyond this are refused: the p-value's resolution is already 1e-6, and
+# the draws x clusters weights and per-feature work grow with it.
+max_bootstrap <- 1e6
+
+# The arguments shared by the trial models, checked before any work.
+trial_settings <- function(standardize, bootstrap, seed, threads, BPPARAM, verbose) {
+  bootstrap <- check_count(bootstrap, "bootstrap", max = max_bootstrap)
+  # Resolved once, so every feature source of the call draws the same weights.
+  if (bootstrap > 0L) seed <- resolve_seed(seed)
+  list(standardize = check_flag(standardize, "standardize"), bootstrap = bootstrap, seed = seed,
+       threads = resolve_threads(threads), BPPARAM = check_bpparam(BPPARAM),
+       verbose = check_flag(verbose, "verbose"))
 }
 
 # Named list of logical cell masks, one per analysed cell type (or one for all cells).
-celltype_strata <- function(cells, design, celltype) {
+celltype_strata <- function(cells, design, celltype, verbose = TRUE) {
   if (is.null(celltype)) return(list(all = rep(TRUE, nrow(cells))))
   if (is.null(design$celltype)) {
     stop("`celltype` needs a design with a `celltype` column (trial_design(celltype = ...)).", call. = FALSE)
@@ -237,6 +315,8 @@ celltype_strata <- function(cells, design, celltype) {
     stop(sprintf("`celltype` %s not found in colData column `%s`.", paste0("\"", bad, "\"", collapse = ", "),
                  design$celltype), call. = FALSE)
   }
+  no_type <- sum(is.na(cells$celltype) & !is.na(cells$visit) & !is.na(cells$treated))
+  if (no_type) say(sprintf("%d cell(s) with no cell type (NA in `%s`) are left out.", no_type, design$celltype), verbose)
   stats::setNames(lapply(celltype, function(ct) !is.na(cells$celltype) & cells$celltype == ct), celltype)
 }
 
@@ -247,13 +327,13 @@ trial_features <- function(x, features, assay, aggregate) {
     assay <- if (aggregate == "pseudobulk") "counts" else if ("logcounts" %in% an) "logcounts" else 1L
   }
   cd <- SummarizedExperiment::colData(x)
+  if (is.null(features)) check_trial_genes(x)
   genes <- if (is.null(features)) rownames(x) else intersect(features, rownames(x))
   scores <- if (is.null(features)) character() else setdiff(features, rownames(x))
   unknown <- setdiff(scores, colnames(cd))
   if (length(unknown)) {
-    stop(sprintf("`features` not found as genes (rownames) or colData columns: %s%s.",
-                 paste(utils::head(unknown, 5L), collapse = ", "),
-                 if (length(unknown) > 5L) sprintf(" and %d more", length(unknown) - 5L) else ""),
+    stop(sprintf("`features` not found as genes (rownames) or colData columns: %s.%s", name_list(unknown, 5L),
+                 if (is.null(rownames(x)) && nrow(x) > 0L) " `x` has no rownames: set rownames(x) to the gene names." else ""),
          call. = FALSE)
   }
   if (length(features) && anyDuplicated(features)) stop("`features` has duplicates.", call. = FALSE)
@@ -282,6 +362,16 @@ trial_features <- function(x, features, assay, aggregate) {
     if (is(full, "dgCMatrix")) Matrix::colSums(full) else if (is(full, "DelayedArray")) DelayedArray::colSums(full) else colSums(full)
   }
   list(sources = Filter(Negate(is.null), list(gene_src, score_src)), lib_size = lib_size)
+}
+
+# With `features = NULL` every gene is a feature: there must be some, with names.
+check_trial_genes <- function(x) {
+  if (nrow(x) == 0L) {
+    stop("`x` has no genes (0 rows): give an object with genes, or colData scores in `features`.", call. = FALSE)
+  }
+  if (is.null(rownames(x))) {
+    stop("`x` has no rownames: set rownames(x) to the gene names (results are reported by gene).", call. = FALSE)
+  }
 }
 
 trial_covariates <- function(x, covariates) {
@@ -315,6 +405,7 @@ trial_model <- function(cells, keep, lib_size, model) {
   out <- list(unpaired = unpaired, n_cells = sum(use), n_units = length(paired))
   arms <- tapply(cells$treated[use], cells$participant[use], `[`, 1L)
   per_arm <- c(sum(arms == 1L), sum(arms == 0L))
+  if (length(paired) == 0L) return(c(out, reason = "no participant seen at both visits"))
   if (model$contrast == "did" && any(per_arm == 0L)) return(c(out, reason = "an arm missing"))
   if (model$contrast == "did" && any(per_arm < 2L)) return(c(out, reason = "too few participants"))
   if (length(paired) < 3L) return(c(out, reason = "too few participants"))
@@ -349,8 +440,8 @@ trial_model <- function(cells, keep, lib_size, model) {
   n_main <- if (model$contrast == "within") 1L else 2L
   if (any(aliased <= n_main)) return(c(out, reason = "visit effect not identifiable"))
   if (length(aliased)) {
-    message(sprintf("Dropped covariate column(s) absorbed by the participant effects or collinear: %s.",
-                    paste(colnames(x_full)[aliased], collapse = ", ")))
+    say(sprintf("Dropped covariate column(s) absorbed by the participant effects or collinear: %s.",
+                name_list(colnames(x_full)[aliased])), isTRUE(model$verbose))
     x_full <- x_full[, -aliased, drop = FALSE]
   }
   w <- if (model$aggregate == "cell" || model$weights == "equal") rep(1, nrow(obs)) else obs$n_cells
@@ -460,7 +551,7 @@ na_trial_rows <- function(feature_names, fit, model) {
 }
 
 # FDR (within cell type, and overall when there are several), messages, results class.
-finish_trial_table <- function(tables, celltype, method) {
+finish_trial_table <- function(tables, celltype, method, verbose = TRUE) {
   unpaired <- unique(unlist(lapply(tables, attr, "unpaired")))
   tables <- lapply(tables, function(t) {
     p <- if ("boot_p" %in% names(t)) t$boot_p else t$p_value
@@ -471,9 +562,11 @@ finish_trial_table <- function(tables, celltype, method) {
   if (!is.null(celltype) && length(tables) > 1L) {
     res$fdr_overall <- fdr_bh(if ("boot_p" %in% names(res)) res$boot_p else res$p_value)
   }
+  if ("boot_p" %in% names(res)) say_boot_fdr(verbose)
   if (length(unpaired)) {
-    message(sprintf("%d participant(s) seen at one visit only were left out of the paired analysis: %s.",
-                    length(unpaired), paste(utils::head(sort(unpaired), 10L), collapse = ", ")))
+    say(sprintf("%d participant(s) seen at one visit only were left out of the paired analysis%s: %s.",
+                length(unpaired), if (length(tables) > 1L) " (of at least one cell type)" else "",
+                name_list(sort(unpaired))), verbose)
   }
   n_units <- unique(res$n_units)
   if (any(n_units < 10L)) {
@@ -481,6 +574,17 @@ finish_trial_table <- function(tables, celltype, method) {
                     min(n_units), if (!is.null(celltype)) " in some cell types" else ""), call. = FALSE)
   }
   new_results(res, method, list(unpaired = unpaired))
+}
+
+# Notes shown once per session.
+trial_notes <- new.env(parent = emptyenv())
+
+say_boot_fdr <- function(verbose) {
+  if (isTRUE(trial_notes$boot_fdr) || !isTRUE(verbose) || isFALSE(getOption("sceffects.verbose"))) return(invisible())
+  say("With `bootstrap`, the `fdr` column is computed from the bootstrap p-values (`boot_p`), not from `p_value`. (Shown once per session.)",
+      verbose)
+  trial_notes$boot_fdr <- TRUE
+  invisible()
 }
 
 #' Change within one arm of a trial
@@ -491,9 +595,9 @@ finish_trial_table <- function(tables, celltype, method) {
 #'
 #' @inheritParams did_table
 #' @param arm The arm label (e.g. `design$treated`).
-#' @param ... Further arguments of [did_table()]: `features`, `assay`, `aggregate`,
-#'   `standardize`, `covariates`, `celltype`, `vcov`, `bootstrap`, `seed`, `weights`,
-#'   `threads`, `BPPARAM`.
+#' @param ... Further arguments of [did_table()], by name: `features`, `assay`,
+#'   `aggregate`, `standardize`, `covariates`, `celltype`, `vcov`, `bootstrap`, `seed`,
+#'   `weights`, `threads`, `BPPARAM`, `verbose`. Any other argument is an error.
 #' @return A results table as [did_table()] where `estimate` is the mean change.
 #' @export
 #' @examples
@@ -503,32 +607,36 @@ finish_trial_table <- function(tables, celltype, method) {
 #' head(within_arm(sce, design, arm = "Non-responder"))
 within_arm <- function(x, design, arm, ...) {
   args <- within_args(...)
-  cells <- trial_cells(x, design)
+  check_design(design)
   if (!is.character(arm) || length(arm) != 1L || !arm %in% c(design$treated, design$control)) {
     stop(sprintf("`arm` must be \"%s\" or \"%s\".", design$treated, design$control), call. = FALSE)
   }
+  model <- args$settings
+  cells <- trial_cells(x, design, model$verbose)
   in_arm <- cells$treated == as.integer(arm == design$treated)
   src <- trial_features(x, args$features, args$assay, args$aggregate)
-  model <- list(contrast = "within", aggregate = args$aggregate, standardize = isTRUE(args$standardize),
-                covariates = trial_covariates(x, args$covariates), vcov = args$vcov,
-                bootstrap = check_count(args$bootstrap, "bootstrap"), seed = args$seed,
-                weights = args$weights, threads = resolve_threads(args$threads), BPPARAM = args$BPPARAM)
-  strata <- celltype_strata(cells, design, args$celltype)
+  model <- c(model, list(contrast = "within", aggregate = args$aggregate,
+                         covariates = trial_covariates(x, args$covariates), vcov = args$vcov,
+                         weights = args$weights))
+  strata <- celltype_strata(cells, design, args$celltype, model$verbose)
   tables <- lapply(names(strata), function(ct) {
     keep <- strata[[ct]] & !is.na(cells$visit) & !is.na(in_arm) & in_arm
     tab <- trial_fit(src, cells, keep, model)
-    if (!is.null(args$celltype)) tab <- cbind(celltype = ct, tab, stringsAsFactors = FALSE)
+    if (!is.null(args$celltype)) tab <- with_celltype(tab, ct)
     tab
   })
-  finish_trial_table(tables, args$celltype, sprintf("change within arm %s", arm))
+  finish_trial_table(tables, args$celltype, sprintf("change within arm %s", arm), model$verbose)
 }
 
-within_args <- function(features = NULL, assay = NULL, aggregate = c("participant_visit", "cell", "pseudobulk"),
+# The `...` of within_arm(): did_table()'s arguments, by exact name; anything else is an error.
+within_args <- function(..., features = NULL, assay = NULL, aggregate = c("participant_visit", "cell", "pseudobulk"),
                         standardize = TRUE, covariates = NULL, celltype = NULL, vcov = c("CR2", "CR1"),
-                        bootstrap = 0, seed = 1, weights = c("cells", "equal"), threads = NULL, BPPARAM = NULL) {
-  list(features = features, assay = assay, aggregate = match.arg(aggregate), standardize = standardize,
-       covariates = covariates, celltype = celltype, vcov = match.arg(vcov), bootstrap = bootstrap,
-       seed = seed, weights = match.arg(weights), threads = threads, BPPARAM = BPPARAM)
+                        bootstrap = 0, seed = 1, weights = c("cells", "equal"), threads = NULL, BPPARAM = NULL,
+                        verbose = getOption("sceffects.verbose", TRUE)) {
+  check_dots_used(..., call_name = "within_arm")
+  list(features = features, assay = assay, aggregate = match.arg(aggregate), covariates = covariates,
+       celltype = celltype, vcov = match.arg(vcov), weights = match.arg(weights),
+       settings = trial_settings(standardize, bootstrap, seed, threads, BPPARAM, verbose))
 }
 
 #' Compare the arms at one visit
@@ -541,6 +649,7 @@ within_args <- function(features = NULL, assay = NULL, aggregate = c("participan
 #' @inheritParams did_table
 #' @param visit The visit label to compare at.
 #' @param method `"t"` (Welch) or `"wilcoxon"`.
+#' @param verbose Show messages (left-out cells)? Default `getOption("sceffects.verbose", TRUE)`.
 #' @return A results table: `estimate` (treated minus control mean of participant means;
 #'   for Wilcoxon also `auc`), `std_error`, `statistic`, `df`, `p_value`, `fdr`,
 #'   `n_treated`, `n_control`, `reason`.
@@ -551,17 +660,18 @@ within_args <- function(features = NULL, assay = NULL, aggregate = c("participan
 #'                        baseline = "Pre", followup = "Post")
 #' head(between_arm(sce, design, visit = "Pre"))
 between_arm <- function(x, design, visit, features = NULL, assay = NULL, method = c("t", "wilcoxon"),
-                        celltype = NULL, threads = NULL) {
+                        celltype = NULL, threads = NULL, verbose = getOption("sceffects.verbose", TRUE)) {
   method <- match.arg(method)
   threads <- resolve_threads(threads)
-  cells <- trial_cells(x, design)
+  verbose <- check_flag(verbose, "verbose")
+  cells <- trial_cells(x, design, verbose, visits = FALSE)
   cd <- SummarizedExperiment::colData(x)
   if (!is.character(visit) || length(visit) != 1L || !visit %in% as.character(cd[[design$visit]])) {
     stop(sprintf("`visit` must be one visit label of colData column `%s`.", design$visit), call. = FALSE)
   }
-  at_visit <- as.character(cd[[design$visit]]) == visit
+  at_visit <- as.character(cd[[design$visit]]) %in% visit  # NA visits are not at it
   src <- trial_features(x, features, assay, "participant_visit")
-  strata <- celltype_strata(cells, design, celltype)
+  strata <- celltype_strata(cells, design, celltype, verbose)
   tables <- lapply(names(strata), function(ct) {
     keep <- strata[[ct]] & at_visit & !is.na(cells$treated)
     units <- unique(cells$participant[keep])
@@ -616,10 +726,15 @@ between_tests <- function(means, treated, method, threads) {
 #'
 #' Response is often recorded per lesion or per sample, so cells of one participant can
 #' carry different labels. This sets every cell of a participant to the label most of its
-#' cells carry (ties go to the label first in sorted order) and reports the participants
-#' whose cells disagreed.
+#' cells carry (ties go to the label first in sorted order; cells with no label count for
+#' nothing and take their participant's label) and reports the participants whose cells
+#' disagreed. The arm column keeps its type (character, factor, numeric or logical).
+#' Cells with no participant (NA) cannot be harmonised: they keep their label, with a
+#' message (trial functions leave them out).
 #'
 #' @inheritParams did_table
+#' @param verbose Show the report, and the count of cells with no participant, as messages?
+#'   Default `getOption("sceffects.verbose", TRUE)`.
 #' @return `x` with `colData(x)[[design$arm]]` harmonised; the report (participant, labels
 #'   and cell counts, chosen label) is in `S4Vectors::metadata(x)$harmonize_response` and
 #'   printed as a message.
@@ -629,18 +744,20 @@ between_tests <- function(means, treated, method, threads) {
 #' design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
 #'                        baseline = "Pre", followup = "Post")
 #' sce <- harmonize_response(sce, design)
-harmonize_response <- function(x, design) {
+harmonize_response <- function(x, design, verbose = getOption("sceffects.verbose", TRUE)) {
   check_design(design)
   check_trial_object(x)
+  verbose <- check_flag(verbose, "verbose")
   cd <- SummarizedExperiment::colData(x)
   for (col in c(design$participant, design$arm)) {
     if (!col %in% colnames(cd)) stop(sprintf("colData(x) has no column `%s`.", col), call. = FALSE)
   }
   pid <- as.character(cd[[design$participant]])
-  label <- as.character(cd[[design$arm]])
-  counts <- table(pid, label)
-  chosen <- colnames(counts)[apply(counts, 1L, which.max)]
-  names(chosen) <- rownames(counts)
+  original <- cd[[design$arm]]
+  label <- as.character(original)
+  known <- !is.na(pid) & !is.na(label)
+  counts <- table(pid[known], label[known])
+  chosen <- stats::setNames(colnames(counts)[apply(counts, 1L, which.max)], rownames(counts))
   mixed <- rownames(counts)[rowSums(counts > 0) > 1L]
   report <- data.frame(participant = mixed,
                        labels = vapply(mixed, function(p) {
@@ -648,15 +765,20 @@ harmonize_response <- function(x, design) {
                          paste(sprintf("%s: %d", names(k), k), collapse = "; ")
                        }, ""),
                        chosen = unname(chosen[mixed]), stringsAsFactors = FALSE)
-  new <- unname(chosen[pid])
-  SummarizedExperiment::colData(x)[[design$arm]] <- if (is.factor(cd[[design$arm]])) {
-    factor(new, levels = levels(cd[[design$arm]]))
-  } else new
+  # New values are taken from the column itself, so its type and levels are kept.
+  set <- !is.na(pid) & pid %in% names(chosen)
+  new <- original
+  new[set] <- original[match(chosen[pid[set]], label)]
+  SummarizedExperiment::colData(x)[[design$arm]] <- new
   S4Vectors::metadata(x)$harmonize_response <- report
   if (nrow(report)) {
-    message(sprintf("%d participant(s) had cells with different `%s` labels, set by majority: %s.",
-                    nrow(report), design$arm,
-                    paste(sprintf("%s -> %s (%s)", report$participant, report$chosen, report$labels), collapse = ", ")))
+    say(sprintf("%d participant(s) had cells with different `%s` labels, set by majority: %s.",
+                nrow(report), design$arm,
+                name_list(sprintf("%s -> %s (%s)", report$participant, report$chosen, report$labels))), verbose)
+  }
+  if (any(is.na(pid))) {
+    say(sprintf("%d cell(s) have no participant (NA in `%s`): their `%s` label is left as it is, and trial functions leave them out.",
+                sum(is.na(pid)), design$participant, design$arm), verbose)
   }
   x
 }
@@ -670,7 +792,8 @@ harmonize_response <- function(x, design) {
 #' @inheritParams did_table
 #' @param transform `"arcsin_sqrt"`, `"logit"` (proportions clipped to \[1e-6, 1 - 1e-6\])
 #'   or `"none"`.
-#' @param ... Further arguments of [did_table()]: `vcov`, `bootstrap`, `seed`, `threads`.
+#' @param ... Not used: any argument here is an error (cell-type proportions are neither
+#'   `features` nor `covariates`-adjusted, and are always aggregated per participant-visit).
 #' @return A results table with one row per cell type (`feature`), plus `proportion_pre`
 #'   and `proportion_post` (mean proportions over paired participants).
 #' @export
@@ -679,23 +802,30 @@ harmonize_response <- function(x, design) {
 #' design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
 #'                        celltype = "cell_type", baseline = "Pre", followup = "Post")
 #' abundance_did(sce, design)
-abundance_did <- function(x, design, transform = c("arcsin_sqrt", "logit", "none"), ...) {
+abundance_did <- function(x, design, transform = c("arcsin_sqrt", "logit", "none"), ...,
+                          vcov = c("CR2", "CR1"), bootstrap = 0, seed = 1, threads = NULL,
+                          verbose = getOption("sceffects.verbose", TRUE)) {
+  check_dots_used(..., call_name = "abundance_did")
   transform <- match.arg(transform)
-  args <- within_args(...)
-  cells <- trial_cells(x, design)
+  vcov <- match.arg(vcov)
+  settings <- trial_settings(FALSE, bootstrap, seed, threads, NULL, verbose)
+  check_design(design)
   if (is.null(design$celltype)) stop("abundance_did() needs a design with a `celltype` column.", call. = FALSE)
+  cells <- trial_cells(x, design, settings$verbose)
   ok <- !is.na(cells$visit) & !is.na(cells$treated) & !is.na(cells$celltype)
+  no_type <- sum(!is.na(cells$visit) & !is.na(cells$treated) & is.na(cells$celltype))
+  if (no_type) say(sprintf("%d cell(s) with no cell type (NA in `%s`) are left out.", no_type, design$celltype), settings$verbose)
   types <- sort(unique(cells$celltype[ok]))
   # Cell-type indicators: one "feature" per type, averaged per participant-visit = proportion.
   ind <- t(vapply(types, function(ct) as.numeric(cells$celltype == ct & ok), numeric(nrow(cells))))
   rownames(ind) <- types
   src <- list(sources = list(numeric_features(ind, "cell types")), lib_size = NULL)
-  model <- list(contrast = "did", aggregate = "participant_visit", standardize = FALSE, covariates = NULL,
-                vcov = args$vcov, bootstrap = check_count(args$bootstrap, "bootstrap"), seed = args$seed,
-                weights = "equal", threads = resolve_threads(args$threads), BPPARAM = NULL,
-                transform = transform)
+  model <- c(settings, list(contrast = "did", aggregate = "participant_visit", covariates = NULL,
+                            vcov = vcov, weights = "equal", transform = transform))
   fit <- trial_model(cells, ok, NULL, model)
-  if (!is.null(fit$reason)) return(finish_trial_table(list(na_trial_rows(types, fit, model)), NULL, "abundance DiD"))
+  if (!is.null(fit$reason)) {
+    return(finish_trial_table(list(na_trial_rows(types, fit, model)), NULL, "abundance DiD", model$verbose))
+  }
   props <- rs_group_sums(ind, fit$group, fit$n_groups, model$threads)
   props <- sweep(props, 2L, fit$obs$n_cells, `/`)
   y <- switch(transform,
@@ -709,5 +839,5 @@ abundance_did <- function(x, design, transform = c("arcsin_sqrt", "logit", "none
   tab$feature <- types
   tab$proportion_pre <- rowMeans(props[, fit$obs$visit == 0L, drop = FALSE])
   tab$proportion_post <- rowMeans(props[, fit$obs$visit == 1L, drop = FALSE])
-  finish_trial_table(list(tab), NULL, sprintf("abundance DiD (%s)", transform))
+  finish_trial_table(list(tab), NULL, sprintf("abundance DiD (%s)", transform), model$verbose)
 }

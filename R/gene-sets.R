@@ -5,17 +5,18 @@
 #'
 #' `"zmean"`: each gene is z-scored over all cells (mean and SD with n - 1, zeros of sparse
 #' data included; genes with SD <= 1e-12 are skipped) and the score is the mean z over the
-#' set's genes. `"mean"`: the mean expression over the set's genes. Sets with fewer than
-#' `min_genes` genes found get `NA` scores and a warning.
+#' set's genes (it needs at least 2 cells). `"mean"`: the mean expression over the set's
+#' genes. Sets with fewer than `min_genes` genes found get `NA` scores and a warning.
 #'
 #' @param x A SingleCellExperiment / SummarizedExperiment, or a matrix / dgCMatrix /
-#'   DelayedArray with genes in rows.
+#'   DelayedArray with genes in rows (cells in rows is an error: use `t(x)`).
 #' @param sets A named list of character vectors of gene names.
 #' @param assay Assay of `x` (default `"logcounts"` if present, else the first).
 #' @param method `"zmean"` or `"mean"`.
 #' @param min_genes Minimum number of a set's genes found in `x`.
 #' @param add When `x` is a SummarizedExperiment, add the scores as `colData` columns
-#'   (named by the sets) and return `x`; otherwise return the scores.
+#'   (named by the sets) and return `x`; otherwise return the scores. Existing `colData`
+#'   columns are never overwritten: a set named like one is an error (rename the set).
 #' @param threads Number of threads.
 #' @return `x` with score columns (and the report in `S4Vectors::metadata(x)$gene_set_scores`),
 #'   or a cells x sets matrix with attribute `report`: a data.frame of set, genes in the set,
@@ -32,16 +33,23 @@ score_gene_sets <- function(x, sets, assay = NULL, method = c("zmean", "mean"), 
   threads <- resolve_threads(threads)
   check_gene_sets(sets)
   min_genes <- check_count(min_genes, "min_genes")
+  add <- check_flag(add, "add")
   is_se <- is(x, "SummarizedExperiment")
+  if (is_se && add) check_score_columns(x, names(sets))
   m <- if (is_se) {
     if (is.null(assay)) assay <- if ("logcounts" %in% assayNames(x)) "logcounts" else 1L
     se_assay(x, assay, "x")
   } else x
   src <- numeric_features(m, "x")
+  check_genes_in_rows(src, sets)
+  n <- src$n_samples
+  if (method == "zmean" && n < 2L) {
+    stop(sprintf("`method = \"zmean\"` z-scores each gene over the cells and needs at least 2 cells; `x` has %d. Use method = \"mean\".",
+                 n), call. = FALSE)
+  }
   found <- lapply(sets, function(s) unique(s[s %in% src$names]))
   union <- unique(unlist(found))
   moments <- feature_moments(src, match(union, src$names), threads)
-  n <- src$n_samples
   # Sums are of each gene shifted by one of its values (moments[, 3]), so a large common
   # level does not cancel away the spread.
   mu <- moments[, 3] + moments[, 1] / n
@@ -77,6 +85,25 @@ score_gene_sets <- function(x, sets, assay = NULL, method = c("zmean", "mean"), 
   }
   attr(scores, "report") <- report
   scores
+}
+
+# Scores are added as colData columns named by the sets; an existing column is never
+# overwritten.
+check_score_columns <- function(x, set_names) {
+  clash <- intersect(set_names, colnames(SummarizedExperiment::colData(x)))
+  if (length(clash)) {
+    stop(sprintf("`sets` name(s) %s are already colData(x) columns, which score_gene_sets() does not overwrite: rename the sets (e.g. names(sets) <- paste0(\"score_\", names(sets))), remove those columns, or use add = FALSE.",
+                 name_list(clash)), call. = FALSE)
+  }
+}
+
+# Genes are rows: when no gene of any set is a row name but some are column names, `x` is
+# the wrong way round.
+check_genes_in_rows <- function(src, sets) {
+  genes <- unique(unlist(sets))
+  if (any(genes %in% src$names) || !any(genes %in% src$samples)) return(invisible())
+  stop(sprintf("`x` seems to have genes in columns: no gene of `sets` is a row name of `x`, but %d are column names. Genes must be rows: use t(x).",
+               sum(genes %in% src$samples)), call. = FALSE)
 }
 
 # Sum and sum of squares of features `rows` over all samples, each shifted by its third

@@ -243,11 +243,13 @@ leading_edges <- function(genes, positions, scores) {
 #' @param collections Named list of collections; each a named list of gene sets or the
 #'   path of a GMT file.
 #' @param ranking `"signed_log_p"`, `"t"` or `"estimate"`.
-#' @param ... Further arguments of [did_table()] (`aggregate`, `celltype`, `covariates`,
-#'   `vcov`, ...).
+#' @param ... Further arguments of [did_table()], by name (`aggregate`, `celltype`,
+#'   `covariates`, `vcov`, `BPPARAM`, ...); any other argument is an error.
 #' @param min_size,max_size,weight,nperm,eps,seed As in [gsea()]. FDR is computed within
 #'   each collection.
 #' @param threads Number of threads, for the DiD and the enrichment.
+#' @param verbose Show messages (of the DiD, and genes left out of the ranking)? Default
+#'   `getOption("sceffects.verbose", TRUE)`.
 #' @return A results table as [gsea()] with a first column `collection`; attributes
 #'   `did` (the DiD table) and `ranking` (the named statistics).
 #' @export
@@ -260,26 +262,55 @@ leading_edges <- function(genes, positions, scores) {
 #' res[, c("collection", "set", "size", "nes", "p_value", "fdr")]
 gsea_did <- function(x, design, collections, ranking = c("signed_log_p", "t", "estimate"), ...,
                      min_size = 15, max_size = 500, weight = 1, nperm = 1000, eps = 1e-50, seed = NULL,
-                     threads = NULL) {
+                     threads = NULL, verbose = getOption("sceffects.verbose", TRUE)) {
   ranking <- match.arg(ranking)
+  threads <- resolve_threads(threads)
+  verbose <- check_flag(verbose, "verbose")
+  check_did_dots(list(...), "gsea_did")
   collections <- resolve_collections(collections)
-  did <- did_table(x, design, ..., threads = threads)
+  did <- did_table(x, design, ..., threads = threads, verbose = verbose)
   stat <- switch(ranking,
                  signed_log_p = sign(did$estimate) * -did$log_p / log(10),
                  t = did$statistic,
                  estimate = did$estimate)
   keep <- is.finite(stat)
-  if (any(!keep)) message(sprintf("%d genes without a DiD statistic are left out of the ranking.", sum(!keep)))
+  check_did_ranking(did, keep)
+  if (any(!keep)) say(sprintf("%d genes without a DiD statistic are left out of the ranking.", sum(!keep)), verbose)
   stats <- stats::setNames(stat[keep], did$feature[keep])
   seed <- resolve_seed(seed)
   tables <- lapply(names(collections), function(nm) {
-    res <- gsea(stats, collections[[nm]], min_size = min_size, max_size = max_size, weight = weight,
-                nperm = nperm, eps = eps, seed = seed, threads = threads)
+    run <- function() gsea(stats, collections[[nm]], min_size = min_size, max_size = max_size, weight = weight,
+                           nperm = nperm, eps = eps, seed = seed, threads = threads)
+    res <- if (verbose) run() else suppressMessages(run())
     cbind(collection = rep(nm, nrow(res)), as.data.frame(res), stringsAsFactors = FALSE)
   })
   out <- do.call(rbind, tables)
   new_results(out, sprintf("GSEA of a difference-in-differences (ranked by %s)", ranking),
               extra = list(did = did, ranking = stats, estimate_label = "nes"))
+}
+
+# The `...` of gsea_did() go to did_table() by name; unnamed or unknown ones are errors (an
+# unnamed one would silently become `features`).
+check_did_dots <- function(dots, call_name) {
+  if (!length(dots)) return(invisible())
+  allowed <- setdiff(names(formals(did_table)), c("x", "design", "threads", "verbose"))
+  nms <- names(dots) %||% rep("", length(dots))
+  bad <- !nzchar(nms) | !nms %in% allowed
+  if (any(bad)) do.call(check_dots_used, c(dots[bad], list(call_name = call_name)))
+  if (!is.null(dots$BPPARAM)) check_bpparam(dots$BPPARAM)
+  invisible()
+}
+
+# A ranking needs genes with a DiD: say why there are none.
+check_did_ranking <- function(did, keep) {
+  if (any(keep)) return(invisible())
+  if (all(did$n_units == 0L)) {
+    stop("No participant is seen at both visits (the design's `baseline` and `followup`) among the analysed cells, so there is no DiD to rank: check the visit labels of the design and colData(x).",
+         call. = FALSE)
+  }
+  reasons <- unique(did$reason[!is.na(did$reason)])
+  stop(sprintf("No gene has a DiD statistic to rank%s.",
+               if (length(reasons)) sprintf(" (%s)", name_list(reasons, 3L)) else ""), call. = FALSE)
 }
 
 resolve_collections <- function(collections) {

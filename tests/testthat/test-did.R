@@ -314,3 +314,172 @@ test_that("plot_forest draws any DiD table", {
   expect_s3_class(plot_forest(res), "ggplot")
   expect_error(plot_forest(data.frame(estimate = 1, p_value = 0.1)), "std_error")
 })
+
+# Dependable defaults (issue 12) -------------------------------------------------------
+
+small <- sce[genes, ]
+
+test_that("a third arm is left out with a message naming it", {
+  s3 <- small
+  s3$response[s3$participant %in% c("P4", "P18")] <- "Placebo"
+  msg <- paste(testthat::capture_messages(res <- suppressWarnings(did_table(s3, design))), collapse = "")
+  expect_match(msg, "in other arms \\(Placebo; only \"Responder\" and \"Non-responder\" are compared\\)")
+  ref <- suppressMessages(suppressWarnings(did_table(s3[, s3$response != "Placebo"], design)))
+  expect_equal(res$estimate, ref$estimate)
+})
+
+test_that("NA participants, visits and arms are left out with a message counting them", {
+  s2 <- small
+  s2$participant[1:3] <- NA
+  s2$visit[4:8] <- NA
+  s2$response[9:10] <- NA
+  msg <- testthat::capture_messages(res <- suppressWarnings(did_table(s2, design)))
+  msg <- paste(msg, collapse = "")
+  expect_match(msg, "3 with no participant \\(NA in `participant`\\)")
+  expect_match(msg, "5 with no visit \\(NA in `visit`\\)")
+  expect_match(msg, "2 with no arm \\(NA in `response`\\)")
+  ref <- suppressMessages(suppressWarnings(did_table(s2[, -(1:10)], design)))
+  expect_equal(res$estimate, ref$estimate)
+  expect_silent(suppressWarnings(did_table(s2, design, verbose = FALSE)))
+  # between_arm at one visit: no NA-index error, cells without a participant left out.
+  expect_message(b <- between_arm(s2, design, visit = "Pre"), "3 with no participant")
+  expect_equal(nrow(b), length(genes))
+})
+
+test_that("unknown arguments in `...` are errors", {
+  expect_error(abundance_did(sce, design, covariates = "x"), "abundance_did\\(\\) has no argument `covariates`")
+  expect_error(abundance_did(sce, design, features = "GENE00001"), "no argument `features`")
+  expect_error(abundance_did(sce, design, aggregate = "cell"), "no argument `aggregate`")
+  expect_error(within_arm(small, design, arm = "Responder", foo = 1), "within_arm\\(\\) has no argument `foo`")
+  expect_error(within_arm(small, design, "Responder", genes), "<unnamed>")
+})
+
+test_that("trial_design(baseline =) is honoured, alone or with followup", {
+  post_first <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
+                             baseline = "Post", followup = "Pre")
+  only_base <- trial_design("participant", "visit", "response", "Responder", "Non-responder", baseline = "Post")
+  only_follow <- trial_design("participant", "visit", "response", "Responder", "Non-responder", followup = "Post")
+  a <- suppressMessages(suppressWarnings(did_table(small, design, standardize = FALSE)))
+  b <- suppressMessages(suppressWarnings(did_table(small, post_first, standardize = FALSE)))
+  c <- suppressMessages(suppressWarnings(did_table(small, only_base, standardize = FALSE)))
+  d <- suppressMessages(suppressWarnings(did_table(small, only_follow, standardize = FALSE)))
+  expect_equal(b$estimate, -a$estimate, tolerance = 1e-10)
+  expect_equal(c$estimate, b$estimate)
+  expect_equal(d$estimate, a$estimate)
+  s3 <- small
+  s3$visit <- factor(as.character(s3$visit), levels = c("Pre", "Post", "Mid"))
+  s3$visit[1:5] <- "Mid"
+  expect_error(suppressMessages(did_table(s3, only_base)), "Set both `baseline` and `followup`")
+  expect_output(print(only_base), "Post -> the other visit")
+})
+
+test_that("score_gene_sets refuses clashes, wrong orientation, and zmean on one cell", {
+  sets <- list(a = c("GENE00001", "GENE00005", "GENE00170"))
+  s2 <- small
+  s2$a <- 1
+  expect_error(score_gene_sets(s2, sets), "`sets` name\\(s\\) a are already colData\\(x\\) columns.*rename")
+  expect_identical(s2$a, rep(1, ncol(s2)))
+  expect_silent(score_gene_sets(s2, sets, add = FALSE, min_genes = 1))
+  m <- as.matrix(expr[unlist(sets), ])
+  expect_error(score_gene_sets(t(m), sets), "genes in columns.*t\\(x\\)")
+  expect_error(score_gene_sets(m[, 1, drop = FALSE], sets), "at least 2 cells.*method = \"mean\"")
+  one <- score_gene_sets(m[, 1, drop = FALSE], sets, method = "mean", add = FALSE)
+  expect_equal(unname(one[1, "a"]), mean(m[, 1]))
+  expect_error(score_gene_sets(small, sets, add = NA), "`add` must be TRUE or FALSE")
+})
+
+test_that("harmonize_response keeps the arm's type and reports NA participants", {
+  lesion <- trial_design("participant", "visit", "lesion_response", "1", "0", baseline = "Pre", followup = "Post")
+  s2 <- small
+  s2$lesion_response <- as.numeric(s2$lesion_response == "Responder")
+  s2$participant[1:2] <- NA
+  msg <- paste(testthat::capture_messages(h <- harmonize_response(s2, lesion)), collapse = "")
+  expect_match(msg, "2 cell\\(s\\) have no participant")
+  expect_type(h$lesion_response, "double")
+  expect_identical(h$lesion_response[1:2], s2$lesion_response[1:2])
+  expect_identical(h$lesion_response[-(1:2)], as.numeric(s2$response == "Responder")[-(1:2)])
+  f <- small
+  f$lesion_response <- factor(f$lesion_response, levels = c("Responder", "Non-responder", "Other"))
+  lesion_f <- trial_design("participant", "visit", "lesion_response", "Responder", "Non-responder",
+                           baseline = "Pre", followup = "Post")
+  hf <- suppressMessages(harmonize_response(f, lesion_f))
+  expect_identical(levels(hf$lesion_response), levels(f$lesion_response))
+  expect_identical(as.character(hf$lesion_response), small$response)
+  expect_silent(harmonize_response(f, lesion_f, verbose = FALSE))
+})
+
+test_that("did_table on an object without rownames or genes says so", {
+  s2 <- small
+  rownames(s2) <- NULL
+  expect_error(did_table(s2, design), "`x` has no rownames: set rownames\\(x\\)")
+  expect_error(did_table(small[0, ], design), "`x` has no genes")
+})
+
+test_that("the unpaired message lists 10 names and how many more, and verbose quiets it", {
+  big <- small
+  msg <- paste(testthat::capture_messages(suppressWarnings(did_table(big, design))), collapse = "")
+  expect_match(msg, "15 participant\\(s\\) seen at one visit only.*and 5 more")
+  expect_silent(suppressWarnings(did_table(big, design, verbose = FALSE)))
+  msg <- testthat::capture_messages(suppressWarnings(did_table(big, design, celltype = "all")))
+  expect_true(any(grepl("seen at one visit only were left out of the paired analysis \\(of at least one cell type\\)", msg)))
+  old <- options(sceffects.verbose = FALSE)
+  on.exit(options(old))
+  expect_silent(suppressWarnings(did_table(big, design)))
+})
+
+test_that("bootstrap: fdr from boot_p is said once, and `bootstrap` is bounded", {
+  assign("boot_fdr", NULL, envir = sceffects:::trial_notes)
+  msg <- testthat::capture_messages(r <- suppressWarnings(did_table(small, design, bootstrap = 19)))
+  expect_true(any(grepl("`fdr` column is computed from the bootstrap p-values", msg)))
+  expect_equal(r$fdr, fdr_bh(r$boot_p))
+  msg <- testthat::capture_messages(suppressWarnings(did_table(small, design, bootstrap = 19)))
+  expect_false(any(grepl("bootstrap p-values", msg)))
+  expect_error(did_table(small, design, bootstrap = 1e10), "`bootstrap` = 1e\\+10 is too large: at most 1e\\+06")
+  expect_error(did_table(small, design, bootstrap = 2e9), "too large")
+  expect_error(within_arm(small, design, "Responder", bootstrap = 2e9), "too large")
+  expect_error(abundance_did(sce, design, bootstrap = 2e9), "too large")
+})
+
+test_that("BPPARAM, threads and flags are checked before any work", {
+  expect_error(did_table(small, design, BPPARAM = "multicore"), "`BPPARAM` must be NULL")
+  expect_error(within_arm(small, design, "Responder", BPPARAM = 2), "`BPPARAM` must be NULL")
+  expect_error(did_table(small, design, threads = 0), "`threads`")
+  expect_error(within_arm(small, design, "Responder", threads = -1), "`threads`")
+  expect_error(abundance_did(sce, design, threads = 1.5), "`threads`")
+  expect_error(between_arm(small, design, visit = "Pre", threads = 0), "`threads`")
+  expect_error(did_table(small, design, standardize = NA), "`standardize` must be TRUE or FALSE")
+  expect_error(within_arm(small, design, "Responder", standardize = "yes"), "`standardize` must be TRUE or FALSE")
+  expect_error(did_table(small, design, verbose = NA), "`verbose` must be TRUE or FALSE")
+  expect_error(harmonize_response(small, design, verbose = 1), "`verbose` must be TRUE or FALSE")
+  expect_error(simulate_trial(n_genes = 300, n_cells = 500, counts = NA), "`counts` must be TRUE or FALSE")
+})
+
+test_that("trial functions leave the user's objects unchanged", {
+  s2 <- small
+  s2$lesion_response <- sce$lesion_response
+  before <- s2
+  d0 <- design
+  lesion <- trial_design("participant", "visit", "lesion_response", "Responder", "Non-responder",
+                         baseline = "Pre", followup = "Post")
+  quiet <- function(expr) suppressMessages(suppressWarnings(expr))
+  quiet(did_table(s2, design))
+  quiet(did_table(s2, design, celltype = "all", aggregate = "cell"))
+  quiet(within_arm(s2, design, "Responder"))
+  quiet(between_arm(s2, design, visit = "Pre"))
+  quiet(abundance_did(s2, design))
+  quiet(harmonize_response(s2, lesion))
+  sets <- list(a = genes[1:3])
+  sets0 <- sets
+  quiet(score_gene_sets(s2, sets, min_genes = 1))
+  expect_identical(s2, before)
+  expect_identical(design, d0)
+  expect_identical(sets, sets0)
+})
+
+test_that("simulate_trial works at its documented minimum n_genes", {
+  s <- simulate_trial(n_genes = 250, n_cells = 300, seed = 1)
+  expect_equal(nrow(s), 250L)
+  expect_length(S4Vectors::metadata(s)$gene_sets$random_set, 10L)
+  expect_error(simulate_trial(n_genes = 249, n_cells = 300), "at least 250")
+  expect_error(simulate_trial(n_genes = 300, n_cells = 300, effect = NA), "`effect`")
+})

@@ -288,3 +288,25 @@ test_that("write_gmt() refuses gene names it cannot write back", {
   write_gmt(list(a = "TP53"), path, description = NA)
   expect_equal(unclass(read_gmt(path)), list(a = "TP53"), ignore_attr = TRUE)
 })
+
+test_that("gsea_did checks its `...`, says when no participant is paired, and honours verbose", {
+  sce <- simulate_trial(n_genes = 250, n_cells = 1500, n_effect_genes = 10, seed = 2)
+  design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
+                         baseline = "Pre", followup = "Post")
+  sets <- S4Vectors::metadata(sce)$gene_sets
+  cols <- list(sim = sets)
+  expect_error(gsea_did(sce, design, cols, foo = 1), "gsea_did\\(\\) has no argument `foo`")
+  expect_error(gsea_did(sce, design, cols, "t", c("GENE00001", "GENE00002")), "<unnamed>")
+  expect_error(gsea_did(sce, design, cols, BPPARAM = "serial"), "`BPPARAM` must be NULL")
+  expect_error(gsea_did(sce, design, cols, verbose = NA), "`verbose` must be TRUE or FALSE")
+  unpaired <- sce[, !sce$participant %in% paste0("P", 1:10)]
+  expect_error(suppressMessages(suppressWarnings(gsea_did(unpaired, design, cols, min_size = 5))),
+               "No participant is seen at both visits")
+  before <- sce
+  cols0 <- cols
+  expect_silent(res <- suppressWarnings(gsea_did(sce, design, cols, min_size = 5, nperm = 100, seed = 1,
+                                                 verbose = FALSE)))
+  expect_true(nrow(res) > 0L)
+  expect_identical(sce, before)
+  expect_identical(cols, cols0)
+})

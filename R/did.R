@@ -296,7 +296,9 @@ max_bootstrap <- 1e6
 trial_settings <- function(standardize, bootstrap, seed, threads, BPPARAM, verbose) {
   bootstrap <- check_count(bootstrap, "bootstrap", max = max_bootstrap)
   # Resolved once, so every feature source of the call draws the same weights.
-  if (bootstrap > 0L) seed <- resolve_seed(seed)
+  # Checked even without a bootstrap; NULL draws a seed only when one is used (drawing
+  # advances the user's RNG).
+  if (!is.null(seed) || bootstrap > 0L) seed <- resolve_seed(seed)
   list(standardize = check_flag(standardize, "standardize"), bootstrap = bootstrap, seed = seed,
        threads = resolve_threads(threads), BPPARAM = check_bpparam(BPPARAM),
        verbose = check_flag(verbose, "verbose"))

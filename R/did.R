@@ -679,7 +679,8 @@ between_arm <- function(x, design, visit, features = NULL, assay = NULL, method 
     units <- unique(cells$participant[keep])
     group <- match(cells$participant, units)
     group[!keep] <- 0L
-    treated <- cells$treated[match(units, cells$participant)] == 1L
+    # Each participant's arm from its analysed cells (its first cell may be in another arm).
+    treated <- cells$treated[keep][match(units, cells$participant[keep])] == 1L
     # A DelayedArray is read in chunks of features, never realised whole.
     means <- do.call(rbind, lapply(src$sources, function(s) {
       do.call(rbind, lapply(feature_chunks(s, NULL), function(rows) {

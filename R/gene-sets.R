@@ -80,7 +80,9 @@ score_gene_sets <- function(x, sets, assay = NULL, method = c("zmean", "mean"), 
   }
   if (is_se && add) {
     for (k in seq_along(sets)) SummarizedExperiment::colData(x)[[names(sets)[k]]] <- scores[, k]
-    S4Vectors::metadata(x)$gene_set_scores <- report
+    earlier <- S4Vectors::metadata(x)$gene_set_scores
+    earlier <- earlier[!earlier$set %in% report$set, , drop = FALSE]
+    S4Vectors::metadata(x)$gene_set_scores <- rbind(earlier, report)
     return(x)
   }
   attr(scores, "report") <- report
@@ -88,9 +90,14 @@ score_gene_sets <- function(x, sets, assay = NULL, method = c("zmean", "mean"), 
 }
 
 # Scores are added as colData columns named by the sets; an existing column is never
-# overwritten.
-check_score_columns <- function(x, set_names) {
+# overwritten, unless an earlier score_gene_sets() wrote it (re-running a report chunk
+# must work), which is said.
+check_score_columns <- function(x, set_names, verbose = TRUE) {
   clash <- intersect(set_names, colnames(SummarizedExperiment::colData(x)))
+  ours <- S4Vectors::metadata(x)$gene_set_scores$set
+  rescored <- intersect(clash, ours)
+  if (length(rescored)) say(sprintf("Replacing the scores of an earlier score_gene_sets() call: %s.", name_list(rescored)), verbose)
+  clash <- setdiff(clash, ours)
   if (length(clash)) {
     stop(sprintf("`sets` name(s) %s are already colData(x) columns, which score_gene_sets() does not overwrite: rename the sets (e.g. names(sets) <- paste0(\"score_\", names(sets))), remove those columns, or use add = FALSE.",
                  name_list(clash)), call. = FALSE)

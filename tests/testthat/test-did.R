@@ -483,3 +483,24 @@ test_that("simulate_trial works at its documented minimum n_genes", {
   expect_error(simulate_trial(n_genes = 249, n_cells = 300), "at least 250")
   expect_error(simulate_trial(n_genes = 300, n_cells = 300, effect = NA), "`effect`")
 })
+
+test_that("between_arm takes a participant's arm from its analysed cells, not its first cell", {
+  s <- sce
+  first <- match(unique(s$participant), s$participant)
+  s$response[first[1]] <- "Partial"  # the participant's first cell is in another arm
+  res <- suppressMessages(between_arm(s, design, visit = "Pre", features = genes[1]))
+  ref <- suppressMessages(between_arm(s[, -first[1]], design, visit = "Pre", features = genes[1]))
+  expect_equal(res$p_value, ref$p_value, tolerance = 1e-12)
+  expect_equal(res$n_treated + res$n_control, ref$n_treated + ref$n_control)
+})
+
+test_that("score_gene_sets can be run again on its own output, and says so", {
+  sets <- list(a = rownames(sce)[1:10], b = rownames(sce)[11:20])
+  once <- suppressWarnings(score_gene_sets(sce, sets))
+  expect_message(twice <- suppressWarnings(score_gene_sets(once, sets["a"])), "Replacing the scores")
+  expect_equal(twice$a, once$a)
+  expect_setequal(S4Vectors::metadata(twice)$gene_set_scores$set, c("a", "b"))
+  other <- sce
+  other$a <- 1
+  expect_error(score_gene_sets(other, sets), "already colData")
+})

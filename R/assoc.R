@@ -362,7 +362,7 @@ finish_table <- function(t, x, y, hist, symmetric, output, label, estimate_label
   note <- if (is.null(hist)) NULL else sprintf(
     "%d of %.0f tested pairs kept; fdr is over all tested pairs (conservative by at most 2.3%%).",
     nrow(out), sum(hist))
-  new_results(out, label, list(estimate_label = estimate_label, fdr_note = note))
+  results_table(out, label, list(estimate_label = estimate_label, fdr_note = note))
 }
 
 pair_matrices <- function(t, p, fdr, x, y, symmetric) {

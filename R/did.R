@@ -575,7 +575,7 @@ finish_trial_table <- function(tables, celltype, method, verbose = TRUE) {
     warning(sprintf("Only %d paired participant(s)%s: cluster-robust inference rests on few clusters; prefer vcov = \"CR2\" and check with `bootstrap`.",
                     min(n_units), if (!is.null(celltype)) " in some cell types" else ""), call. = FALSE)
   }
-  new_results(res, method, list(unpaired = unpaired))
+  results_table(res, method, list(unpaired = unpaired))
 }
 
 # Notes shown once per session.
@@ -695,7 +695,7 @@ between_arm <- function(x, design, visit, features = NULL, assay = NULL, method 
   })
   res <- do.call(rbind, tables)
   res$fdr <- fdr_bh(res$p_value)
-  new_results(res, sprintf("%s between arms at %s", if (method == "t") "Welch t-test" else "Wilcoxon test", visit))
+  results_table(res, sprintf("%s between arms at %s", if (method == "t") "Welch t-test" else "Wilcoxon test", visit))
 }
 
 between_tests <- function(means, treated, method, threads) {

@@ -82,7 +82,11 @@ gsea <- function(stats, sets, min_size = 15, max_size = 500, weight = 1, nperm =
   table <- table[order(table$p_value, -abs(table$nes), table$set, na.last = TRUE), ]
   report <- list(n_genes = length(stats), tie_fraction = ranking$tie_fraction,
                  missing_genes = sum(matched$n_genes - matched$size), sets = matched[, c("set", "n_genes", "size")])
-  new_results(table, "preranked GSEA", extra = list(report = report, estimate_label = "nes"))
+  # The shared vocabulary: a set is the feature of a GSEA table, its NES the estimate
+  # (`set` and `nes` stay, as fgsea users look for them).
+  table$feature <- table$set
+  table$estimate <- table$nes
+  results_table(table, "preranked GSEA", extra = list(report = report, estimate_label = "nes"))
 }
 
 # The permutation null keeps `nperm` scores (doubles) for each distinct size tested.
@@ -285,7 +289,7 @@ gsea_did <- function(x, design, collections, ranking = c("signed_log_p", "t", "e
     cbind(collection = rep(nm, nrow(res)), as.data.frame(res), stringsAsFactors = FALSE)
   })
   out <- do.call(rbind, tables)
-  new_results(out, sprintf("GSEA of a difference-in-differences (ranked by %s)", ranking),
+  results_table(out, sprintf("GSEA of a difference-in-differences (ranked by %s)", ranking),
               extra = list(did = did, ranking = stats, estimate_label = "nes"))
 }
 

@@ -345,7 +345,7 @@ lmm_results <- function(fit, model, src, REML, p_values) {
   method <- sprintf("linear mixed model (%s, %s)", if (REML) "REML" else "ML",
                     if (satt) "Satterthwaite t" else "Wald z")
   fit$singular <- singular
-  res <- new_results(out, method, extra = list(
+  res <- results_table(out, method, extra = list(
     lmm = list(fit = fit, model = model, src = src, REML = REML, features = features),
     estimate_label = "coefficient"))
   class(res) <- c("sceffects_lmm", class(res))

@@ -371,7 +371,7 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
   }
   method <- sprintf("manifold DE %s vs %s%s", input$conditions[2L], input$conditions[1L],
                     if (is.null(input$samples)) "" else " (sample variance)")
-  new_results(res, method, extra)
+  results_table(res, method, extra)
 }
 
 gene_rows <- function(genes, src) {

@@ -332,7 +332,7 @@ summary.sceffects_nb <- function(object, component = c("both", "mean", "dispersi
                  stringsAsFactors = FALSE)
     }))
   })
-  new_results(do.call(rbind, tables), "negative binomial regression (Wald z)")
+  results_table(do.call(rbind, tables), "negative binomial regression (Wald z)")
 }
 
 #' @rdname nb-methods
@@ -511,6 +511,6 @@ anova.sceffects_nb <- function(object, ...) {
   tab <- data.frame(feature = names(fit0$loglik), estimate = lr / 2, statistic = lr, df = df,
                     p_value = p, log_p = log_p, fdr = fdr_bh(p), loglik_0 = fit0$loglik, loglik_1 = fit1$loglik,
                     reason = reason, stringsAsFactors = FALSE)
-  new_results(tab, "negative binomial likelihood-ratio test",
+  results_table(tab, "negative binomial likelihood-ratio test",
               extra = list(estimate_label = "log-likelihood gain"))
 }

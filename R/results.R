@@ -1,12 +1,107 @@
 # Results tables: one column vocabulary for every capability, so that plots and users can
 # rely on `feature`, `estimate`, `std_error`, `statistic`, `df`, `p_value`, `fdr`.
 
-new_results <- function(df, method, extra = list()) {
+# The vocabulary, in the order its columns come in every table; other columns follow, and
+# `reason` (why a row has no result) comes last.
+result_columns <- c("feature", "feature_x", "feature_y", "collection", "celltype", "component",
+                    "term", "contrast", "estimate", "std_error", "statistic", "df", "p_value",
+                    "log_p", "fdr")
+
+# The one results constructor. Puts the vocabulary's columns first, converts NaN to NA,
+# derives `p_value` from `log_p` (or `log_p` from `p_value`) when only one is there, and
+# fills a missing `fdr` by Benjamini-Hochberg within the groups of `fdr_by` columns (rows
+# without a p-value are left out of it).
+results_table <- function(df, method, extra = list(), fdr_by = NULL) {
+  df <- as.data.frame(df, stringsAsFactors = FALSE)
   rownames(df) <- NULL
+  for (cl in intersect(c("estimate", "std_error", "statistic", "df", "p_value", "log_p", "fdr"), names(df))) {
+    df[[cl]] <- nan_to_na(as.numeric(df[[cl]]))
+  }
+  if ("log_p" %in% names(df) && !"p_value" %in% names(df)) df$p_value <- exp(df$log_p)
+  if ("p_value" %in% names(df) && !"log_p" %in% names(df)) df$log_p <- log(df$p_value)
+  if ("p_value" %in% names(df) && !"fdr" %in% names(df)) df$fdr <- grouped_fdr(df, fdr_by)
+  first <- intersect(result_columns, names(df))
+  df <- df[c(first, setdiff(names(df), c(first, "reason")), intersect("reason", names(df)))]
   attr(df, "method") <- method
   for (nm in names(extra)) attr(df, nm) <- extra[[nm]]
   class(df) <- c("sceffects_results", "data.frame")
   df
+}
+
+grouped_fdr <- function(df, by) {
+  if (is.null(by)) return(fdr_bh(df$p_value))
+  fdr <- rep(NA_real_, nrow(df))
+  for (rows in split(seq_len(nrow(df)), df[by], drop = TRUE)) fdr[rows] <- fdr_bh(df$p_value[rows])
+  fdr
+}
+
+#' Put per-feature results into an object's rowData
+#'
+#' Adds the columns of a results table (one row per feature, or per feature and term) to
+#' `rowData(x)`, matched by feature name, as scran and miloR users keep results beside the
+#' data. Features without a result get `NA`. Only `rowData` changes: the assays are not
+#' copied.
+#'
+#' @param x A SummarizedExperiment / SingleCellExperiment whose row names are the
+#'   results' `feature` column.
+#' @param results A results table of sceffects with a `feature` column (did_table,
+#'   between_arm, within_arm, nb_regression's summary, lmm_table, diff_expression, ...).
+#'   Tables of pairs (`assoc_*()`) have no per-feature row and are refused.
+#' @param prefix Prefix of the new column names (`<prefix>_<column>`); tables with a
+#'   `term`, `component`, `contrast` or `celltype` column get one set of columns per level
+#'   (`<prefix>_<level>_<column>`).
+#' @param columns Which result columns to add (those present of `estimate`, `std_error`,
+#'   `statistic`, `p_value`, `fdr` and `reason` by default).
+#' @return `x` with the new `rowData` columns; existing columns of the same name are
+#'   replaced.
+#' @export
+#' @examples
+#' sce <- simulate_trial(n_genes = 300, n_cells = 3000, seed = 1)
+#' design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
+#'                        baseline = "Pre", followup = "Post")
+#' res <- did_table(sce, design)
+#' sce <- add_results(sce, res, prefix = "did")
+#' head(SummarizedExperiment::rowData(sce))
+add_results <- function(x, results, prefix, columns = NULL) {
+  if (!is(x, "SummarizedExperiment")) {
+    stop("`x` must be a SummarizedExperiment or SingleCellExperiment.", call. = FALSE)
+  }
+  if (!is.data.frame(results) || !"feature" %in% names(results)) {
+    stop("`results` must be a results table with a `feature` column (tables of pairs have none).", call. = FALSE)
+  }
+  if (!is.character(prefix) || length(prefix) != 1L || is.na(prefix) || !nzchar(prefix)) {
+    stop("`prefix` must be a single non-empty string, e.g. \"did\".", call. = FALSE)
+  }
+  if (is.null(rownames(x))) stop("`x` has no row names to match the results' features.", call. = FALSE)
+  if (is.null(columns)) {
+    columns <- intersect(c("estimate", "std_error", "statistic", "p_value", "fdr", "reason"), names(results))
+  }
+  unknown <- setdiff(columns, names(results))
+  if (length(unknown)) {
+    stop(sprintf("`columns` not in `results`: %s.", name_list(unknown)), call. = FALSE)
+  }
+  by <- intersect(c("celltype", "component", "term", "contrast"), names(results))
+  level <- if (length(by)) do.call(paste, c(unname(as.list(results[by])), sep = "_")) else rep("", nrow(results))
+  found <- results$feature %in% rownames(x)
+  if (!any(found)) stop("No `feature` of `results` is a row name of `x`.", call. = FALSE)
+  rd <- SummarizedExperiment::rowData(x)
+  for (lv in unique(level)) {
+    rows <- level == lv & found
+    if (anyDuplicated(results$feature[rows])) {
+      stop(sprintf("`results` has several rows per feature%s: it cannot go into rowData.",
+                   if (nzchar(lv)) sprintf(" within \"%s\"", lv) else ""), call. = FALSE)
+    }
+    at <- match(results$feature[rows], rownames(x))
+    for (cl in columns) {
+      v <- results[[cl]][rows]
+      column <- rep(v[NA_integer_], nrow(x))
+      column[at] <- v
+      name <- paste(c(prefix, if (nzchar(lv)) make.names(lv), cl), collapse = "_")
+      rd[[name]] <- column
+    }
+  }
+  SummarizedExperiment::rowData(x) <- rd
+  x
 }
 
 #' @export

@@ -458,9 +458,9 @@ plot_gsea <- function(results, n = 30L, fdr_max = 0.25) {
     ggplot2::geom_point(ggplot2::aes(size = .data$fdr_bin, colour = .data$fdr_bin)) +
     # One legend for both aesthetics: the same name, breaks and levels.
     ggplot2::scale_colour_manual(values = stats::setNames(fdr_bin_colours(length(bins)), bins),
-                                 breaks = bins, drop = FALSE, name = "FDR") +
+                                 limits = bins, name = "FDR") +
     ggplot2::scale_size_manual(values = stats::setNames(seq(4.5, 1.5, length.out = length(bins)), bins),
-                               breaks = bins, drop = FALSE, name = "FDR") +
+                               limits = bins, name = "FDR") +
     ggplot2::labs(x = "NES", y = "set (size)", title = attr(results, "method")) +
     ggplot2::theme_bw()
 }

@@ -44,8 +44,8 @@ plot_volcano <- function(results, fdr_max = 0.05, label = 5L, label_by = NULL, t
   labels <- volcano_labels(df, label)
   ggplot2::ggplot(df, ggplot2::aes(x = .data$estimate, y = .data$minus_log10_p)) +
     ggplot2::geom_point(ggplot2::aes(colour = .data$significant), alpha = 0.6, size = 1) +
-    ggplot2::geom_segment(data = labels, ggplot2::aes(xend = .data$label_x, yend = .data$label_y),
-                          colour = "grey40", linewidth = 0.25) +
+    ggplot2::geom_segment(data = labels, ggplot2::aes(x = .data$x, y = .data$y, xend = .data$label_x,
+                                                      yend = .data$label_y), colour = "grey40", linewidth = 0.25) +
     ggplot2::geom_text(data = labels, ggplot2::aes(x = .data$label_x, y = .data$label_y, label = .data$label,
                                                    hjust = .data$hjust), colour = "black", size = 3) +
     ggplot2::geom_blank(data = labels, ggplot2::aes(x = .data$text_end, y = .data$label_y)) +
@@ -143,7 +143,7 @@ plot_pvalues <- function(results, bins = 40L, term = NULL) {
 # A table the shared plots can read: `p_value` and an effect (`estimate`, or `nes`/`es` of
 # a GSEA table); p-values and FDRs are probabilities.
 check_plot_table <- function(results) {
-  if (!is.data.frame(results) || is.null(results$p_value) || is.null(effect_column(results))) {
+  if (!is.data.frame(results) || is.null(results$p_value) || !length(effect_column(results))) {
     stop("`results` must be a results table with columns `p_value` and `estimate` (or `nes`/`es` of a GSEA table).",
          call. = FALSE)
   }

@@ -86,6 +86,12 @@ test_that("plot_top_genes_heatmap() and plot_gsea() refuse n = 0 or negative", {
   expect_s3_class(plot_top_genes_heatmap(sce, res, "sample", n = 3), "ggplot")
   expect_error(plot_top_genes_heatmap(sce, res, "sample", n = 0), "`n` must be a single whole number >= 1")
   expect_error(plot_top_genes_heatmap(sce, res, "sample", n = -2), "`n`")
+  res$symbol <- paste0("SYM", seq_len(nrow(res)))
+  res$symbol[nrow(res)] <- NA
+  p <- plot_top_genes_heatmap(sce, res, "sample", n = 3, label_by = "symbol")
+  shown <- ggplot2::ggplot_build(p)$layout$panel_params[[1]]$y$get_labels()
+  expect_setequal(shown, c(rownames(sce)[nrow(res)], paste0("SYM", nrow(res) - 1:2)))
+  expect_error(plot_top_genes_heatmap(sce, res, "sample", label_by = "gene"), "`label_by` must name a column")
   g <- data.frame(set = c("a", "b"), nes = c(1, -2), fdr = c(0.1, 0.01), size = c(20, 30))
   expect_s3_class(plot_gsea(g), "ggplot")
   expect_error(plot_gsea(g, n = 0), "`n`")

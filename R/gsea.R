@@ -455,11 +455,13 @@ plot_enrichment <- function(stats, set, weight = 1, title = NULL) {
 #' Normalised enrichment scores of a GSEA table
 #'
 #' A lollipop plot of NES by set for a table from [gsea()] or [gsea_did()]: the stem runs
-#' from 0 to the NES, the point's size is the set's size and its colour the FDR.
+#' from 0 to the NES; the point's colour and size are the FDR, binned (`< 0.001`, `< 0.01`,
+#' `< 0.05`, `<= fdr_max`, `ns`), so the most significant sets get the largest dots whatever
+#' their size. The set's size (genes found in the ranking) is given after its name.
 #'
-#' @param results A table from [gsea()] or [gsea_did()].
+#' @param results A table from [gsea()] or [gsea_did()] (columns `set`, `nes`, `fdr`, `size`).
 #' @param n Number of sets to show, the most significant first.
-#' @param fdr_max Sets with FDR above this are drawn grey.
+#' @param fdr_max Sets with FDR above this are drawn grey, as `ns`.
 #' @return A ggplot object.
 #' @export
 #' @examples
@@ -481,16 +483,35 @@ plot_gsea <- function(results, n = 30L, fdr_max = 0.25) {
   df <- as.data.frame(results)[!is.na(results$nes), c(intersect("collection", names(results)), "set", "nes", "fdr", "size")]
   if (nrow(df) == 0L) stop("`results` has no tested sets to plot.", call. = FALSE)
   df <- utils::head(df[order(df$fdr, -abs(df$nes)), ], n)
-  df$label <- if (!is.null(df$collection) && length(unique(df$collection)) > 1L) paste(df$collection, df$set, sep = ": ") else df$set
-  df$label <- factor(df$label, levels = df$label[order(df$nes)])
-  df$shown_fdr <- ifelse(df$fdr <= fdr_max, df$fdr, NA_real_)
+  df$label <- sprintf("%s (%d)", feature_names(df), as.integer(df$size))
+  df$label <- factor(df$label, levels = unique(df$label[order(df$nes)]))
+  df$fdr_bin <- fdr_bins(df$fdr, fdr_max)
+  bins <- levels(df$fdr_bin)
   ggplot2::ggplot(df, ggplot2::aes(x = .data$nes, y = .data$label)) +
     ggplot2::geom_vline(xintercept = 0, colour = "grey50") +
     ggplot2::geom_segment(ggplot2::aes(x = 0, xend = .data$nes, yend = .data$label), colour = "grey60") +
-    ggplot2::geom_point(ggplot2::aes(size = .data$size, colour = .data$shown_fdr)) +
-    ggplot2::scale_colour_gradient(low = "firebrick", high = "steelblue", na.value = "grey70",
-                                   name = sprintf("FDR (<= %g)", fdr_max)) +
-    ggplot2::scale_size_area(name = "set size", max_size = 6) +
-    ggplot2::labs(x = "NES", y = NULL, title = attr(results, "method")) +
+    ggplot2::geom_point(ggplot2::aes(size = .data$fdr_bin, colour = .data$fdr_bin)) +
+    # One legend for both aesthetics: the same name, breaks and levels.
+    ggplot2::scale_colour_manual(values = stats::setNames(fdr_bin_colours(length(bins)), bins),
+                                 limits = bins, name = "FDR") +
+    ggplot2::scale_size_manual(values = stats::setNames(seq(4.5, 1.5, length.out = length(bins)), bins),
+                               limits = bins, name = "FDR") +
+    ggplot2::labs(x = "NES", y = "set (size)", title = attr(results, "method")) +
     ggplot2::theme_bw()
+}
+
+# FDR in readable bins: < 0.001, < 0.01, < 0.05 (those below `fdr_max`), <= fdr_max, and
+# "ns" above it (or NA), ordered from the most significant.
+fdr_bins <- function(fdr, fdr_max) {
+  cuts <- c(0.001, 0.01, 0.05)
+  cuts <- cuts[cuts < fdr_max]
+  labels <- c(sprintf("< %g", cuts), sprintf("<= %g", fdr_max), sprintf("ns (> %g)", fdr_max))
+  bin <- findInterval(fdr, cuts) + 1L
+  bin[fdr > fdr_max | is.na(fdr)] <- length(labels)
+  factor(labels[bin], levels = labels)
+}
+
+# Dark red for the most significant bin, lighter reds after it, grey for "ns".
+fdr_bin_colours <- function(k) {
+  c(c("#67000D", "#CB181D", "#FB6A4A", "#FCAE91")[seq_len(k - 1L)], "grey70")
 }

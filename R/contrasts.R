@@ -47,7 +47,7 @@
 #' rows together on `df` = the number of rows (for mixed models too: an asymptotic test,
 #' not lmerTest's F).
 #'
-#' @param fit A fit: an [nb_regression()] fit or an [lmm_table()] result.
+#' @param fit A fit: an [nb_regression()] fit, or an [lmm_table()] or [balance_lmm()] result.
 #' @param contrast The hypotheses: a numeric vector, a numeric matrix or a character
 #'   vector of expressions (see Details).
 #' @param component For NB fits: `"mean"`, `"dispersion"` or `"both"`.
@@ -250,8 +250,8 @@ contrast_weights <- function(contrast, coefs) {
   }
   zero <- rowSums(w != 0) == 0L
   if (any(zero)) {
-    stop(sprintf("`contrast` has no nonzero weight in %s: each hypothesis needs a coefficient.",
-                 name_list(rownames(w)[zero])), call. = FALSE)
+    stop(sprintf("`contrast` has no nonzero weight in hypothesis %s: each hypothesis needs a coefficient.",
+                 name_list(which(zero))), call. = FALSE)
   }
   if (anyDuplicated(rownames(w))) {
     stop(sprintf("`contrast` repeats the label %s: give each hypothesis its own name.",
@@ -270,9 +270,10 @@ contrast_matrix <- function(m, coefs) {
   if (!is.null(cn)) {
     unknown <- setdiff(cn, coefs)
     if (length(unknown) || anyDuplicated(cn) || any(cn == "")) {
-      stop(sprintf("`contrast` names %s, which %s not coefficients of the fit (coefficients: %s).",
-                   name_list(if (length(unknown)) unknown else cn[duplicated(cn) | cn == ""]),
-                   if (length(unknown) == 1L) "is" else "are", name_list(coefs)), call. = FALSE)
+      bad <- if (length(unknown)) unknown else unique(cn[duplicated(cn) | cn == ""])
+    stop(sprintf("`contrast` names %s, which %s of the fit, or repeats a name (coefficients: %s).",
+                 name_list(bad), if (length(bad) == 1L) "is not a coefficient" else "are not coefficients",
+                 name_list(coefs)), call. = FALSE)
     }
     full <- matrix(0, nrow(m), length(coefs), dimnames = list(rownames(m), coefs))
     full[, cn] <- m
@@ -317,7 +318,7 @@ contrast_parse <- function(exprs, coefs) {
   if (is.null(labels)) labels <- rep("", length(exprs))
   labels[labels == ""] <- trimws(exprs[labels == ""])
   dimnames(w) <- list(labels, coefs)
-  attr(w, "rhs") <- vapply(rows, `[[`, 0, "rhs")
+  attr(w, "rhs") <- unname(vapply(rows, `[[`, 0, "rhs"))
   w
 }
 
@@ -340,7 +341,7 @@ contrast_parse_one <- function(original, coefs) {
   }
   e <- expr[[1L]]
   names_of <- stats::setNames(c(coefs[!coefs %in% odd], odd), c(coefs[!coefs %in% odd], tokens))
-  side <- function(x) linear_terms(x, names_of, coefs)
+  side <- function(x) linear_terms(x, names_of, coefs, original)
   if (is.call(e) && (identical(e[[1L]], as.name("=")) || identical(e[[1L]], as.name("==")))) {
     lhs <- side(e[[2L]])
     rhs <- side(e[[3L]])
@@ -353,11 +354,11 @@ contrast_parse_one <- function(original, coefs) {
 
 # Weights (over `coefs`) and constant of a linear expression: numbers, coefficient names,
 # unary and binary + and -, products and quotients by numbers, parentheses.
-linear_terms <- function(e, names_of, coefs) {
+linear_terms <- function(e, names_of, coefs, original) {
   zero <- stats::setNames(numeric(length(coefs)), coefs)
   bad <- function() {
     stop(sprintf("`contrast`: \"%s\" is not linear in the coefficients (use numbers, coefficient names, +, -, * and / by numbers).",
-                 deparse1(e)), call. = FALSE)
+                 original), call. = FALSE)
   }
   if (is.numeric(e) && length(e) == 1L && is.finite(e)) return(list(w = zero, const = e))
   if (is.name(e)) {
@@ -371,7 +372,7 @@ linear_terms <- function(e, names_of, coefs) {
   }
   if (!is.call(e)) bad()
   op <- as.character(e[[1L]])
-  args <- lapply(as.list(e)[-1L], linear_terms, names_of = names_of, coefs = coefs)
+  args <- lapply(as.list(e)[-1L], linear_terms, names_of = names_of, coefs = coefs, original = original)
   constant <- function(x) all(x$w == 0)
   scale <- function(x, f) list(w = x$w * f, const = x$const * f)
   if (op == "(" && length(args) == 1L) return(args[[1L]])

@@ -37,7 +37,7 @@
 #' reparametrised design `X M^-1` (the first rows of `M` are the contrast's rows, which
 #' makes `L b` coefficients of the refit: the variance parameters, their covariance and
 #' hence the df are those of the original model); one refit per set of linearly
-#' independent rows.
+#' independent rows (none for a row that weighs one coefficient, whose df the fit has).
 #'
 #' Difference-in-differences tables ([did_table()] and friends) are not supported: they
 #' keep one coefficient per feature and no covariance.
@@ -134,7 +134,12 @@ contrast.sceffects_lmm <- function(fit, contrast, joint = FALSE, threads = NULL,
 lmm_contrast_df <- function(s, weights, threads) {
   model <- s$model
   df <- matrix(NA_real_, nrow(weights), length(s$features))
-  for (set in independent_sets(weights)) {
+  # A multiple of one coefficient has that coefficient's df: no refit needed.
+  single <- rowSums(weights != 0) == 1L
+  for (h in which(single)) df[h, ] <- s$fit$df[, which(weights[h, ] != 0)]
+  for (set in independent_sets(weights[!single, , drop = FALSE])) {
+    if (!length(set)) next
+    set <- which(!single)[set]
     l <- weights[set, , drop = FALSE]
     m <- rbind(l, complement_rows(l))
     refit_model <- model
@@ -148,6 +153,7 @@ lmm_contrast_df <- function(s, weights, threads) {
 
 # Row indices of `weights` split greedily into sets of linearly independent rows.
 independent_sets <- function(weights) {
+  if (nrow(weights) == 0L) return(list())
   sets <- list()
   current <- integer()
   for (i in seq_len(nrow(weights))) {

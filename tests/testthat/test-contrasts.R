@@ -197,3 +197,25 @@ test_that("LMM contrasts equal lmerTest::contest1D: estimate, SE, Satterthwaite 
   expect_error(contrast(fit, c(0, 1), threads = 1), "`contrast` has 2 weights")
   expect_error(contrast(fit, "time", bar = 2), "contrast\\(\\) has no argument `bar`")
 })
+
+test_that("features without a fit give NA rows with their reason, left out of the FDR", {
+  y <- rbind(counts[1:3, ], zero = 0)
+  fit <- suppressWarnings(nb_regression(y, mean = ~ dose + age, data = cells))
+  res <- contrast(fit, c("dosehigh - doselow", "age"), joint = FALSE)
+  zero <- res[res$feature == "zero", ]
+  expect_true(all(is.na(zero$estimate) & is.na(zero$p_value) & is.na(zero$fdr)))
+  expect_identical(zero$reason, rep("all counts are zero", 2))
+  ok <- res[res$feature != "zero" & res$contrast == "age", ]
+  expect_equal(ok$fdr, p.adjust(ok$p_value, "BH"), tolerance = 1e-12)
+  # the shared plots take a contrast table
+  expect_s3_class(plot_volcano(res), "ggplot")
+  expect_s3_class(plot_pvalues(res), "ggplot")
+
+  set.seed(3)
+  data <- data.frame(subject = factor(rep(1:8, each = 4)), time = rep(0:3, 8))
+  m <- rbind(a = rnorm(32) + rnorm(8)[data$subject], flat = 1)
+  lfit <- lmm_table(m, ~ time + (1 | subject), data, threads = 1)
+  lres <- contrast(lfit, "(Intercept) + 2 * time")
+  expect_identical(lres$reason, c(NA, "no residual variance"))
+  expect_true(is.na(lres$df[2]) && is.na(lres$p_value[2]) && !is.na(lres$df[1]))
+})

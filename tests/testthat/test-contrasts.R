@@ -219,3 +219,11 @@ test_that("features without a fit give NA rows with their reason, left out of th
   expect_identical(lres$reason, c(NA, "no residual variance"))
   expect_true(is.na(lres$df[2]) && is.na(lres$p_value[2]) && !is.na(lres$df[1]))
 })
+
+test_that("difference-in-differences tables are refused with the reason", {
+  trial <- simulate_trial(n_genes = 250, n_cells = 600, seed = 3)
+  design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
+                         celltype = "cell_type", baseline = "Pre", followup = "Post")
+  tab <- suppressMessages(suppressWarnings(did_table(trial[1:5, ], design)))
+  expect_error(contrast(tab, c(1)), "`fit` must be an nb_regression\\(\\) fit .* no covariance")
+})

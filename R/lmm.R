@@ -489,10 +489,12 @@ logLik.sceffects_lmm <- function(object, ...) {
 }
 
 #' @describeIn lmm_table Per-term summary: responses tested, significant (FDR < 0.05),
-#'   singular and unconverged fits.
+#'   singular and unconverged fits; with `contrast`, the table of [contrast()] instead.
+#' @param contrast `NULL`, or hypotheses about the fixed effects as in [contrast()].
 #' @export
-summary.sceffects_lmm <- function(object, ...) {
+summary.sceffects_lmm <- function(object, contrast = NULL, ...) {
   check_dots_used(..., call_name = "summary")
+  if (!is.null(contrast)) return(contrast.sceffects_lmm(object, contrast))
   s <- check_lmm(object)
   df <- as.data.frame(object)
   terms <- colnames(s$model$x)

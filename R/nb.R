@@ -224,7 +224,8 @@ print.sceffects_nb <- function(x, ...) {
 #' @param object An `sceffects_nb` fit.
 #' @param component `"mean"` (log mean coefficients) or `"dispersion"` (log size
 #'   coefficients); `summary()` also takes `"both"`.
-#' @param gene One gene name, or one whole-number index in `1..n_genes`.
+#' @param gene One gene name, or one whole-number index in `1..n_genes`; for `vcov()`,
+#'   `NULL` for all genes.
 #' @param newdata Metadata (data.frame) of new cells, with every variable of both
 #'   formulas, no missing values and only factor levels seen in the fit; `NULL` for the
 #'   fitted cells.
@@ -233,15 +234,19 @@ print.sceffects_nb <- function(x, ...) {
 #' @param nsim Number of simulated data sets (>= 1); a request whose draws (genes x
 #'   cells x `nsim` doubles) exceed the available memory is refused before drawing.
 #' @param seed Seed of the simulation (the user's random state is left untouched).
+#' @param contrast For `summary()`: `NULL` (a test of each coefficient), or hypotheses
+#'   about the coefficients of `component` (the mean unless given), as in [contrast()],
+#'   whose table is then returned.
 #' @param ... Unused (an unknown argument is an error); for `anova()`, the second
 #'   (larger) fit.
 #' @param k Penalty per parameter.
 #' @return `coef()`: a terms x genes matrix. `vcov()`: the covariance matrix of one
-#'   gene's mean and dispersion coefficients (observed information). `summary()`: a
+#'   gene's mean and dispersion coefficients (observed information); with `gene = NULL`,
+#'   those of all genes as a 3-d array coefficients x coefficients x genes. `summary()`: a
 #'   results table with one row per gene and coefficient (`feature`, `component`, `term`,
 #'   `estimate`, `std_error`, `statistic` (Wald z), `df` (Inf), `p_value`, `log_p` (its
 #'   natural log, kept below 1e-308), `fdr` (BH within each coefficient), `converged`,
-#'   `reason`). `predict()`: a genes x cells matrix.
+#'   `reason`); with `contrast`, the table of [contrast()]. `predict()`: a genes x cells matrix.
 #'   `simulate()`: counts (genes x cells; dgCMatrix when the fit was on sparse counts, a
 #'   SingleCellExperiment when the fit was on one), a list of `nsim` of them when
 #'   `nsim > 1`. `logLik()`: a `logLik` object with one value per gene. `AIC()`, `BIC()`:
@@ -300,17 +305,25 @@ nb_gene_index <- function(object, gene) {
 #' @export
 vcov.sceffects_nb <- function(object, gene, ...) {
   check_dots_used(..., call_name = "vcov")
-  if (missing(gene)) stop("`gene` is missing: give one gene name or index.", call. = FALSE)
-  j <- nb_gene_index(object, gene)
+  if (missing(gene)) stop("`gene` is missing: give one gene name or index, or NULL for all genes.", call. = FALSE)
   labels <- c(paste0("mean:", rownames(object$coefficients$mean)),
               paste0("dispersion:", rownames(object$coefficients$dispersion)))
-  matrix(object$vcov[, j], length(labels), length(labels), dimnames = list(labels, labels))
+  k <- length(labels)
+  # All genes at once: the stored k^2 x genes matrix is already one k x k slice per gene.
+  if (is.null(gene)) return(array(object$vcov, c(k, k, ncol(object$vcov)), list(labels, labels, names(object$loglik))))
+  j <- nb_gene_index(object, gene)
+  matrix(object$vcov[, j], k, k, dimnames = list(labels, labels))
 }
 
 #' @rdname nb-methods
 #' @export
-summary.sceffects_nb <- function(object, component = c("both", "mean", "dispersion"), ...) {
+summary.sceffects_nb <- function(object, component = c("both", "mean", "dispersion"), contrast = NULL, ...) {
   check_dots_used(..., call_name = "summary")
+  if (!is.null(contrast)) {
+    # A contrast is of the mean coefficients unless the user chose a component.
+    if (missing(component)) component <- "mean"
+    return(contrast.sceffects_nb(object, contrast, component = component))
+  }
   component <- nb_component(component, c("both", "mean", "dispersion"))
   comps <- if (component == "both") c("mean", "dispersion") else component
   k <- nrow(object$coefficients$mean) + nrow(object$coefficients$dispersion)

@@ -301,13 +301,16 @@ test_that("a size past the Poisson limit on the way to a finite optimum does not
 
 test_that("methods refuse nonsense arguments, naming them", {
   fit <- nb_regression(counts[1:3, ], ~ dose + batch, ~ batch, data = cells)
-  for (g in list(0, NA, 1.5, "nope", c(1, 2), 4, NULL, TRUE)) {
+  for (g in list(0, NA, 1.5, "nope", c(1, 2), 4, TRUE)) {
     expect_error(vcov(fit, gene = g), "`gene`")
   }
   expect_error(vcov(fit), "`gene` is missing")
   expect_equal(vcov(fit, 2), vcov(fit, "gene02"))
   expect_error(summary(fit, component = "x"), "`component` must be one of \"both\", \"mean\", \"dispersion\"")
-  expect_error(summary(fit, contrast = "dose"), "summary\\(\\) has no argument `contrast`")
+  # vcov(gene = NULL) gives every gene; summary(contrast =) tests the contrast (both were
+  # refused before contrast() existed).
+  expect_equal(vcov(fit, gene = NULL)[, , "gene02"], vcov(fit, 2))
+  expect_equal(summary(fit, contrast = "dose"), contrast(fit, "dose"))
   expect_error(coef(fit, component = "foo"), "`component` must be one of \"mean\", \"dispersion\"")
   expect_error(coef(fit, "mean", 3), "coef\\(\\) has no argument `<unnamed>`")
   expect_equal(coef(fit, "dispersion"), fit$coefficients$dispersion)

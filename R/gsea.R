@@ -28,7 +28,9 @@
 #'
 #' @param stats Named numeric vector of gene statistics (e.g. signed -log10 p or t); names
 #'   are gene identifiers, unique, and values finite.
-#' @param sets Named list of character vectors of genes (see [read_gmt()]).
+#' @param sets Named list of character vectors of genes (see [read_gmt()]). Given in
+#'   fgsea's order, `gsea(sets, stats)`, the two are recognised by type and swapped, with a
+#'   message.
 #' @param min_size,max_size Sets with fewer or more genes found in `stats` are not tested;
 #'   they are reported with `NA` p-values and a `reason`. `min_size` is at most the number
 #'   of ranked genes; `max_size = Inf` sets no upper bound.
@@ -56,6 +58,12 @@
 gsea <- function(stats, sets, min_size = 15, max_size = 500, weight = 1, nperm = 1000,
                  eps = 1e-50, sample_size = 101, seed = NULL, threads = NULL) {
   threads <- resolve_threads(threads)
+  if (is.list(stats) && is.numeric(sets)) {
+    say("gsea(): `stats` is a list of sets and `sets` a numeric ranking (fgsea's order, fgsea(pathways, stats)): using them the other way round.")
+    swapped <- stats
+    stats <- sets
+    sets <- swapped
+  }
   check_ranking(stats)
   check_gene_sets(sets)
   # A set can have at most every ranked gene: larger sizes are a mistake, not a bound.

@@ -310,3 +310,11 @@ test_that("gsea_did checks its `...`, says when no participant is paired, and ho
   expect_identical(sce, before)
   expect_identical(cols, cols0)
 })
+
+test_that("sets and stats in fgsea's order are recognised and swapped, with a message", {
+  set.seed(3)
+  stats <- stats::setNames(rnorm(400), paste0("G", 1:400))
+  sets <- list(a = paste0("G", 1:25), b = paste0("G", 26:70))
+  expect_message(swapped <- gsea(sets, stats, nperm = 100, seed = 1), "fgsea's order")
+  expect_equal(swapped, gsea(stats, sets, nperm = 100, seed = 1))
+})

@@ -20,7 +20,13 @@ feature_matrix <- function(x, arg, assay = NULL, frame = c("refuse", "columns"))
   if (is(x, "otu_table")) return(otu_matrix(x))
   if (is(x, "DataFrame")) x <- as.data.frame(x, optional = TRUE)
   if (is.data.frame(x)) return(frame_features(x, arg, frame))
+  # Other sparse Matrix classes (logical lgCMatrix, triplet, symmetric) stay sparse.
+  if (is(x, "sparseMatrix") && !is(x, "dgCMatrix")) x <- as_dgc(x)
   x
+}
+
+as_dgc <- function(x) {
+  methods::as(methods::as(methods::as(x, "CsparseMatrix"), "generalMatrix"), "dMatrix")
 }
 
 frame_features <- function(x, arg, frame) {

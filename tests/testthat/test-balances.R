@@ -252,7 +252,7 @@ test_that("balances() takes a phyloseq object: otu_table either way round, phy_t
   hc <- stats::hclust(stats::dist(log(x)))
   expect_equal(balances(ps, hc), balances(x, hc))
   expect_error(balances(phyloseq::phyloseq(phyloseq::otu_table(x, taxa_are_rows = TRUE))),
-               "without a phy_tree\\(\\): give `tree`")
+               "`tree` is missing")
   expect_error(balances(x), "`tree` is missing")
   # balance_lmm() takes its tree and metadata from the object
   fit <- balance_lmm(ps, ~ time, groups = "subject")

@@ -251,8 +251,8 @@ test_that("balances() takes a phyloseq object: otu_table either way round, phy_t
   # an explicit tree is used over the object's
   hc <- stats::hclust(stats::dist(log(x)))
   expect_equal(balances(ps, hc), balances(x, hc))
-  expect_error(balances(phyloseq::phyloseq(phyloseq::otu_table(x, taxa_are_rows = TRUE))),
-               "`tree` is missing")
+  expect_error(balances(phyloseq::phyloseq(phyloseq::otu_table(x, taxa_are_rows = TRUE), phyloseq::sample_data(meta))),
+               "without a phy_tree\\(\\): give `tree`")
   expect_error(balances(x), "`tree` is missing")
   # balance_lmm() takes its tree and metadata from the object
   fit <- balance_lmm(ps, ~ time, groups = "subject")

@@ -390,5 +390,5 @@ test_that("diff_expression() takes an expression matrix with the embedding as `r
   expect_error(diff_expression(y, cond, "young", "old", reduction = t(emb), landmarks = u),
                "`reduction` has .* rows but `x` has .* cells.*t\\(reduction\\)")
   expect_error(diff_expression(y, cond[-1], "young", "old", reduction = emb, landmarks = u), "`groupby`")
-  expect_error(diff_expression(as.data.frame(y), cond, "young", "old", reduction = emb), "orientation is ambiguous")
+  expect_error(diff_expression(as.data.frame(as.matrix(y)), cond, "young", "old", reduction = emb), "orientation is ambiguous")
 })

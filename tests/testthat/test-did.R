@@ -516,3 +516,12 @@ test_that("a matrix or an ExpressionSet is refused with the one-line conversion;
   expect_equal(as.data.frame(did_table(wrapped, design, verbose = FALSE)),
                as.data.frame(did_table(sce[1:3, ], design, verbose = FALSE)))
 })
+
+test_that("score_gene_sets() takes an ExpressionSet and refuses a data.frame (issue 13)", {
+  sets <- list(first = rownames(expr)[1:5])
+  m <- as.matrix(expr[1:20, ])
+  ref <- score_gene_sets(m, sets)
+  expect_error(score_gene_sets(as.data.frame(m), sets), "`x` is a data.frame, whose orientation is ambiguous")
+  skip_if_not_installed("Biobase")
+  expect_equal(score_gene_sets(Biobase::ExpressionSet(assayData = m), sets), ref)
+})

@@ -25,13 +25,15 @@ reason_text <- c("fewer than 3 complete observations", "zero variance", "an empt
 #' is exactly `p.adjust(p_value, "BH")`.
 #'
 #' @param x Features in rows, samples in columns: a numeric matrix, a `dgCMatrix`, a
-#'   `DelayedArray`, a `SummarizedExperiment`/`SingleCellExperiment` (see `assay`), a
-#'   data.frame with features in columns (as `colData()`), or one numeric vector.
+#'   `DelayedArray`, a `SummarizedExperiment`/`SingleCellExperiment` or a Biobase
+#'   `ExpressionSet` (see `assay`), or one numeric vector. A data.frame (or `DataFrame`) is
+#'   read as `colData()`, with features in its columns, and a message says so: give a matrix
+#'   to have features in rows.
 #' @param y Like `x`, with the same samples in the same order, or `NULL` for all pairs
 #'   within `x`.
 #' @param method `"pearson"` or `"spearman"`.
-#' @param assay Assay name or index when `x` or `y` is a SummarizedExperiment (first assay
-#'   by default).
+#' @param assay Assay name or index when an input is a SummarizedExperiment (first assay
+#'   by default) or an ExpressionSet (`exprs()` by default).
 #' @param na_action `"fail"` (missing values are an error) or `"pairwise"` (each pair is
 #'   tested on the samples where both features are observed; Spearman reranks those).
 #' @param top Keep, for each feature of `x` (and of `y` within `x`), only its `top` pairs
@@ -58,8 +60,8 @@ assoc_cor <- function(x, y = NULL, method = c("pearson", "spearman"), assay = NU
   method <- match.arg(method)
   na_action <- match.arg(na_action)
   allow_na <- na_action == "pairwise"
-  xs <- numeric_features(x, "x", assay, allow_na)
-  ys <- if (is.null(y)) NULL else numeric_features(y, "y", assay, allow_na)
+  xs <- numeric_features(x, "x", assay, allow_na, frame = "columns")
+  ys <- if (is.null(y)) NULL else numeric_features(y, "y", assay, allow_na, frame = "columns")
   assoc_screen(method, xs, ys, options = list(), top = top, p_max = p_max,
                output = match.arg(output), threads = threads, block_size = block_size,
                label = if (method == "pearson") "Pearson correlation" else "Spearman correlation",
@@ -77,7 +79,8 @@ assoc_cor <- function(x, y = NULL, method = c("pearson", "spearman"), assay = NU
 #' @inheritParams assoc_cor
 #' @param groups The binary groupings: a logical or 0/1 vector; a factor or character
 #'   vector (one indicator per level, that level against the rest; levels that no sample
-#'   has are dropped, with a message); a data.frame of such columns (as `colData()`); or a
+#'   has are dropped, with a message); a data.frame or `DataFrame` of such columns (as
+#'   `colData()`, features in columns); or a
 #'   logical/0-1 matrix with indicators in rows. `NA` leaves a sample out of that test.
 #' @param exact `NULL` (as `wilcox.test()`), `TRUE` (exact whenever there are no ties) or
 #'   `FALSE`.
@@ -97,7 +100,7 @@ assoc_mwu <- function(x, groups, assay = NULL, exact = NULL, correct = TRUE,
                       na_action = c("fail", "pairwise"), top = NULL, p_max = NULL,
                       output = c("long", "matrix"), threads = NULL, block_size = NULL) {
   na_action <- match.arg(na_action)
-  xs <- numeric_features(x, "x", assay, allow_na = na_action == "pairwise")
+  xs <- numeric_features(x, "x", assay, allow_na = na_action == "pairwise", frame = "columns")
   gs <- indicator_features(groups)
   if (!is.null(exact) && !(isTRUE(exact) || isFALSE(exact))) {
     stop("`exact` must be NULL, TRUE or FALSE.", call. = FALSE)
@@ -131,7 +134,7 @@ assoc_mwu <- function(x, groups, assay = NULL, exact = NULL, correct = TRUE,
 assoc_kruskal <- function(x, groups, assay = NULL, na_action = c("fail", "pairwise"),
                           top = NULL, p_max = NULL, threads = NULL, block_size = NULL) {
   na_action <- match.arg(na_action)
-  xs <- numeric_features(x, "x", assay, allow_na = na_action == "pairwise")
+  xs <- numeric_features(x, "x", assay, allow_na = na_action == "pairwise", frame = "columns")
   gs <- coded_features(groups, "groups", "categorical")
   assoc_screen("kruskal", xs, gs, options = list(), top = top, p_max = p_max, output = "long",
                threads = threads, block_size = block_size, label = "Kruskal-Wallis",
@@ -144,10 +147,14 @@ assoc_kruskal <- function(x, groups, assay = NULL, na_action = c("fail", "pairwi
 #' two-sided p-value is that of [stats::fisher.test()] (tables no more likely than the
 #' observed one), computed on the log scale so it never underflows.
 #'
-#' @param a Binary features: a logical or 0/1 matrix with features in rows, a data.frame
-#'   of logical/0-1 columns (as `colData()`), or one vector. `NA` leaves a sample out of
-#'   the pairs of that feature.
+#' @param a Binary features: a logical or 0/1 matrix or `dgCMatrix` (kept sparse) with
+#'   features in rows, a SummarizedExperiment or ExpressionSet holding one (see `assay`),
+#'   a data.frame or `DataFrame` of logical/0-1 columns (read as `colData()`, features in
+#'   columns, with a message), or one vector. `NA` leaves a sample out of the pairs of
+#'   that feature.
 #' @param b Like `a`, or `NULL` for all pairs within `a`.
+#' @param assay Assay name or index when `a` or `b` is a SummarizedExperiment (first assay
+#'   by default) or an ExpressionSet (`exprs()` by default).
 #' @param mle Also report the conditional maximum-likelihood odds ratio that
 #'   `fisher.test()` gives as its estimate (column `odds_ratio_mle`).
 #' @inheritParams assoc_cor
@@ -161,11 +168,11 @@ assoc_kruskal <- function(x, groups, assay = NULL, na_action = c("fail", "pairwi
 #' a <- matrix(runif(5 * 100) < 0.3, 5, dimnames = list(paste0("mut", 1:5), NULL))
 #' b <- rbind(msi = a[1, ] | runif(100) < 0.1)
 #' assoc_fisher(a, b, mle = TRUE)
-assoc_fisher <- function(a, b = NULL, mle = FALSE, top = NULL, p_max = NULL,
+assoc_fisher <- function(a, b = NULL, mle = FALSE, assay = NULL, top = NULL, p_max = NULL,
                          output = c("long", "matrix"), threads = NULL, block_size = NULL) {
   mle <- check_flag(mle, "mle")
-  as_ <- coded_features(a, "a", "binary")
-  bs <- if (is.null(b)) NULL else coded_features(b, "b", "binary")
+  as_ <- coded_features(a, "a", "binary", assay)
+  bs <- if (is.null(b)) NULL else coded_features(b, "b", "binary", assay)
   assoc_screen("fisher", as_, bs, options = list(mle = mle), top = top, p_max = p_max,
                output = match.arg(output), threads = threads, block_size = block_size,
                label = "Fisher's exact test", estimate_label = "log odds ratio",
@@ -178,9 +185,14 @@ assoc_fisher <- function(a, b = NULL, mle = FALSE, top = NULL, p_max = NULL,
 #' from those samples are dropped, 2x2 tables get Yates' correction when `correct = TRUE`.
 #' All contingency tables of a block come from one product of one-hot matrices.
 #'
-#' @param a Categorical features: a data.frame of factor/character/logical/integer columns
-#'   (as `colData()`), a character or integer matrix with features in rows, or one vector.
+#' @param a Categorical features: a data.frame or `DataFrame` of
+#'   factor/character/logical/integer columns (as `colData()`, features in columns; a
+#'   message says so when all its columns are numbers or logicals), a character or integer
+#'   matrix (or `dgCMatrix`, SummarizedExperiment, ExpressionSet) with features in rows,
+#'   or one vector.
 #' @param b Like `a`, or `NULL` for all pairs within `a`.
+#' @param assay Assay name or index when `a` or `b` is a SummarizedExperiment (first assay
+#'   by default) or an ExpressionSet (`exprs()` by default).
 #' @param correct Yates' continuity correction for 2x2 tables, as `chisq.test()`.
 #' @inheritParams assoc_cor
 #' @return A results table: `feature_x`, `feature_y`, `estimate` (Cramer's V, from the
@@ -192,11 +204,11 @@ assoc_fisher <- function(a, b = NULL, mle = FALSE, top = NULL, p_max = NULL,
 #' d <- data.frame(sex = sample(c("F", "M"), 80, TRUE), stage = sample(1:3, 80, TRUE))
 #' d$response <- ifelse(d$stage == 3, "CR", sample(c("CR", "PD"), 80, TRUE))
 #' assoc_chisq(d)
-assoc_chisq <- function(a, b = NULL, correct = TRUE, top = NULL, p_max = NULL,
+assoc_chisq <- function(a, b = NULL, correct = TRUE, assay = NULL, top = NULL, p_max = NULL,
                         threads = NULL, block_size = NULL) {
   correct <- check_flag(correct, "correct")
-  as_ <- coded_features(a, "a", "categorical")
-  bs <- if (is.null(b)) NULL else coded_features(b, "b", "categorical")
+  as_ <- coded_features(a, "a", "categorical", assay)
+  bs <- if (is.null(b)) NULL else coded_features(b, "b", "categorical", assay)
   assoc_screen("chisq", as_, bs, options = list(yates = correct), top = top,
                p_max = p_max, output = "long", threads = threads, block_size = block_size,
                label = "Pearson's chi-square test", estimate_label = "Cramer's V")
@@ -220,13 +232,18 @@ indicator_features <- function(groups) {
       stats::setNames(list(v), name)
     }
   }
+  if (is(groups, "DataFrame")) groups <- as.data.frame(groups, optional = TRUE)
   if (is.data.frame(groups)) {
+    if (all(vapply(groups, function(v) is.numeric(v) || is.logical(v), TRUE))) {
+      say_frame_orientation(groups, "groups")
+    }
     groups <- as.data.frame(do.call(c, unname(Map(expand, as.list(groups), names(groups)))),
                             check.names = FALSE)
   } else if (is.factor(groups) || is.character(groups)) {
     groups <- as.data.frame(expand(groups, "groups"), check.names = FALSE)
   }
-  coded_features(groups, "groups", "binary")
+  # The user's data.frame was announced above; the frames built here are not theirs.
+  coded_features(groups, "groups", "binary", frame_message = FALSE)
 }
 
 check_keep <- function(top, p_max) {

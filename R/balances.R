@@ -225,8 +225,11 @@ tree_walk <- function(tt) {
 #' matched to the tree's tips by name; balances do not depend on the samples' totals.
 #'
 #' @param x Parts in rows (unique names matching the tree's tips), samples in columns: a
-#'   matrix or a SummarizedExperiment; counts or proportions, non-negative.
-#' @param tree See [balance_basis()].
+#'   matrix, dgCMatrix, DelayedArray, SummarizedExperiment or ExpressionSet, or a phyloseq
+#'   object (its `otu_table()`, taxa in rows or columns as `taxa_are_rows()` says, and by
+#'   default its `phy_tree()`); counts or proportions, non-negative. A data.frame is
+#'   refused (its orientation is ambiguous): give `as.matrix()` or `t()` of it.
+#' @param tree See [balance_basis()]; may be left out for a phyloseq object with a tree.
 #' @param pseudocount Added to every entry when given; required if `x` has zeros.
 #' @param convention See [balance_basis()].
 #' @param assay Assay of a SummarizedExperiment.
@@ -238,19 +241,31 @@ tree_walk <- function(tt) {
 #' b <- balances(x, tree)
 #' b
 #' balances_to_proportions(b, tree)
-balances <- function(x, tree, pseudocount = NULL, convention = c("gneiss", "philr"), assay = NULL) {
+balances <- function(x, tree = NULL, pseudocount = NULL, convention = c("gneiss", "philr"), assay = NULL) {
   convention <- match.arg(convention)
-  basis <- balance_basis(tree, convention)
+  basis <- balance_basis(tree_of(x, tree), convention)
   logx <- log_composition(x, colnames(basis), pseudocount, assay)
   out <- basis %*% logx
   dimnames(out) <- list(rownames(basis), colnames(logx))
   out
 }
 
+# The tree of the balances: `tree`, or a phyloseq object's phy_tree() when it is NULL.
+tree_of <- function(x, tree) {
+  if (!is.null(tree)) return(tree)
+  if (is(x, "phyloseq")) {
+    tree <- phyloseq::phy_tree(x, errorIfNULL = FALSE)
+    if (is.null(tree)) stop("`x` is a phyloseq object without a phy_tree(): give `tree`.", call. = FALSE)
+    return(tree)
+  }
+  stop("`tree` is missing: give a bifurcating tree (phylo, hclust or nested list) whose tips are the rows of `x`.",
+       call. = FALSE)
+}
+
 # log(x + pseudocount) with rows in the order of `parts`, after checks.
 log_composition <- function(x, parts, pseudocount, assay) {
-  if (is(x, "SummarizedExperiment")) x <- se_assay(x, assay, "x")
-  if (is.data.frame(x)) x <- as.matrix(x)
+  if (is(x, "phyloseq")) x <- phyloseq::otu_table(x)
+  x <- feature_matrix(x, "x", assay)
   if (!is.matrix(x)) x <- as.matrix(x)
   if (!is.numeric(x)) stop("`x` must be a numeric matrix of counts or proportions (parts in rows).", call. = FALSE)
   if (is.null(rownames(x))) stop("`x` has no row names: name its parts (rows) as the tree's tips.", call. = FALSE)
@@ -328,8 +343,9 @@ balances_to_proportions <- function(b, tree, convention = c("gneiss", "philr")) 
 #'   carry its own random-effects term, e.g. `~ time + (1 + time | patient)`, when `groups`
 #'   is `NULL`.
 #' @param metadata A data.frame with one row per sample (column of `x`); by default
-#'   `colData(x)` for a SummarizedExperiment.
-#' @param tree See [balance_basis()].
+#'   `colData(x)` for a SummarizedExperiment, `pData(x)` for an ExpressionSet,
+#'   `sample_data(x)` for a phyloseq object.
+#' @param tree See [balance_basis()]; by default the `phy_tree()` of a phyloseq object.
 #' @param groups Column of `metadata` naming the group of each sample (e.g. the patient):
 #'   adds `(1 | groups)` to the formula.
 #' @param pseudocount,convention,assay See [balances()].
@@ -346,11 +362,12 @@ balances_to_proportions <- function(b, tree, convention = c("gneiss", "philr")) 
 #' fit <- balance_lmm(x, ~ time, meta, tree, groups = "patient")
 #' fit
 #' predict(fit, type = "proportion")[, 1:3]
-balance_lmm <- function(x, formula, metadata, tree, groups = NULL, pseudocount = NULL,
+balance_lmm <- function(x, formula, metadata, tree = NULL, groups = NULL, pseudocount = NULL,
                         convention = c("gneiss", "philr"), assay = NULL, ...) {
   convention <- match.arg(convention)
+  tree <- tree_of(x, tree)
   b <- balances(x, tree, pseudocount = pseudocount, convention = convention, assay = assay)
-  if (missing(metadata) && is(x, "SummarizedExperiment")) metadata <- SummarizedExperiment::colData(x)
+  if (missing(metadata)) metadata <- sample_metadata(x)
   if (is(metadata, "DataFrame")) metadata <- as.data.frame(metadata, optional = TRUE)
   if (!is.null(groups)) {
     if (!is.character(groups) || length(groups) != 1L) stop("`groups` must be one column name of `metadata`.", call. = FALSE)

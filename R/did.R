@@ -73,10 +73,16 @@ check_design <- function(design) {
 }
 
 check_trial_object <- function(x) {
-  if (!is(x, "SummarizedExperiment")) {
-    stop("`x` must be a SingleCellExperiment or SummarizedExperiment with the design columns in colData(x).",
-         call. = FALSE)
+  if (is(x, "SummarizedExperiment")) return(invisible())
+  fix <- if (is(x, "ExpressionSet")) {
+    "convert it with SummarizedExperiment::makeSummarizedExperimentFromExpressionSet(x)"
+  } else if (is.matrix(x) || is(x, "Matrix") || is(x, "DelayedArray")) {
+    "wrap a matrix (genes in rows, cells in columns) and its cell metadata as SummarizedExperiment::SummarizedExperiment(list(counts = x), colData = metadata)"
+  } else {
+    sprintf("it is a %s", class(x)[1L])
   }
+  stop(sprintf("`x` must be a SingleCellExperiment or SummarizedExperiment with the design columns in colData(x): %s.", fix),
+       call. = FALSE)
 }
 
 # The cells of a trial as a data.frame: participant, visit (0 = baseline, 1 = follow-up),
@@ -218,7 +224,10 @@ paired_participants <- function(cells, keep) {
 #' unchanged).
 #'
 #' @param x A SingleCellExperiment or SummarizedExperiment with the design columns in
-#'   `colData(x)`.
+#'   `colData(x)`. A matrix and its cell metadata are wrapped first, as
+#'   `SummarizedExperiment::SummarizedExperiment(list(counts = x), colData = metadata)`
+#'   (the error says so); an ExpressionSet is converted by
+#'   `SummarizedExperiment::makeSummarizedExperimentFromExpressionSet()`.
 #' @param design A [trial_design()].
 #' @param features Genes (rownames of `x`) and/or numeric `colData` columns such as
 #'   gene-set scores; `NULL` for all genes.

@@ -9,7 +9,8 @@
 #' genes. Sets with fewer than `min_genes` genes found get `NA` scores and a warning.
 #'
 #' @param x A SingleCellExperiment / SummarizedExperiment, or a matrix / dgCMatrix /
-#'   DelayedArray with genes in rows (cells in rows is an error: use `t(x)`).
+#'   DelayedArray / ExpressionSet with genes in rows (cells in rows is an error: use
+#'   `t(x)`; a data.frame is refused, its orientation being ambiguous).
 #' @param sets A named list of character vectors of gene names.
 #' @param assay Assay of `x` (default `"logcounts"` if present, else the first).
 #' @param method `"zmean"` or `"mean"`.

@@ -6,13 +6,86 @@
 #' @importFrom SummarizedExperiment assay assayNames
 NULL
 
-# A numeric feature source from a matrix-like object or a SummarizedExperiment.
-numeric_features <- function(x, arg, assay = NULL, allow_na = FALSE) {
+# The matrix-like data of any accepted input, features in rows, samples in columns: a
+# SummarizedExperiment's assay, an ExpressionSet's assayData element, a phyloseq otu_table,
+# a matrix, dgCMatrix or DelayedArray as they are. A data.frame has no agreed orientation
+# (limma reads its rows as features, colData() has features in columns), so it is never
+# turned silently: `frame = "refuse"` stops with the fix; `frame = "columns"`, for the
+# arguments documented to take colData-style tables, reads its columns as features and
+# says so.
+feature_matrix <- function(x, arg, assay = NULL, frame = c("refuse", "columns")) {
+  frame <- match.arg(frame)
+  if (is(x, "SummarizedExperiment")) return(se_assay(x, assay, arg))
+  if (is(x, "ExpressionSet")) return(eset_assay(x, assay, arg))
+  if (is(x, "otu_table")) return(otu_matrix(x))
+  if (is(x, "DataFrame")) x <- as.data.frame(x, optional = TRUE)
+  if (is.data.frame(x)) return(frame_features(x, arg, frame))
+  # Other sparse Matrix classes (logical lgCMatrix, triplet, symmetric) stay sparse.
+  if (is(x, "sparseMatrix") && !is(x, "dgCMatrix")) x <- as_dgc(x)
+  x
+}
+
+as_dgc <- function(x) {
+  methods::as(methods::as(methods::as(x, "CsparseMatrix"), "generalMatrix"), "dMatrix")
+}
+
+frame_features <- function(x, arg, frame) {
+  if (frame == "refuse") {
+    stop(sprintf("`%s` is a data.frame, whose orientation is ambiguous: give a matrix with features in rows and samples in columns, as.matrix(%s) if its rows are features or t(%s) if its columns are.",
+                 arg, arg, arg), call. = FALSE)
+  }
+  say_frame_orientation(x, arg)
+  t(as.matrix(x))
+}
+
+# A data.frame read as colData: say which way it was read, since the same values as a
+# matrix would be read the other way.
+say_frame_orientation <- function(x, arg) {
+  say(sprintf("`%s` is a data.frame: read as colData, its %d column%s are the features and its %d row%s the samples (give a matrix to have features in rows).",
+              arg, ncol(x), if (ncol(x) == 1L) "" else "s", nrow(x), if (nrow(x) == 1L) "" else "s"))
+}
+
+# One assayData element of a Biobase ExpressionSet (exprs() by default).
+eset_assay <- function(x, assay, arg) {
+  if (!requireNamespace("Biobase", quietly = TRUE)) {
+    stop(sprintf("`%s` is an ExpressionSet: install Biobase to read it.", arg), call. = FALSE)
+  }
+  available <- Biobase::assayDataElementNames(x)
+  if (is.null(assay)) assay <- "exprs"
+  if (is.numeric(assay) && length(assay) == 1L && assay >= 1 && assay <= length(available)) {
+    assay <- available[assay]
+  }
+  if (!is.character(assay) || length(assay) != 1L || !assay %in% available) {
+    stop(sprintf("`assay` %s is not an assayData element of `%s`; it has: %s.", format(assay), arg,
+                 paste(available, collapse = ", ")), call. = FALSE)
+  }
+  Biobase::assayDataElement(x, assay)
+}
+
+# A phyloseq otu_table as a matrix with taxa in rows, whichever way it is stored.
+otu_matrix <- function(x) {
+  m <- methods::as(x, "matrix")
+  if (phyloseq::taxa_are_rows(x)) m else t(m)
+}
+
+# Sample metadata of an object as a data.frame: colData() or pData(); NULL for a matrix.
+sample_metadata <- function(x) {
   if (is(x, "SummarizedExperiment")) {
-    x <- se_assay(x, assay, arg)
-  } else if (is.data.frame(x)) {
-    x <- t(as.matrix(x))
-  } else if (is.null(dim(x)) && (is.numeric(x) || is.logical(x))) {
+    return(as.data.frame(SummarizedExperiment::colData(x), optional = TRUE))
+  }
+  if (is(x, "ExpressionSet")) return(Biobase::pData(x))
+  if (is(x, "phyloseq")) {
+    sd <- phyloseq::sample_data(x, errorIfNULL = FALSE)
+    if (!is.null(sd)) return(methods::as(sd, "data.frame"))
+  }
+  NULL
+}
+
+# A numeric feature source from a matrix-like object or a SummarizedExperiment /
+# ExpressionSet; data.frames as `frame` says (see feature_matrix()).
+numeric_features <- function(x, arg, assay = NULL, allow_na = FALSE, frame = "refuse") {
+  x <- feature_matrix(x, arg, assay, frame)
+  if (is.null(dim(x)) && (is.numeric(x) || is.logical(x))) {
     x <- matrix(as.numeric(x), nrow = 1L, dimnames = list(arg, names(x)))
   }
   kind <- if (is(x, "dgCMatrix")) {
@@ -22,7 +95,7 @@ numeric_features <- function(x, arg, assay = NULL, allow_na = FALSE) {
   } else if (is.matrix(x)) {
     "dense"
   } else {
-    stop(sprintf("`%s` must be a matrix, dgCMatrix, DelayedArray, data.frame or SummarizedExperiment, not %s.",
+    stop(sprintf("`%s` must be a matrix, dgCMatrix, DelayedArray, SummarizedExperiment or ExpressionSet (features in rows), not %s.",
                  arg, class(x)[1L]), call. = FALSE)
   }
   if (kind == "dense" && !is.numeric(x) && !is.logical(x)) {
@@ -141,10 +214,23 @@ check_flag <- function(v, arg) {
 }
 
 # Coded features: binary (0/1) or categorical (level codes 0..L-1), NA kept as NaN.
-# Vectors and factors are one feature; data.frames have features in columns (as colData);
-# matrices have features in rows.
-coded_features <- function(x, arg, type = c("binary", "categorical")) {
+# Vectors and factors are one feature; data.frames (and DataFrames such as colData()) have
+# features in columns, which is said when the orientation is ambiguous (all columns numeric
+# or logical) unless `frame_message = FALSE`; matrices, SummarizedExperiments and
+# ExpressionSets have features in rows. Binary dgCMatrix features stay sparse; other
+# matrix-likes are coded densely (coded features are few: clinical variables, mutations).
+coded_features <- function(x, arg, type = c("binary", "categorical"), assay = NULL, frame_message = TRUE) {
   type <- match.arg(type)
+  if (is(x, "DataFrame")) x <- as.data.frame(x, optional = TRUE)
+  if (is.data.frame(x)) {
+    if (frame_message && all(vapply(x, function(v) is.numeric(v) || is.logical(v), TRUE))) {
+      say_frame_orientation(x, arg)
+    }
+  } else if (!is.null(dim(x)) || isS4(x)) {
+    x <- feature_matrix(x, arg, assay)
+    if (type == "binary" && is(x, "dgCMatrix")) return(binary_sparse_features(x, arg))
+    if (!is.matrix(x) && !is.null(dim(x))) x <- as.matrix(x)
+  }
   if (type == "binary" && is.matrix(x) && nrow(x) > 0L && (is.logical(x) || is.numeric(x))) {
     return(binary_matrix_features(x, arg))
   }
@@ -156,7 +242,7 @@ coded_features <- function(x, arg, type = c("binary", "categorical")) {
   } else if (is.atomic(x) || is.factor(x)) {
     stats::setNames(list(x), arg)
   } else {
-    stop(sprintf("`%s` must be a vector, factor, matrix (features in rows) or data.frame (features in columns).",
+    stop(sprintf("`%s` must be a vector, factor, matrix / dgCMatrix / SummarizedExperiment (features in rows) or data.frame (features in columns, as colData()).",
                  arg), call. = FALSE)
   }
   check_feature_names(names(columns), arg)
@@ -187,6 +273,21 @@ binary_matrix_features <- function(x, arg) {
   }
   structure(list(data = codes, kind = "dense", names = rownames(x), n_features = nrow(codes),
                  n_samples = ncol(codes), samples = colnames(x), arg = arg,
+                 levels = rep(list(c("0", "1")), nrow(x))),
+            class = "sceffects_features")
+}
+
+# Binary features of a dgCMatrix, kept sparse: its non-zeros must be 1 (or NA).
+binary_sparse_features <- function(x, arg) {
+  check_feature_names(rownames(x), arg)
+  v <- x@x
+  bad <- !(v == 0 | v == 1)
+  bad[is.na(bad)] <- is.nan(v[is.na(bad)])
+  if (any(bad)) {
+    stop(sprintf("`%s`: feature %s must be logical or 0/1.", arg, rownames(x)[min(x@i[bad]) + 1L]), call. = FALSE)
+  }
+  structure(list(data = x, kind = "sparse", names = rownames(x), n_features = nrow(x),
+                 n_samples = ncol(x), samples = colnames(x), arg = arg, allow_na = TRUE,
                  levels = rep(list(c("0", "1")), nrow(x))),
             class = "sceffects_features")
 }

@@ -31,12 +31,13 @@
 #' dense random-effects design, at a cost that grows with the cube of the number of random
 #' effects; one grouping factor is fitted group by group, at a cost independent of it.
 #'
-#' @param y Responses (e.g. balances) in rows and samples in columns: a matrix or a
-#'   SummarizedExperiment; a data.frame is read with samples in rows and responses in
-#'   columns (gneiss's table layout).
+#' @param y Responses (e.g. balances) in rows and samples in columns: a matrix,
+#'   dgCMatrix, DelayedArray, SummarizedExperiment or ExpressionSet; a data.frame is read
+#'   with samples in rows and responses in columns (gneiss's table layout), and a message
+#'   says so.
 #' @param formula One-sided formula in lme4 syntax, e.g. `~ time + treatment + (1 | patient)`.
 #' @param data A data.frame with one row per sample (column of `y`); by default `colData(y)`
-#'   for a SummarizedExperiment. When both have sample names, rows are matched to `y`'s
+#'   for a SummarizedExperiment, `pData(y)` for an ExpressionSet. When both have sample names, rows are matched to `y`'s
 #'   samples by name (as gneiss joins its table and metadata); otherwise by position.
 #' @param REML Fit by REML (default, as `lmer()`) or maximum likelihood.
 #' @param p_values `"satterthwaite"` (t-tests with lmerTest's df) or `"z"` (Wald z-tests).
@@ -75,13 +76,13 @@ lmm_run <- function(y, formula, data = NULL, REML = TRUE, p_values = c("satterth
   REML <- check_flag(REML, "REML")
   threads <- resolve_threads(threads)
   check_bpparam(BPPARAM)
-  if (is.null(data) && is(y, "SummarizedExperiment")) data <- SummarizedExperiment::colData(y)
+  if (is.null(data)) data <- sample_metadata(y)
   if (is(data, "DataFrame")) data <- as.data.frame(data, optional = TRUE)
   if ((is.matrix(y) || is.data.frame(y)) && anyNA(y)) {
     stop(sprintf("`%s` contains NA values: the models need complete responses; remove or impute them.", arg_names$y),
          call. = FALSE)
   }
-  src <- numeric_features(y, arg_names$y, assay = assay)
+  src <- numeric_features(y, arg_names$y, assay = assay, frame = "columns")
   data <- align_samples(data, src$samples, arg_names)
   model <- lmm_model(formula, data, src$n_samples, arg_names)
   fit <- lmm_fit_rows(src, model, REML, p_values, threads, BPPARAM)

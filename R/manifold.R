@@ -252,8 +252,20 @@ diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL,
 #' landmarks x landmarks matrix and no per-gene Cholesky (kompot builds both).
 #'
 #' @inheritParams diff_abundance
-#' @param x A SingleCellExperiment with the embedding in `reducedDim(x, reduction)`.
-#' @param assay Assay with (log-normalised) expression; dense or dgCMatrix.
+#' @param x A SingleCellExperiment with the embedding in `reducedDim(x, reduction)`, or
+#'   the (log-normalised) expression alone, genes in rows and cells in columns: a matrix,
+#'   dgCMatrix, DelayedArray, SummarizedExperiment or ExpressionSet, with the embedding
+#'   given as `reduction` and `groupby`, `sample` as vectors (one per cell), as
+#'   [diff_abundance()] takes a matrix.
+#' @param reduction For a SingleCellExperiment, the name of the reducedDim (default: the
+#'   first); otherwise the embedding itself, a numeric matrix with one row per cell.
+#' @param groupby Column of `colData(x)` with the condition of each cell (for a
+#'   SingleCellExperiment), or a vector with one value per cell.
+#' @param sample Column of `colData(x)` (or a vector, one per cell) with the sample
+#'   (replicate) of each cell; `NULL` for no sample variance.
+#' @param assay Assay with (log-normalised) expression (dense or dgCMatrix) of a
+#'   SingleCellExperiment (`"logcounts"` by default), of a SummarizedExperiment (the
+#'   first by default) or of an ExpressionSet (`exprs()` by default).
 #' @param genes Genes (row names or indices) to test; default all.
 #' @param null_genes Number of permuted null genes for the FDR (0: none; then
 #'   `p_value` and `local_fdr` are `NA`). With `sample`, null genes go through the same
@@ -282,11 +294,14 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
                             fold_change = FALSE, dry_run = FALSE, fdr_threshold = 0.05, block_size = 512L,
                             seed = 42L, threads = NULL, BPPARAM = NULL, landmarks = NULL,
                             length_scale = NULL, ls_factor = 10) {
-  if (!is(x, "SingleCellExperiment")) {
-    stop("`x` must be a SingleCellExperiment with an expression assay and a reducedDim.", call. = FALSE)
+  if (is(x, "SingleCellExperiment")) {
+    input <- manifold_input(x, groupby, condition1, condition2, reduction, sample)
+    src <- numeric_features(x, "x", assay = assay)
+  } else {
+    # Expression and embedding given apart, as diff_abundance() takes an embedding alone.
+    src <- numeric_features(x, "x", assay = if (missing(assay)) NULL else assay)
+    input <- manifold_input(de_embedding(reduction, src), groupby, condition1, condition2, NULL, sample)
   }
-  input <- manifold_input(x, groupby, condition1, condition2, reduction, sample)
-  src <- numeric_features(x, "x", assay = assay)
   threads <- resolve_threads(threads)
   check_bpparam(BPPARAM)
   seed <- resolve_seed(seed)
@@ -372,6 +387,25 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
   method <- sprintf("manifold DE %s vs %s%s", input$conditions[2L], input$conditions[1L],
                     if (is.null(input$samples)) "" else " (sample variance)")
   results_table(res, method, extra)
+}
+
+# The embedding of diff_expression() on an expression matrix: `reduction` itself, one row
+# per column (cell) of `x`.
+de_embedding <- function(reduction, src) {
+  if (!is.matrix(reduction) || !is.numeric(reduction)) {
+    stop("`reduction` must be the embedding, a numeric matrix with one row per cell (column of `x`), when `x` is not a SingleCellExperiment.",
+         call. = FALSE)
+  }
+  if (nrow(reduction) != src$n_samples) {
+    hint <- if (ncol(reduction) == src$n_samples) " It may be transposed: use t(reduction)." else ""
+    stop(sprintf("`reduction` has %d rows but `x` has %d cells (columns).%s", nrow(reduction), src$n_samples, hint),
+         call. = FALSE)
+  }
+  if (!is.null(rownames(reduction)) && !is.null(src$samples) && !identical(rownames(reduction), src$samples)) {
+    stop("`reduction`'s row names are not the cells (column names) of `x` in order: reorder its rows.", call. = FALSE)
+  }
+  if (is.null(rownames(reduction))) rownames(reduction) <- src$samples
+  reduction
 }
 
 gene_rows <- function(genes, src) {

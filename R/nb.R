@@ -24,15 +24,32 @@
 #' part of them, e.g. one group of a dispersion factor, the estimates are where the
 #' likelihood reached that limit; either way no covariance); the iteration limit.
 #'
+#' Size factors follow glmGamPoi: for a SingleCellExperiment / SummarizedExperiment, the
+#' default `size_factors = TRUE` takes `sizeFactors(x)` when they are set and otherwise
+#' computes glmGamPoi's `"normed_sum"` size factors (each column's total count divided by
+#' the geometric mean of the totals; columns without counts get 0.001), and adds their log
+#' to the linear predictor of the mean; a message says which, once per call. A plain matrix
+#' carries no size factors, so its default is `FALSE` (the raw counts, as before); ask for
+#' them with `size_factors = TRUE`. `size_factors = FALSE` turns them off.
+#'
 #' @param x A count matrix (dense or dgCMatrix, genes in rows, cells or samples in
-#'   columns; DelayedArray is read block by block) or a SingleCellExperiment /
-#'   SummarizedExperiment, whose `colData()` is the metadata.
+#'   columns; DelayedArray is read block by block), a SingleCellExperiment /
+#'   SummarizedExperiment (whose `colData()` is the metadata) or an ExpressionSet (its
+#'   `exprs()` unless `assay` is given, `pData()` the metadata). A data.frame is refused:
+#'   its orientation is ambiguous.
 #' @param mean,dispersion One-sided formulas for log(mean) and log(size), on `data`.
 #' @param data A data.frame with one row per column of `x`; by default `colData(x)` for a
-#'   SummarizedExperiment (and no variables for a matrix).
+#'   SummarizedExperiment, `pData(x)` for an ExpressionSet (and no variables for a matrix).
 #' @param assay Assay of a SummarizedExperiment holding the counts.
-#' @param offset `NULL` (none), a numeric vector (on the log scale, one per column of `x`),
-#'   or `"size_factors"` for `log(sizeFactors(x))` of a SingleCellExperiment.
+#' @param size_factors `TRUE` (`sizeFactors(x)` of a SingleCellExperiment when set, else
+#'   computed as glmGamPoi's `"normed_sum"`), `FALSE` (none), or positive numbers, one per
+#'   column of `x`. Default: `TRUE` for a SummarizedExperiment, `FALSE` for a matrix (see
+#'   Details). Their logs are offsets of the mean, kept in `fit$size_factors`.
+#' @param offset `NULL` (none) or a numeric vector (on the log scale, one per column of
+#'   `x`): offsets added to the log size factors. `"size_factors"` is kept for
+#'   `log(sizeFactors(x))` of a SingleCellExperiment, and requires them to be set.
+#' @param verbose Say which size factors are used (also quieted by
+#'   `options(sceffects.verbose = FALSE)`).
 #' @param max_iter Largest number of Newton iterations per gene.
 #' @param tol Convergence tolerance on the Newton decrement (log-likelihood units).
 #' @param chunk_size Genes per call into the core (between calls R checks for Ctrl-C);
@@ -56,8 +73,9 @@
 #' coef(fit, "dispersion")[, 1:3]
 #' head(summary(fit))
 nb_regression <- function(x, mean = ~ 1, dispersion = ~ 1, data = NULL, assay = "counts",
-                          offset = NULL, max_iter = 100L, tol = 1e-12, chunk_size = 1000L,
-                          threads = NULL, BPPARAM = NULL) {
+                          size_factors = is(x, "SummarizedExperiment"), offset = NULL,
+                          max_iter = 100L, tol = 1e-12, chunk_size = 1000L, threads = NULL,
+                          BPPARAM = NULL, verbose = TRUE) {
   threads <- resolve_threads(threads)
   max_iter <- check_count(max_iter, "max_iter")
   chunk_size <- check_count(chunk_size, "chunk_size", min = 1)
@@ -65,31 +83,84 @@ nb_regression <- function(x, mean = ~ 1, dispersion = ~ 1, data = NULL, assay = 
   if (!is.numeric(tol) || length(tol) != 1L || is.na(tol) || tol <= 0) {
     stop("`tol` must be a single positive number.", call. = FALSE)
   }
+  verbose <- check_flag(verbose, "verbose")
   is_se <- is(x, "SummarizedExperiment")
-  counts <- if (is_se) se_assay(x, assay, "x") else x
-  src <- numeric_features(counts, "x", allow_na = TRUE)
+  # An ExpressionSet's counts are in exprs() unless an assay is named.
+  if (is(x, "ExpressionSet") && missing(assay)) assay <- NULL
+  src <- numeric_features(x, "x", assay = assay, allow_na = TRUE)
   check_count_values(count_values_of(src$data))
   if (src$kind == "dense" && !is.double(src$data)) storage.mode(src$data) <- "double"
   data <- nb_metadata(x, data, src$n_samples)
   mean_spec <- nb_design(mean, data, "mean")
   disp_spec <- nb_design(dispersion, data, "dispersion")
+  legacy_sf <- identical(offset, "size_factors")
   offset <- nb_offset(offset, x, src$n_samples)
+  # offset = "size_factors" already holds them: they are not added twice.
+  sf <- if (legacy_sf) rep(1, src$n_samples) else nb_size_factors(size_factors, x, src, verbose)
+  offset <- offset + log(sf)
   parts <- nb_fit_source(src, mean_spec$x, disp_spec$x, offset, max_iter, tol, chunk_size,
                          threads, BPPARAM)
-  nb_assemble(parts, src, mean_spec, disp_spec, offset, data,
+  fit <- nb_assemble(parts, src, mean_spec, disp_spec, offset, data,
               coldata = if (is_se) SummarizedExperiment::colData(x),
               sce = is(x, "SingleCellExperiment"), sparse = src$kind == "sparse",
               call = match.call())
+  fit$size_factors <- stats::setNames(if (legacy_sf) exp(offset) else sf, src$samples)
+  fit
+}
+
+# Size factors of the fit, as glmGamPoi: given numbers, sizeFactors(x) of a
+# SingleCellExperiment when set, else glmGamPoi's "normed_sum"; 1 when turned off.
+nb_size_factors <- function(size_factors, x, src, verbose) {
+  n <- src$n_samples
+  if (is.numeric(size_factors) && length(size_factors) != 1L) {
+    if (length(size_factors) != n || any(!is.finite(size_factors) | size_factors <= 0)) {
+      stop(sprintf("`size_factors` must be TRUE, FALSE or %d positive numbers, one per column of `x`.", n),
+           call. = FALSE)
+    }
+    return(as.numeric(size_factors))
+  }
+  if (!isTRUE(size_factors) && !isFALSE(size_factors)) {
+    stop(sprintf("`size_factors` must be TRUE, FALSE or %d positive numbers, one per column of `x`.", n),
+         call. = FALSE)
+  }
+  if (isFALSE(size_factors)) return(rep(1, n))
+  stored <- if (is(x, "SingleCellExperiment")) SingleCellExperiment::sizeFactors(x)
+  if (!is.null(stored)) {
+    if (any(!is.finite(stored) | stored <= 0)) {
+      stop("`size_factors`: sizeFactors(x) must be positive and finite (or set size_factors = FALSE).", call. = FALSE)
+    }
+    say("nb_regression(): using sizeFactors(x) as offsets of the mean (size_factors = FALSE turns this off).", verbose)
+    return(as.numeric(stored))
+  }
+  sf <- normed_sum_size_factors(src)
+  say("nb_regression(): size factors computed as glmGamPoi's \"normed_sum\" (column totals over their geometric mean) are offsets of the mean (size_factors = FALSE turns this off).",
+      verbose)
+  sf
+}
+
+# glmGamPoi's "normed_sum": column totals divided by their geometric mean; with a single
+# gene there is nothing to normalise (1), and columns without counts get 0.001, as there.
+normed_sum_size_factors <- function(src) {
+  n <- src$n_samples
+  if (src$n_features <= 1L) return(rep(1, n))
+  totals <- column_totals(src)
+  empty <- is.nan(totals) | totals <= 0
+  sf <- totals / exp(mean(log(totals[!empty])))
+  sf[empty] <- 0.001
+  sf
+}
+
+# Column sums of a feature source, block by block for a DelayedArray.
+column_totals <- function(src) {
+  switch(src$kind,
+    dense = colSums(src$data, na.rm = TRUE),
+    sparse = Matrix::colSums(src$data, na.rm = TRUE),
+    delayed = Reduce(`+`, lapply(split_blocks(src$n_features, 1000L),
+                                 function(rows) colSums(read_block(src, rows), na.rm = TRUE))))
 }
 
 nb_metadata <- function(x, data, n) {
-  if (is.null(data)) {
-    data <- if (is(x, "SummarizedExperiment")) {
-      as.data.frame(SummarizedExperiment::colData(x), optional = TRUE)
-    } else {
-      data.frame(row.names = seq_len(n))
-    }
-  }
+  if (is.null(data)) data <- sample_metadata(x) %||% data.frame(row.names = seq_len(n))
   if (is(data, "DataFrame")) data <- as.data.frame(data, optional = TRUE)
   if (!is.data.frame(data)) stop("`data` must be a data.frame (one row per column of `x`).", call. = FALSE)
   if (nrow(data) != n) {

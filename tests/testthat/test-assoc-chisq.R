@@ -113,3 +113,21 @@ test_that("non-integer numbers are rejected; threads do not change results", {
   expect_error(assoc_chisq(data.frame(a = c(1.5, 2, 3), b = c(1, 2, 3))), "non-integer")
   expect_identical(assoc_chisq(clin, threads = 1), assoc_chisq(clin, threads = 2))
 })
+
+test_that("categorical features in rows of a matrix, dgCMatrix or SummarizedExperiment (issue 13)", {
+  set.seed(48)
+  m <- matrix(sample(0:2, 5 * 60, TRUE), 5, dimnames = list(paste0("f", 1:5), NULL))
+  ref <- as.data.frame(assoc_chisq(m))
+  d <- as.data.frame(t(m))
+  expect_chisq_matches(assoc_chisq(m), d, d)
+  expect_equal(as.data.frame(assoc_chisq(Matrix::Matrix(m, sparse = TRUE))), ref)
+  se <- SummarizedExperiment::SummarizedExperiment(list(codes = m))
+  expect_equal(as.data.frame(assoc_chisq(se)), ref)
+  expect_equal(as.data.frame(assoc_chisq(se, se, assay = "codes"))[, c("p_value", "n")],
+               as.data.frame(assoc_chisq(m, m))[, c("p_value", "n")])
+  # a data.frame of integer columns is ambiguous: read as colData, with a message;
+  # one with factor or character columns is plainly colData, and silent
+  expect_message(assoc_chisq(d), "`a` is a data.frame: read as colData, its 5 columns are the features")
+  expect_silent(assoc_chisq(clin[, 1:3]))
+  expect_silent(assoc_chisq(S4Vectors::DataFrame(clin[, 1:3])))
+})

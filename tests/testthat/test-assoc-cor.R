@@ -426,3 +426,28 @@ test_that("the user's input objects are not modified", {
   invisible(assoc_cor(xi, y))
   expect_identical(xi, xi_copy)
 })
+
+test_that("a data.frame is read as colData with a message, never flipped silently (issue 13)", {
+  ref <- sorted_df(assoc_cor(X[1:5, ]))
+  df <- as.data.frame(t(X[1:5, ]))
+  expect_message(out <- assoc_cor(df), "`x` is a data.frame: read as colData, its 5 columns are the features")
+  expect_equal(sorted_df(out), ref, tolerance = 1e-12)
+  # the message can be turned off with the package's option
+  old <- options(sceffects.verbose = FALSE)
+  on.exit(options(old))
+  expect_silent(assoc_cor(df))
+  options(old)
+  # a colData-style DataFrame is read the same way, and for `y` too
+  expect_message(assoc_cor(X[1:3, ], S4Vectors::DataFrame(df)), "`y` is a data.frame")
+  # a matrix is never messaged about
+  expect_silent(assoc_cor(X[1:5, ]))
+})
+
+test_that("an ExpressionSet is read through exprs() or a named assayData element (issue 13)", {
+  eset <- Biobase::ExpressionSet(assayData = X[1:6, ])
+  expect_equal(sorted_df(assoc_cor(eset)), sorted_df(assoc_cor(X[1:6, ])))
+  expect_equal(sorted_df(assoc_cor(eset, Y, assay = "exprs")), sorted_df(assoc_cor(X[1:6, ], Y)))
+  expect_error(assoc_cor(eset, assay = "counts"), "not an assayData element of `x`; it has: exprs")
+  expect_equal(sorted_df(assoc_mwu(eset, rep(c(TRUE, FALSE), length.out = ncol(X)))),
+               sorted_df(assoc_mwu(X[1:6, ], rep(c(TRUE, FALSE), length.out = ncol(X)))))
+})

@@ -175,3 +175,37 @@ test_that("threads and blocks do not change results", {
   key <- function(r) paste(r$feature_x, r$feature_y)
   expect_equal(x$p_value[order(key(x))], y$p_value[order(key(y))], tolerance = 1e-14)
 })
+
+test_that("SummarizedExperiment, ExpressionSet and dgCMatrix (kept sparse) give the matrix's answer (issue 13)", {
+  set.seed(47)
+  a <- random_binary(40, 6)
+  b <- random_binary(40, 3)
+  rownames(b) <- paste0("b", 1:3)
+  ref <- as.data.frame(assoc_fisher(a, b))
+  sparse <- Matrix::Matrix(a, sparse = TRUE)
+  expect_s4_class(sparse, "lgCMatrix")
+  expect_equal(as.data.frame(assoc_fisher(sparse, b)), ref)
+  dgc <- methods::as(sparse + 0, "CsparseMatrix")
+  expect_s4_class(dgc, "dgCMatrix")
+  expect_equal(as.data.frame(assoc_fisher(dgc, b)), ref)
+  by_pair <- function(r) as.data.frame(r)[order(r$feature_x, r$feature_y), c("feature_x", "feature_y", "p_value", "n")]
+  expect_equal(by_pair(assoc_fisher(dgc, Matrix::Matrix(b, sparse = TRUE), block_size = 2)), by_pair(ref),
+               ignore_attr = TRUE)
+  se <- SummarizedExperiment::SummarizedExperiment(list(mutations = a))
+  expect_equal(as.data.frame(assoc_fisher(se, b, assay = "mutations")), ref)
+  expect_error(assoc_fisher(se, b, assay = "counts"), "not an assay of `a`")
+  eset <- Biobase::ExpressionSet(assayData = a)
+  expect_equal(as.data.frame(assoc_fisher(eset, b)), ref)
+  # NA in a sparse matrix leaves that sample out, as in a dense one
+  a_na <- a
+  a_na[2, 5] <- NA
+  expect_equal(as.data.frame(assoc_fisher(methods::as(a_na + 0, "CsparseMatrix"), b)),
+               as.data.frame(assoc_fisher(a_na, b)))
+  bad <- dgc
+  bad[3, 4] <- 2
+  expect_error(assoc_fisher(bad), sprintf("feature %s must be logical or 0/1", rownames(a)[3]))
+  # colData-style inputs: a DataFrame is read with features in columns, and says so
+  expect_message(r <- assoc_fisher(S4Vectors::DataFrame(t(a) == 1)), "`a` is a data.frame: read as colData")
+  expect_equal(as.data.frame(r)[, c("feature_x", "feature_y", "p_value")],
+               as.data.frame(assoc_fisher(a))[, c("feature_x", "feature_y", "p_value")])
+})

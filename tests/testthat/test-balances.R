@@ -232,3 +232,37 @@ test_that("balance_lmm()'s errors name its own arguments, not lmm_table()'s", {
   expect_identical(meta, meta0)
   expect_identical(tree, tree0)
 })
+
+test_that("balances() takes a phyloseq object: otu_table either way round, phy_tree, sample_data (issue 13)", {
+  skip_if_not_installed("phyloseq")
+  skip_if_not_installed("ape")
+  set.seed(13)
+  tree <- ape::rtree(6, tip.label = paste0("otu", 1:6))
+  x <- matrix(rpois(6 * 12, 30) + 1, 6, dimnames = list(paste0("otu", 1:6), paste0("s", 1:12)))
+  meta <- data.frame(subject = factor(rep(1:4, each = 3)), time = rep(0:2, 4), row.names = colnames(x))
+  ref <- balances(x, tree)
+  ps <- phyloseq::phyloseq(phyloseq::otu_table(x, taxa_are_rows = TRUE), phy_tree = tree,
+                           phyloseq::sample_data(meta))
+  expect_equal(balances(ps), ref)
+  # taxa in columns: read the other way round, from taxa_are_rows()
+  ps_t <- phyloseq::phyloseq(phyloseq::otu_table(t(x), taxa_are_rows = FALSE), phy_tree = tree)
+  expect_equal(balances(ps_t), ref)
+  expect_equal(balances(phyloseq::otu_table(t(x), taxa_are_rows = FALSE), tree), ref)
+  # an explicit tree is used over the object's
+  hc <- stats::hclust(stats::dist(log(x)))
+  expect_equal(balances(ps, hc), balances(x, hc))
+  expect_error(balances(phyloseq::phyloseq(phyloseq::otu_table(x, taxa_are_rows = TRUE), phyloseq::sample_data(meta))),
+               "without a phy_tree\\(\\): give `tree`")
+  expect_error(balances(x), "`tree` is missing")
+  # balance_lmm() takes its tree and metadata from the object
+  fit <- balance_lmm(ps, ~ time, groups = "subject")
+  expect_equal(coef(fit), coef(balance_lmm(x, ~ time, meta, tree, groups = "subject")))
+})
+
+test_that("balances() refuses a data.frame (ambiguous orientation) and takes an ExpressionSet (issue 13)", {
+  x <- matrix(c(10, 20, 30, 5, 5, 40), 3, dimnames = list(c("a", "b", "c"), c("s1", "s2")))
+  tree <- list(list("a", "b"), "c")
+  expect_error(balances(as.data.frame(x), tree), "`x` is a data.frame, whose orientation is ambiguous.*t\\(x\\)")
+  skip_if_not_installed("Biobase")
+  expect_equal(balances(Biobase::ExpressionSet(assayData = x), tree), balances(x, tree))
+})

@@ -504,3 +504,24 @@ test_that("score_gene_sets can be run again on its own output, and says so", {
   other$a <- 1
   expect_error(score_gene_sets(other, sets), "already colData")
 })
+
+test_that("a matrix or an ExpressionSet is refused with the one-line conversion; the wrapped SE works (issue 13)", {
+  expect_error(did_table(expr[1:3, ], design), "wrap a matrix .* SummarizedExperiment::SummarizedExperiment\\(list\\(counts = x\\), colData = metadata\\)")
+  expect_error(between_arm(as.matrix(expr[1:3, ]), design, visit = "Pre"), "wrap a matrix")
+  expect_error(within_arm(expr[1:3, ], design, arm = "Responder"), "wrap a matrix")
+  skip_if_not_installed("Biobase")
+  eset <- Biobase::ExpressionSet(assayData = as.matrix(expr[1:3, ]))
+  expect_error(did_table(eset, design), "makeSummarizedExperimentFromExpressionSet")
+  wrapped <- SummarizedExperiment::SummarizedExperiment(list(logcounts = expr[1:3, ]), colData = cd)
+  expect_equal(as.data.frame(did_table(wrapped, design, verbose = FALSE)),
+               as.data.frame(did_table(sce[1:3, ], design, verbose = FALSE)))
+})
+
+test_that("score_gene_sets() takes an ExpressionSet and refuses a data.frame (issue 13)", {
+  sets <- list(first = rownames(expr)[1:5])
+  m <- as.matrix(expr[1:20, ])
+  ref <- score_gene_sets(m, sets)
+  expect_error(score_gene_sets(as.data.frame(m), sets), "`x` is a data.frame, whose orientation is ambiguous")
+  skip_if_not_installed("Biobase")
+  expect_equal(score_gene_sets(Biobase::ExpressionSet(assayData = m), sets), ref)
+})

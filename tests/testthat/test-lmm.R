@@ -309,3 +309,18 @@ test_that("BPPARAM is checked up front; the user's objects are left unchanged", 
   expect_identical(sim$y, y0)
   expect_identical(sim$data, d0)
 })
+
+test_that("a data.frame is read in gneiss's layout with a message; an ExpressionSet with its pData (issue 13)", {
+  sim <- simulate_longitudinal(3, n_subj = 8, n_visit = 4)
+  ref <- coef(lmm_table(sim$y, ~ time + (1 | subject), sim$data))
+  expect_message(fit <- lmm_table(as.data.frame(t(sim$y)), ~ time + (1 | subject), sim$data),
+                 "`y` is a data.frame: read as colData")
+  expect_equal(coef(fit), ref)
+  skip_if_not_installed("Biobase")
+  y <- sim$y
+  colnames(y) <- paste0("s", seq_len(ncol(y)))
+  pd <- sim$data
+  rownames(pd) <- colnames(y)
+  eset <- Biobase::ExpressionSet(assayData = y, phenoData = Biobase::AnnotatedDataFrame(pd))
+  expect_equal(coef(lmm_table(eset, ~ time + (1 | subject))), ref)
+})

@@ -371,3 +371,24 @@ test_that("the user's objects are left unchanged", {
   expect_identical(small, small0)
   expect_identical(u, u0)
 })
+
+test_that("diff_expression() takes an expression matrix with the embedding as `reduction` (issue 13)", {
+  ref <- diff_expression(small, "condition", "young", "old", landmarks = u, length_scale = 1.7, null_genes = 20)
+  y <- SummarizedExperiment::assay(small, "logcounts")
+  emb <- SingleCellExperiment::reducedDim(small)
+  cond <- small$condition
+  from_matrix <- diff_expression(y, cond, "young", "old", reduction = emb, landmarks = u,
+                                 length_scale = 1.7, null_genes = 20)
+  expect_equal(as.data.frame(from_matrix), as.data.frame(ref))
+  from_sparse <- diff_expression(methods::as(as.matrix(y), "CsparseMatrix"), cond, "young", "old",
+                                 reduction = unname(emb), landmarks = u, length_scale = 1.7, null_genes = 20)
+  expect_equal(from_sparse$mahalanobis, ref$mahalanobis, tolerance = 1e-10)
+  se <- SummarizedExperiment::SummarizedExperiment(list(logcounts = y))
+  expect_equal(diff_expression(se, cond, "young", "old", reduction = emb, landmarks = u,
+                               length_scale = 1.7, null_genes = 0)$mahalanobis, ref$mahalanobis)
+  expect_error(diff_expression(y, cond, "young", "old", landmarks = u), "`reduction` must be the embedding")
+  expect_error(diff_expression(y, cond, "young", "old", reduction = t(emb), landmarks = u),
+               "`reduction` has .* rows but `x` has .* cells.*t\\(reduction\\)")
+  expect_error(diff_expression(y, cond[-1], "young", "old", reduction = emb, landmarks = u), "`groupby`")
+  expect_error(diff_expression(as.data.frame(as.matrix(y)), cond, "young", "old", reduction = emb), "orientation is ambiguous")
+})

@@ -109,7 +109,8 @@ test_that("dense, sparse, SummarizedExperiment and thread counts give the same f
   sparse <- nb_regression(methods::as(counts, "CsparseMatrix"), ~ dose, ~ batch, data = cells,
                           threads = 2, chunk_size = 5)
   se <- SummarizedExperiment::SummarizedExperiment(list(counts = counts), colData = cells)
-  from_se <- nb_regression(se, ~ dose, ~ batch)
+  # size factors off: the same counts as the matrix (an SE's default uses them, see below)
+  from_se <- nb_regression(se, ~ dose, ~ batch, size_factors = FALSE)
   expect_identical(coef(dense), coef(sparse))
   expect_identical(coef(dense, "dispersion"), coef(from_se, "dispersion"))
   expect_identical(logLik(dense), logLik(from_se))
@@ -380,4 +381,63 @@ test_that("nb_regression() and its methods leave the user's objects unchanged", 
   expect_identical(y, y0)
   expect_identical(d, d0)
   expect_identical(nd, nd0)
+})
+
+test_that("on an SCE, size factors are used by default as glmGamPoi: stored, else normed_sum (issue 13)", {
+  skip_if_not_installed("glmGamPoi")
+  sce <- SingleCellExperiment::SingleCellExperiment(list(counts = counts), colData = cells)
+  # none stored: glmGamPoi's "normed_sum", said once
+  msgs <- testthat::capture_messages(fit <- nb_regression(sce, ~ dose))
+  expect_length(msgs, 1L)
+  expect_match(msgs, "normed_sum")
+  ref_sf <- glmGamPoi::glm_gp(counts, design = ~ 1, size_factors = "normed_sum")$size_factors
+  expect_equal(unname(fit$size_factors), unname(ref_sf), tolerance = 1e-12)
+  expect_identical(coef(fit), coef(nb_regression(counts, ~ dose, data = cells, offset = log(ref_sf))))
+  # glmGamPoi's mean coefficients at our dispersion, with the same size factors
+  for (g in rownames(counts)[1:3]) {
+    ref <- glmGamPoi::glm_gp(counts[g, , drop = FALSE], design = ~ dose, col_data = cells,
+                             size_factors = ref_sf, overdispersion = exp(-coef(fit, "dispersion")[, g]))
+    expect_close(coef(fit)[, g], ref$Beta[1, ], tol = 1e-6)
+  }
+  # and MASS::glm.nb with offset(log(sf)), dispersion included
+  g <- "gene04"
+  ref <- MASS::glm.nb(counts[g, ] ~ dose + offset(log(ref_sf)), data = cells,
+                      control = glm.control(epsilon = 1e-12, maxit = 100))
+  expect_close(coef(fit)[, g], coef(ref), tol = 1e-6)
+  expect_close(exp(coef(fit, "dispersion")[, g]), ref$theta, tol = 1e-6)
+  # stored size factors win, and are said so
+  sf <- exp(rnorm(400, 0, 0.3))
+  SingleCellExperiment::sizeFactors(sce) <- sf
+  expect_message(stored <- nb_regression(sce, ~ dose), "using sizeFactors\\(x\\)")
+  expect_identical(coef(stored), coef(nb_regression(counts, ~ dose, data = cells, offset = log(sf))))
+  expect_equal(unname(stored$size_factors), sf)
+  # predictions of the fitted cells carry them
+  expect_equal(unname(predict(stored)[1, ]), unname(exp(coef(stored)[1, 1] + coef(stored)[2, 1] * cells$dose) * sf))
+  # off, quiet, user offsets on top, numbers, a matrix asking for them
+  expect_silent(off <- nb_regression(sce, ~ dose, size_factors = FALSE))
+  expect_identical(coef(off), coef(nb_regression(counts, ~ dose, data = cells)))
+  expect_silent(nb_regression(sce, ~ dose, verbose = FALSE))
+  both <- nb_regression(sce, ~ dose, offset = rep(0.5, 400), verbose = FALSE)
+  expect_identical(coef(both), coef(nb_regression(counts, ~ dose, data = cells, offset = log(sf) + 0.5)))
+  expect_identical(coef(nb_regression(counts, ~ dose, data = cells, size_factors = sf)), coef(stored))
+  expect_message(m <- nb_regression(counts, ~ dose, data = cells, size_factors = TRUE), "normed_sum")
+  expect_identical(coef(m), coef(fit))
+  expect_error(nb_regression(counts, ~ dose, data = cells, size_factors = c(1, 2)), "`size_factors` must be")
+  expect_error(nb_regression(counts, ~ dose, data = cells, size_factors = -sf), "`size_factors` must be")
+  expect_error(nb_regression(counts, ~ dose, data = cells, size_factors = NA), "`size_factors` must be")
+  # the legacy offset = "size_factors" is not doubled
+  expect_identical(coef(nb_regression(sce, ~ dose, offset = "size_factors")), coef(stored))
+})
+
+test_that("nb_regression() takes an ExpressionSet with pData() and refuses a data.frame (issue 13)", {
+  skip_if_not_installed("Biobase")
+  named <- counts
+  colnames(named) <- paste0("cell", seq_len(400))
+  pd <- cells
+  rownames(pd) <- colnames(named)
+  eset <- Biobase::ExpressionSet(assayData = named, phenoData = Biobase::AnnotatedDataFrame(pd))
+  ref <- nb_regression(counts, ~ dose, data = cells)
+  expect_identical(coef(nb_regression(eset, ~ dose)), coef(ref))
+  expect_error(nb_regression(as.data.frame(counts), ~ dose, data = cells),
+               "`x` is a data.frame, whose orientation is ambiguous")
 })

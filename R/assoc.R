@@ -147,13 +147,13 @@ assoc_kruskal <- function(x, groups, assay = NULL, na_action = c("fail", "pairwi
 #' two-sided p-value is that of [stats::fisher.test()] (tables no more likely than the
 #' observed one), computed on the log scale so it never underflows.
 #'
-#' @param a Binary features: a logical or 0/1 matrix or `dgCMatrix` (kept sparse) with
+#' @param x Binary features: a logical or 0/1 matrix or `dgCMatrix` (kept sparse) with
 #'   features in rows, a SummarizedExperiment or ExpressionSet holding one (see `assay`),
 #'   a data.frame or `DataFrame` of logical/0-1 columns (read as `colData()`, features in
 #'   columns, with a message), or one vector. `NA` leaves a sample out of the pairs of
 #'   that feature.
-#' @param b Like `a`, or `NULL` for all pairs within `a`.
-#' @param assay Assay name or index when `a` or `b` is a SummarizedExperiment (first assay
+#' @param y Like `x`, or `NULL` for all pairs within `x`.
+#' @param assay Assay name or index when `x` or `y` is a SummarizedExperiment (first assay
 #'   by default) or an ExpressionSet (`exprs()` by default).
 #' @param mle Also report the conditional maximum-likelihood odds ratio that
 #'   `fisher.test()` gives as its estimate (column `odds_ratio_mle`).
@@ -168,12 +168,12 @@ assoc_kruskal <- function(x, groups, assay = NULL, na_action = c("fail", "pairwi
 #' a <- matrix(runif(5 * 100) < 0.3, 5, dimnames = list(paste0("mut", 1:5), NULL))
 #' b <- rbind(msi = a[1, ] | runif(100) < 0.1)
 #' assoc_fisher(a, b, mle = TRUE)
-assoc_fisher <- function(a, b = NULL, mle = FALSE, assay = NULL, top = NULL, p_max = NULL,
+assoc_fisher <- function(x, y = NULL, mle = FALSE, assay = NULL, top = NULL, p_max = NULL,
                          output = c("long", "matrix"), threads = NULL, block_size = NULL) {
   mle <- check_flag(mle, "mle")
-  as_ <- coded_features(a, "a", "binary", assay)
-  bs <- if (is.null(b)) NULL else coded_features(b, "b", "binary", assay)
-  assoc_screen("fisher", as_, bs, options = list(mle = mle), top = top, p_max = p_max,
+  xs <- coded_features(x, "x", "binary", assay)
+  ys <- if (is.null(y)) NULL else coded_features(y, "y", "binary", assay)
+  assoc_screen("fisher", xs, ys, options = list(mle = mle), top = top, p_max = p_max,
                output = match.arg(output), threads = threads, block_size = block_size,
                label = "Fisher's exact test", estimate_label = "log odds ratio",
                extra_name = if (isTRUE(mle)) "odds_ratio_mle" else NULL)
@@ -185,13 +185,13 @@ assoc_fisher <- function(a, b = NULL, mle = FALSE, assay = NULL, top = NULL, p_m
 #' from those samples are dropped, 2x2 tables get Yates' correction when `correct = TRUE`.
 #' All contingency tables of a block come from one product of one-hot matrices.
 #'
-#' @param a Categorical features: a data.frame or `DataFrame` of
+#' @param x Categorical features: a data.frame or `DataFrame` of
 #'   factor/character/logical/integer columns (as `colData()`, features in columns; a
 #'   message says so when all its columns are numbers or logicals), a character or integer
 #'   matrix (or `dgCMatrix`, SummarizedExperiment, ExpressionSet) with features in rows,
 #'   or one vector.
-#' @param b Like `a`, or `NULL` for all pairs within `a`.
-#' @param assay Assay name or index when `a` or `b` is a SummarizedExperiment (first assay
+#' @param y Like `x`, or `NULL` for all pairs within `x`.
+#' @param assay Assay name or index when `x` or `y` is a SummarizedExperiment (first assay
 #'   by default) or an ExpressionSet (`exprs()` by default).
 #' @param correct Yates' continuity correction for 2x2 tables, as `chisq.test()`.
 #' @inheritParams assoc_cor
@@ -204,12 +204,12 @@ assoc_fisher <- function(a, b = NULL, mle = FALSE, assay = NULL, top = NULL, p_m
 #' d <- data.frame(sex = sample(c("F", "M"), 80, TRUE), stage = sample(1:3, 80, TRUE))
 #' d$response <- ifelse(d$stage == 3, "CR", sample(c("CR", "PD"), 80, TRUE))
 #' assoc_chisq(d)
-assoc_chisq <- function(a, b = NULL, correct = TRUE, assay = NULL, top = NULL, p_max = NULL,
+assoc_chisq <- function(x, y = NULL, correct = TRUE, assay = NULL, top = NULL, p_max = NULL,
                         threads = NULL, block_size = NULL) {
   correct <- check_flag(correct, "correct")
-  as_ <- coded_features(a, "a", "categorical", assay)
-  bs <- if (is.null(b)) NULL else coded_features(b, "b", "categorical", assay)
-  assoc_screen("chisq", as_, bs, options = list(yates = correct), top = top,
+  xs <- coded_features(x, "x", "categorical", assay)
+  ys <- if (is.null(y)) NULL else coded_features(y, "y", "categorical", assay)
+  assoc_screen("chisq", xs, ys, options = list(yates = correct), top = top,
                p_max = p_max, output = "long", threads = threads, block_size = block_size,
                label = "Pearson's chi-square test", estimate_label = "Cramer's V")
 }

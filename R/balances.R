@@ -342,11 +342,11 @@ balances_to_proportions <- function(b, tree, convention = c("gneiss", "philr")) 
 #' @param formula One-sided formula of the fixed effects (`~ time + treatment`); it may also
 #'   carry its own random-effects term, e.g. `~ time + (1 + time | patient)`, when `groups`
 #'   is `NULL`.
-#' @param metadata A data.frame with one row per sample (column of `x`); by default
+#' @param data A data.frame with one row per sample (column of `x`); by default
 #'   `colData(x)` for a SummarizedExperiment, `pData(x)` for an ExpressionSet,
 #'   `sample_data(x)` for a phyloseq object.
 #' @param tree See [balance_basis()]; by default the `phy_tree()` of a phyloseq object.
-#' @param groups Column of `metadata` naming the group of each sample (e.g. the patient):
+#' @param groups Column of `data` naming the group of each sample (e.g. the patient):
 #'   adds `(1 | groups)` to the formula.
 #' @param pseudocount,convention,assay See [balances()].
 #' @param ... Passed to [lmm_table()] (`REML`, `p_values`, `threads`, `BPPARAM`).
@@ -362,17 +362,17 @@ balances_to_proportions <- function(b, tree, convention = c("gneiss", "philr")) 
 #' fit <- balance_lmm(x, ~ time, meta, tree, groups = "patient")
 #' fit
 #' predict(fit, type = "proportion")[, 1:3]
-balance_lmm <- function(x, formula, metadata, tree = NULL, groups = NULL, pseudocount = NULL,
+balance_lmm <- function(x, formula, data, tree = NULL, groups = NULL, pseudocount = NULL,
                         convention = c("gneiss", "philr"), assay = NULL, ...) {
   convention <- match.arg(convention)
   tree <- tree_of(x, tree)
   b <- balances(x, tree, pseudocount = pseudocount, convention = convention, assay = assay)
-  if (missing(metadata)) metadata <- sample_metadata(x)
-  if (is(metadata, "DataFrame")) metadata <- as.data.frame(metadata, optional = TRUE)
+  if (missing(data)) data <- sample_metadata(x)
+  if (is(data, "DataFrame")) data <- as.data.frame(data, optional = TRUE)
   if (!is.null(groups)) {
-    if (!is.character(groups) || length(groups) != 1L) stop("`groups` must be one column name of `metadata`.", call. = FALSE)
-    if (!is.data.frame(metadata) || !groups %in% names(metadata)) {
-      stop(sprintf("`metadata` has no column `%s` (named by `groups`).", groups), call. = FALSE)
+    if (!is.character(groups) || length(groups) != 1L) stop("`groups` must be one column name of `data`.", call. = FALSE)
+    if (!is.data.frame(data) || !groups %in% names(data)) {
+      stop(sprintf("`data` has no column `%s` (named by `groups`).", groups), call. = FALSE)
     }
     if (!inherits(formula, "formula") || length(formula) != 2L) {
       stop("`formula` must be one-sided, e.g. ~ time + treatment.", call. = FALSE)
@@ -380,7 +380,7 @@ balance_lmm <- function(x, formula, metadata, tree = NULL, groups = NULL, pseudo
     formula <- stats::as.formula(call("~", call("+", formula[[2L]], call("(", call("|", 1, as.name(groups))))),
                                  environment(formula))
   }
-  fit <- lmm_run(b, formula, metadata, ..., arg_names = list(y = "x", data = "metadata", rows = "parts"))
+  fit <- lmm_run(b, formula, data, ..., arg_names = list(y = "x", data = "data", rows = "parts"))
   attr(fit, "balance_tree") <- list(tree = tree, convention = convention)
   class(fit) <- c("sceffects_balance_lmm", class(fit))
   fit

@@ -31,13 +31,13 @@
 #' dense random-effects design, at a cost that grows with the cube of the number of random
 #' effects; one grouping factor is fitted group by group, at a cost independent of it.
 #'
-#' @param y Responses (e.g. balances) in rows and samples in columns: a matrix,
+#' @param x Responses (e.g. balances) in rows and samples in columns: a matrix,
 #'   dgCMatrix, DelayedArray, SummarizedExperiment or ExpressionSet; a data.frame is read
 #'   with samples in rows and responses in columns (gneiss's table layout), and a message
 #'   says so.
 #' @param formula One-sided formula in lme4 syntax, e.g. `~ time + treatment + (1 | patient)`.
-#' @param data A data.frame with one row per sample (column of `y`); by default `colData(y)`
-#'   for a SummarizedExperiment, `pData(y)` for an ExpressionSet. When both have sample names, rows are matched to `y`'s
+#' @param data A data.frame with one row per sample (column of `x`); by default `colData(x)`
+#'   for a SummarizedExperiment, `pData(x)` for an ExpressionSet. When both have sample names, rows are matched to `x`'s
 #'   samples by name (as gneiss joins its table and metadata); otherwise by position.
 #' @param REML Fit by REML (default, as `lmer()`) or maximum likelihood.
 #' @param p_values `"satterthwaite"` (t-tests with lmerTest's df) or `"z"` (Wald z-tests).
@@ -60,15 +60,15 @@
 #' fit <- lmm_table(y, ~ time + (1 | subject), data)
 #' fit
 #' lmm_fits(fit)
-lmm_table <- function(y, formula, data = NULL, REML = TRUE, p_values = c("satterthwaite", "z"),
+lmm_table <- function(x, formula, data = NULL, REML = TRUE, p_values = c("satterthwaite", "z"),
                       assay = NULL, threads = NULL, BPPARAM = NULL) {
-  lmm_run(y, formula, data, REML = REML, p_values = p_values, assay = assay, threads = threads,
+  lmm_run(x, formula, data, REML = REML, p_values = p_values, assay = assay, threads = threads,
           BPPARAM = BPPARAM)
 }
 
 # The arguments as lmm_table() names them; balance_lmm() passes its own names, so that its
 # errors speak of `x` and `metadata`, the arguments its user gave.
-lmm_arg_names <- list(y = "y", data = "data", rows = "responses")
+lmm_arg_names <- list(y = "x", data = "data", rows = "responses")
 
 lmm_run <- function(y, formula, data = NULL, REML = TRUE, p_values = c("satterthwaite", "z"),
                     assay = NULL, threads = NULL, BPPARAM = NULL, arg_names = lmm_arg_names) {

@@ -266,7 +266,8 @@ diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL,
 #' @param assay Assay with (log-normalised) expression (dense or dgCMatrix) of a
 #'   SingleCellExperiment (`"logcounts"` by default), of a SummarizedExperiment (the
 #'   first by default) or of an ExpressionSet (`exprs()` by default).
-#' @param genes Genes (row names or indices) to test; default all.
+#' @param features Genes (row names or indices) to test; default all (the same argument
+#'   as in [did_table()]).
 #' @param null_genes Number of permuted null genes for the FDR (0: none; then
 #'   `p_value` and `local_fdr` are `NA`). With `sample`, null genes go through the same
 #'   sample-variance pipeline, but a permuted gene has lost the replicate structure, so
@@ -290,7 +291,7 @@ diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL,
 #'                       null_genes = 40)
 #' head(de[order(de$mahalanobis, decreasing = TRUE), ])
 diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL, assay = "logcounts",
-                            sample = NULL, genes = NULL, n_landmarks = 2000L, null_genes = 2000L,
+                            sample = NULL, features = NULL, n_landmarks = 2000L, null_genes = 2000L,
                             fold_change = FALSE, dry_run = FALSE, fdr_threshold = 0.05, block_size = 512L,
                             seed = 42L, threads = NULL, BPPARAM = NULL, landmarks = NULL,
                             length_scale = NULL, ls_factor = 10) {
@@ -309,7 +310,7 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
   block_size <- check_count(block_size, "block_size", min = 1)
   fdr_threshold <- check_number(fdr_threshold, "fdr_threshold", 0)
   ls_factor <- check_number(ls_factor, "ls_factor", 0)
-  rows <- gene_rows(genes, src)
+  rows <- gene_rows(features, src)
   if (null_genes > 0L && null_genes < 2L) stop("`null_genes` must be 0 or at least 2.", call. = FALSE)
   m <- planned_landmarks(input, landmarks, n_landmarks)
   plan <- de_plan(input, length(rows), null_genes, m, block_size, fold_change, threads)
@@ -408,13 +409,13 @@ de_embedding <- function(reduction, src) {
   reduction
 }
 
-gene_rows <- function(genes, src) {
-  if (is.null(genes)) return(seq_len(src$n_features))
-  rows <- if (is.character(genes)) match(genes, src$names) else if (is.numeric(genes)) as.integer(genes) else NA
+gene_rows <- function(features, src) {
+  if (is.null(features)) return(seq_len(src$n_features))
+  rows <- if (is.character(features)) match(features, src$names) else if (is.numeric(features)) as.integer(features) else NA
   if (!length(rows) || anyNA(rows) || any(rows < 1L | rows > src$n_features)) {
-    stop("`genes` must be row names or row indices of `x`.", call. = FALSE)
+    stop("`features` must be row names or row indices of `x`.", call. = FALSE)
   }
-  if (anyDuplicated(rows)) stop("`genes` has duplicates.", call. = FALSE)
+  if (anyDuplicated(rows)) stop("`features` has duplicates.", call. = FALSE)
   rows
 }
 

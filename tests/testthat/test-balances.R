@@ -111,7 +111,7 @@ test_that("balance_lmm() is balances() then lmm_table(), and matches lme4", {
   expect_equal(balances(prop, tree), predict(fit), ignore_attr = TRUE)
   pop <- predict(fit, newdata = meta[1:4, ], re.form = NA, type = "proportion")
   expect_equal(dim(pop), c(5L, 4L))
-  expect_error(balance_lmm(x, ~ time, meta, tree, groups = "visit"), "`metadata` has no column `visit`")
+  expect_error(balance_lmm(x, ~ time, meta, tree, groups = "visit"), "`data` has no column `visit`")
 })
 
 # The recursive implementation the iterative walks replaced, as a reference on small trees.
@@ -211,16 +211,16 @@ test_that("balance_lmm()'s errors name its own arguments, not lmm_table()'s", {
   meta <- data.frame(patient = factor(rep(1:6, each = 3)), time = rep(1:3, 6))
   x <- matrix(rpois(4 * 18, 50), 4, dimnames = list(parts, NULL))
   expect_error(balance_lmm(x, ~ time, meta[1:10, ], tree, groups = "patient"),
-               "`metadata` has 10 rows but `x` has 18 samples")
-  expect_error(balance_lmm(x, ~ dose, meta, tree, groups = "patient"), "`metadata` has no column dose")
+               "`data` has 10 rows but `x` has 18 samples")
+  expect_error(balance_lmm(x, ~ dose, meta, tree, groups = "patient"), "`data` has no column dose")
   bad <- meta
   bad$time[1] <- NA
-  expect_error(balance_lmm(x, ~ time, bad, tree, groups = "patient"), "`metadata` has missing values in time")
+  expect_error(balance_lmm(x, ~ time, bad, tree, groups = "patient"), "`data` has missing values in time")
   named <- x
   colnames(named) <- paste0("s", 1:18)
   m2 <- meta
   rownames(m2) <- paste0("r", 1:18)
-  expect_error(balance_lmm(named, ~ time, m2, tree, groups = "patient"), "`metadata` has no row for samples s1.*of `x`")
+  expect_error(balance_lmm(named, ~ time, m2, tree, groups = "patient"), "`data` has no row for samples s1.*of `x`")
   expect_error(balance_lmm(x, ~ time, meta, tree, groups = "patient", REML = NA), "`REML`")
   expect_error(balance_lmm(x, ~ time, meta, tree, groups = "patient", BPPARAM = "x"), "`BPPARAM`")
   x0 <- x

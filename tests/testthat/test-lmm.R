@@ -244,10 +244,10 @@ test_that("bad input stops with a message naming the argument", {
                NA)
   yy <- sim$y
   yy[1, 1] <- Inf
-  expect_error(lmm_table(yy, ~ time + (1 | subject), sim$data), "`y` contains infinite values")
+  expect_error(lmm_table(yy, ~ time + (1 | subject), sim$data), "`x` contains infinite values")
   expect_error(lmm_table(sim$y, ~ time + (1 | subject), sim$data, REML = NA), "`REML`")
   yy[1, 1] <- NA
-  expect_error(lmm_table(yy, ~ time + (1 | subject), sim$data), "`y` contains NA values")
+  expect_error(lmm_table(yy, ~ time + (1 | subject), sim$data), "`x` contains NA values")
   expect_error(lmm_table(sim$y, ~ time + (1 + time | subject), sim$data[1:18, ][order(sim$data$time), ][, c("subject", "time")] |>
                  transform(subject = factor(rep(1:9, 2)))), "not identifiable")
 })
@@ -314,7 +314,7 @@ test_that("a data.frame is read in gneiss's layout with a message; an Expression
   sim <- simulate_longitudinal(3, n_subj = 8, n_visit = 4)
   ref <- coef(lmm_table(sim$y, ~ time + (1 | subject), sim$data))
   expect_message(fit <- lmm_table(as.data.frame(t(sim$y)), ~ time + (1 | subject), sim$data),
-                 "`y` is a data.frame: read as colData")
+                 "`x` is a data.frame: read as colData")
   expect_equal(coef(fit), ref)
   skip_if_not_installed("Biobase")
   y <- sim$y

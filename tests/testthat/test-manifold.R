@@ -268,7 +268,7 @@ test_that("results do not depend on threads; sparse and dense agree; genes subse
   d <- diff_expression(dense, "condition", "young", "old", n_landmarks = 60, null_genes = 50)
   expect_equal(a$mahalanobis, d$mahalanobis, tolerance = 1e-10)
   s <- diff_expression(sim, "condition", "young", "old", n_landmarks = 60, null_genes = 0,
-                       genes = rownames(sim)[c(5, 2)])
+                       features = rownames(sim)[c(5, 2)])
   expect_equal(s$feature, rownames(sim)[c(5, 2)])
   expect_equal(s$mahalanobis, a$mahalanobis[c(5, 2)], tolerance = 1e-10)
 })
@@ -308,7 +308,7 @@ test_that("bad input stops with a message naming the argument", {
   expect_error(diff_abundance(small, "condition", "young", "old", n_landmarks = -1), "`n_landmarks`")
   expect_error(diff_abundance(small, "condition", "young", "old", landmarks = u[, 1:2]), "`landmarks`")
   expect_error(diff_abundance(small, "condition", "young", "old", seed = "a"), "`seed`")
-  expect_error(diff_expression(small, "condition", "young", "old", genes = "nope"), "`genes`")
+  expect_error(diff_expression(small, "condition", "young", "old", features = "nope"), "`features`")
   expect_error(diff_expression(small, "condition", "young", "old", assay = "counts"), "`assay`")
   expect_error(diff_expression(small, "condition", "young", "old", null_genes = 1), "`null_genes`")
   bad <- small

@@ -107,7 +107,7 @@ test_that("real single-cell counts (SeuratObject::pbmc_small) equal glmmTMB", {
 test_that("dense, sparse, SummarizedExperiment and thread counts give the same fit", {
   dense <- nb_regression(counts, ~ dose, ~ batch, data = cells, threads = 1)
   sparse <- nb_regression(methods::as(counts, "CsparseMatrix"), ~ dose, ~ batch, data = cells,
-                          threads = 2, chunk_size = 5)
+                          threads = 2, block_size = 5)
   se <- SummarizedExperiment::SummarizedExperiment(list(counts = counts), colData = cells)
   # size factors off: the same counts as the matrix (an SE's default uses them, see below)
   from_se <- nb_regression(se, ~ dose, ~ batch, size_factors = FALSE)
@@ -120,9 +120,9 @@ test_that("DelayedArray, BiocParallel chunks and size-factor offsets give the sa
   skip_if_not_installed("DelayedArray")
   skip_if_not_installed("BiocParallel")
   dense <- nb_regression(counts, ~ dose, ~ batch, data = cells)
-  delayed <- nb_regression(DelayedArray::DelayedArray(counts), ~ dose, ~ batch, data = cells, chunk_size = 5)
+  delayed <- nb_regression(DelayedArray::DelayedArray(counts), ~ dose, ~ batch, data = cells, block_size = 5)
   expect_identical(coef(dense), coef(delayed))
-  split <- nb_regression(counts, ~ dose, ~ batch, data = cells, chunk_size = 4,
+  split <- nb_regression(counts, ~ dose, ~ batch, data = cells, block_size = 4,
                          BPPARAM = BiocParallel::SerialParam())
   expect_identical(coef(dense, "dispersion"), coef(split, "dispersion"))
   sf <- exp(rnorm(400, 0, 0.2))
@@ -360,10 +360,10 @@ test_that("anova() needs exactly two nb_regression() fits", {
   expect_error(anova(fit, lm(dose ~ 1, cells)), "second fit must also be made by nb_regression")
 })
 
-test_that("chunk_size must be a whole number >= 1; BPPARAM is checked up front", {
-  expect_error(nb_regression(counts, ~ dose, data = cells, chunk_size = 0), "`chunk_size` must be a single whole number >= 1")
-  expect_error(nb_regression(counts, ~ dose, data = cells, chunk_size = 2.5), "`chunk_size`")
-  expect_error(nb_regression(counts, ~ dose, data = cells, chunk_size = -1), "`chunk_size`")
+test_that("block_size must be a whole number >= 1; BPPARAM is checked up front", {
+  expect_error(nb_regression(counts, ~ dose, data = cells, block_size = 0), "`block_size` must be a single whole number >= 1")
+  expect_error(nb_regression(counts, ~ dose, data = cells, block_size = 2.5), "`block_size`")
+  expect_error(nb_regression(counts, ~ dose, data = cells, block_size = -1), "`block_size`")
   expect_error(nb_regression(counts, ~ dose, data = cells, BPPARAM = "multicore"), "`BPPARAM`")
 })
 

@@ -67,8 +67,8 @@ test_that("a vs b, with characters, integers and logicals", {
   expect_chisq_matches(r, a, b)
   # a single vector against a data.frame
   r <- assoc_chisq(clin$sex, b)
-  expect_equal(unique(r$feature_x), "a")
-  expect_chisq_matches(r, list(a = clin$sex), b)
+  expect_equal(unique(r$feature_x), "x")
+  expect_chisq_matches(r, list(x = clin$sex), b)
 })
 
 test_that("simulated tables with unused levels and NA", {

@@ -193,7 +193,7 @@ test_that("SummarizedExperiment, ExpressionSet and dgCMatrix (kept sparse) give 
                ignore_attr = TRUE)
   se <- SummarizedExperiment::SummarizedExperiment(list(mutations = a))
   expect_equal(as.data.frame(assoc_fisher(se, b, assay = "mutations")), ref)
-  expect_error(assoc_fisher(se, b, assay = "counts"), "not an assay of `a`")
+  expect_error(assoc_fisher(se, b, assay = "counts"), "not an assay of `x`")
   eset <- Biobase::ExpressionSet(assayData = a)
   expect_equal(as.data.frame(assoc_fisher(eset, b)), ref)
   # NA in a sparse matrix leaves that sample out, as in a dense one

@@ -241,6 +241,16 @@ impl Fit {
         self.vcov[c + c * self.beta.len()].sqrt() * self.vcov_scale
     }
 
+    /// Two-sided log p-value of fixed effect `c`: t with its Satterthwaite df.
+    pub fn log_p_t(&self, c: usize) -> f64 {
+        log_p(self.beta[c], self.std_error(c), self.df[c])
+    }
+
+    /// Two-sided log p-value of fixed effect `c` from the normal (Wald z).
+    pub fn log_p_z(&self, c: usize) -> f64 {
+        log_p(self.beta[c], self.std_error(c), f64::INFINITY)
+    }
+
     /// Entry `k` (column-major) of the covariance of the fixed effects.
     pub fn vcov_entry(&self, k: usize) -> f64 {
         self.vcov[k] * self.vcov_scale * self.vcov_scale
@@ -1287,6 +1297,12 @@ mod tests {
         assert!(fit.theta[0] > 0.1);
         assert!((fit.df[1] - 17.0).abs() < 1e-6, "{:?}", fit.df);
         assert!((fit.df[2] - 4.0).abs() < 1e-6, "{:?}", fit.df);
+        for c in 0..3 {
+            let stat = fit.beta[c] / fit.std_error(c);
+            let t = dist::t_two_sided_log_p(stat, fit.df[c]);
+            assert_eq!(fit.log_p_t(c), t);
+            assert_eq!(fit.log_p_z(c), dist::norm_two_sided_log_p(stat));
+        }
     }
 
     #[test]

@@ -262,7 +262,11 @@ impl Model {
         let vcov = invert_spd(&cur.neg_hessian, k).unwrap_or_else(|| vec![f64::NAN; k * k]);
         // Past the limit, a maximum is only finite if the log-likelihood curves there: on
         // the flat ridge toward r -> infinity a dispersion coefficient has no information.
-        let flat = (self.p..k).any(|a| !(vcov[a * k + a] <= FLAT_SIZE_VARIANCE));
+        // A NaN variance (no inverse) counts as flat too.
+        let flat = (self.p..k).any(|a| {
+            let v = vcov[a * k + a];
+            v.is_nan() || v > FLAT_SIZE_VARIANCE
+        });
         if cur.poisson_margin > 0.0 && (status != Status::Converged || flat) {
             return self.poisson_limit(y, &theta, &cur, iterations);
         }

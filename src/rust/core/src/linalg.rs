@@ -1,0 +1,198 @@
+//! Dense helpers for the small per-feature systems of the models (a few parameters each:
+//! NB's Newton steps, the mixed models' factors), on faer. Matrices are `k x k`
+//! column-major slices (a symmetric row-major matrix is the same slice). Each call is
+//! sequential (`Par::Seq`): the features already run in parallel, one per thread.
+
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::cholesky::llt::factor::{cholesky_in_place_scratch, LltRegularization};
+use faer::linalg::evd::{self, ComputeEigenvectors};
+use faer::linalg::triangular_solve::{
+    solve_lower_triangular_in_place, solve_upper_triangular_in_place,
+};
+use faer::{Mat, MatMut, MatRef, Par};
+
+fn square(a: &[f64], k: usize) -> MatRef<'_, f64> {
+    MatRef::from_column_major_slice(a, k, k)
+}
+
+fn column(b: &mut [f64]) -> MatMut<'_, f64> {
+    let k = b.len();
+    MatMut::from_column_major_slice_mut(b, k, 1)
+}
+
+/// Lower Cholesky factor `L` (`L L' = a`) in place: the lower triangle of `a` is read
+/// and overwritten, the strict upper triangle left alone. False when `a` is not positive
+/// definite (a pivot <= 0 or NaN).
+pub fn cholesky_in_place(a: &mut [f64], k: usize) -> bool {
+    let mut buf = MemBuffer::new(cholesky_in_place_scratch::<f64>(
+        k,
+        Par::Seq,
+        Default::default(),
+    ));
+    let ok = faer::linalg::cholesky::llt::factor::cholesky_in_place(
+        MatMut::from_column_major_slice_mut(a, k, k),
+        LltRegularization::default(),
+        Par::Seq,
+        MemStack::new(&mut buf),
+        Default::default(),
+    )
+    .is_ok();
+    // faer takes a NaN pivot for positive; NaN anywhere means no factor.
+    ok && (0..k).all(|j| a[j + j * k].is_finite())
+}
+
+/// Lower Cholesky factor of `a` (upper triangle zero), or None when a pivot is at or
+/// below `rel_tol` times its diagonal entry of `a`: near-singular counts as singular.
+pub fn cholesky(a: &[f64], k: usize, rel_tol: f64) -> Option<Vec<f64>> {
+    let mut l = a.to_vec();
+    if !cholesky_in_place(&mut l, k) {
+        return None;
+    }
+    for j in 0..k {
+        let pivot = l[j + j * k] * l[j + j * k];
+        if pivot <= rel_tol * a[j + j * k].abs().max(1e-300) {
+            return None;
+        }
+        l[j * k..j * k + j].iter_mut().for_each(|v| *v = 0.0);
+    }
+    Some(l)
+}
+
+/// Solves `L x = b` in place (`l` lower triangular; its upper triangle is not read).
+pub fn solve_lower_in_place(l: &[f64], k: usize, b: &mut [f64]) {
+    solve_lower_triangular_in_place(square(l, k), column(b), Par::Seq);
+}
+
+/// Solves `L' x = b` in place.
+pub fn solve_lower_transposed_in_place(l: &[f64], k: usize, b: &mut [f64]) {
+    solve_upper_triangular_in_place(square(l, k).transpose(), column(b), Par::Seq);
+}
+
+/// `a^-1 b` from the Cholesky factor `l` of `a`.
+pub fn cholesky_solve(l: &[f64], k: usize, b: &[f64]) -> Vec<f64> {
+    let mut x = b.to_vec();
+    solve_lower_in_place(l, k, &mut x);
+    solve_lower_transposed_in_place(l, k, &mut x);
+    x
+}
+
+/// Inverse of a symmetric positive definite matrix (see [`cholesky`] for `rel_tol`).
+pub fn invert_spd(a: &[f64], k: usize, rel_tol: f64) -> Option<Vec<f64>> {
+    let l = cholesky(a, k, rel_tol)?;
+    let mut inv = Mat::<f64>::identity(k, k);
+    solve_lower_triangular_in_place(square(&l, k), inv.as_mut(), Par::Seq);
+    solve_upper_triangular_in_place(square(&l, k).transpose(), inv.as_mut(), Par::Seq);
+    Some((0..k * k).map(|i| inv[(i % k, i / k)]).collect())
+}
+
+/// Eigenvalues (ascending) and eigenvectors (columns, column-major) of a symmetric
+/// matrix, its lower triangle read. Should faer's iteration not converge, the diagonal
+/// and the identity: the eigen-decomposition of the matrix without its off-diagonal.
+pub fn symmetric_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut s = faer::Col::<f64>::zeros(n);
+    let mut u = Mat::<f64>::zeros(n, n);
+    let mut buf = MemBuffer::new(evd::self_adjoint_evd_scratch::<f64>(
+        n,
+        ComputeEigenvectors::Yes,
+        Par::Seq,
+        Default::default(),
+    ));
+    let done = evd::self_adjoint_evd(
+        square(a, n),
+        s.as_diagonal_mut(),
+        Some(u.as_mut()),
+        Par::Seq,
+        MemStack::new(&mut buf),
+        Default::default(),
+    );
+    if done.is_err() {
+        let values = (0..n).map(|i| a[i + i * n]).collect();
+        let vectors = (0..n * n)
+            .map(|k| if k % n == k / n { 1.0 } else { 0.0 })
+            .collect();
+        return (values, vectors);
+    }
+    let values = (0..n).map(|i| s[i]).collect();
+    let vectors = (0..n * n).map(|k| u[(k % n, k / n)]).collect();
+    (values, vectors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: [f64; 9] = [4.0, 1.0, 0.5, 1.0, 3.0, 0.2, 0.5, 0.2, 2.0];
+
+    fn product(a: &[f64], b: &[f64], k: usize) -> Vec<f64> {
+        (0..k * k)
+            .map(|i| (0..k).map(|c| a[i % k + c * k] * b[c + (i / k) * k]).sum())
+            .collect()
+    }
+
+    fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
+        a.iter().zip(b).all(|(x, y)| (x - y).abs() < tol)
+    }
+
+    #[test]
+    fn cholesky_reads_only_the_lower_triangle() {
+        let mut a = A;
+        a[3] = f64::NAN; // upper (0, 1)
+        assert!(cholesky_in_place(&mut a, 3));
+        assert!(a[3].is_nan());
+        let l = cholesky(&A, 3, 1e-13).unwrap();
+        let lt: Vec<f64> = (0..9).map(|i| l[i / 3 + (i % 3) * 3]).collect();
+        assert!(close(&product(&l, &lt, 3), &A, 1e-14));
+    }
+
+    #[test]
+    fn singular_and_nan_matrices_have_no_factor() {
+        let singular = [1.0, 1.0, 1.0, 1.0];
+        assert!(cholesky(&singular, 2, 1e-13).is_none());
+        let negative = [1.0, 2.0, 2.0, 1.0];
+        assert!(!cholesky_in_place(&mut negative.clone(), 2));
+        let nan = [f64::NAN, 0.0, 0.0, 1.0];
+        assert!(!cholesky_in_place(&mut nan.clone(), 2));
+        // Positive definite, but its second pivot is 1e-15 of its diagonal.
+        let near = [1.0, 1.0, 1.0, 1.0 + 1e-15 * 4.0];
+        assert!(cholesky(&near, 2, 1e-13).is_none());
+        assert!(cholesky(&near, 2, 0.0).is_some());
+    }
+
+    #[test]
+    fn solves_and_inverse_agree() {
+        let l = cholesky(&A, 3, 0.0).unwrap();
+        let b = [1.0, -2.0, 0.5];
+        let x = cholesky_solve(&l, 3, &b);
+        let ax: Vec<f64> = (0..3)
+            .map(|i| (0..3).map(|c| A[i + c * 3] * x[c]).sum())
+            .collect();
+        assert!(close(&ax, &b, 1e-14));
+        let inv = invert_spd(&A, 3, 0.0).unwrap();
+        let id = product(&A, &inv, 3);
+        assert!(close(
+            &id,
+            &[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+            1e-14
+        ));
+        let mut y = b;
+        solve_lower_in_place(&l, 3, &mut y);
+        let ly: Vec<f64> = (0..3)
+            .map(|i| (0..=i).map(|c| l[i + c * 3] * y[c]).sum())
+            .collect();
+        assert!(close(&ly, &b, 1e-14));
+    }
+
+    #[test]
+    fn eigen_reconstructs() {
+        let (values, v) = symmetric_eigen(&A, 3);
+        assert!(values.windows(2).all(|w| w[0] <= w[1]));
+        for i in 0..3 {
+            for j in 0..3 {
+                let s: f64 = (0..3)
+                    .map(|e| v[i + e * 3] * values[e] * v[j + e * 3])
+                    .sum();
+                assert!((s - A[i + j * 3]).abs() < 1e-12);
+            }
+        }
+    }
+}

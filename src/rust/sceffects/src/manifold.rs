@@ -48,10 +48,9 @@ fn rs_manifold_length_scale(
     threads: i32,
 ) -> RResult<f64> {
     let p = points(&embedding, Some(&zero_based(cells)))?;
-    let nn = pooled(threads, || cellstate::nn_distances(&p))
+    pooled(threads, || cellstate::points_length_scale(&p, ls_factor))
         .map_err(fail)?
-        .map_err(fail)?;
-    Ok(cellstate::length_scale(&nn, ls_factor))
+        .map_err(fail)
 }
 
 /// Density of the cells `cells` with landmarks `landmarks`, predicted at every row of the

@@ -1,6 +1,6 @@
 //! Dense helpers for the small per-feature systems of the models (a few parameters each:
 //! NB's Newton steps, the mixed models' factors), on faer. Matrices are `k x k`
-//! column-major slices (a symmetric row-major matrix is the same slice). Each call is
+//! column-major slices (a symmetric row-major matrix is the same slice). Each faer call is
 //! sequential (`Par::Seq`): the features already run in parallel, one per thread.
 
 use faer::dyn_stack::{MemBuffer, MemStack};
@@ -23,7 +23,57 @@ fn column(b: &mut [f64]) -> MatMut<'_, f64> {
 /// Lower Cholesky factor `L` (`L L' = a`) in place: the lower triangle of `a` is read
 /// and overwritten, the strict upper triangle left alone. False when `a` is not positive
 /// definite (a pivot <= 0 or NaN).
+///
+/// Unblocked and by hand, not faer, as are the two triangular solves below: the mixed
+/// models factor a p x p matrix (p a handful) at every evaluation of the deviance, where
+/// faer's per-call setup (scratch space, blocked LDL') made whole fits 60% slower, and
+/// its different rounding moved the optimiser's path (results differing by 1e-7).
 pub fn cholesky_in_place(a: &mut [f64], k: usize) -> bool {
+    for j in 0..k {
+        let mut s = a[j + j * k];
+        for c in 0..j {
+            s -= a[j + c * k] * a[j + c * k];
+        }
+        if s.is_nan() || s <= 0.0 {
+            return false;
+        }
+        let djj = s.sqrt();
+        a[j + j * k] = djj;
+        for i in j + 1..k {
+            let mut s = a[i + j * k];
+            for c in 0..j {
+                s -= a[i + c * k] * a[j + c * k];
+            }
+            a[i + j * k] = s / djj;
+        }
+    }
+    true
+}
+
+/// Solves `L x = b` in place (`l` lower triangular; its upper triangle is not read).
+pub fn solve_lower_in_place(l: &[f64], k: usize, b: &mut [f64]) {
+    for i in 0..k {
+        let mut s = b[i];
+        for c in 0..i {
+            s -= l[i + c * k] * b[c];
+        }
+        b[i] = s / l[i + i * k];
+    }
+}
+
+/// Solves `L' x = b` in place.
+pub fn solve_lower_transposed_in_place(l: &[f64], k: usize, b: &mut [f64]) {
+    for i in (0..k).rev() {
+        let mut s = b[i];
+        for c in i + 1..k {
+            s -= l[c + i * k] * b[c];
+        }
+        b[i] = s / l[i + i * k];
+    }
+}
+
+/// Lower Cholesky factor by faer, in place as [`cholesky_in_place`].
+fn faer_cholesky_in_place(a: &mut [f64], k: usize) -> bool {
     let mut buf = MemBuffer::new(cholesky_in_place_scratch::<f64>(
         k,
         Par::Seq,
@@ -37,7 +87,7 @@ pub fn cholesky_in_place(a: &mut [f64], k: usize) -> bool {
         Default::default(),
     )
     .is_ok();
-    // faer takes a NaN pivot for positive; NaN anywhere means no factor.
+    // A NaN pivot may pass faer's sign test; NaN anywhere means no factor.
     ok && (0..k).all(|j| a[j + j * k].is_finite())
 }
 
@@ -45,7 +95,7 @@ pub fn cholesky_in_place(a: &mut [f64], k: usize) -> bool {
 /// below `rel_tol` times its diagonal entry of `a`: near-singular counts as singular.
 pub fn cholesky(a: &[f64], k: usize, rel_tol: f64) -> Option<Vec<f64>> {
     let mut l = a.to_vec();
-    if !cholesky_in_place(&mut l, k) {
+    if !faer_cholesky_in_place(&mut l, k) {
         return None;
     }
     for j in 0..k {
@@ -58,21 +108,11 @@ pub fn cholesky(a: &[f64], k: usize, rel_tol: f64) -> Option<Vec<f64>> {
     Some(l)
 }
 
-/// Solves `L x = b` in place (`l` lower triangular; its upper triangle is not read).
-pub fn solve_lower_in_place(l: &[f64], k: usize, b: &mut [f64]) {
-    solve_lower_triangular_in_place(square(l, k), column(b), Par::Seq);
-}
-
-/// Solves `L' x = b` in place.
-pub fn solve_lower_transposed_in_place(l: &[f64], k: usize, b: &mut [f64]) {
-    solve_upper_triangular_in_place(square(l, k).transpose(), column(b), Par::Seq);
-}
-
-/// `a^-1 b` from the Cholesky factor `l` of `a`.
+/// `a^-1 b` from the Cholesky factor `l` of `a` (by faer).
 pub fn cholesky_solve(l: &[f64], k: usize, b: &[f64]) -> Vec<f64> {
     let mut x = b.to_vec();
-    solve_lower_in_place(l, k, &mut x);
-    solve_lower_transposed_in_place(l, k, &mut x);
+    solve_lower_triangular_in_place(square(l, k), column(&mut x), Par::Seq);
+    solve_upper_triangular_in_place(square(l, k).transpose(), column(&mut x), Par::Seq);
     x
 }
 
@@ -135,10 +175,14 @@ mod tests {
 
     #[test]
     fn cholesky_reads_only_the_lower_triangle() {
-        let mut a = A;
-        a[3] = f64::NAN; // upper (0, 1)
-        assert!(cholesky_in_place(&mut a, 3));
-        assert!(a[3].is_nan());
+        for factor in [cholesky_in_place, faer_cholesky_in_place] {
+            let mut a = A;
+            a[3] = f64::NAN; // upper (0, 1)
+            assert!(factor(&mut a, 3));
+            assert!(a[3].is_nan());
+            let l = cholesky(&A, 3, 0.0).unwrap();
+            assert!((0..9).all(|i| i % 3 < i / 3 || (a[i] - l[i]).abs() < 1e-15));
+        }
         let l = cholesky(&A, 3, 1e-13).unwrap();
         let lt: Vec<f64> = (0..9).map(|i| l[i / 3 + (i % 3) * 3]).collect();
         assert!(close(&product(&l, &lt, 3), &A, 1e-14));
@@ -148,10 +192,12 @@ mod tests {
     fn singular_and_nan_matrices_have_no_factor() {
         let singular = [1.0, 1.0, 1.0, 1.0];
         assert!(cholesky(&singular, 2, 1e-13).is_none());
-        let negative = [1.0, 2.0, 2.0, 1.0];
-        assert!(!cholesky_in_place(&mut negative.clone(), 2));
-        let nan = [f64::NAN, 0.0, 0.0, 1.0];
-        assert!(!cholesky_in_place(&mut nan.clone(), 2));
+        for factor in [cholesky_in_place, faer_cholesky_in_place] {
+            let negative = [1.0, 2.0, 2.0, 1.0];
+            assert!(!factor(&mut negative.clone(), 2));
+            let nan = [f64::NAN, 0.0, 0.0, 1.0];
+            assert!(!factor(&mut nan.clone(), 2));
+        }
         // Positive definite, but its second pivot is 1e-15 of its diagonal.
         let near = [1.0, 1.0, 1.0, 1.0 + 1e-15 * 4.0];
         assert!(cholesky(&near, 2, 1e-13).is_none());
@@ -180,6 +226,8 @@ mod tests {
             .map(|i| (0..=i).map(|c| l[i + c * 3] * y[c]).sum())
             .collect();
         assert!(close(&ly, &b, 1e-14));
+        solve_lower_transposed_in_place(&l, 3, &mut y);
+        assert!(close(&y, &x, 1e-14));
     }
 
     #[test]

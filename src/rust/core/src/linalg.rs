@@ -1,7 +1,9 @@
 //! Dense helpers for the small per-feature systems of the models (a few parameters each:
-//! NB's Newton steps, the mixed models' factors), on faer. Matrices are `k x k`
-//! column-major slices (a symmetric row-major matrix is the same slice). Each faer call is
-//! sequential (`Par::Seq`): the features already run in parallel, one per thread.
+//! NB's Newton steps, the mixed models' factors and Satterthwaite df), on faer, except the
+//! two kernels whose rounding steers the mixed models' optimiser (see
+//! [`cholesky_in_place`] and [`jacobi_eigen`]). Matrices are `k x k` column-major slices
+//! (a symmetric row-major matrix is the same slice). Each faer call is sequential
+//! (`Par::Seq`): the features already run in parallel, one per thread.
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{cholesky_in_place_scratch, LltRegularization};
@@ -157,6 +159,61 @@ pub fn symmetric_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     (values, vectors)
 }
 
+/// Eigenvalues (unordered) and eigenvectors (columns) of a small symmetric matrix, by
+/// cyclic Jacobi. Only for the mixed models' direction of most negative curvature: where
+/// the lowest eigenvalues nearly tie, that direction is ill-determined, and faer's
+/// (equally valid) vector sent the optimiser down another path, moving Satterthwaite df
+/// by 1e-6 relative; elsewhere use [`symmetric_eigen`].
+pub fn jacobi_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut a = a.to_vec();
+    let mut v = vec![0.0; n * n];
+    for i in 0..n {
+        v[i + i * n] = 1.0;
+    }
+    for _ in 0..100 {
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i + j * n].powi(2))
+            .sum();
+        let total: f64 = a.iter().map(|x| x * x).sum();
+        if off <= 1e-30 * total.max(f64::MIN_POSITIVE) {
+            break;
+        }
+        for pp in 0..n {
+            for qq in pp + 1..n {
+                let apq = a[pp + qq * n];
+                if apq == 0.0 {
+                    continue;
+                }
+                let theta = (a[qq + qq * n] - a[pp + pp * n]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for kk in 0..n {
+                    let akp = a[kk + pp * n];
+                    let akq = a[kk + qq * n];
+                    a[kk + pp * n] = c * akp - s * akq;
+                    a[kk + qq * n] = s * akp + c * akq;
+                }
+                for kk in 0..n {
+                    let apk = a[pp + kk * n];
+                    let aqk = a[qq + kk * n];
+                    a[pp + kk * n] = c * apk - s * aqk;
+                    a[qq + kk * n] = s * apk + c * aqk;
+                }
+                for kk in 0..n {
+                    let vkp = v[kk + pp * n];
+                    let vkq = v[kk + qq * n];
+                    v[kk + pp * n] = c * vkp - s * vkq;
+                    v[kk + qq * n] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    ((0..n).map(|i| a[i + i * n]).collect(), v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,14 +289,19 @@ mod tests {
 
     #[test]
     fn eigen_reconstructs() {
-        let (values, v) = symmetric_eigen(&A, 3);
+        let (values, _) = symmetric_eigen(&A, 3);
         assert!(values.windows(2).all(|w| w[0] <= w[1]));
-        for i in 0..3 {
-            for j in 0..3 {
-                let s: f64 = (0..3)
-                    .map(|e| v[i + e * 3] * values[e] * v[j + e * 3])
-                    .sum();
-                assert!((s - A[i + j * 3]).abs() < 1e-12);
+        let (mut jacobi, _) = jacobi_eigen(&A, 3);
+        jacobi.sort_by(f64::total_cmp);
+        assert!(close(&values, &jacobi, 1e-13));
+        for (values, v) in [symmetric_eigen(&A, 3), jacobi_eigen(&A, 3)] {
+            for i in 0..3 {
+                for j in 0..3 {
+                    let s: f64 = (0..3)
+                        .map(|e| v[i + e * 3] * values[e] * v[j + e * 3])
+                        .sum();
+                    assert!((s - A[i + j * 3]).abs() < 1e-12);
+                }
             }
         }
     }

@@ -908,7 +908,7 @@ fn newton_step(
         }
         return (step, false);
     }
-    let (values, vectors) = linalg::jacobi_eigen(&block, nf);
+    let (values, vectors) = linalg::symmetric_eigen(&block, nf);
     let lowest = (0..nf)
         .min_by(|&a, &b| values[a].total_cmp(&values[b]))
         .unwrap_or(0);

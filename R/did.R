@@ -712,7 +712,7 @@ between_tests <- function(means, treated, method, threads) {
   n0 <- sum(!treated)
   few <- n1 < 2L || n0 < 2L
   if (method == "t") {
-    r <- if (few) NULL else rs_welch(means, treated)
+    r <- if (few) NULL else rs_welch(means, treated, threads)
     out <- data.frame(feature = rownames(means), estimate = if (few) NA_real_ else nan_to_na(r$estimate),
                       std_error = if (few) NA_real_ else nan_to_na(r$std_error),
                       statistic = if (few) NA_real_ else nan_to_na(r$statistic),

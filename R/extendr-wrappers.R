@@ -15,7 +15,7 @@ rs_group_sums <- function(x, group, n_groups, threads) .Call(wrap__rs_group_sums
 rs_feature_moments <- function(x, threads) .Call(wrap__rs_feature_moments, x, threads)
 rs_feature_weighted_sums <- function(x, w, threads) .Call(wrap__rs_feature_weighted_sums, x, w, threads)
 rs_cluster_fit <- function(x, design, weights, cluster, n_clusters, coefs, vcov, boot_weights, standardize, threads) .Call(wrap__rs_cluster_fit, x, design, weights, cluster, n_clusters, coefs, vcov, boot_weights, standardize, threads)
-rs_welch <- function(y, in_first) .Call(wrap__rs_welch, y, in_first)
+rs_welch <- function(y, in_first, threads) .Call(wrap__rs_welch, y, in_first, threads)
 rs_assoc_block <- function(test, x, y, x_levels, y_levels, offsets, symmetric, keep_all, max_log_p, top, options, threads) .Call(wrap__rs_assoc_block, test, x, y, x_levels, y_levels, offsets, symmetric, keep_all, max_log_p, top, options, threads)
 rs_gsea_scores <- function(weights, sets) .Call(wrap__rs_gsea_scores, weights, sets)
 rs_gsea_permutation <- function(weights, sizes, es, n_perm, seed, threads) .Call(wrap__rs_gsea_permutation, weights, sizes, es, n_perm, seed, threads)

@@ -21,9 +21,11 @@
 //! themselves linear in y. So each draw costs `O(G^2)` per response.
 
 use crate::dist;
+use crate::input::Features;
 use crate::project::{Projection, N_STATS};
 use faer::linalg::solvers::DenseSolveCore;
 use faer::{Mat, MatRef, Side};
+use rayon::prelude::*;
 
 /// Eigenvalues at or below this are treated as zero in the pseudo-inverse square root,
 /// as clubSandwich's `matrix_power()` does.
@@ -269,7 +271,8 @@ pub struct ResponseResult {
 
 impl ClusterFit {
     /// Fits the design for coefficients `coefs` (column indices); with `boot_weights`
-    /// (draws x clusters, row-major), the first coefficient is also bootstrapped.
+    /// (draws x clusters, column-major, and the number of draws), the first coefficient is
+    /// also bootstrapped.
     pub fn new(
         d: &Design,
         coefs: &[usize],
@@ -292,7 +295,11 @@ impl ClusterFit {
                 if weights.len() != n_draws * g {
                     return Err("bootstrap weights must be draws x clusters".into());
                 }
-                Some(boot_rows(d, &rows[0], coefs[0], weights, n_draws)?)
+                // Row-major, so that each draw's cluster weights are contiguous.
+                let by_draw = (0..n_draws * g)
+                    .map(|k| weights[(k % g) * n_draws + k / g])
+                    .collect();
+                Some(boot_rows(d, &rows[0], coefs[0], by_draw, n_draws)?)
             }
             None => None,
         };
@@ -550,6 +557,34 @@ fn boot_rows(
     })
 }
 
+/// Every feature fitted on the design of `fit`: one projection pass over the features,
+/// then each feature finished in parallel (see [`ClusterFit::finish`]).
+pub fn fit_features(
+    fit: &ClusterFit,
+    feats: &Features,
+    standardize: bool,
+) -> Result<Vec<ResponseResult>, String> {
+    let proj = fit.projection();
+    let z = feats.project(&proj)?;
+    Ok(z.par_chunks(proj.width())
+        .map(|zf| fit.finish(zf, standardize))
+        .collect())
+}
+
+/// Welch tests of every row of `y` (column-major, `n_rows` rows), in parallel.
+pub fn welch_rows(y: &[f64], n_rows: usize, in_first: &[bool]) -> Result<Vec<CoefResult>, String> {
+    if y.len() != n_rows * in_first.len() {
+        return Err("the responses and the groups have different numbers of observations".into());
+    }
+    Ok((0..n_rows)
+        .into_par_iter()
+        .map(|r| {
+            let row: Vec<f64> = (0..in_first.len()).map(|c| y[c * n_rows + r]).collect();
+            welch(&row, in_first)
+        })
+        .collect())
+}
+
 /// Welch's two-sample t-test of one response (`t.test(y[group], y[!group])`).
 pub fn welch(y: &[f64], in_first: &[bool]) -> CoefResult {
     let moments = |first: bool| {
@@ -746,7 +781,7 @@ mod tests {
         let mut extreme = 0;
         for b in 0..draws {
             let ystar: Vec<f64> = (0..n)
-                .map(|i| fitted[i] + weights[b * 6 + cl[i]] * er[i])
+                .map(|i| fitted[i] + weights[cl[i] * draws + b] * er[i])
                 .collect();
             if t_of(&ystar).abs() >= t_obs.abs() * (1.0 - TIE_TOL) {
                 extreme += 1;
@@ -797,5 +832,58 @@ mod tests {
         // leaves no constant among the other columns.
         let fit = ClusterFit::new(&d, &[2], Vcov::Cr1, None).unwrap();
         assert!(!fit.spans_constant);
+    }
+
+    #[test]
+    fn fit_features_matches_finishing_each_projection() {
+        let (x, w, cl) = did_design();
+        let n = x.nrows();
+        let d = design(&x, &w, &cl);
+        let fit = ClusterFit::new(&d, &[1], Vcov::Cr2, None).unwrap();
+        // 3 features x n observations, column-major; the second all zero.
+        let nf = 3;
+        let y: Vec<f64> = (0..nf * n)
+            .map(|k| if k % nf == 1 { 0.0 } else { noise(k) })
+            .collect();
+        let feats = Features::Dense { data: &y, nrow: nf };
+        let all = crate::with_threads(2, || fit_features(&fit, &feats, true))
+            .unwrap()
+            .unwrap();
+        assert_eq!(all.len(), nf);
+        assert_eq!(all[1].status, Status::ZeroVariance);
+        for f in [0, 2] {
+            let row: Vec<f64> = (0..n).map(|i| y[i * nf + f]).collect();
+            let one = fit.finish(&project_dense(&row, 1, &fit.projection()), true);
+            assert_eq!(one.coefs[0].estimate, all[f].coefs[0].estimate);
+            assert_eq!(one.coefs[0].log_p, all[f].coefs[0].log_p);
+        }
+        let short = Features::Dense {
+            data: &y[..nf * (n - 1)],
+            nrow: nf,
+        };
+        assert!(fit_features(&fit, &short, true).is_err());
+    }
+
+    #[test]
+    fn welch_rows_test_each_row() {
+        let (n_rows, n) = (5, 9);
+        let y: Vec<f64> = (0..n_rows * n).map(noise).collect();
+        let group: Vec<bool> = (0..n).map(|i| i % 3 == 0).collect();
+        let all = crate::with_threads(2, || welch_rows(&y, n_rows, &group))
+            .unwrap()
+            .unwrap();
+        for (r, res) in all.iter().enumerate() {
+            let row: Vec<f64> = (0..n).map(|c| y[c * n_rows + r]).collect();
+            let one = welch(&row, &group);
+            assert_eq!(
+                (one.estimate, one.df, one.log_p),
+                (res.estimate, res.df, res.log_p)
+            );
+            let first: Vec<f64> = (0..n).filter(|&i| group[i]).map(|i| row[i]).collect();
+            let mean = first.iter().sum::<f64>() / 3.0;
+            let rest = (row.iter().sum::<f64>() - 3.0 * mean) / 6.0;
+            assert!((res.estimate - (mean - rest)).abs() < 1e-12);
+        }
+        assert!(welch_rows(&y[1..], n_rows, &group).is_err());
     }
 }

@@ -1,5 +1,9 @@
-//! Reading features out of a sparse column-compressed matrix (R's dgCMatrix) without
-//! densifying it: a block of rows becomes a small dense block.
+//! Features (rows) of a dense column-major matrix or of a sparse column-compressed one
+//! (R's dgCMatrix), read without densifying the sparse one: a block of rows becomes a
+//! small dense block.
+
+use crate::project::{self, Projection};
+use std::borrow::Cow;
 
 /// Borrowed view of a dgCMatrix: `p` (column pointers), `i` (0-based row indices, sorted
 /// within each column), `x` (values).
@@ -67,6 +71,82 @@ impl<'a> CscView<'a> {
     }
 }
 
+/// Features (rows) x observations (columns): a dense column-major matrix or a dgCMatrix.
+#[derive(Clone, Copy, Debug)]
+pub enum Features<'a> {
+    Dense { data: &'a [f64], nrow: usize },
+    Sparse(CscView<'a>),
+}
+
+impl Features<'_> {
+    pub fn n_features(&self) -> usize {
+        match self {
+            Features::Dense { nrow, .. } => *nrow,
+            Features::Sparse(v) => v.nrow,
+        }
+    }
+
+    pub fn n_obs(&self) -> usize {
+        match self {
+            Features::Dense { data, nrow } => data.len().checked_div(*nrow).unwrap_or(0),
+            Features::Sparse(v) => v.ncol,
+        }
+    }
+
+    /// Rows `start..end` as a dense block, column-major with rows fastest; borrowed when
+    /// that is the whole of a dense matrix.
+    pub fn row_block(&self, start: usize, end: usize) -> Cow<'_, [f64]> {
+        match self {
+            Features::Sparse(v) => Cow::Owned(v.row_block(start, end)),
+            Features::Dense { data, nrow } if start == 0 && end == *nrow => Cow::Borrowed(data),
+            Features::Dense { data, nrow } => {
+                let rows = end - start;
+                Cow::Owned(
+                    (0..rows * self.n_obs())
+                        .map(|k| data[(k / rows) * nrow + start + k % rows])
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    /// Every feature projected on `proj` (see [`crate::project`]): `n_features x width`,
+    /// row-major.
+    pub fn project(&self, proj: &Projection) -> Result<Vec<f64>, String> {
+        proj.check()?;
+        if self.n_obs() != proj.n_obs {
+            return Err("features and design have different numbers of observations".into());
+        }
+        Ok(match self {
+            Features::Dense { data, nrow } => project::project_dense(data, *nrow, proj),
+            Features::Sparse(v) => project::project_csc(v, proj),
+        })
+    }
+
+    /// Per-observation weighted sums over features, `t(x) %*% w`, for weights `w`
+    /// column-major `n_features x n_sets`; returns column-major `n_obs x n_sets`.
+    pub fn weighted_sums(&self, w: &[f64], n_sets: usize) -> Result<Vec<f64>, String> {
+        let nf = self.n_features();
+        if w.len() != nf * n_sets {
+            return Err("weights need one row per feature".into());
+        }
+        // Row-major weights: feature i's sets contiguous.
+        let wr: Vec<f64> = (0..nf * n_sets)
+            .map(|k| w[(k % n_sets) * nf + k / n_sets])
+            .collect();
+        let out = match self {
+            Features::Dense { data, nrow } => {
+                project::feature_weighted_sums_dense(data, *nrow, &wr, n_sets)
+            }
+            Features::Sparse(v) => project::feature_weighted_sums_csc(v, &wr, n_sets),
+        };
+        let n_obs = self.n_obs();
+        Ok((0..n_obs * n_sets)
+            .map(|k| out[(k % n_obs) * n_sets + k / n_obs])
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +172,49 @@ mod tests {
         assert!(CscView::new(3, 2, &[0, 3, 3], &[0, 2, 1], &x).is_err());
         assert!(CscView::new(3, 2, &[1, 2, 3], &[0, 2, 1], &x).is_err());
         assert!(CscView::new(3, 2, &[0, 2, 3], &[0, 2, 1], &x).is_ok());
+    }
+
+    /// The 3 x 2 matrix [[1, 0], [0, 2], [3, 4]], dense and sparse.
+    fn both() -> (Vec<f64>, [i32; 3], [i32; 4], [f64; 4]) {
+        (
+            vec![1.0, 0.0, 3.0, 0.0, 2.0, 4.0],
+            [0, 2, 4],
+            [0, 2, 1, 2],
+            [1.0, 3.0, 2.0, 4.0],
+        )
+    }
+
+    #[test]
+    fn dense_and_sparse_features_agree() {
+        let (data, p, i, x) = both();
+        let dense = Features::Dense {
+            data: &data,
+            nrow: 3,
+        };
+        let sparse = Features::Sparse(CscView::new(3, 2, &p, &i, &x).unwrap());
+        for f in [dense, sparse] {
+            assert_eq!((f.n_features(), f.n_obs()), (3, 2));
+            assert_eq!(f.row_block(1, 3).as_ref(), &[0.0, 3.0, 2.0, 4.0]);
+            assert_eq!(f.row_block(0, 3).as_ref(), data.as_slice());
+            // t(x) %*% w, w = [[1, 0], [1, 1], [0, 2]] column-major.
+            let w = [1.0, 1.0, 0.0, 0.0, 1.0, 2.0];
+            assert_eq!(f.weighted_sums(&w, 2).unwrap(), vec![1.0, 2.0, 6.0, 10.0]);
+            assert!(f.weighted_sums(&w[..4], 2).is_err());
+        }
+        assert!(matches!(dense.row_block(0, 3), Cow::Borrowed(_)));
+        let empty = Features::Dense { data: &[], nrow: 0 };
+        assert_eq!(empty.n_obs(), 0);
+    }
+
+    #[test]
+    fn projection_needs_matching_observations() {
+        let (data, ..) = both();
+        let f = Features::Dense {
+            data: &data,
+            nrow: 3,
+        };
+        assert!(f.project(&Projection::moments(3)).is_err());
+        let z = f.project(&Projection::moments(2)).unwrap();
+        assert_eq!(z.len(), 3 * project::N_STATS);
     }
 }

@@ -9,6 +9,7 @@ pub mod dist;
 pub mod fdr;
 pub mod gsea;
 pub mod input;
+pub mod linalg;
 pub mod lmm;
 pub mod nb;
 pub mod project;

@@ -24,7 +24,7 @@
 // Small dense factorisations read best with explicit indices.
 #![allow(clippy::needless_range_loop)]
 
-use crate::dist;
+use crate::{dist, linalg};
 use rayon::prelude::*;
 
 /// The theta optimiser stops after a full Newton step shorter than `NEWTON_TOL` (relative
@@ -148,7 +148,7 @@ impl Design {
             }
         }
         let mut chol = xtx.clone();
-        if !chol_lower(&mut chol, p) {
+        if !linalg::cholesky_in_place(&mut chol, p) {
             return Err("the fixed-effects design is rank deficient".into());
         }
         let mut ols = vec![0.0; p * n];
@@ -157,8 +157,8 @@ impl Design {
             for a in 0..p {
                 col[a] = x[i + a * n];
             }
-            forward(&chol, p, &mut col);
-            backward(&chol, p, &mut col);
+            linalg::solve_lower_in_place(&chol, p, &mut col);
+            linalg::solve_lower_transposed_in_place(&chol, p, &mut col);
             for a in 0..p {
                 ols[a + i * p] = col[a];
             }
@@ -239,6 +239,16 @@ impl Fit {
     /// Standard error of fixed effect `c`.
     pub fn std_error(&self, c: usize) -> f64 {
         self.vcov[c + c * self.beta.len()].sqrt() * self.vcov_scale
+    }
+
+    /// Two-sided log p-value of fixed effect `c`: t with its Satterthwaite df.
+    pub fn log_p_t(&self, c: usize) -> f64 {
+        log_p(self.beta[c], self.std_error(c), self.df[c])
+    }
+
+    /// Two-sided log p-value of fixed effect `c` from the normal (Wald z).
+    pub fn log_p_z(&self, c: usize) -> f64 {
+        log_p(self.beta[c], self.std_error(c), f64::INFINITY)
     }
 
     /// Entry `k` (column-major) of the covariance of the fixed effects.
@@ -372,7 +382,7 @@ fn factor_group(d: &Design, r: &Response, g: usize, w: &mut Work) -> Option<f64>
             l[a + b * q] = s + if a == b { 1.0 } else { 0.0 };
         }
     }
-    if !chol_lower(l, q) {
+    if !linalg::cholesky_in_place(l, q) {
         return None;
     }
     let log_diag = (0..q).map(|a| l[a + a * q].ln()).sum();
@@ -383,13 +393,13 @@ fn factor_group(d: &Design, r: &Response, g: usize, w: &mut Work) -> Option<f64>
         for a in 0..q {
             col[a] = (a..q).map(|c| w.t[c + a * q] * ztx[c + b * q]).sum();
         }
-        forward(l, q, col);
+        linalg::solve_lower_in_place(l, q, col);
     }
     let cu = &mut w.cu[g * q..(g + 1) * q];
     for a in 0..q {
         cu[a] = (a..q).map(|c| w.t[c + a * q] * r.zte[g * q + c]).sum();
     }
-    forward(l, q, cu);
+    linalg::solve_lower_in_place(l, q, cu);
     Some(log_diag)
 }
 
@@ -485,11 +495,11 @@ fn evaluate(d: &Design, r: &Response, theta: &[f64], w: &mut Work) -> Option<Eva
         }
     }
     let ldl2 = 2.0 * (ldl2 + det.ln());
-    if !chol_lower(&mut w.rx, p) {
+    if !linalg::cholesky_in_place(&mut w.rx, p) {
         return None;
     }
     let ldrx2 = (0..p).map(|a| 2.0 * w.rx[a + a * p].ln()).sum();
-    forward(&w.rx, p, &mut w.cb);
+    linalg::solve_lower_in_place(&w.rx, p, &mut w.cb);
     let pwrss = r.ete - cu2 - w.cb.iter().map(|v| v * v).sum::<f64>();
     if pwrss.is_nan() || pwrss <= 0.0 || !ldl2.is_finite() {
         return None;
@@ -528,7 +538,7 @@ fn rx_inverse_diag(p: usize, w: &Work, out: &mut [f64]) {
     for (i, o) in out.iter_mut().enumerate() {
         col.iter_mut().for_each(|v| *v = 0.0);
         col[i] = 1.0;
-        forward(&w.rx, p, &mut col);
+        linalg::solve_lower_in_place(&w.rx, p, &mut col);
         *o = dot(&col, &col);
     }
 }
@@ -540,8 +550,8 @@ fn rx_inverse(p: usize, w: &Work) -> Vec<f64> {
     for i in 0..p {
         col.iter_mut().for_each(|v| *v = 0.0);
         col[i] = 1.0;
-        forward(&w.rx, p, &mut col);
-        backward(&w.rx, p, &mut col);
+        linalg::solve_lower_in_place(&w.rx, p, &mut col);
+        linalg::solve_lower_transposed_in_place(&w.rx, p, &mut col);
         out[i * p..(i + 1) * p].copy_from_slice(&col);
     }
     out
@@ -591,7 +601,7 @@ fn fit_unit_scale(d: &Design, y: &[f64], opts: Options, w: &mut Work) -> Fit {
     let sigma = (e.pwrss / dof).sqrt();
     // beta_e = RX^{-T} cb; b_g = T L_g^{-T} (cu_g - RZX_g beta_e)
     let mut beta_e = w.cb.clone();
-    backward(&w.rx, p, &mut beta_e);
+    linalg::solve_lower_transposed_in_place(&w.rx, p, &mut beta_e);
     let mut ranef = vec![0.0; d.m * q];
     let mut u = vec![0.0; q];
     for g in 0..d.m {
@@ -601,7 +611,7 @@ fn fit_unit_scale(d: &Design, y: &[f64], opts: Options, w: &mut Work) -> Fit {
                     .map(|b| w.rzx[g * q * p + a + b * q] * beta_e[b])
                     .sum::<f64>();
         }
-        backward(&w.l[g * q * q..(g + 1) * q * q], q, &mut u);
+        linalg::solve_lower_transposed_in_place(&w.l[g * q * q..(g + 1) * q * q], q, &mut u);
         for a in 0..q {
             ranef[g * q + a] = (0..=a).map(|c| w.t[a + c * q] * u[c]).sum();
         }
@@ -889,16 +899,16 @@ fn newton_step(
     }
     let mut step = vec![0.0; k];
     let mut chol = block.clone();
-    if chol_lower(&mut chol, nf) {
+    if linalg::cholesky_in_place(&mut chol, nf) {
         let mut rhs: Vec<f64> = free.iter().map(|&j| -grad[j]).collect();
-        forward(&chol, nf, &mut rhs);
-        backward(&chol, nf, &mut rhs);
+        linalg::solve_lower_in_place(&chol, nf, &mut rhs);
+        linalg::solve_lower_transposed_in_place(&chol, nf, &mut rhs);
         for (r, &j) in free.iter().enumerate() {
             step[j] = rhs[r];
         }
         return (step, false);
     }
-    let (values, vectors) = symmetric_eigen(&block, nf);
+    let (values, vectors) = linalg::symmetric_eigen(&block, nf);
     let lowest = (0..nf)
         .min_by(|&a, &b| values[a].total_cmp(&values[b]))
         .unwrap_or(0);
@@ -1043,7 +1053,7 @@ fn nd_jacobian(mut f: impl FnMut(&[f64]) -> Vec<f64>, x: &[f64], m: usize) -> Ve
 /// Moore-Penrose inverse of a symmetric matrix over its eigenvalues above `tol`, times 2
 /// (lmerTest's `vcov_varpar`).
 fn pseudo_inverse(a: &[f64], n: usize, tol: f64) -> Vec<f64> {
-    let (values, vectors) = symmetric_eigen(a, n);
+    let (values, vectors) = linalg::symmetric_eigen(a, n);
     let mut out = vec![0.0; n * n];
     for (e, &lambda) in values.iter().enumerate() {
         if lambda > tol {
@@ -1055,57 +1065,6 @@ fn pseudo_inverse(a: &[f64], n: usize, tol: f64) -> Vec<f64> {
         }
     }
     out
-}
-
-/// Eigenvalues and eigenvectors (columns) of a small symmetric matrix, by cyclic Jacobi.
-fn symmetric_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut a = a.to_vec();
-    let mut v = vec![0.0; n * n];
-    for i in 0..n {
-        v[i + i * n] = 1.0;
-    }
-    for _ in 0..100 {
-        let off: f64 = (0..n)
-            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| a[i + j * n].powi(2))
-            .sum();
-        let total: f64 = a.iter().map(|x| x * x).sum();
-        if off <= 1e-30 * total.max(f64::MIN_POSITIVE) {
-            break;
-        }
-        for pp in 0..n {
-            for qq in pp + 1..n {
-                let apq = a[pp + qq * n];
-                if apq == 0.0 {
-                    continue;
-                }
-                let theta = (a[qq + qq * n] - a[pp + pp * n]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for kk in 0..n {
-                    let akp = a[kk + pp * n];
-                    let akq = a[kk + qq * n];
-                    a[kk + pp * n] = c * akp - s * akq;
-                    a[kk + qq * n] = s * akp + c * akq;
-                }
-                for kk in 0..n {
-                    let apk = a[pp + kk * n];
-                    let aqk = a[qq + kk * n];
-                    a[pp + kk * n] = c * apk - s * aqk;
-                    a[qq + kk * n] = s * apk + c * aqk;
-                }
-                for kk in 0..n {
-                    let vkp = v[kk + pp * n];
-                    let vkq = v[kk + qq * n];
-                    v[kk + pp * n] = c * vkp - s * vkq;
-                    v[kk + qq * n] = s * vkp + c * vkq;
-                }
-            }
-        }
-    }
-    ((0..n).map(|i| a[i + i * n]).collect(), v)
 }
 
 /// Fits every response: `y` is `n_responses x n` column-major (responses in rows).
@@ -1140,52 +1099,6 @@ pub fn log_p(estimate: f64, std_error: f64, df: f64) -> f64 {
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// In-place lower Cholesky of a `k x k` column-major matrix (lower triangle read and
-/// written). False when not positive definite.
-fn chol_lower(a: &mut [f64], k: usize) -> bool {
-    for j in 0..k {
-        let mut s = a[j + j * k];
-        for c in 0..j {
-            s -= a[j + c * k] * a[j + c * k];
-        }
-        if s.is_nan() || s <= 0.0 {
-            return false;
-        }
-        let djj = s.sqrt();
-        a[j + j * k] = djj;
-        for i in j + 1..k {
-            let mut s = a[i + j * k];
-            for c in 0..j {
-                s -= a[i + c * k] * a[j + c * k];
-            }
-            a[i + j * k] = s / djj;
-        }
-    }
-    true
-}
-
-/// Solves `L x = b` in place.
-fn forward(l: &[f64], k: usize, b: &mut [f64]) {
-    for i in 0..k {
-        let mut s = b[i];
-        for c in 0..i {
-            s -= l[i + c * k] * b[c];
-        }
-        b[i] = s / l[i + i * k];
-    }
-}
-
-/// Solves `L' x = b` in place.
-fn backward(l: &[f64], k: usize, b: &mut [f64]) {
-    for i in (0..k).rev() {
-        let mut s = b[i];
-        for c in i + 1..k {
-            s -= l[c + i * k] * b[c];
-        }
-        b[i] = s / l[i + i * k];
-    }
 }
 
 #[cfg(test)]
@@ -1287,6 +1200,12 @@ mod tests {
         assert!(fit.theta[0] > 0.1);
         assert!((fit.df[1] - 17.0).abs() < 1e-6, "{:?}", fit.df);
         assert!((fit.df[2] - 4.0).abs() < 1e-6, "{:?}", fit.df);
+        for c in 0..3 {
+            let stat = fit.beta[c] / fit.std_error(c);
+            let t = dist::t_two_sided_log_p(stat, fit.df[c]);
+            assert_eq!(fit.log_p_t(c), t);
+            assert_eq!(fit.log_p_z(c), dist::norm_two_sided_log_p(stat));
+        }
     }
 
     #[test]
@@ -1366,19 +1285,5 @@ mod tests {
         assert_eq!(split.theta_columns(), vec![vec![0], vec![1]]);
         assert_eq!(split.theta_on_diagonal(), vec![true, true]);
         assert!(Design::new(&x, 1, &z, 2, &group, m, &[(1, 1)]).is_err());
-    }
-
-    #[test]
-    fn lmm_eigen_reconstructs() {
-        let a = [4.0, 1.0, 0.5, 1.0, 3.0, 0.2, 0.5, 0.2, 2.0];
-        let (values, v) = symmetric_eigen(&a, 3);
-        for i in 0..3 {
-            for j in 0..3 {
-                let s: f64 = (0..3)
-                    .map(|e| v[i + e * 3] * values[e] * v[j + e * 3])
-                    .sum();
-                assert!((s - a[i + j * 3]).abs() < 1e-12);
-            }
-        }
     }
 }

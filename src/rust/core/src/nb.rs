@@ -4,7 +4,7 @@
 //! full log-likelihood by Newton's method on (beta, gamma) jointly, with step halving on
 //! the log-likelihood, from a Poisson fit and a moment estimate of the size.
 
-use crate::dist;
+use crate::{dist, linalg};
 use rayon::prelude::*;
 
 /// A gene is at the Poisson limit when some observation's log size is above this.
@@ -146,7 +146,7 @@ impl Model {
             }
         }
         let chol = cholesky(&ztz, q).ok_or("the dispersion design is rank deficient")?;
-        let constant_on_z = chol_solve(&chol, q, &zt1);
+        let constant_on_z = linalg::cholesky_solve(&chol, q, &zt1);
         let mut log_factorial = [0.0; SMALL_COUNT];
         for y in 1..SMALL_COUNT {
             log_factorial[y] = log_factorial[y - 1] + (y as f64).ln();
@@ -262,6 +262,7 @@ impl Model {
         let vcov = invert_spd(&cur.neg_hessian, k).unwrap_or_else(|| vec![f64::NAN; k * k]);
         // Past the limit, a maximum is only finite if the log-likelihood curves there: on
         // the flat ridge toward r -> infinity a dispersion coefficient has no information.
+        // A NaN variance (no inverse) counts as flat too.
         let flat = (self.p..k).any(|a| {
             let v = vcov[a * k + a];
             v.is_nan() || v > FLAT_SIZE_VARIANCE
@@ -364,7 +365,7 @@ impl Model {
                 break;
             }
             match cholesky(&info, p) {
-                Some(c) => beta = Some(chol_solve(&c, p, &rhs)),
+                Some(c) => beta = Some(linalg::cholesky_solve(&c, p, &rhs)),
                 None => break,
             }
         }
@@ -611,57 +612,22 @@ fn symmetrize(m: &mut [f64], k: usize) {
     }
 }
 
-/// Lower Cholesky factor of a symmetric positive definite row-major k x k matrix.
-fn cholesky(m: &[f64], k: usize) -> Option<Vec<f64>> {
-    let mut l = vec![0.0; k * k];
-    for a in 0..k {
-        for b in 0..=a {
-            let s: f64 = m[a * k + b] - (0..b).map(|c| l[a * k + c] * l[b * k + c]).sum::<f64>();
-            if a == b {
-                if s.is_nan() || s <= 1e-13 * m[a * k + a].abs().max(1e-300) {
-                    return None;
-                }
-                l[a * k + a] = s.sqrt();
-            } else {
-                l[a * k + b] = s / l[b * k + b];
-            }
-        }
-    }
-    Some(l)
-}
+/// A pivot at or below this fraction of its diagonal entry counts as singular.
+const PIVOT_TOL: f64 = 1e-13;
 
-fn chol_solve(l: &[f64], k: usize, rhs: &[f64]) -> Vec<f64> {
-    let mut v = rhs.to_vec();
-    for a in 0..k {
-        let s: f64 = (0..a).map(|c| l[a * k + c] * v[c]).sum();
-        v[a] = (v[a] - s) / l[a * k + a];
-    }
-    for a in (0..k).rev() {
-        let s: f64 = (a + 1..k).map(|c| l[c * k + a] * v[c]).sum();
-        v[a] = (v[a] - s) / l[a * k + a];
-    }
-    v
+fn cholesky(m: &[f64], k: usize) -> Option<Vec<f64>> {
+    linalg::cholesky(m, k, PIVOT_TOL)
 }
 
 fn invert_spd(m: &[f64], k: usize) -> Option<Vec<f64>> {
-    let l = cholesky(m, k)?;
-    let mut inv = vec![0.0; k * k];
-    for c in 0..k {
-        let mut e = vec![0.0; k];
-        e[c] = 1.0;
-        let col = chol_solve(&l, k, &e);
-        for a in 0..k {
-            inv[a * k + c] = col[a];
-        }
-    }
-    Some(inv)
+    linalg::invert_spd(m, k, PIVOT_TOL)
 }
 
 /// Newton direction H^-1 g; where H is not positive definite (far from the optimum, the
 /// dispersion block can be convex), a ridge is added until it is (Levenberg).
 fn newton_step(h: &[f64], g: &[f64], k: usize) -> Vec<f64> {
     if let Some(l) = cholesky(h, k) {
-        return chol_solve(&l, k, g);
+        return linalg::cholesky_solve(&l, k, g);
     }
     let scale = (0..k)
         .fold(0.0f64, |m, a| m.max(h[a * k + a].abs()))
@@ -673,7 +639,7 @@ fn newton_step(h: &[f64], g: &[f64], k: usize) -> Vec<f64> {
             damped[a * k + a] += ridge;
         }
         if let Some(l) = cholesky(&damped, k) {
-            return chol_solve(&l, k, g);
+            return linalg::cholesky_solve(&l, k, g);
         }
         ridge *= 10.0;
     }

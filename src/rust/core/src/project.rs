@@ -13,7 +13,7 @@
 //! Features are processed in fixed blocks, each by one thread, in observation order, so
 //! results are bit-identical whatever the thread count.
 
-use crate::input::CscView;
+use crate::input::{CscView, Features};
 use rayon::prelude::*;
 
 /// Number of trailing per-feature statistics: sum, sum of squares, weighted sum, weighted
@@ -48,6 +48,39 @@ impl Projection {
     /// Offset of grouped row `r` of group `g` within a feature's values.
     pub fn grouped_slot(&self, g: usize, r: usize) -> usize {
         self.n_dense + g * self.n_grouped + r
+    }
+
+    /// Sums of each feature within groups of observations: `group[j]` is observation j's
+    /// group (`None`: left out, summed into an extra last slot that callers ignore).
+    pub fn group_sums(group: &[Option<usize>], n_groups: usize) -> Projection {
+        let n = group.len();
+        Projection {
+            n_obs: n,
+            n_dense: 0,
+            dense: Vec::new(),
+            n_grouped: 1,
+            grouped: vec![1.0; n],
+            group: group.iter().map(|g| g.unwrap_or(n_groups)).collect(),
+            n_groups: n_groups + 1,
+            weights: vec![1.0; n],
+            shift: false,
+        }
+    }
+
+    /// Only the trailing statistics of each feature over `n_obs` observations, dense
+    /// features shifted by their first finite value.
+    pub fn moments(n_obs: usize) -> Projection {
+        Projection {
+            n_obs,
+            n_dense: 0,
+            dense: Vec::new(),
+            n_grouped: 0,
+            grouped: Vec::new(),
+            group: Vec::new(),
+            n_groups: 0,
+            weights: vec![1.0; n_obs],
+            shift: true,
+        }
     }
 
     pub fn check(&self) -> Result<(), String> {
@@ -88,6 +121,35 @@ impl Projection {
         out[s + 2] += w * v;
         out[s + 3] += w * v * v;
     }
+}
+
+/// Sums of each feature within groups of observations (see [`Projection::group_sums`]):
+/// column-major `n_features x n_groups`.
+pub fn group_sums(
+    feats: &Features,
+    group: &[Option<usize>],
+    n_groups: usize,
+) -> Result<Vec<f64>, String> {
+    if group.iter().flatten().any(|&g| g >= n_groups) {
+        return Err("group codes must be below the number of groups".into());
+    }
+    let proj = Projection::group_sums(group, n_groups);
+    let z = feats.project(&proj)?;
+    let (nf, width) = (feats.n_features(), proj.width());
+    Ok((0..nf * n_groups)
+        .map(|k| z[(k % nf) * width + proj.grouped_slot(k / nf, 0)])
+        .collect())
+}
+
+/// Sum and sum of squares of each feature, shifted by its first finite value (dense
+/// features; sparse ones are not shifted), and the shift: column-major `n_features x 3`.
+pub fn moments(feats: &Features) -> Result<Vec<f64>, String> {
+    let z = feats.project(&Projection::moments(feats.n_obs()))?;
+    let nf = feats.n_features();
+    let column = [0, 1, N_STATS - 1];
+    Ok((0..nf * 3)
+        .map(|k| z[(k % nf) * N_STATS + column[k / nf]])
+        .collect())
 }
 
 /// Functionals of the features (rows) of a dense column-major `n_features x n_obs` matrix;
@@ -276,6 +338,27 @@ mod tests {
         let dense = feature_weighted_sums_dense(&y, 3, &w, 2);
         assert_eq!(sparse, dense);
         assert_eq!(dense[0..2], [1.0 + 0.0 + 2.0 * 0.0, 0.0 + 0.0 + 2.0 * 1.0]);
+    }
+
+    #[test]
+    fn group_sums_and_moments_match_brute_force() {
+        let (y, _) = example();
+        let feats = Features::Dense { data: &y, nrow: 3 };
+        let group = [Some(1), None, Some(0), Some(1)];
+        let sums = group_sums(&feats, &group, 2).unwrap();
+        for f in 0..3 {
+            let v = |j: usize| y[j * 3 + f];
+            assert_eq!(sums[f], v(2));
+            assert_eq!(sums[3 + f], v(0) + v(3));
+        }
+        assert!(group_sums(&feats, &[Some(2), None, None, None], 2).is_err());
+        let m = moments(&feats).unwrap();
+        for f in 0..3 {
+            let c = y[f]; // the first value is finite: the shift
+            let sum: f64 = (0..4).map(|j| y[j * 3 + f] - c).sum();
+            let sumsq: f64 = (0..4).map(|j| (y[j * 3 + f] - c).powi(2)).sum();
+            assert_eq!([m[f], m[3 + f], m[6 + f]], [sum, sumsq, c]);
+        }
     }
 
     #[test]

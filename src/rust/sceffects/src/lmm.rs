@@ -1,7 +1,6 @@
 //! Binding of linear mixed models for many responses (sceffects-core `lmm`).
 
-use crate::pooled;
-use crate::{fail, zero_based, RResult};
+use crate::{fail, pooled, zero_based, RResult};
 use extendr_api::prelude::*;
 use sceffects_core::lmm::{self, Design, Fit, Options};
 
@@ -75,10 +74,8 @@ fn rs_lmm_fit(
             matrix(p, &|f, c| f.beta[c]),
             matrix(p, &|f, c| f.std_error(c)),
             matrix(p, &|f, c| f.df[c]),
-            matrix(p, &|f, c| lmm::log_p(f.beta[c], f.std_error(c), f.df[c])),
-            matrix(p, &|f, c| {
-                lmm::log_p(f.beta[c], f.std_error(c), f64::INFINITY)
-            }),
+            matrix(p, &|f, c| f.log_p_t(c)),
+            matrix(p, &|f, c| f.log_p_z(c)),
             matrix(p * p, &|f, c| f.vcov_entry(c)),
             matrix(design.n_theta(), &|f, c| f.theta[c]),
             fits.iter().map(|f| f.sigma).collect::<Vec<_>>().into_robj(),

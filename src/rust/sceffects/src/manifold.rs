@@ -1,10 +1,10 @@
 //! Binding of differential abundance and expression on a cell-state manifold
 //! (sceffects-core `manifold`). Cell indices arrive 1-based from R.
 
-use crate::pooled;
-use crate::{fail, features_of, seed_of, sparse_slots, zero_based, RResult};
+use crate::input::{features_of, sparse_slots};
+use crate::{fail, pooled, seed_of, zero_based, RResult};
 use extendr_api::prelude::*;
-use sceffects_core::cellstate::density::{fit_density, DensityParams};
+use sceffects_core::cellstate::density::{fit_and_predict, DensityOptions};
 use sceffects_core::cellstate::expression::{ConditionCells, ExpressionModel};
 use sceffects_core::cellstate::{self, lfdr, Points};
 
@@ -48,10 +48,9 @@ fn rs_manifold_length_scale(
     threads: i32,
 ) -> RResult<f64> {
     let p = points(&embedding, Some(&zero_based(cells)))?;
-    let nn = pooled(threads, || cellstate::nn_distances(&p))
+    pooled(threads, || cellstate::points_length_scale(&p, ls_factor))
         .map_err(fail)?
-        .map_err(fail)?;
-    Ok(cellstate::length_scale(&nn, ls_factor))
+        .map_err(fail)
 }
 
 /// Density of the cells `cells` with landmarks `landmarks`, predicted at every row of the
@@ -72,26 +71,14 @@ fn rs_manifold_density(
     let all = points(&embedding, None)?;
     let train = all.subset(&zero_based(cells));
     let lm = points(&landmarks, None)?;
-    let run = || -> Result<_, String> {
-        let nn = cellstate::nn_distances(&train)?;
-        let d = if dimension.is_nan() {
-            cellstate::fractal_dimension(&train, seed_of(seed))?
-        } else {
-            dimension
-        };
-        let ls = if length_scale.is_nan() {
-            cellstate::length_scale(&nn, ls_factor)
-        } else {
-            length_scale
-        };
-        let params = DensityParams {
-            dimension: d,
-            mu: cellstate::prior_mean(&nn, d),
-            length_scale: ls,
-        };
-        let fit = fit_density(&train, &nn, &lm, params)?;
-        Ok((fit.predict(&lm, &all, with_variance), fit))
+    let opts = DensityOptions {
+        dimension: (!dimension.is_nan()).then_some(dimension),
+        length_scale: (!length_scale.is_nan()).then_some(length_scale),
+        ls_factor,
+        seed: seed_of(seed),
+        with_variance,
     };
+    let run = || fit_and_predict(&train, &lm, &all, opts);
     let (pred, fit) = pooled(threads, run).map_err(fail)?.map_err(fail)?;
     Ok(List::from_names_and_values(
         [

@@ -1,7 +1,7 @@
 //! Binding of negative binomial regression (sceffects-core `nb`).
 
-use crate::pooled;
-use crate::{fail, features_of, sparse_slots, RResult};
+use crate::input::{features_of, sparse_slots};
+use crate::{fail, pooled, RResult};
 use extendr_api::prelude::*;
 use sceffects_core::nb::{Model, Options};
 

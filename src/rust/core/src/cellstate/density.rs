@@ -183,6 +183,43 @@ fn hessian(phi_t: &Mat<f64>, lambda: &[f64]) -> Mat<f64> {
     h
 }
 
+/// What [`fit_and_predict`] takes from the user: `None` for Mellon's heuristics.
+#[derive(Clone, Copy, Debug)]
+pub struct DensityOptions {
+    pub dimension: Option<f64>,
+    pub length_scale: Option<f64>,
+    /// Factor of the heuristic length scale (see [`super::length_scale`]).
+    pub ls_factor: f64,
+    /// Seed of the fractal-dimension estimate.
+    pub seed: u64,
+    pub with_variance: bool,
+}
+
+/// Mellon's pipeline: the density of `cells` with `landmarks` (dimension, prior mean and
+/// length scale from the heuristics unless given), predicted at `at`.
+pub fn fit_and_predict(
+    cells: &Points,
+    landmarks: &Points,
+    at: &Points,
+    opts: DensityOptions,
+) -> Result<(DensityPrediction, DensityFit), String> {
+    let nn = super::nn_distances(cells)?;
+    let dimension = match opts.dimension {
+        Some(d) => d,
+        None => super::fractal_dimension(cells, opts.seed)?,
+    };
+    let length_scale = opts
+        .length_scale
+        .unwrap_or_else(|| super::length_scale(&nn, opts.ls_factor));
+    let params = DensityParams {
+        dimension,
+        mu: super::prior_mean(&nn, dimension),
+        length_scale,
+    };
+    let fit = fit_density(cells, &nn, landmarks, params)?;
+    Ok((fit.predict(landmarks, at, opts.with_variance), fit))
+}
+
 fn spd_solve(a: Mat<f64>, b: Mat<f64>) -> Result<Mat<f64>, String> {
     let l = cholesky(a.as_ref(), "the Newton system of the density")?;
     let y = solve_lower(l.as_ref(), b);
@@ -262,5 +299,44 @@ mod tests {
         assert!(pred.variance.iter().all(|v| *v > 0.0));
         assert!(pred.log_density.iter().all(|v| v.is_finite()));
         assert!(fit.newton_iterations < 50);
+    }
+
+    #[test]
+    fn pipeline_uses_the_heuristics_unless_given() {
+        let mut rng = crate::rng::stream(7, &[]);
+        let coords: Vec<f64> = (0..400).map(|_| rng.random::<f64>() * 3.0).collect();
+        let cells = Points {
+            coords,
+            n: 200,
+            dim: 2,
+        };
+        let landmarks = kmeans_landmarks(&cells, 30, 20, 1);
+        let opts = DensityOptions {
+            dimension: None,
+            length_scale: None,
+            ls_factor: 10.0,
+            seed: 3,
+            with_variance: false,
+        };
+        let (pred, fit) = fit_and_predict(&cells, &landmarks, &cells, opts).unwrap();
+        let nn = nn_distances(&cells).unwrap();
+        let d = super::super::fractal_dimension(&cells, 3).unwrap();
+        assert_eq!(fit.params.dimension, d);
+        assert_eq!(fit.params.mu, prior_mean(&nn, d));
+        assert_eq!(
+            fit.params.length_scale,
+            super::super::length_scale(&nn, 10.0)
+        );
+        assert!(pred.variance.iter().all(|v| v.is_nan()));
+        let given = DensityOptions {
+            dimension: Some(2.0),
+            length_scale: Some(0.5),
+            with_variance: true,
+            ..opts
+        };
+        let (pred, fit) = fit_and_predict(&cells, &landmarks, &landmarks, given).unwrap();
+        assert_eq!((fit.params.dimension, fit.params.length_scale), (2.0, 0.5));
+        assert_eq!(pred.log_density.len(), landmarks.n);
+        assert!(pred.variance.iter().all(|v| *v > 0.0));
     }
 }

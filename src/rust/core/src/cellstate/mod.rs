@@ -278,6 +278,11 @@ pub fn length_scale(nn: &[f64], ls_factor: f64) -> f64 {
     ls_factor * (mean_log + 3.0).exp()
 }
 
+/// Mellon's length scale of `points`, from their nearest-neighbour distances.
+pub fn points_length_scale(points: &Points, ls_factor: f64) -> Result<f64, String> {
+    Ok(length_scale(&nn_distances(points)?, ls_factor))
+}
+
 /// Per-cell maximum-likelihood log density from the nearest-neighbour distance:
 /// `lgamma(d/2 + 1) - d/2 log(pi) - d log r`.
 pub fn nn_log_density(nn: &[f64], dimension: f64) -> Vec<f64> {
@@ -437,6 +442,16 @@ mod tests {
         let b = crate::with_threads(2, || kmeans_landmarks(&p, 10, 50, 7)).unwrap();
         assert_eq!(a.coords, b.coords);
         assert_eq!(a.n, 10);
+    }
+
+    #[test]
+    fn points_length_scale_is_mellons_of_the_nn_distances() {
+        let p = grid(10);
+        let nn = nn_distances(&p).unwrap();
+        assert_eq!(
+            points_length_scale(&p, 2.0).unwrap(),
+            length_scale(&nn, 2.0)
+        );
     }
 
     #[test]

@@ -1,0 +1,120 @@
+//! Binding of cluster-robust regression of many features on one design and of Welch tests
+//! (sceffects-core `clustered`), for difference-in-differences.
+
+use crate::input::{features_of, sparse_slots};
+use crate::{fail, pooled, zero_based, RResult};
+use extendr_api::prelude::*;
+use sceffects_core::clustered::{self, ClusterFit, CoefResult, Design, Vcov};
+
+/// The per-coefficient columns shared by the DiD results.
+const COEF_FIELDS: [&str; 5] = ["estimate", "std_error", "statistic", "df", "log_p"];
+
+fn coef_field(c: &CoefResult, k: usize) -> f64 {
+    [c.estimate, c.std_error, c.statistic, c.df, c.log_p][k]
+}
+
+/// Cluster-robust WLS of every feature (row of `x`) on one design: results for the
+/// coefficients `coefs` (1-based), and a wild-bootstrap p of the first when `boot_weights`
+/// (draws x clusters) is a matrix.
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn rs_cluster_fit(
+    x: Robj,
+    design: RMatrix<f64>,
+    weights: &[f64],
+    cluster: &[i32],
+    n_clusters: i32,
+    coefs: &[i32],
+    vcov: &str,
+    boot_weights: Robj,
+    standardize: bool,
+    threads: i32,
+) -> RResult<Robj> {
+    let slots = sparse_slots(&x)?;
+    let feats = features_of(&x, &slots)?;
+    let xmat = faer::MatRef::from_column_major_slice(design.data(), design.nrows(), design.ncols());
+    let cluster = zero_based(cluster);
+    let d = Design {
+        x: xmat,
+        weights,
+        cluster: &cluster,
+        n_clusters: n_clusters as usize,
+    };
+    let vcov = match vcov {
+        "CR1" => Vcov::Cr1,
+        "CR2" => Vcov::Cr2,
+        other => return Err(fail(format!("unknown vcov '{other}'"))),
+    };
+    let boot = if boot_weights.is_null() {
+        None
+    } else {
+        let m = RMatrix::<f64>::try_from(boot_weights)?;
+        Some((m.data().to_vec(), m.nrows()))
+    };
+    let coefs = zero_based(coefs);
+    let fit = ClusterFit::new(&d, &coefs, vcov, boot).map_err(fail)?;
+    let results = pooled(threads, || {
+        clustered::fit_features(&fit, &feats, standardize)
+    })
+    .map_err(fail)?
+    .map_err(fail)?;
+    let (n, k) = (results.len(), coefs.len());
+    let mut values: Vec<Robj> = (0..COEF_FIELDS.len())
+        .map(|f| RMatrix::new_matrix(n, k, |r, c| coef_field(&results[r].coefs[c], f)).into_robj())
+        .collect();
+    values.push(
+        results
+            .iter()
+            .map(|r| r.resid_sd)
+            .collect::<Vec<_>>()
+            .into_robj(),
+    );
+    values.push(
+        results
+            .iter()
+            .map(|r| r.boot_p)
+            .collect::<Vec<_>>()
+            .into_robj(),
+    );
+    values.push(
+        results
+            .iter()
+            .map(|r| r.status as i32)
+            .collect::<Vec<_>>()
+            .into_robj(),
+    );
+    let names: Vec<&str> = COEF_FIELDS
+        .iter()
+        .chain(&["resid_sd", "boot_p", "status"])
+        .copied()
+        .collect();
+    Ok(List::from_names_and_values(names, values)?.into_robj())
+}
+
+/// Welch two-sample t-tests of every row of `y` between `in_first` and the other columns,
+/// rows split over `threads` threads.
+#[extendr]
+fn rs_welch(
+    y: RMatrix<f64>,
+    in_first: &[Rbool],
+    #[extendr(default = "1L")] threads: i32,
+) -> RResult<Robj> {
+    let group: Vec<bool> = in_first.iter().map(|b| b.is_true()).collect();
+    let (data, n_rows) = (y.data(), y.nrows());
+    let res = pooled(threads, || clustered::welch_rows(data, n_rows, &group))
+        .map_err(fail)?
+        .map_err(fail)?;
+    let values = (0..COEF_FIELDS.len()).map(|f| {
+        res.iter()
+            .map(|c| coef_field(c, f))
+            .collect::<Vec<_>>()
+            .into_robj()
+    });
+    Ok(List::from_names_and_values(COEF_FIELDS, values)?.into_robj())
+}
+
+extendr_module! {
+    mod did;
+    fn rs_cluster_fit;
+    fn rs_welch;
+}

@@ -2,9 +2,6 @@
 # the input layer, then `assoc_screen()` runs the core block by block and builds one long
 # results table (or matrices).
 
-reason_text <- c("fewer than 3 complete observations", "zero variance", "an empty group",
-                 "fewer than 2 groups", "fewer than 2 levels")
-
 #' Correlation screen: Pearson or Spearman for every pair of features
 #'
 #' Correlates every feature (row) of `x` with every feature of `y`, or every pair of
@@ -362,7 +359,7 @@ finish_table <- function(t, x, y, hist, symmetric, output, label, estimate_label
   fdr <- nan_to_na(if (is.null(hist)) rs_bh(p) else rs_bh_histogram(t$log_p, hist))
   reason <- rep(NA_character_, length(t$reason))
   failed <- t$reason != 0L
-  reason[failed] <- reason_text[t$reason[failed]]
+  reason[failed] <- reason_of("assoc", t$reason[failed])
   if (output == "matrix") {
     return(pair_matrices(t, p, fdr, x, y, symmetric))
   }

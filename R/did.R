@@ -531,7 +531,7 @@ trial_columns <- function(parts, fit, model, reason = NULL) {
   df <- bind("df")
   logp <- bind("log_p")
   status <- unlist(lapply(parts, `[[`, "status"))
-  if (is.null(reason)) reason <- c(NA, "zero variance", "no residual variance")[status + 1L]
+  if (is.null(reason)) reason <- reason_of("did", status)
   out <- data.frame(feature = NA_character_, estimate = nan_to_na(est[, 1]), std_error = nan_to_na(se[, 1]),
                     statistic = nan_to_na(stat[, 1]), df = nan_to_na(df[, 1]), p_value = nan_to_na(exp(logp[, 1])),
                     log_p = nan_to_na(logp[, 1]), fdr = NA_real_, stringsAsFactors = FALSE)

@@ -6,6 +6,7 @@
 NULL
 
 rs_init <- function() .Call(wrap__rs_init)
+rs_reason_table <- function() .Call(wrap__rs_reason_table)
 rs_assoc_block <- function(test, x, y, x_levels, y_levels, offsets, symmetric, keep_all, max_log_p, top, options, threads) .Call(wrap__rs_assoc_block, test, x, y, x_levels, y_levels, offsets, symmetric, keep_all, max_log_p, top, options, threads)
 rs_crossprod <- function(x, y, threads) .Call(wrap__rs_crossprod, x, y, threads)
 rs_cluster_fit <- function(x, design, weights, cluster, n_clusters, coefs, vcov, boot_weights, standardize, threads) .Call(wrap__rs_cluster_fit, x, design, weights, cluster, n_clusters, coefs, vcov, boot_weights, standardize, threads)

@@ -319,7 +319,7 @@ lmm_results <- function(fit, model, src, REML, p_values) {
   # A response without residual variance (e.g. constant) has no test: the core may still
   # report a p-value of 1, which would enter the FDR as a test.
   status[status == 0L & !(is.finite(fit$sigma) & fit$sigma > 0)] <- 1L
-  reason <- c(NA, "no residual variance", "fit failed")[status + 1L]
+  reason <- reason_of("lmm", status)
   no_fit <- status != 0L
   for (nm in c("estimate", "std_error", "df", "log_p", "log_p_z")) {
     if (is.matrix(fit[[nm]])) fit[[nm]][no_fit, ] <- NA_real_

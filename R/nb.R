@@ -239,10 +239,6 @@ nb_fit_source <- function(src, xm, zm, offset, max_iter, tol, block_size, thread
   run_chunks(chunks, one, BPPARAM, "Fitting negative binomial models")
 }
 
-nb_reasons <- c(NA, "iteration limit reached", "all counts are zero",
-                "separation: some fitted means run to zero",
-                "Poisson limit: no overdispersion in some or all cells (size runs to infinity)",
-                "no ascent: step halving failed")
 
 nb_assemble <- function(parts, src, mean_spec, disp_spec, offset, data, coldata, sce, sparse, call) {
   theta <- do.call(cbind, lapply(parts, `[[`, "theta"))
@@ -261,7 +257,7 @@ nb_assemble <- function(parts, src, mean_spec, disp_spec, offset, data, coldata,
     iterations = stats::setNames(as.integer(unlist(lapply(parts, `[[`, "iterations"))), genes),
     converged = stats::setNames(status == 0, genes),
     status = stats::setNames(as.integer(status), genes),
-    reason = stats::setNames(nb_reasons[status + 1L], genes),
+    reason = stats::setNames(reason_of("nb", status), genes),
     n_obs = src$n_samples, mean = mean_spec, dispersion = disp_spec, offset = offset,
     data = data, coldata = coldata, sce = sce, sparse = sparse, call = call
   ), class = "sceffects_nb")

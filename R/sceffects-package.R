@@ -26,4 +26,14 @@
 
 # Keeps the Rust core off rayon's global thread pool, which a forked BiocParallel worker
 # would inherit without its threads (a hang).
-.onLoad <- function(libname, pkgname) rs_init()
+.onLoad <- function(libname, pkgname) {
+  rs_init()
+  assign("table", rs_reason_table(), envir = reason_codes)
+}
+
+# Why a row has no result: the core's one table of status texts, read once at load.
+reason_codes <- new.env(parent = emptyenv())
+
+# The reason of each status `code` of a `kind` of fit ("assoc", "did", "lmm", "nb"); NA
+# for a result.
+reason_of <- function(kind, code) reason_codes$table[[kind]][code + 1L]

@@ -48,6 +48,18 @@ pub enum Status {
     NoResidualVariance = 2,
 }
 
+impl Status {
+    pub const ALL: [Status; 3] = [Status::Ok, Status::ZeroVariance, Status::NoResidualVariance];
+
+    pub fn text(self) -> Option<&'static str> {
+        match self {
+            Status::Ok => None,
+            Status::ZeroVariance => Some("zero variance"),
+            Status::NoResidualVariance => Some("no residual variance"),
+        }
+    }
+}
+
 /// A design shared by all responses: `x` is `N x p` and of full column rank.
 pub struct Design<'a> {
     pub x: MatRef<'a, f64>,

@@ -14,6 +14,7 @@ pub mod lmm;
 pub mod nb;
 pub mod project;
 pub mod rank;
+pub mod reasons;
 pub mod rng;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -206,6 +206,18 @@ pub enum Status {
     Failed = 2,
 }
 
+impl Status {
+    pub const ALL: [Status; 3] = [Status::Ok, Status::NoResidualVariance, Status::Failed];
+
+    pub fn text(self) -> Option<&'static str> {
+        match self {
+            Status::Ok => None,
+            Status::NoResidualVariance => Some("no residual variance"),
+            Status::Failed => Some("fit failed"),
+        }
+    }
+}
+
 /// One response's fit. `vcov` is `p x p` and that of the response divided by
 /// `vcov_scale` (variances of responses near 1e308 overflow); `ranef` holds `b` group by
 /// group (`q` values each).

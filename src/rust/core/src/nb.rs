@@ -35,6 +35,30 @@ pub enum Status {
     NoAscent = 5,
 }
 
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Converged,
+        Status::IterationLimit,
+        Status::AllZero,
+        Status::Separation,
+        Status::PoissonLimit,
+        Status::NoAscent,
+    ];
+
+    pub fn text(self) -> Option<&'static str> {
+        match self {
+            Status::Converged => None,
+            Status::IterationLimit => Some("iteration limit reached"),
+            Status::AllZero => Some("all counts are zero"),
+            Status::Separation => Some("separation: some fitted means run to zero"),
+            Status::PoissonLimit => Some(
+                "Poisson limit: no overdispersion in some or all cells (size runs to infinity)",
+            ),
+            Status::NoAscent => Some("no ascent: step halving failed"),
+        }
+    }
+}
+
 /// Fit settings.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {

@@ -63,6 +63,23 @@ fn rs_init() {
     sceffects_core::never_use_the_global_pool();
 }
 
+/// The reason text of every status code of every kind of fit (NA for a result).
+#[extendr]
+fn rs_reason_table() -> RResult<Robj> {
+    let table = sceffects_core::reasons::reason_table();
+    let names: Vec<&str> = table.iter().map(|(kind, _)| *kind).collect();
+    let texts: Vec<Robj> = table
+        .iter()
+        .map(|(_, t)| {
+            t.iter()
+                .map(|r| r.map(String::from))
+                .collect::<Vec<Option<String>>>()
+                .into_robj()
+        })
+        .collect();
+    Ok(List::from_names_and_values(names, texts)?.into_robj())
+}
+
 extendr_module! {
     mod sceffects;
     use assoc;
@@ -75,4 +92,5 @@ extendr_module! {
     use project;
     use pvalues;
     fn rs_init;
+    fn rs_reason_table;
 }

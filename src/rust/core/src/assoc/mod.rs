@@ -75,7 +75,7 @@ impl<'a> Block<'a> {
     }
 }
 
-/// Why a pair has no result. Codes are mapped to text on the R side.
+/// Why a pair has no result (text in [`crate::reasons`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Reason {
@@ -85,6 +85,28 @@ pub enum Reason {
     EmptyGroup = 3,
     OneGroup = 4,
     OneLevel = 5,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 6] = [
+        Reason::Ok,
+        Reason::TooFewObservations,
+        Reason::ZeroVariance,
+        Reason::EmptyGroup,
+        Reason::OneGroup,
+        Reason::OneLevel,
+    ];
+
+    pub fn text(self) -> Option<&'static str> {
+        match self {
+            Reason::Ok => None,
+            Reason::TooFewObservations => Some("fewer than 3 complete observations"),
+            Reason::ZeroVariance => Some("zero variance"),
+            Reason::EmptyGroup => Some("an empty group"),
+            Reason::OneGroup => Some("fewer than 2 groups"),
+            Reason::OneLevel => Some("fewer than 2 levels"),
+        }
+    }
 }
 
 /// Sum of all entries of the product of two blocks: the bare matrix product that a

@@ -206,15 +206,15 @@ contrast_table <- function(stats, weights, features, df, reason, joint, method) 
   })
   if (joint) tables[[length(tables) + 1L]] <- contrast_joint(stats, weights, features, reason)
   out <- do.call(rbind, tables)
-  results_table(out, method, extra = list(weights = weights, estimate_label = "contrast"))
+  results_table(out, method, extra = list(weights = weights, estimate_label = "contrast"),
+                fdr_by = "contrast")
 }
 
+# One hypothesis's rows; results_table() turns NaN into NA and adds p and the FDR.
 contrast_rows <- function(features, label, est, se, stat, df, log_p, reason) {
-  est <- nan_to_na(as.numeric(est))
-  p <- exp(log_p)
-  data.frame(feature = features, contrast = label, estimate = est, std_error = nan_to_na(as.numeric(se)),
-             statistic = nan_to_na(as.numeric(stat)), df = as.numeric(df), p_value = p, log_p = log_p,
-             fdr = fdr_bh(p), reason = unname(reason), stringsAsFactors = FALSE)
+  data.frame(feature = features, contrast = label, estimate = as.numeric(est), std_error = as.numeric(se),
+             statistic = as.numeric(stat), df = as.numeric(df), log_p = log_p,
+             reason = unname(reason), stringsAsFactors = FALSE)
 }
 
 # The Wald chi-square of all rows together, per feature: b' (L V L')^-1 b on h df.

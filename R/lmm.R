@@ -333,20 +333,15 @@ lmm_results <- function(fit, model, src, REML, p_values) {
   df <- if (satt) fit$df else matrix(Inf, n_feat, p)
   out <- data.frame(
     feature = rep(features, times = p), term = rep(terms, each = n_feat),
-    estimate = nan_to_na(c(fit$estimate)), std_error = nan_to_na(c(fit$std_error)),
-    statistic = nan_to_na(c(fit$estimate / fit$std_error)), df = nan_to_na(c(df)),
-    p_value = nan_to_na(exp(c(log_p))), log_p = nan_to_na(c(log_p)), fdr = NA_real_,
+    estimate = c(fit$estimate), std_error = c(fit$std_error),
+    statistic = c(fit$estimate / fit$std_error), df = c(df), log_p = c(log_p),
     converged = rep(as.logical(fit$converged), times = p), singular = rep(singular & status == 0L, times = p),
     reason = rep(reason, times = p), stringsAsFactors = FALSE)
-  for (t in terms) {
-    rows <- out$term == t
-    out$fdr[rows] <- fdr_bh(out$p_value[rows])
-  }
   out <- out[order(match(out$feature, features)), , drop = FALSE]
   method <- sprintf("linear mixed model (%s, %s)", if (REML) "REML" else "ML",
                     if (satt) "Satterthwaite t" else "Wald z")
   fit$singular <- singular
-  res <- results_table(out, method, extra = list(
+  res <- results_table(out, method, fdr_by = "term", extra = list(
     lmm = list(fit = fit, model = model, src = src, REML = REML, features = features),
     estimate_label = "coefficient"))
   class(res) <- c("sceffects_lmm", class(res))

@@ -195,18 +195,14 @@ plot_frame <- function(results, term = NULL, label_by = NULL, call_name = "plot"
 
 # Row names for plots: feature (and cell type), the pair of an association, or the gene set.
 feature_names <- function(results) {
-  if (!is.null(results$feature)) {
-    name <- as.character(results$feature)
+  several_collections <- !is.null(results$collection) && length(unique(results$collection)) > 1L
+  if (!is.null(results$feature) || !is.null(results$set)) {
+    name <- as.character(if (!is.null(results$feature)) results$feature else results$set)
     if (!is.null(results$celltype)) name <- paste(name, results$celltype, sep = " | ")
+    if (several_collections) name <- paste(results$collection, name, sep = ": ")
     name
   } else if (!is.null(results$feature_x)) {
     paste(results$feature_x, results$feature_y, sep = " ~ ")
-  } else if (!is.null(results$set)) {
-    if (!is.null(results$collection) && length(unique(results$collection)) > 1L) {
-      paste(results$collection, results$set, sep = ": ")
-    } else {
-      as.character(results$set)
-    }
   } else {
     as.character(seq_len(nrow(results)))
   }

@@ -192,3 +192,26 @@ test_that("no call modifies the user's objects", {
               sets = sets, manifold = manifold, comp = comp, tree = tree)
   for (nm in names(keep)) expect_identical(now[[nm]], keep[[nm]], label = nm)
 })
+
+test_that("the newer entry points refuse bad input by name and leave objects unchanged", {
+  did <- suppressMessages(suppressWarnings(did_table(trial[1:20, ], design)))
+  keep_trial <- trial
+  keep_did <- did
+  expect_error(add_results(mat, did, "did"), "`x`")
+  expect_error(add_results(trial, did, NA), "`prefix`")
+  expect_error(add_results(trial, did, "did", columns = "nope"), "`columns`")
+  expect_error(add_results(trial, assoc_cor(mat), "cor"), "`results`")
+  fit <- suppressMessages(nb_regression(counts, ~ dose, data = cells))
+  keep_fit <- fit
+  expect_error(contrast(fit, "nope"), "`contrast`")
+  expect_error(contrast(fit, c(1, 2, 3)), "`contrast`")
+  expect_error(contrast(fit, NA_real_), "`contrast`")
+  expect_error(contrast(fit, "dose", bogus_argument = 1), "bogus_argument")
+  expect_error(nb_regression(counts, ~ dose, data = cells, size_factors = "a"), "`size_factors`")
+  expect_error(nb_regression(counts, ~ dose, data = cells, size_factors = c(-1, rep(1, 39))), "`size_factors`")
+  out <- add_results(trial, did, "did")
+  invisible(contrast(fit, "dose"))
+  expect_identical(trial, keep_trial)
+  expect_identical(did, keep_did)
+  expect_identical(fit, keep_fit)
+})

@@ -144,20 +144,6 @@ test_that("bad contrasts give clear errors naming `contrast`; unknown arguments 
   expect_error(contrast(data.frame(), "a"), "`fit` must be an nb_regression\\(\\) fit or an lmm_table\\(\\) result")
 })
 
-# lme4 + lmerTest at an optimum polished as in test-lmm.R, so both sides sit at the same
-# variance parameters.
-lmer_reference <- function(formula, data) {
-  devfun <- lme4::lmer(formula, data, devFunOnly = TRUE)
-  lower <- environment(devfun)$lower
-  opt <- lme4::nloptwrap(environment(devfun)$pp$theta, devfun, lower, rep(Inf, length(lower)),
-                         control = list(xtol_abs = 1e-12, ftol_abs = 1e-14, maxeval = 1e5))
-  polish <- stats::optim(opt$par, devfun, method = "L-BFGS-B", lower = lower,
-                         control = list(factr = 1, pgtol = 0, ndeps = rep(1e-7, length(opt$par))))
-  theta <- if (polish$value < opt$fval) polish$par else opt$par
-  suppressMessages(lmerTest::lmer(formula, data, start = list(theta = theta),
-                                  control = lme4::lmerControl(optimizer = NULL)))
-}
-
 test_that("LMM contrasts equal lmerTest::contest1D: estimate, SE, Satterthwaite df and p", {
   skip_if_not_installed("lme4")
   skip_if_not_installed("lmerTest")
@@ -175,7 +161,7 @@ test_that("LMM contrasts equal lmerTest::contest1D: estimate, SE, Satterthwaite 
   expect_equal(summary(fit, contrast = exprs), res)
   l <- rbind(c(0, 0, 1, -1), c(0, 1, 0.5, 0))
   for (k in 1:3) {
-    ref <- lmer_reference(r ~ time + arm + (1 + time | subject), cbind(data, r = y[k, ]))
+    ref <- lme4_reference(r ~ time + arm + (1 + time | subject), cbind(data, r = y[k, ]))
     for (h in 1:2) {
       want <- lmerTest::contest1D(ref, l[h, ])
       row <- res[res$feature == rownames(y)[k] & res$contrast == c("b_vs_c", "time + armb / 2")[h], ]

@@ -62,20 +62,11 @@ fn rs_cluster_fit(
     let mut values: Vec<Robj> = (0..COEF_FIELDS.len())
         .map(|f| RMatrix::new_matrix(n, k, |r, c| coef_field(&results[r].coefs[c], f)).into_robj())
         .collect();
-    values.push(
-        results
-            .iter()
-            .map(|r| r.resid_sd)
-            .collect::<Vec<_>>()
-            .into_robj(),
-    );
-    values.push(
-        results
-            .iter()
-            .map(|r| r.boot_p)
-            .collect::<Vec<_>>()
-            .into_robj(),
-    );
+    let per_feature = |f: fn(&clustered::ResponseResult) -> f64| {
+        results.iter().map(f).collect::<Vec<f64>>().into_robj()
+    };
+    values.push(per_feature(|r| r.resid_sd));
+    values.push(per_feature(|r| r.boot_p));
     values.push(
         results
             .iter()

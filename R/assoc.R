@@ -40,6 +40,10 @@
 #'   matrices `estimate`, `statistic`, `p_value`, `fdr`, `n`; all pairs).
 #' @param threads Number of threads (default `getOption("sceffects.threads", 2)`).
 #' @param block_size Features per block (default: 4096 when pairs are filtered, else 1024).
+#' @param BPPARAM `NULL` (run here) or a BiocParallel parameter object: the blocks of
+#'   features are spread over its workers (each receives `y` whole and its blocks of `x`).
+#' @param verbose Show messages (how a data.frame was read, dropped levels)? `FALSE`, or
+#'   `options(sceffects.verbose = FALSE)` for the whole session, silences them.
 #' @return A results table with columns `feature_x`, `feature_y`, `estimate` (r or rho),
 #'   `statistic` (t), `df`, `p_value`, `log_p` (natural log of the p-value, finite when
 #'   `p_value` underflows), `fdr`, `n` and `reason` (why a pair has no result), or a list of
@@ -53,14 +57,16 @@
 #' head(assoc_cor(x, method = "spearman", top = 2))
 assoc_cor <- function(x, y = NULL, method = c("pearson", "spearman"), assay = NULL,
                       na_action = c("fail", "pairwise"), top = NULL, p_max = NULL,
-                      output = c("long", "matrix"), threads = NULL, block_size = NULL) {
+                      output = c("long", "matrix"), threads = NULL, block_size = NULL,
+                      BPPARAM = NULL, verbose = getOption("sceffects.verbose", TRUE)) {
+  local_verbose(verbose)
   method <- match.arg(method)
   na_action <- match.arg(na_action)
   allow_na <- na_action == "pairwise"
   xs <- numeric_features(x, "x", assay, allow_na, frame = "columns")
   ys <- if (is.null(y)) NULL else numeric_features(y, "y", assay, allow_na, frame = "columns")
   assoc_screen(method, xs, ys, options = list(), top = top, p_max = p_max,
-               output = match.arg(output), threads = threads, block_size = block_size,
+               output = match.arg(output), threads = threads, block_size = block_size, BPPARAM = BPPARAM,
                label = if (method == "pearson") "Pearson correlation" else "Spearman correlation",
                estimate_label = if (method == "pearson") "Pearson r" else "Spearman rho")
 }
@@ -95,7 +101,9 @@ assoc_cor <- function(x, y = NULL, method = c("pearson", "spearman"), assay = NU
 #' head(assoc_mwu(x, mutated))
 assoc_mwu <- function(x, groups, assay = NULL, exact = NULL, correct = TRUE,
                       na_action = c("fail", "pairwise"), top = NULL, p_max = NULL,
-                      output = c("long", "matrix"), threads = NULL, block_size = NULL) {
+                      output = c("long", "matrix"), threads = NULL, block_size = NULL,
+                      BPPARAM = NULL, verbose = getOption("sceffects.verbose", TRUE)) {
+  local_verbose(verbose)
   na_action <- match.arg(na_action)
   xs <- numeric_features(x, "x", assay, allow_na = na_action == "pairwise", frame = "columns")
   gs <- indicator_features(groups)
@@ -106,7 +114,7 @@ assoc_mwu <- function(x, groups, assay = NULL, exact = NULL, correct = TRUE,
   exact <- if (is.null(exact)) "auto" else if (exact) "always" else "never"
   assoc_screen("mwu", xs, gs, options = list(exact = exact, continuity = correct),
                top = top, p_max = p_max, output = match.arg(output), threads = threads,
-               block_size = block_size, label = "Mann-Whitney U",
+               block_size = block_size, BPPARAM = BPPARAM, label = "Mann-Whitney U",
                estimate_label = "rank-biserial correlation", extra_name = "auc")
 }
 
@@ -129,12 +137,14 @@ assoc_mwu <- function(x, groups, assay = NULL, exact = NULL, correct = TRUE,
 #' tissue <- factor(rep(c("lung", "skin", "gut"), each = 15))
 #' assoc_kruskal(x, tissue)
 assoc_kruskal <- function(x, groups, assay = NULL, na_action = c("fail", "pairwise"),
-                          top = NULL, p_max = NULL, threads = NULL, block_size = NULL) {
+                          top = NULL, p_max = NULL, threads = NULL, block_size = NULL,
+                          BPPARAM = NULL, verbose = getOption("sceffects.verbose", TRUE)) {
+  local_verbose(verbose)
   na_action <- match.arg(na_action)
   xs <- numeric_features(x, "x", assay, allow_na = na_action == "pairwise", frame = "columns")
   gs <- coded_features(groups, "groups", "categorical")
   assoc_screen("kruskal", xs, gs, options = list(), top = top, p_max = p_max, output = "long",
-               threads = threads, block_size = block_size, label = "Kruskal-Wallis",
+               threads = threads, block_size = block_size, BPPARAM = BPPARAM, label = "Kruskal-Wallis",
                estimate_label = "epsilon-squared")
 }
 
@@ -166,12 +176,14 @@ assoc_kruskal <- function(x, groups, assay = NULL, na_action = c("fail", "pairwi
 #' b <- rbind(msi = a[1, ] | runif(100) < 0.1)
 #' assoc_fisher(a, b, mle = TRUE)
 assoc_fisher <- function(x, y = NULL, mle = FALSE, assay = NULL, top = NULL, p_max = NULL,
-                         output = c("long", "matrix"), threads = NULL, block_size = NULL) {
+                         output = c("long", "matrix"), threads = NULL, block_size = NULL,
+                         BPPARAM = NULL, verbose = getOption("sceffects.verbose", TRUE)) {
+  local_verbose(verbose)
   mle <- check_flag(mle, "mle")
   xs <- coded_features(x, "x", "binary", assay)
   ys <- if (is.null(y)) NULL else coded_features(y, "y", "binary", assay)
   assoc_screen("fisher", xs, ys, options = list(mle = mle), top = top, p_max = p_max,
-               output = match.arg(output), threads = threads, block_size = block_size,
+               output = match.arg(output), threads = threads, block_size = block_size, BPPARAM = BPPARAM,
                label = "Fisher's exact test", estimate_label = "log odds ratio",
                extra_name = if (isTRUE(mle)) "odds_ratio_mle" else NULL)
 }
@@ -202,12 +214,14 @@ assoc_fisher <- function(x, y = NULL, mle = FALSE, assay = NULL, top = NULL, p_m
 #' d$response <- ifelse(d$stage == 3, "CR", sample(c("CR", "PD"), 80, TRUE))
 #' assoc_chisq(d)
 assoc_chisq <- function(x, y = NULL, correct = TRUE, assay = NULL, top = NULL, p_max = NULL,
-                        threads = NULL, block_size = NULL) {
+                        threads = NULL, block_size = NULL, BPPARAM = NULL,
+                        verbose = getOption("sceffects.verbose", TRUE)) {
+  local_verbose(verbose)
   correct <- check_flag(correct, "correct")
   xs <- coded_features(x, "x", "categorical", assay)
   ys <- if (is.null(y)) NULL else coded_features(y, "y", "categorical", assay)
   assoc_screen("chisq", xs, ys, options = list(yates = correct), top = top,
-               p_max = p_max, output = "long", threads = threads, block_size = block_size,
+               p_max = p_max, output = "long", threads = threads, block_size = block_size, BPPARAM = BPPARAM,
                label = "Pearson's chi-square test", estimate_label = "Cramer's V")
 }
 
@@ -251,9 +265,10 @@ check_keep <- function(top, p_max) {
 }
 
 # Runs one test over all block pairs of x and y (y = NULL: pairs within x).
-assoc_screen <- function(test, x, y, options, top, p_max, output, threads, block_size,
+assoc_screen <- function(test, x, y, options, top, p_max, output, threads, block_size, BPPARAM,
                          label, estimate_label, extra_name = NULL) {
   check_keep(top, p_max)
+  check_bpparam(BPPARAM)
   if (!is.null(top)) top <- check_count(top, "top", min = 1)
   threads <- resolve_threads(threads)
   symmetric <- is.null(y)
@@ -266,47 +281,70 @@ assoc_screen <- function(test, x, y, options, top, p_max, output, threads, block
   block_size <- if (is.null(block_size)) {
     if (keep_all || !test %in% c("pearson", "spearman")) 1024L else 4096L
   } else check_count(block_size, "block_size", min = 1)
-  xb <- split_blocks(x$n_features, block_size)
-  yb <- split_blocks(y$n_features, block_size)
-  jobs <- expand.grid(i = seq_along(xb), j = seq_along(yb))
-  if (symmetric) jobs <- jobs[jobs$j >= jobs$i, , drop = FALSE]
-  max_log_p <- if (is.null(p_max)) Inf else log(p_max)
-  levels_of <- function(src) if (is.null(src$levels)) integer() else lengths(src$levels)
-  x_levels <- levels_of(x)
-  y_levels <- levels_of(y)
   if (keep_all) check_pair_memory(x$n_features, y$n_features, symmetric, output)
+  plan <- list(test = test, x = x, y = y, xb = plan_chunks(x$n_features, block_size),
+               yb = plan_chunks(y$n_features, block_size), symmetric = symmetric,
+               keep_all = keep_all, top = top, options = options, threads = threads,
+               max_log_p = if (is.null(p_max)) Inf else log(p_max))
   # Jobs run with i fastest, so consecutive jobs share their y block: it is read once.
+  jobs <- expand.grid(i = seq_along(plan$xb), j = seq_along(plan$yb))
+  if (symmetric) jobs <- jobs[jobs$j >= jobs$i, , drop = FALSE]
+  done <- if (is.null(BPPARAM) || length(plan$yb) == 1L) {
+    screen_jobs(plan, jobs, label)
+  } else {
+    # One task per y block; the parts are merged as the serial loop merges its blocks.
+    parts <- BiocParallel::bplapply(split(jobs, jobs$j), function(jb) screen_jobs(plan, jb, NULL),
+                                    BPPARAM = BPPARAM)
+    merge_screens(parts, plan)
+  }
+  table <- done$table
+  if (!keep_all && !is.null(top)) table <- top_across_blocks(table, top, symmetric)
+  finish_table(table, x, y, done$hist, symmetric, output, label, estimate_label, extra_name)
+}
+
+# Runs the block pairs `jobs` of a screen: all pairs when every pair is kept, else the
+# pairs passing `top`/`p_max` and the histogram of all p-values (for the FDR). A progress
+# bar when `label` is given.
+screen_jobs <- function(plan, jobs, label) {
+  levels_of <- function(src) if (is.null(src$levels)) integer() else lengths(src$levels)
+  x_levels <- levels_of(plan$x)
+  y_levels <- levels_of(plan$y)
   y_block <- list(j = 0L, data = NULL)
   # With `top`, the pairs kept so far are cut back to each feature's top whenever they
   # pass twice that bound, so memory stays bounded by the block size, not the pair count.
   kept <- NULL
   hist <- NULL
-  bound <- if (is.null(top)) Inf else 2 * top * (x$n_features + y$n_features)
-  results <- with_progress(nrow(jobs), label, function(k) {
-    rows_x <- xb[[jobs$i[k]]]
-    rows_y <- yb[[jobs$j[k]]]
-    xm <- read_block(x, rows_x)
-    if (symmetric && jobs$i[k] == jobs$j[k]) {
+  bound <- if (is.null(plan$top)) Inf else 2 * plan$top * (plan$x$n_features + plan$y$n_features)
+  step <- function(k) {
+    rows_x <- plan$xb[[jobs$i[k]]]
+    rows_y <- plan$yb[[jobs$j[k]]]
+    xm <- read_block(plan$x, rows_x)
+    if (plan$symmetric && jobs$i[k] == jobs$j[k]) {
       ym <- xm
     } else {
-      if (y_block$j != jobs$j[k]) y_block <<- list(j = jobs$j[k], data = read_block(y, rows_y))
+      if (y_block$j != jobs$j[k]) y_block <<- list(j = jobs$j[k], data = read_block(plan$y, rows_y))
       ym <- y_block$data
     }
-    out <- rs_assoc_block(test, xm, ym, x_levels[rows_x], y_levels[rows_y],
-                          c(min(rows_x), min(rows_y)) - 1L, symmetric, keep_all,
-                          max_log_p, as.integer(if (is.null(top)) 0L else top),
-                          options, threads)
+    out <- rs_assoc_block(plan$test, xm, ym, x_levels[rows_x], y_levels[rows_y],
+                          c(min(rows_x), min(rows_y)) - 1L, plan$symmetric, plan$keep_all,
+                          plan$max_log_p, as.integer(if (is.null(plan$top)) 0L else plan$top),
+                          plan$options, plan$threads)
     out$i <- rows_x[out$i]
     out$j <- rows_y[out$j]
-    if (keep_all) return(out)
+    if (plan$keep_all) return(out)
     hist <<- if (is.null(hist)) out$histogram else hist + out$histogram
     kept <<- bind_blocks(list(kept, out))
-    if (length(kept$i) > bound) kept <<- top_across_blocks(kept, top, symmetric)
+    if (length(kept$i) > bound) kept <<- top_across_blocks(kept, plan$top, plan$symmetric)
     NULL
-  })
-  table <- if (keep_all) bind_blocks(results) else kept
-  if (!keep_all && !is.null(top)) table <- top_across_blocks(table, top, symmetric)
-  finish_table(table, x, y, hist, symmetric, output, label, estimate_label, extra_name)
+  }
+  results <- if (is.null(label)) lapply(seq_len(nrow(jobs)), step) else with_progress(nrow(jobs), label, step)
+  list(table = if (plan$keep_all) bind_blocks(results) else kept, hist = hist)
+}
+
+merge_screens <- function(parts, plan) {
+  table <- bind_blocks(lapply(parts, `[[`, "table"))
+  hist <- if (plan$keep_all) NULL else Reduce(`+`, lapply(parts, `[[`, "hist"))
+  list(table = table, hist = hist)
 }
 
 # Every pair is kept: refuse up front when the table (or the matrices) cannot fit. A pair
@@ -393,8 +431,8 @@ pair_matrices <- function(t, p, fdr, x, y, symmetric) {
 # The bare matrix product x %*% t(y) by the core's product (faer, `threads` threads), for
 # benchmarks: the floor that a correlation screen is measured against.
 bare_crossprod <- function(x, y, threads = 2L, block_size = 4096L) {
-  xb <- split_blocks(nrow(x), block_size)
-  yb <- split_blocks(nrow(y), block_size)
+  xb <- plan_chunks(nrow(x), block_size)
+  yb <- plan_chunks(nrow(y), block_size)
   for (i in xb) for (j in yb) {
     rs_crossprod(unname(x[i, , drop = FALSE]), unname(y[j, , drop = FALSE]), as.integer(threads))
   }

@@ -23,7 +23,9 @@
 #' @param effect Size of the planted shifts on the log scale.
 #' @param counts Also add a `counts` assay (`round(2^logcounts - 1)`), for pseudobulk
 #'   (`TRUE` or `FALSE`).
-#' @param seed Random seed (the user's RNG state is left untouched).
+#' @param seed Random seed: `NULL` (default) draws one from R's random number generator,
+#'   so `set.seed()` before the call makes it reproducible; a number fixes it. The user's
+#'   RNG state is otherwise left untouched.
 #' @return A SingleCellExperiment with sparse assay `logcounts`; colData `participant`,
 #'   `visit` (factor Pre, Post), `response` (per participant), `lesion_response` (per
 #'   biopsy; three participants mix labels), `cell_type`; metadata `truth` (planted
@@ -35,7 +37,7 @@
 #' table(sce$participant, sce$visit)[1:5, ]
 simulate_trial <- function(n_genes = 2000, n_cells = 13000, n_paired = 10, n_treated_paired = 3,
                            n_pre_only = 8, n_post_only = 7, n_effect_genes = 40, effect = 1,
-                           counts = FALSE, seed = 1) {
+                           counts = FALSE, seed = NULL) {
   for (nm in c("n_genes", "n_cells", "n_paired", "n_treated_paired", "n_pre_only", "n_post_only", "n_effect_genes")) {
     check_count(get(nm), nm)
   }
@@ -53,7 +55,7 @@ simulate_trial <- function(n_genes = 2000, n_cells = 13000, n_paired = 10, n_tre
     stop(sprintf("`n_genes` must be at least %d for the markers and planted effects.",
                  length(types) * n_markers + 2L * n_effect_genes + 10L), call. = FALSE)
   }
-  with_seed(seed, simulate_trial_data(n_genes, n_cells, n_paired, n_treated_paired, n_pre_only,
+  with_seed(resolve_seed(seed), simulate_trial_data(n_genes, n_cells, n_paired, n_treated_paired, n_pre_only,
                                       n_post_only, n_effect_genes, effect, counts, types, n_markers))
 }
 

@@ -245,7 +245,8 @@ paired_participants <- function(cells, keep) {
 #' @param vcov `"CR2"` or `"CR1"`.
 #' @param bootstrap Number of wild cluster bootstrap draws: 0 (none) to 1e6. `fdr` then
 #'   comes from `boot_p`.
-#' @param seed Seed of the bootstrap weights.
+#' @param seed Seed of the bootstrap weights: `NULL` (default) draws one from R's random
+#'   number generator, so `set.seed()` before the call makes it reproducible; a number fixes it.
 #' @param weights Participant-visit weights: `"cells"` (cell counts) or `"equal"`.
 #' @param threads Number of threads (default `getOption("sceffects.threads", 2)`).
 #' @param BPPARAM Optional BiocParallel parameter: features are split across its workers.
@@ -267,7 +268,7 @@ paired_participants <- function(cells, keep) {
 did_table <- function(x, design, features = NULL, assay = NULL,
                       aggregate = c("participant_visit", "cell", "pseudobulk"),
                       standardize = TRUE, covariates = NULL, celltype = NULL,
-                      vcov = c("CR2", "CR1"), bootstrap = 0, seed = 1,
+                      vcov = c("CR2", "CR1"), bootstrap = 0, seed = NULL,
                       weights = c("cells", "equal"), threads = NULL, BPPARAM = NULL,
                       verbose = getOption("sceffects.verbose", TRUE)) {
   aggregate <- match.arg(aggregate)
@@ -495,16 +496,9 @@ trial_fit_source <- function(s, fit, model) {
     rs_cluster_fit(m, fit$x, fit$weights, fit$cluster, max(fit$cluster), fit$coefs,
                    model$vcov, boot, model$standardize, model$threads)
   }
-  chunks <- feature_chunks(s, model$BPPARAM)
+  chunks <- plan_chunks(s$n_features, BPPARAM = model$BPPARAM, delayed = s$kind == "delayed")
   parts <- run_chunks(chunks, one, model$BPPARAM, "Fitting difference in differences")
   trial_columns(parts, fit, model)
-}
-
-feature_chunks <- function(s, BPPARAM) {
-  n <- s$n_features
-  k <- if (is.null(BPPARAM)) 1L else max(1L, min(n, BiocParallel::bpnworkers(BPPARAM)))
-  if (s$kind == "delayed") k <- max(k, ceiling(n / 2048))
-  unname(split(seq_len(n), ceiling(seq_len(n) * k / n)))
 }
 
 # The analysis matrix of features `rows`: aggregated participant-visit values (dense,
@@ -642,7 +636,7 @@ within_arm <- function(x, design, arm, ...) {
 # The `...` of within_arm(): did_table()'s arguments, by exact name; anything else is an error.
 within_args <- function(..., features = NULL, assay = NULL, aggregate = c("participant_visit", "cell", "pseudobulk"),
                         standardize = TRUE, covariates = NULL, celltype = NULL, vcov = c("CR2", "CR1"),
-                        bootstrap = 0, seed = 1, weights = c("cells", "equal"), threads = NULL, BPPARAM = NULL,
+                        bootstrap = 0, seed = NULL, weights = c("cells", "equal"), threads = NULL, BPPARAM = NULL,
                         verbose = getOption("sceffects.verbose", TRUE)) {
   check_dots_used(..., call_name = "within_arm")
   list(features = features, assay = assay, aggregate = match.arg(aggregate), covariates = covariates,
@@ -671,9 +665,11 @@ within_args <- function(..., features = NULL, assay = NULL, aggregate = c("parti
 #'                        baseline = "Pre", followup = "Post")
 #' head(between_arm(sce, design, visit = "Pre"))
 between_arm <- function(x, design, visit, features = NULL, assay = NULL, method = c("t", "wilcoxon"),
-                        celltype = NULL, threads = NULL, verbose = getOption("sceffects.verbose", TRUE)) {
+                        celltype = NULL, threads = NULL, BPPARAM = NULL,
+                        verbose = getOption("sceffects.verbose", TRUE)) {
   method <- match.arg(method)
   threads <- resolve_threads(threads)
+  check_bpparam(BPPARAM)
   verbose <- check_flag(verbose, "verbose")
   cells <- trial_cells(x, design, verbose, visits = FALSE)
   cd <- SummarizedExperiment::colData(x)
@@ -692,11 +688,12 @@ between_arm <- function(x, design, visit, features = NULL, assay = NULL, method 
     treated <- cells$treated[keep][match(units, cells$participant[keep])] == 1L
     # A DelayedArray is read in chunks of features, never realised whole.
     means <- do.call(rbind, lapply(src$sources, function(s) {
-      do.call(rbind, lapply(feature_chunks(s, NULL), function(rows) {
+      chunks <- plan_chunks(s$n_features, BPPARAM = BPPARAM, delayed = s$kind == "delayed")
+      do.call(rbind, run_chunks(chunks, function(rows) {
         sums <- rs_group_sums(feature_rows(s, rows), group, length(units), threads)
         rownames(sums) <- s$names[rows]
         sweep(sums, 2L, tabulate(group, length(units)), `/`)
-      }))
+      }, BPPARAM, "Averaging participants"))
     }))
     tab <- between_tests(means, treated, method, threads)
     if (!is.null(celltype)) tab <- cbind(celltype = ct, tab, stringsAsFactors = FALSE)
@@ -815,7 +812,7 @@ harmonize_response <- function(x, design, verbose = getOption("sceffects.verbose
 #'                        celltype = "cell_type", baseline = "Pre", followup = "Post")
 #' abundance_did(sce, design)
 abundance_did <- function(x, design, transform = c("arcsin_sqrt", "logit", "none"), ...,
-                          vcov = c("CR2", "CR1"), bootstrap = 0, seed = 1, threads = NULL,
+                          vcov = c("CR2", "CR1"), bootstrap = 0, seed = NULL, threads = NULL,
                           verbose = getOption("sceffects.verbose", TRUE)) {
   check_dots_used(..., call_name = "abundance_did")
   transform <- match.arg(transform)

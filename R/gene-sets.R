@@ -19,6 +19,10 @@
 #'   (named by the sets) and return `x`; otherwise return the scores. Existing `colData`
 #'   columns are never overwritten: a set named like one is an error (rename the set).
 #' @param threads Number of threads.
+#' @param BPPARAM `NULL` (run here) or a BiocParallel parameter object: the genes of the sets
+#'   are split across its workers, whose partial scores are summed.
+#' @param verbose Show messages (scores replaced in `colData`)? `FALSE`, or
+#'   `options(sceffects.verbose = FALSE)` for the session, silences them.
 #' @return `x` with score columns (and the report in `S4Vectors::metadata(x)$gene_set_scores`),
 #'   or a cells x sets matrix with attribute `report`: a data.frame of set, genes in the set,
 #'   genes found, genes used.
@@ -29,9 +33,12 @@
 #' sce <- score_gene_sets(sce, sets)
 #' head(SummarizedExperiment::colData(sce)[, names(sets)])
 score_gene_sets <- function(x, sets, assay = NULL, method = c("zmean", "mean"), min_genes = 3,
-                            add = TRUE, threads = NULL) {
+                            add = TRUE, threads = NULL, BPPARAM = NULL,
+                            verbose = getOption("sceffects.verbose", TRUE)) {
+  local_verbose(verbose)
   method <- match.arg(method)
   threads <- resolve_threads(threads)
+  check_bpparam(BPPARAM)
   check_gene_sets(sets)
   min_genes <- check_count(min_genes, "min_genes")
   add <- check_flag(add, "add")
@@ -50,7 +57,7 @@ score_gene_sets <- function(x, sets, assay = NULL, method = c("zmean", "mean"), 
   }
   found <- lapply(sets, function(s) unique(s[s %in% src$names]))
   union <- unique(unlist(found))
-  moments <- feature_moments(src, match(union, src$names), threads)
+  moments <- feature_moments(src, match(union, src$names), threads, BPPARAM)
   # Sums are of each gene shifted by one of its values (moments[, 3]), so a large common
   # level does not cancel away the spread.
   mu <- moments[, 3] + moments[, 1] / n
@@ -68,7 +75,7 @@ score_gene_sets <- function(x, sets, assay = NULL, method = c("zmean", "mean"), 
     weights[idx, k] <- scale / used[k]
     shift[k] <- if (method == "zmean") sum(mu[idx] * scale) / used[k] else 0
   }
-  scores <- weighted_feature_sums(src, match(union, src$names), weights, threads)
+  scores <- weighted_feature_sums(src, match(union, src$names), weights, threads, BPPARAM)
   scores <- sweep(scores, 2L, shift, `-`)
   bad <- vapply(found, length, 1L) < min_genes | used == 0L
   scores[, bad] <- NA_real_
@@ -116,26 +123,33 @@ check_genes_in_rows <- function(src, sets) {
 
 # Sum and sum of squares of features `rows` over all samples, each shifted by its third
 # column.
-feature_moments <- function(src, rows, threads) {
+feature_moments <- function(src, rows, threads, BPPARAM = NULL) {
   if (!length(rows)) return(matrix(0, 0, 3))
-  row_blocks(src, rows, function(block) rs_feature_moments(block, threads), rbind)
+  row_blocks(src, rows, function(block) rs_feature_moments(block, threads), rbind, BPPARAM = BPPARAM)
 }
 
 # t(x[rows, ]) %*% weights, summed over row blocks.
-weighted_feature_sums <- function(src, rows, weights, threads) {
+weighted_feature_sums <- function(src, rows, weights, threads, BPPARAM = NULL) {
   if (!length(rows)) return(matrix(0, src$n_samples, ncol(weights)))
   row_blocks(src, rows, function(block, k) rs_feature_weighted_sums(block, weights[k, , drop = FALSE], threads),
-             `+`, with_index = TRUE)
+             `+`, with_index = TRUE, BPPARAM = BPPARAM)
 }
 
-# Applies `fun` to features `rows` of a source, in blocks for DelayedArray (whole otherwise),
-# combining results with `combine`.
-row_blocks <- function(src, rows, fun, combine, with_index = FALSE, block_rows = 2048L) {
-  chunks <- if (src$kind == "delayed") split_blocks(length(rows), block_rows) else list(seq_along(rows))
+# Applies `fun` to features `rows` of a source, in blocks for DelayedArray (whole otherwise)
+# or across the workers of `BPPARAM`, combining results with `combine`. Here, parts are
+# combined as they come, so only one is held at a time.
+row_blocks <- function(src, rows, fun, combine, with_index = FALSE, BPPARAM = NULL) {
+  chunks <- plan_chunks(length(rows), BPPARAM = BPPARAM, delayed = src$kind == "delayed")
+  one <- function(k) {
+    block <- feature_rows(src, rows[k])
+    if (with_index) fun(block, k) else fun(block)
+  }
+  if (!is.null(BPPARAM) && length(chunks) > 1L) {
+    return(Reduce(combine, BiocParallel::bplapply(chunks, one, BPPARAM = BPPARAM)))
+  }
   out <- NULL
   for (k in chunks) {
-    block <- feature_rows(src, rows[k])
-    part <- if (with_index) fun(block, k) else fun(block)
+    part <- one(k)
     out <- if (is.null(out)) part else combine(out, part)
   }
   out

@@ -42,6 +42,11 @@
 #' @param seed Seed of the permutations; by default drawn from R's random number generator
 #'   (so `set.seed()` makes the call reproducible).
 #' @param threads Number of threads.
+#' @param BPPARAM `NULL` (run here) or a BiocParallel parameter object: the multilevel
+#'   estimates (the slow part for small p-values) are spread over its workers, in chunks of
+#'   set sizes; results are the same for a `seed` whatever the workers.
+#' @param verbose Show messages (ties, members not in the ranking, sets out of bounds)?
+#'   `FALSE`, or `options(sceffects.verbose = FALSE)` for the session, silences them.
 #' @return A results table with one row per set: `set`, `size` (genes found), `es`, `nes`,
 #'   `p_value`, `fdr` (Benjamini-Hochberg over the tested sets), `log2err`, `p_method`,
 #'   `leading_edge` (a list of genes), `n_genes` (genes in the set) and `reason` (why a set
@@ -56,8 +61,11 @@
 #' stats[1:40] <- stats[1:40] + 1.5
 #' gsea(stats, sets, seed = 1)
 gsea <- function(stats, sets, min_size = 15, max_size = 500, weight = 1, nperm = 1000,
-                 eps = 1e-50, sample_size = 101, seed = NULL, threads = NULL) {
+                 eps = 1e-50, sample_size = 101, seed = NULL, threads = NULL, BPPARAM = NULL,
+                 verbose = getOption("sceffects.verbose", TRUE)) {
+  local_verbose(verbose)
   threads <- resolve_threads(threads)
+  check_bpparam(BPPARAM)
   if (is.list(stats) && is.numeric(sets)) {
     say("gsea(): `stats` is a list of sets and `sets` a numeric ranking (fgsea's order, fgsea(pathways, stats)): using them the other way round.")
     swapped <- stats
@@ -86,7 +94,7 @@ gsea <- function(stats, sets, min_size = 15, max_size = 500, weight = 1, nperm =
   ranking <- rank_genes(stats, weight)
   matched <- match_sets(sets, ranking$genes, min_size, max_size)
   check_null_memory(nperm, matched)
-  table <- enrichment_table(ranking, matched, nperm, eps, sample_size, seed, threads)
+  table <- enrichment_table(ranking, matched, nperm, eps, sample_size, seed, threads, BPPARAM)
   table <- table[order(table$p_value, -abs(table$nes), table$set, na.last = TRUE), ]
   report <- list(n_genes = length(stats), tie_fraction = ranking$tie_fraction,
                  missing_genes = sum(matched$n_genes - matched$size), sets = matched[, c("set", "n_genes", "size")])
@@ -140,7 +148,7 @@ rank_genes <- function(stats, weight) {
   tied <- duplicated(ranked) | duplicated(ranked, fromLast = TRUE)
   tie_fraction <- mean(tied)
   if (tie_fraction > 0) {
-    message(sprintf("%.2f%% of the genes have tied statistics; they are ranked by gene name.", 100 * tie_fraction))
+    say(sprintf("%.2f%% of the genes have tied statistics; they are ranked by gene name.", 100 * tie_fraction))
   }
   scale <- max(abs(ranked))
   scaled <- if (scale > 0) unname(ranked) / scale else unname(ranked)
@@ -162,15 +170,15 @@ match_sets <- function(sets, genes, min_size, max_size) {
                     reason = reason, stringsAsFactors = FALSE)
   out$positions <- positions
   missing <- sum(out$n_genes - out$size)
-  if (missing > 0L) message(sprintf("%d gene-set members are not in the ranking.", missing))
+  if (missing > 0L) say(sprintf("%d gene-set members are not in the ranking.", missing))
   if (any(!is.na(reason))) {
-    message(sprintf("%d of %d sets are outside the size bounds and are not tested (see `reason`).",
+    say(sprintf("%d of %d sets are outside the size bounds and are not tested (see `reason`).",
                     sum(!is.na(reason)), nrow(out)))
   }
   out
 }
 
-enrichment_table <- function(ranking, matched, nperm, eps, sample_size, seed, threads) {
+enrichment_table <- function(ranking, matched, nperm, eps, sample_size, seed, threads, BPPARAM = NULL) {
   n <- nrow(matched)
   scores <- rs_gsea_scores(ranking$weights, matched$positions)
   out <- data.frame(set = matched$set, size = matched$size, es = nan_to_na(scores$es), nes = NA_real_,
@@ -195,7 +203,8 @@ enrichment_table <- function(ranking, matched, nperm, eps, sample_size, seed, th
   if (length(deeper)) {
     sign_fraction <- (null$n_same_sign[ok] + 1) / (nperm + 1)
     out[deeper, c("p_value", "log2err", "p_method")] <-
-      multilevel_p(ranking$weights, out[deeper, ], sign_fraction[match(deeper, t)], eps, sample_size, seed, threads)
+      multilevel_p(ranking$weights, out[deeper, ], sign_fraction[match(deeper, t)], eps, sample_size, seed,
+                   threads, BPPARAM)
   }
   out$fdr <- fdr_bh(out$p_value)
   out
@@ -208,13 +217,16 @@ multilevel_error <- function(p, sample_size, levels = floor(-log2(p))) {
 }
 
 # Multilevel p-values, conditional on the sign (divided by the fraction of null scores of
-# that sign), in chunks of set sizes so that Ctrl-C is honoured between them.
-multilevel_p <- function(weights, rows, sign_fraction, eps, sample_size, seed, threads) {
-  size_groups <- split(seq_len(nrow(rows)), ceiling(match(rows$size, sort(unique(rows$size))) / 8))
-  parts <- with_progress(length(size_groups), "Multilevel GSEA", function(k) {
-    i <- size_groups[[k]]
-    rs_gsea_multilevel(weights, rows$size[i], rows$es[i], sample_size, eps * min(sign_fraction), seed, threads)
-  })
+# that sign), in chunks of set sizes so that Ctrl-C is honoured between them, or spread over
+# the workers of `BPPARAM` (a set's estimate does not depend on the chunk it is in).
+multilevel_p <- function(weights, rows, sign_fraction, eps, sample_size, seed, threads, BPPARAM = NULL) {
+  size_groups <- unname(split(seq_len(nrow(rows)), ceiling(match(rows$size, sort(unique(rows$size))) / 8)))
+  sizes <- rows$size
+  es <- rows$es
+  floor_p <- eps * min(sign_fraction)
+  parts <- run_chunks(size_groups, function(i) {
+    rs_gsea_multilevel(weights, sizes[i], es[i], sample_size, floor_p, seed, threads)
+  }, BPPARAM, "Multilevel GSEA")
   log_p <- levels <- numeric(nrow(rows))
   beyond <- logical(nrow(rows))
   for (k in seq_along(size_groups)) {
@@ -256,7 +268,8 @@ leading_edges <- function(genes, positions, scores) {
 #'   path of a GMT file.
 #' @param ranking `"signed_log_p"`, `"t"` or `"estimate"`.
 #' @param ... Further arguments of [did_table()], by name (`aggregate`, `celltype`,
-#'   `covariates`, `vcov`, `BPPARAM`, ...); any other argument is an error.
+#'   `covariates`, `vcov`, `BPPARAM`, ...); any other argument is an error. `BPPARAM` also
+#'   spreads the multilevel step of the enrichment.
 #' @param min_size,max_size,weight,nperm,eps,seed As in [gsea()]. FDR is computed within
 #'   each collection.
 #' @param threads Number of threads, for the DiD and the enrichment.
@@ -291,9 +304,9 @@ gsea_did <- function(x, design, collections, ranking = c("signed_log_p", "t", "e
   stats <- stats::setNames(stat[keep], did$feature[keep])
   seed <- resolve_seed(seed)
   tables <- lapply(names(collections), function(nm) {
-    run <- function() gsea(stats, collections[[nm]], min_size = min_size, max_size = max_size, weight = weight,
-                           nperm = nperm, eps = eps, seed = seed, threads = threads)
-    res <- if (verbose) run() else suppressMessages(run())
+    res <- gsea(stats, collections[[nm]], min_size = min_size, max_size = max_size, weight = weight,
+                nperm = nperm, eps = eps, seed = seed, threads = threads, BPPARAM = list(...)$BPPARAM,
+                verbose = verbose)
     cbind(collection = rep(nm, nrow(res)), as.data.frame(res), stringsAsFactors = FALSE)
   })
   out <- do.call(rbind, tables)

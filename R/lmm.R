@@ -281,10 +281,9 @@ lmm_fit_rows <- function(src, model, REML, p_values, threads, BPPARAM) {
     rs_lmm_fit(lmm_responses(src, rows), model$x, model$z, as.integer(model$group), model$n_groups,
                model$sizes, model$copies, REML, p_values == "satterthwaite", threads)
   }
-  n <- src$n_features
-  workers <- if (is.null(BPPARAM)) 1L else max(1L, BiocParallel::bpnworkers(BPPARAM))
-  chunk <- max(1L, min(2000L, ceiling(n / workers)))
-  parts <- run_chunks(split_blocks(n, chunk), one, BPPARAM, "Fitting mixed models")
+  chunks <- plan_chunks(src$n_features, block_size = 2000L, BPPARAM = BPPARAM,
+                        delayed = src$kind == "delayed")
+  parts <- run_chunks(chunks, one, BPPARAM, "Fitting mixed models")
   bind <- function(name) {
     v <- lapply(parts, `[[`, name)
     if (is.matrix(v[[1L]])) do.call(rbind, v) else unlist(v)

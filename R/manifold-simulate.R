@@ -21,7 +21,9 @@
 #' @param n_de_genes,n_odd_genes Planted genes (see Details).
 #' @param effect Size of the planted shifts (log scale of the Poisson mean).
 #' @param conditions Names of the two conditions.
-#' @param seed Random seed (the user's RNG state is left untouched).
+#' @param seed Random seed: `NULL` (default) draws one from R's random number generator,
+#'   so `set.seed()` before the call makes it reproducible; a number fixes it. The user's
+#'   RNG state is otherwise left untouched.
 #' @return A SingleCellExperiment: assay `logcounts` (dgCMatrix), reducedDim `DM`,
 #'   colData `condition`, `sample`, `t`, `branch`, `odd_cluster`; rowData `de`
 #'   (planted in all replicates), `odd_replicate` (planted in one), `effect`.
@@ -31,7 +33,7 @@
 #' table(sce$condition, sce$sample)
 simulate_manifold <- function(n_cells = 3000, n_genes = 500, n_dims = 10, n_samples = 3,
                               n_de_genes = 20, n_odd_genes = 20, effect = 1,
-                              conditions = c("young", "old"), seed = 1) {
+                              conditions = c("young", "old"), seed = NULL) {
   for (nm in c("n_cells", "n_genes", "n_dims", "n_samples", "n_de_genes", "n_odd_genes")) check_count(get(nm), nm)
   if (n_dims < 2L) stop("`n_dims` must be at least 2.", call. = FALSE)
   if (n_samples < 2L) stop("`n_samples` must be at least 2.", call. = FALSE)
@@ -40,7 +42,7 @@ simulate_manifold <- function(n_cells = 3000, n_genes = 500, n_dims = 10, n_samp
   if (!is.character(conditions) || length(conditions) != 2L || conditions[1] == conditions[2]) {
     stop("`conditions` must be two different names.", call. = FALSE)
   }
-  with_seed(seed, simulate_manifold_data(n_cells, n_genes, n_dims, n_samples, n_de_genes,
+  with_seed(resolve_seed(seed), simulate_manifold_data(n_cells, n_genes, n_dims, n_samples, n_de_genes,
                                          n_odd_genes, effect, conditions))
 }
 

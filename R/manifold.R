@@ -153,8 +153,8 @@ flat_density <- function(log_densities, lfc) {
 #' @param n_landmarks Number of k-means landmarks.
 #' @param lfc_threshold,ptp_threshold A cell is `"up"` or `"down"` when `|lfc|` exceeds
 #'   `lfc_threshold` and the posterior tail probability is below `ptp_threshold`.
-#' @param seed Seed of the k-means landmarks and the fractal-dimension query cells (`NULL`:
-#'   drawn from R's generator).
+#' @param seed Seed of the k-means landmarks and the fractal-dimension query cells (`NULL`, the
+#'   default: drawn from R's generator, so `set.seed()` makes the call reproducible).
 #' @param threads Number of threads (default `getOption("sceffects.threads", 2)`).
 #' @param landmarks,dimension,length_scale Optional fixed landmarks (matrix), fractal
 #'   dimension and length scale used for every density instead of the heuristics.
@@ -169,7 +169,7 @@ flat_density <- function(log_densities, lfc) {
 #' sce <- diff_abundance(sce, "condition", "young", "old", n_landmarks = 50)
 #' table(sce$da_direction)
 diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL, sample = NULL,
-                           n_landmarks = 1000L, lfc_threshold = 1, ptp_threshold = 0.05, seed = 42L,
+                           n_landmarks = 1000L, lfc_threshold = 1, ptp_threshold = 0.05, seed = NULL,
                            threads = NULL, landmarks = NULL, dimension = NULL, length_scale = NULL,
                            ls_factor = 10) {
   input <- manifold_input(x, groupby, condition1, condition2, reduction, sample)
@@ -293,7 +293,7 @@ diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL,
 diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL, assay = "logcounts",
                             sample = NULL, features = NULL, n_landmarks = 2000L, null_genes = 2000L,
                             fold_change = FALSE, dry_run = FALSE, fdr_threshold = 0.05, block_size = 512L,
-                            seed = 42L, threads = NULL, BPPARAM = NULL, landmarks = NULL,
+                            seed = NULL, threads = NULL, BPPARAM = NULL, landmarks = NULL,
                             length_scale = NULL, ls_factor = 10) {
   if (is(x, "SingleCellExperiment")) {
     input <- manifold_input(x, groupby, condition1, condition2, reduction, sample)
@@ -328,8 +328,8 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
   } else check_number(length_scale, "length_scale", 0)
 
   null <- if (null_genes > 0L) draw_null_genes(src$n_features, null_genes, seed) else NULL
-  jobs <- c(lapply(split_blocks(length(rows), block_size), function(i) list(rows = rows[i], null = NULL)),
-            if (!is.null(null)) lapply(split_blocks(length(null$rows), block_size),
+  jobs <- c(lapply(plan_chunks(length(rows), block_size), function(i) list(rows = rows[i], null = NULL)),
+            if (!is.null(null)) lapply(plan_chunks(length(null$rows), block_size),
                                        function(k) list(rows = null$rows[k], null = null$seeds[k])))
   run_jobs <- function(jobs) {
     model <- rs_manifold_expression_model(input$embedding, input$cells[[1L]], input$cells[[2L]],

@@ -75,7 +75,7 @@
 nb_regression <- function(x, mean = ~ 1, dispersion = ~ 1, data = NULL, assay = "counts",
                           size_factors = is(x, "SummarizedExperiment"), offset = NULL,
                           max_iter = 100L, tol = 1e-12, block_size = 1000L, threads = NULL,
-                          BPPARAM = NULL, verbose = TRUE) {
+                          BPPARAM = NULL, verbose = getOption("sceffects.verbose", TRUE)) {
   threads <- resolve_threads(threads)
   max_iter <- check_count(max_iter, "max_iter")
   block_size <- check_count(block_size, "block_size", min = 1)
@@ -155,7 +155,7 @@ column_totals <- function(src) {
   switch(src$kind,
     dense = colSums(src$data, na.rm = TRUE),
     sparse = Matrix::colSums(src$data, na.rm = TRUE),
-    delayed = Reduce(`+`, lapply(split_blocks(src$n_features, 1000L),
+    delayed = Reduce(`+`, lapply(plan_chunks(src$n_features, delayed = TRUE),
                                  function(rows) colSums(read_block(src, rows), na.rm = TRUE))))
 }
 
@@ -223,10 +223,9 @@ nb_offset <- function(offset, x, n) {
 nb_fit_source <- function(src, xm, zm, offset, max_iter, tol, block_size, threads, BPPARAM) {
   dimnames(xm) <- NULL
   dimnames(zm) <- NULL
-  n <- src$n_features
   # The core reads each chunk as a dense block: keep it under 2e7 values (160 MB).
-  block_size <- max(1L, min(block_size, floor(2e7 / max(1L, src$n_samples))))
-  chunks <- split_blocks(n, block_size)
+  chunks <- plan_chunks(src$n_features, block_size, BPPARAM, delayed = src$kind == "delayed",
+                        max_values = 2e7, n_samples = src$n_samples)
   one <- function(rows) {
     if (src$kind == "delayed") {
       block <- read_block(src, rows)

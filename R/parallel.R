@@ -2,6 +2,7 @@
 
 # Evaluates `expr` after set.seed(seed), then restores the user's RNG state.
 with_seed <- function(seed, expr) {
+  force(seed)  # a seed drawn from the user's generator (seed = NULL) advances it, as set.seed() users expect
   old <- if (exists(".Random.seed", envir = globalenv())) get(".Random.seed", envir = globalenv())
   on.exit(if (is.null(old)) rm(".Random.seed", envir = globalenv()) else assign(".Random.seed", old, envir = globalenv()))
   set.seed(seed)
@@ -53,9 +54,21 @@ with_progress <- function(n, label, step) {
   out
 }
 
-# Contiguous chunks of 1..n with at most `size` indices each.
-split_blocks <- function(n, size) {
+# The one chunk planner: contiguous chunks of features 1..n, as few as the limits allow.
+# A chunk holds at most `block_size` features; a DelayedArray is realised at most
+# `delayed_rows` features at a time (its blocks stay small whatever the caller asked);
+# a chunk read as a dense block holds at most `max_values` values (features x
+# `n_samples`); and with `BPPARAM` there is at least one chunk per worker, so every worker
+# gets a share. Results never depend on the plan: features are independent.
+plan_chunks <- function(n, block_size = NULL, BPPARAM = NULL, delayed = FALSE,
+                        max_values = NULL, n_samples = 1L, delayed_rows = 2048L) {
   if (n == 0L) return(list())
+  size <- n
+  if (!is.null(block_size)) size <- min(size, block_size)
+  if (delayed) size <- min(size, delayed_rows)
+  if (!is.null(max_values)) size <- min(size, floor(max_values / max(1L, n_samples)))
+  if (!is.null(BPPARAM)) size <- min(size, ceiling(n / max(1L, BiocParallel::bpnworkers(BPPARAM))))
+  size <- max(1L, as.integer(size))
   starts <- seq(1L, n, by = size)
   lapply(starts, function(s) s:min(n, s + size - 1L))
 }
@@ -86,6 +99,18 @@ resolve_seed <- function(seed) {
 say <- function(msg, verbose = TRUE) {
   if (isTRUE(verbose) && !isFALSE(getOption("sceffects.verbose"))) message(msg)
   invisible()
+}
+
+# A function's `verbose` argument, checked, for everything the call does: with FALSE the
+# option `sceffects.verbose` is FALSE until that function returns, so every say() below it
+# (input layer, helpers) is quiet without passing `verbose` down.
+local_verbose <- function(verbose, envir = parent.frame()) {
+  verbose <- check_flag(verbose, "verbose")
+  if (!verbose) {
+    old <- options(sceffects.verbose = FALSE)
+    do.call(on.exit, list(bquote(options(.(old))), add = TRUE), envir = envir)
+  }
+  verbose
 }
 
 # Up to `n` names, with how many more there are: "a, b, c and 12 more".

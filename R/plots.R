@@ -26,6 +26,8 @@
 #'   the feature name.
 #' @param term The term (coefficient) to plot when `results` has a `term` or `component`
 #'   column; `NULL` for the first term that is not an intercept.
+#' @param verbose Say which term is plotted when `term` is `NULL`? `FALSE`, or
+#'   `options(sceffects.verbose = FALSE)` for the session, silences it.
 #' @return A ggplot object.
 #' @export
 #' @examples
@@ -35,7 +37,9 @@
 #' plot_volcano(res)
 #' res$symbol <- paste0("SYM", seq_len(nrow(res)))
 #' plot_volcano(res, label = 10, label_by = "symbol")
-plot_volcano <- function(results, fdr_max = 0.05, label = 5L, label_by = NULL, term = NULL) {
+plot_volcano <- function(results, fdr_max = 0.05, label = 5L, label_by = NULL, term = NULL,
+                         verbose = getOption("sceffects.verbose", TRUE)) {
+  local_verbose(verbose)
   check_plot_table(results)
   fdr_max <- check_unit(fdr_max, "fdr_max")
   label <- check_count(label, "label")
@@ -113,7 +117,8 @@ stack_apart <- function(y, gap) {
 #' set.seed(1)
 #' x <- matrix(rnorm(2000), 40, dimnames = list(paste0("g", 1:40), NULL))
 #' plot_pvalues(assoc_cor(x))
-plot_pvalues <- function(results, bins = 40L, term = NULL) {
+plot_pvalues <- function(results, bins = 40L, term = NULL, verbose = getOption("sceffects.verbose", TRUE)) {
+  local_verbose(verbose)
   check_plot_table(results)
   bins <- check_count(bins, "bins", min = 1, max = 1e5)
   df <- plot_frame(results, term, NULL, "plot_pvalues")
@@ -290,7 +295,9 @@ NULL
 #' design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
 #'                        baseline = "Pre", followup = "Post")
 #' plot_forest(did_table(sce, design), n = 15)
-plot_forest <- function(results, n = 30L, fdr_max = 0.05, label_by = NULL, term = NULL) {
+plot_forest <- function(results, n = 30L, fdr_max = 0.05, label_by = NULL, term = NULL,
+                        verbose = getOption("sceffects.verbose", TRUE)) {
+  local_verbose(verbose)
   check_plot_table(results)
   n <- check_count(n, "n", min = 1)
   fdr_max <- check_unit(fdr_max, "fdr_max")

@@ -1,6 +1,7 @@
 # sceffects: the two commands of the README.
-#   make demo   installs everything (Debian packages, crates), builds and installs the
-#               package into ./lib, and runs the association screen on the ALL data set.
+#   make demo   installs everything (Debian packages, crates), builds the package with its
+#               vignettes, installs it into ./lib, and runs the association screen on the
+#               ALL data set.
 #   make test   cargo test (core), cargo fmt/clippy, R CMD build and R CMD check (which
 #               runs the testthat suite); fails on any ERROR or WARNING.
 
@@ -17,9 +18,12 @@ VERSION := $(shell sed -n 's/^Version: //p' DESCRIPTION)
 deps:
 	bash tools/install-deps.sh
 
+# Installed from the built tarball, so the vignettes are built and browseVignettes() lists them.
 install: deps
 	mkdir -p lib
-	R CMD INSTALL --no-multiarch -l lib .
+	rm -f sceffects_$(VERSION).tar.gz
+	R CMD build --no-manual .
+	R CMD INSTALL --no-multiarch -l lib sceffects_$(VERSION).tar.gz
 
 demo: install
 	mkdir -p demo-output

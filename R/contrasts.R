@@ -223,13 +223,7 @@ contrast_joint <- function(stats, weights, features, reason) {
   if (h < 2L || qr(t(weights))$rank < h) {
     stop("`contrast` must have at least two linearly independent rows for `joint = TRUE`.", call. = FALSE)
   }
-  chi2 <- vapply(seq_along(features), function(g) {
-    b <- stats$estimate[, g]
-    s <- matrix(stats$cross[, g], h, h)
-    if (anyNA(b) || anyNA(s)) return(NA_real_)
-    out <- tryCatch(sum(b * solve(s, b)), error = function(e) NA_real_)
-    out
-  }, numeric(1))
+  chi2 <- nan_to_na(rs_joint_wald(stats$estimate, stats$cross, h))
   log_p <- nan_to_na(p_tail("chisq", chi2, h, lower_tail = FALSE, log_p = TRUE))
   contrast_rows(features, "joint", NA_real_, NA_real_, chi2, ifelse(is.na(chi2), NA_real_, h), log_p, reason)
 }

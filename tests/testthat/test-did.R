@@ -213,11 +213,11 @@ test_that("the wild cluster bootstrap equals a direct R implementation with the 
 })
 
 test_that("bootstrap results do not depend on threads, and BPPARAM equals serial", {
-  a <- suppressMessages(suppressWarnings(did_table(sce, design, bootstrap = 99, threads = 1)))
-  b <- suppressMessages(suppressWarnings(did_table(sce, design, bootstrap = 99, threads = 2)))
+  a <- suppressMessages(suppressWarnings(did_table(sce, design, bootstrap = 99, seed = 1, threads = 1)))
+  b <- suppressMessages(suppressWarnings(did_table(sce, design, bootstrap = 99, seed = 1, threads = 2)))
   expect_identical(a$boot_p, b$boot_p)
   skip_if_not_installed("BiocParallel")
-  c <- suppressMessages(suppressWarnings(did_table(sce, design, bootstrap = 99,
+  c <- suppressMessages(suppressWarnings(did_table(sce, design, bootstrap = 99, seed = 1,
                                                    BPPARAM = BiocParallel::SnowParam(2))))
   expect_identical(a$estimate, c$estimate)
   expect_identical(a$p_value, c$p_value)

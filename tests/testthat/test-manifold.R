@@ -210,8 +210,8 @@ sim <- simulate_manifold(n_cells = 1200, n_genes = 120, n_de_genes = 12, n_odd_g
 truth <- SummarizedExperiment::rowData(sim)
 
 test_that("planted genes are found; one-replicate genes are demoted by sample variance", {
-  plain <- diff_expression(sim, "condition", "young", "old", n_landmarks = 150, null_genes = 300)
-  sv <- diff_expression(sim, "condition", "young", "old", sample = "sample", n_landmarks = 150,
+  plain <- diff_expression(sim, "condition", "young", "old", seed = 42, n_landmarks = 150, null_genes = 300)
+  sv <- diff_expression(sim, "condition", "young", "old", seed = 42, sample = "sample", n_landmarks = 150,
                         null_genes = 300)
   auc <- function(a, b) mean(outer(a, b, ">"))
   null_genes <- !truth$de & !truth$odd_replicate
@@ -229,8 +229,8 @@ test_that("planted genes are found; one-replicate genes are demoted by sample va
 
 test_that("planted abundance changes are found; one replicate's cluster is demoted", {
   # A length scale that resolves the small cluster carried by one replicate.
-  da <- diff_abundance(sim, "condition", "young", "old", sample = "sample", n_landmarks = 150, ls_factor = 2)
-  da <- diff_abundance(da, "condition", "young", "old", n_landmarks = 150, ls_factor = 2)
+  da <- diff_abundance(sim, "condition", "young", "old", seed = 42, sample = "sample", n_landmarks = 150, ls_factor = 2)
+  da <- diff_abundance(da, "condition", "young", "old", seed = 42, n_landmarks = 150, ls_factor = 2)
   late <- da$t > 0.8 & !da$odd_cluster
   early <- da$t < 0.2
   expect_gt(mean(da$da_lfc[late]), mean(da$da_lfc[early]) + 1)
@@ -253,21 +253,21 @@ test_that("p-values are uniform under the null", {
   sce0 <- SingleCellExperiment::SingleCellExperiment(list(logcounts = y),
     colData = S4Vectors::DataFrame(group = sample(c("a", "b"), n, TRUE)),
     reducedDims = list(PCA = emb0))
-  res <- diff_expression(sce0, "group", "a", "b", n_landmarks = 80, null_genes = 600)
+  res <- diff_expression(sce0, "group", "a", "b", seed = 42, n_landmarks = 80, null_genes = 600)
   expect_gt(suppressWarnings(stats::ks.test(res$p_value, "punif")$p.value), 0.01)
 })
 
 test_that("results do not depend on threads; sparse and dense agree; genes subset", {
-  a <- diff_expression(sim, "condition", "young", "old", n_landmarks = 60, null_genes = 50, threads = 1)
-  b <- diff_expression(sim, "condition", "young", "old", n_landmarks = 60, null_genes = 50, threads = 2,
+  a <- diff_expression(sim, "condition", "young", "old", seed = 42, n_landmarks = 60, null_genes = 50, threads = 1)
+  b <- diff_expression(sim, "condition", "young", "old", seed = 42, n_landmarks = 60, null_genes = 50, threads = 2,
                        block_size = 17)
   expect_equal(a$mahalanobis, b$mahalanobis, tolerance = 1e-10)
   expect_equal(a$local_fdr, b$local_fdr, tolerance = 1e-10)
   dense <- sim
   SummarizedExperiment::assay(dense, "logcounts") <- as.matrix(SummarizedExperiment::assay(sim, "logcounts"))
-  d <- diff_expression(dense, "condition", "young", "old", n_landmarks = 60, null_genes = 50)
+  d <- diff_expression(dense, "condition", "young", "old", seed = 42, n_landmarks = 60, null_genes = 50)
   expect_equal(a$mahalanobis, d$mahalanobis, tolerance = 1e-10)
-  s <- diff_expression(sim, "condition", "young", "old", n_landmarks = 60, null_genes = 0,
+  s <- diff_expression(sim, "condition", "young", "old", seed = 42, n_landmarks = 60, null_genes = 0,
                        features = rownames(sim)[c(5, 2)])
   expect_equal(s$feature, rownames(sim)[c(5, 2)])
   expect_equal(s$mahalanobis, a$mahalanobis[c(5, 2)], tolerance = 1e-10)
@@ -275,8 +275,8 @@ test_that("results do not depend on threads; sparse and dense agree; genes subse
 
 test_that("BiocParallel backends give the same results", {
   skip_if_not_installed("BiocParallel")
-  a <- diff_expression(sim, "condition", "young", "old", n_landmarks = 60, null_genes = 50, block_size = 40)
-  b <- diff_expression(sim, "condition", "young", "old", n_landmarks = 60, null_genes = 50, block_size = 40,
+  a <- diff_expression(sim, "condition", "young", "old", seed = 42, n_landmarks = 60, null_genes = 50, block_size = 40)
+  b <- diff_expression(sim, "condition", "young", "old", seed = 42, n_landmarks = 60, null_genes = 50, block_size = 40,
                        BPPARAM = BiocParallel::MulticoreParam(2))
   expect_equal(a$mahalanobis, b$mahalanobis, tolerance = 1e-12)
   expect_equal(a$local_fdr, b$local_fdr, tolerance = 1e-12)
@@ -373,15 +373,15 @@ test_that("the user's objects are left unchanged", {
 })
 
 test_that("diff_expression() takes an expression matrix with the embedding as `reduction` (issue 13)", {
-  ref <- diff_expression(small, "condition", "young", "old", landmarks = u, length_scale = 1.7, null_genes = 20)
+  ref <- diff_expression(small, "condition", "young", "old", landmarks = u, length_scale = 1.7, null_genes = 20, seed = 42)
   y <- SummarizedExperiment::assay(small, "logcounts")
   emb <- SingleCellExperiment::reducedDim(small)
   cond <- small$condition
   from_matrix <- diff_expression(y, cond, "young", "old", reduction = emb, landmarks = u,
-                                 length_scale = 1.7, null_genes = 20)
+                                 length_scale = 1.7, null_genes = 20, seed = 42)
   expect_equal(as.data.frame(from_matrix), as.data.frame(ref))
   from_sparse <- diff_expression(methods::as(as.matrix(y), "CsparseMatrix"), cond, "young", "old",
-                                 reduction = unname(emb), landmarks = u, length_scale = 1.7, null_genes = 20)
+                                 reduction = unname(emb), landmarks = u, length_scale = 1.7, null_genes = 20, seed = 42)
   expect_equal(from_sparse$mahalanobis, ref$mahalanobis, tolerance = 1e-10)
   se <- SummarizedExperiment::SummarizedExperiment(list(logcounts = y))
   expect_equal(diff_expression(se, cond, "young", "old", reduction = emb, landmarks = u,

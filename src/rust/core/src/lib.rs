@@ -16,6 +16,7 @@ pub mod project;
 pub mod rank;
 pub mod reasons;
 pub mod rng;
+pub mod wald;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

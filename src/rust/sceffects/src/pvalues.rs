@@ -1,8 +1,9 @@
-//! Binding of distribution tails and FDR (sceffects-core `dist`, `fdr`).
+//! Binding of distribution tails, FDR and joint Wald tests (sceffects-core `dist`, `fdr`,
+//! `wald`).
 
 use crate::{fail, RResult};
 use extendr_api::prelude::*;
-use sceffects_core::{dist, fdr};
+use sceffects_core::{dist, fdr, wald};
 
 /// Distribution function `dist` at `q` with parameters `a`, `b`, `c` (recycled R-style by
 /// the caller to equal lengths).
@@ -47,8 +48,15 @@ fn rs_bh_histogram(kept_log_p: &[f64], counts: &[f64]) -> Vec<f64> {
     fdr::bh_from_histogram(kept_log_p, &hist)
 }
 
+/// Joint Wald statistics of `h` hypotheses for every feature (see `wald::joint_wald`).
+#[extendr]
+fn rs_joint_wald(estimate: &[f64], cross: &[f64], h: i32) -> Vec<f64> {
+    wald::joint_wald(estimate, cross, h.max(0) as usize)
+}
+
 extendr_module! {
     mod pvalues;
+    fn rs_joint_wald;
     fn rs_distribution;
     fn rs_bh;
     fn rs_bh_histogram;

@@ -43,6 +43,18 @@ test_that("per-feature tables of every capability go into rowData, matched by fe
   rd <- SummarizedExperiment::rowData(add_results(small, lmm, "lmm", columns = c("estimate", "p_value")))
   expect_equal(sort(grep("^lmm_", names(rd), value = TRUE)),
                sort(c("lmm_X.Intercept._estimate", "lmm_X.Intercept._p_value", "lmm_dose_estimate", "lmm_dose_p_value")))
+
+  m <- simulate_manifold(n_cells = 400, n_genes = 50, seed = 4)
+  de <- diff_expression(m, "condition", "young", "old", n_landmarks = 40, null_genes = 0,
+                        features = rownames(m)[1:12], seed = 1)
+  rd <- SummarizedExperiment::rowData(add_results(m, de, "de"))
+  expect_equal(rd$de_statistic[match(de$feature, rownames(m))], de$statistic)
+  expect_equal(rd$de_p_value[match(de$feature, rownames(m))], de$p_value)
+  expect_true(all(is.na(rd$de_statistic[13:50])))
+
+  within <- suppressMessages(within_arm(sce, design, "Responder", features = rownames(sce)[1:10]))
+  rd <- SummarizedExperiment::rowData(add_results(sce, within, "resp"))
+  expect_equal(rd$resp_estimate[match(within$feature, rownames(sce))], within$estimate)
 })
 
 test_that("add_results refuses what cannot go into rowData, naming the argument", {

@@ -21,6 +21,7 @@
 //! themselves linear in y. So each draw costs `O(G^2)` per response.
 
 use crate::dist;
+use crate::linalg;
 use crate::input::Features;
 use crate::project::{Projection, N_STATS};
 use faer::linalg::solvers::DenseSolveCore;
@@ -259,6 +260,7 @@ pub struct ClusterFit {
     total_weight: f64,
     cluster: Vec<usize>,
     boot: Option<BootRows>,
+    joint: Vec<JointTest>,
     /// Whether responses may be shifted before projection (see [`spans_constant_without`]).
     spans_constant: bool,
 }
@@ -276,6 +278,8 @@ pub struct CoefResult {
 #[derive(Clone, Debug)]
 pub struct ResponseResult {
     pub coefs: Vec<CoefResult>,
+    /// One per joint test of [`ClusterFit::with_joint_tests`].
+    pub joint: Vec<JointResult>,
     pub resid_sd: f64,
     pub boot_p: f64,
     pub status: Status,
@@ -326,8 +330,74 @@ impl ClusterFit {
             total_weight: d.weights.iter().sum(),
             cluster: d.cluster.to_vec(),
             boot,
+            joint: Vec::new(),
             spans_constant: spans_constant_without(d, coefs),
         })
+    }
+
+    /// Adds joint Wald tests, each of several fitted coefficients (positions in `coefs`
+    /// of [`Self::new`]). Under CR2 the statistic is clubSandwich's Hotelling-type F
+    /// (`Wald_test(test = "HTZ")`): `F = delta Q / q` on `q` and `nu - q + 1` df, with
+    /// `delta = (nu - q + 1) / nu` and `nu` from the covariances of the working-model
+    /// scores; under CR1 `F = Q / q` on `q` and `G - 1` df (clubSandwich's "Naive-F").
+    /// `nu` depends on the design only, so it is computed here once.
+    pub fn with_joint_tests(mut self, tests: &[Vec<usize>], vcov: Vcov) -> Result<Self, String> {
+        for members in tests {
+            if members.is_empty() || members.iter().any(|&k| k >= self.coefs.len()) {
+                return Err("joint test: coefficient position out of range".into());
+            }
+            let q = members.len() as f64;
+            let (delta, df_denom) = match vcov {
+                Vcov::Cr1 => (1.0, self.n_clusters as f64 - 1.0),
+                Vcov::Cr2 => {
+                    let rows: Vec<&CoefRows> = members.iter().map(|&k| &self.coefs[k]).collect();
+                    let nu = htz_nu(&rows)?;
+                    (((nu - q + 1.0) / nu).max(0.0), nu - q + 1.0)
+                }
+            };
+            self.joint.push(JointTest {
+                members: members.clone(),
+                delta,
+                df_denom,
+            });
+        }
+        Ok(self)
+    }
+
+    /// The joint tests of one response from its estimates and cluster scores.
+    fn joint_results(&self, z: &[f64]) -> Vec<JointResult> {
+        let stride = 1 + self.n_clusters;
+        self.joint
+            .iter()
+            .map(|t| {
+                let q = t.members.len();
+                let est: Vec<f64> = t.members.iter().map(|&k| z[k * stride]).collect();
+                let scores = |k: usize| &z[k * stride + 1..(k + 1) * stride];
+                let v: Vec<f64> = (0..q * q)
+                    .map(|i| {
+                        let (s, u) = (t.members[i % q], t.members[i / q]);
+                        let dot: f64 = scores(s).iter().zip(scores(u)).map(|(a, b)| a * b).sum();
+                        self.coefs[s].scale * dot
+                    })
+                    .collect();
+                let wald = linalg::cholesky(&v, q, 1e-12).map(|l| {
+                    let sol = linalg::cholesky_solve(&l, q, &est);
+                    est.iter().zip(&sol).map(|(a, b)| a * b).sum::<f64>()
+                });
+                match wald {
+                    Some(wald) if t.df_denom > 0.0 => {
+                        let f = t.delta * wald / q as f64;
+                        JointResult {
+                            statistic: f,
+                            df_num: q as f64,
+                            df_denom: t.df_denom,
+                            log_p: dist::f_cdf(f, q as f64, t.df_denom, dist::Tail::Upper, true),
+                        }
+                    }
+                    _ => JointResult::nan(q, t.df_denom),
+                }
+            })
+            .collect()
     }
 
     fn n_restricted(&self) -> usize {
@@ -394,6 +464,11 @@ impl ClusterFit {
                 };
                 self.coefs.len()
             ],
+            joint: self
+                .joint
+                .iter()
+                .map(|t| JointResult::nan(t.members.len(), t.df_denom))
+                .collect(),
             resid_sd: f64::NAN,
             boot_p: f64::NAN,
             status,
@@ -442,8 +517,17 @@ impl ClusterFit {
             (Some(b), false) => self.boot_p(b, z, xwy_at + p),
             _ => f64::NAN,
         };
+        let joint = if degenerate {
+            self.joint
+                .iter()
+                .map(|t| JointResult::nan(t.members.len(), t.df_denom))
+                .collect()
+        } else {
+            self.joint_results(z)
+        };
         ResponseResult {
             coefs,
+            joint,
             resid_sd,
             boot_p,
             status: if degenerate {
@@ -499,6 +583,72 @@ impl ClusterFit {
         }
         (1 + extreme) as f64 / (1 + valid) as f64
     }
+}
+
+/// A joint Wald test: which coefficients, and its F scaling and denominator df.
+struct JointTest {
+    members: Vec<usize>,
+    delta: f64,
+    df_denom: f64,
+}
+
+/// One response's joint Wald test: F on `df_num` and `df_denom` df.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JointResult {
+    pub statistic: f64,
+    pub df_num: f64,
+    pub df_denom: f64,
+    pub log_p: f64,
+}
+
+impl JointResult {
+    fn nan(q: usize, df_denom: f64) -> Self {
+        JointResult {
+            statistic: f64::NAN,
+            df_num: q as f64,
+            df_denom,
+            log_p: f64::NAN,
+        }
+    }
+}
+
+/// clubSandwich's `nu_Z` of the HTZ test (`total_variance_mat()`): with `P_s` the score
+/// rows of coefficient s (working model the identity), `Omega = [tr(P_s P_t')]`,
+/// `Pt_s = sum_t Omega^{-1/2}[s, t] P_t` and `B_st = Pt_s Pt_t'`,
+/// `nu = q (q + 1) / sum_st (<B_st, B_ts> + <B_ss, B_tt>)`. For one coefficient this is the
+/// Satterthwaite df.
+fn htz_nu(rows: &[&CoefRows]) -> Result<f64, String> {
+    let q = rows.len();
+    let inner = |a: &Mat<f64>, b: &Mat<f64>| -> f64 {
+        (0..a.ncols())
+            .map(|j| (0..a.nrows()).map(|i| a[(i, j)] * b[(i, j)]).sum::<f64>())
+            .sum()
+    };
+    let omega = Mat::from_fn(q, q, |s, t| inner(&rows[s].scores, &rows[t].scores));
+    let eig = omega
+        .self_adjoint_eigen(Side::Lower)
+        .map_err(|_| "eigendecomposition failed".to_string())?;
+    let (u, ev) = (eig.U(), eig.S().column_vector());
+    let power: Vec<f64> = (0..q)
+        .map(|i| if ev[i] > EIGEN_TOL { ev[i].powf(-0.5) } else { 0.0 })
+        .collect();
+    let nsqrt = Mat::from_fn(q, q, |r, c| (0..q).map(|i| u[(r, i)] * power[i] * u[(c, i)]).sum::<f64>());
+    let (g, n) = (rows[0].scores.nrows(), rows[0].scores.ncols());
+    let pt: Vec<Mat<f64>> = (0..q)
+        .map(|s| {
+            Mat::from_fn(g, n, |i, j| (0..q).map(|t| nsqrt[(s, t)] * rows[t].scores[(i, j)]).sum())
+        })
+        .collect();
+    let b: Vec<Vec<Mat<f64>>> = (0..q)
+        .map(|s| (0..q).map(|t| &pt[s] * pt[t].transpose()).collect())
+        .collect();
+    let mut total = 0.0;
+    for s in 0..q {
+        for t in 0..q {
+            total += inner(&b[s][t], &b[t][s]) + inner(&b[s][s], &b[t][t]);
+        }
+    }
+    Ok((q * (q + 1)) as f64 / total)
 }
 
 /// Whether the constant lies in the span of the columns of `x` other than `coefs`. Then
@@ -802,6 +952,31 @@ mod tests {
         let expect = (1 + extreme) as f64 / (1 + draws) as f64;
         let got = fit.finish(&project_dense(&y, 1, &proj), false).boot_p;
         assert!((got - expect).abs() < 1e-15, "{got} vs {expect}");
+    }
+
+    #[test]
+    fn a_joint_test_of_one_coefficient_is_the_squared_t() {
+        let (x, w, cl) = did_design();
+        let n = x.nrows();
+        let y: Vec<f64> = (0..n).map(|i| x[(i, 1)] * 0.4 + noise(i + 3)).collect();
+        let d = design(&x, &w, &cl);
+        for vcov in [Vcov::Cr1, Vcov::Cr2] {
+            let fit = ClusterFit::new(&d, &[1, 0], vcov, None)
+                .unwrap()
+                .with_joint_tests(&[vec![0], vec![0, 1]], vcov)
+                .unwrap();
+            let r = fit.finish(&project_dense(&y, 1, &fit.projection()), false);
+            let (c, j) = (r.coefs[0], r.joint[0]);
+            assert!((j.statistic - c.statistic.powi(2)).abs() < 1e-10 * j.statistic);
+            assert!((j.df_denom - c.df).abs() < 1e-8 * c.df, "{} vs {}", j.df_denom, c.df);
+            assert!((j.log_p - c.log_p).abs() < 1e-8);
+            assert_eq!(r.joint[1].df_num, 2.0);
+            assert!(r.joint[1].log_p < 0.0);
+        }
+        assert!(ClusterFit::new(&d, &[1], Vcov::Cr2, None)
+            .unwrap()
+            .with_joint_tests(&[vec![1]], Vcov::Cr2)
+            .is_err());
     }
 
     #[test]

@@ -1,0 +1,251 @@
+# Trials past two visits (issue 16): event-study DiD against lm + clubSandwich per gene,
+# unbalanced visits, pre-trends, intervals, single-arm designs and a third arm.
+
+skip_if_not_installed("clubSandwich")
+
+visits4 <- c("S1", "Pre", "C1", "C2")
+sce4 <- simulate_trial(n_genes = 240, n_cells = 2400, n_effect_genes = 10, visits = visits4, seed = 21)
+design4 <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
+                        celltype = "cell_type", baseline = "Pre", followup = "C1")
+cd4 <- as.data.frame(SummarizedExperiment::colData(sce4))
+expr4 <- SingleCellExperiment::logcounts(sce4)
+genes4 <- c("GENE00161", "GENE00165", "GENE00190", "GENE00001", "GENE00230")
+
+# Participant-visit means of one gene over `visits`, participants seen at two or more of
+# them, with dummy columns per visit (baseline `base`) and per visit x treated.
+pv_visits <- function(y, visits, base, keep = rep(TRUE, nrow(cd4))) {
+  d <- cd4[keep & as.character(cd4$visit) %in% visits, ]
+  d$y <- y[keep & as.character(cd4$visit) %in% visits]
+  key <- paste(d$participant, d$visit)
+  pv <- data.frame(participant = tapply(d$participant, key, `[`, 1), visit = tapply(as.character(d$visit), key, `[`, 1),
+                   response = tapply(d$response, key, `[`, 1), y = tapply(d$y, key, mean),
+                   n = as.numeric(table(key)), stringsAsFactors = FALSE)
+  units <- names(which(table(pv$participant) >= 2))
+  pv <- pv[pv$participant %in% units, ]
+  pv$trt <- as.numeric(pv$response == "Responder")
+  for (v in setdiff(visits, base)) {
+    pv[[paste0("v_", v)]] <- as.numeric(pv$visit == v)
+    pv[[paste0("d_", v)]] <- pv[[paste0("v_", v)]] * pv$trt
+  }
+  pv$ys <- pv$y / stats::sd(pv$y)
+  pv
+}
+
+fit_visits <- function(pv, visits, base) {
+  others <- setdiff(visits, base)
+  f <- stats::as.formula(paste("ys ~", paste(c(paste0("v_", others), paste0("d_", others)), collapse = " + "),
+                               "+ factor(participant)"))
+  stats::lm(f, data = pv, weights = n)
+}
+
+htz <- function(fit, pv, terms) {
+  clubSandwich::Wald_test(fit, constraints = clubSandwich::constrain_zero(terms), vcov = "CR2",
+                          cluster = pv$participant, test = "HTZ")
+}
+
+check_event_rows <- function(res, g, pv, fit, visits, base, level = 0.95) {
+  others <- setdiff(visits, base)
+  ct <- clubSandwich::coef_test(fit, vcov = "CR2", cluster = pv$participant, test = "Satterthwaite")
+  for (v in others) {
+    r <- res[res$feature == g & res$term == v, ]
+    term <- paste0("d_", v)
+    expect_equal(r$estimate, unname(stats::coef(fit)[term]), tolerance = 1e-8)
+    expect_equal(r$std_error, ct[term, "SE"], tolerance = 1e-8)
+    expect_equal(r$df, ct[term, "df_Satt"], tolerance = 1e-8)
+    expect_equal(r$p_value, ct[term, "p_Satt"], tolerance = 1e-8)
+    q <- stats::qt(1 - (1 - level) / 2, ct[term, "df_Satt"])
+    expect_equal(c(r$conf_low, r$conf_high), unname(stats::coef(fit)[term]) + c(-1, 1) * q * ct[term, "SE"],
+                 tolerance = 1e-8)
+    expect_equal(r$control_change, unname(stats::coef(fit)[paste0("v_", v)]), tolerance = 1e-8)
+    expect_equal(r$control_p_value, ct[paste0("v_", v), "p_Satt"], tolerance = 1e-8)
+  }
+  joint <- htz(fit, pv, paste0("d_", others))
+  r <- res[res$feature == g & res$term == "joint", ]
+  expect_equal(r$statistic, joint$Fstat, tolerance = 1e-8)
+  expect_equal(r$df_num, joint$df_num)
+  expect_equal(r$df, joint$df_denom, tolerance = 1e-8)
+  expect_equal(r$p_value, joint$p_val, tolerance = 1e-8)
+  expect_equal(r$resid_sd, stats::sigma(fit), tolerance = 1e-8)
+}
+
+test_that("event study with three visits equals lm + clubSandwich coef_test and Wald_test (HTZ) per gene", {
+  visits <- c("Pre", "C1", "C2")
+  res <- suppressMessages(suppressWarnings(did_table(sce4, design4, features = genes4, visits = visits)))
+  expect_setequal(unique(res$term), c("C1", "C2", "joint"))
+  expect_equal(nrow(res), 3L * length(genes4))
+  for (g in genes4) {
+    pv <- pv_visits(expr4[g, ], visits, "Pre")
+    fit <- fit_visits(pv, visits, "Pre")
+    check_event_rows(res, g, pv, fit, visits, "Pre")
+    expect_equal(res$n_units[res$feature == g][1], length(unique(pv$participant)))
+  }
+  # FDR within term.
+  for (tm in c("C1", "C2", "joint")) {
+    expect_equal(res$fdr[res$term == tm], p.adjust(res$p_value[res$term == tm], "BH"))
+  }
+  # The planted DiD genes are found at C2 (full effect) far more than the null genes.
+  full <- suppressMessages(suppressWarnings(did_table(sce4, design4, visits = visits)))
+  truth <- S4Vectors::metadata(sce4)$truth
+  c2 <- full[full$term == "C2", ]
+  planted <- c2$feature %in% truth$gene[truth$did_effect != 0]
+  expect_gt(mean(c2$p_value[planted] < 0.01), 0.5)
+  expect_lt(mean(c2$p_value[!planted] < 0.01, na.rm = TRUE), 0.05)
+})
+
+test_that("visits before the baseline are leads with a joint pre-trend test equal to clubSandwich", {
+  res <- suppressMessages(suppressWarnings(did_table(sce4, design4, features = genes4[1:3], visits = visits4,
+                                                    conf_level = 0.9)))
+  expect_setequal(unique(res$term), c("S1", "C1", "C2", "joint", "pre_trend"))
+  for (g in genes4[1:3]) {
+    pv <- pv_visits(expr4[g, ], visits4, "Pre")
+    fit <- fit_visits(pv, visits4, "Pre")
+    check_event_rows(res, g, pv, fit, visits4, "Pre", level = 0.9)
+    pre <- res[res$feature == g & res$term == "pre_trend", ]
+    # One lead: the pre-trend F is the lead's squared t on its Satterthwaite df.
+    lead <- res[res$feature == g & res$term == "S1", ]
+    expect_equal(pre$statistic, lead$statistic^2, tolerance = 1e-8)
+    expect_equal(pre$p_value, lead$p_value, tolerance = 1e-8)
+  }
+  # Two leads (baseline C1): the pre-trend test is the HTZ Wald test of both.
+  d2 <- trial_design("participant", "visit", "response", "Responder", "Non-responder", baseline = "C1", followup = "C2")
+  res2 <- suppressMessages(suppressWarnings(did_table(sce4, d2, features = genes4[1:2], visits = visits4)))
+  for (g in genes4[1:2]) {
+    pv <- pv_visits(expr4[g, ], visits4, "C1")
+    fit <- fit_visits(pv, visits4, "C1")
+    check_event_rows(res2, g, pv, fit, visits4, "C1")
+    w <- htz(fit, pv, c("d_S1", "d_Pre"))
+    pre <- res2[res2$feature == g & res2$term == "pre_trend", ]
+    expect_equal(c(pre$statistic, pre$df_num, pre$df, pre$p_value), c(w$Fstat, w$df_num, w$df_denom, w$p_val),
+                 tolerance = 1e-8)
+  }
+})
+
+test_that("unbalanced visits are fitted on the visits each participant has, and reported", {
+  visits <- c("Pre", "C1", "C2")
+  # P2 misses C1 and P5 misses C2; P1 has only C2 among the visits... plus Pre.
+  drop <- (cd4$participant == "P2" & cd4$visit == "C1") | (cd4$participant == "P5" & cd4$visit == "C2") |
+    (cd4$participant == "P7" & cd4$visit %in% c("C1", "C2"))
+  ub <- sce4[, !drop]
+  msg <- paste(testthat::capture_messages(res <- suppressWarnings(did_table(ub, design4, features = genes4, visits = visits))),
+               collapse = "")
+  expect_match(msg, "Unbalanced visits: 2 participant\\(s\\) miss some visits.*P2 \\(C1\\), P5 \\(C2\\)")
+  expect_setequal(attr(res, "missing_visits"), c("P2 (C1)", "P5 (C2)"))
+  expect_true("P7" %in% attr(res, "unpaired"))
+  for (g in genes4) {
+    pv <- pv_visits(expr4[g, ], visits, "Pre", keep = !drop)
+    fit <- fit_visits(pv, visits, "Pre")
+    check_event_rows(res, g, pv, fit, visits, "Pre")
+  }
+  treated <- unique(cd4$participant[cd4$response == "Responder" & cd4$participant %in% paste0("P", 1:10)])
+  expect_equal(res$n_treated[res$term == "C1"][1], sum(setdiff(treated, c("P2", "P7")) %in% cd4$participant))
+})
+
+test_that("CR1 event study: per-term t on G - 1 df and the joint F = Q / q on (q, G - 1)", {
+  visits <- c("Pre", "C1", "C2")
+  res <- suppressMessages(suppressWarnings(did_table(sce4, design4, features = genes4[1:2], visits = visits, vcov = "CR1")))
+  skip_if_not_installed("sandwich")
+  for (g in genes4[1:2]) {
+    pv <- pv_visits(expr4[g, ], visits, "Pre")
+    fit <- fit_visits(pv, visits, "Pre")
+    v <- sandwich::vcovCL(fit, cluster = pv$participant, type = "HC1")
+    terms <- c("d_C1", "d_C2")
+    b <- stats::coef(fit)[terms]
+    G <- length(unique(pv$participant))
+    expect_equal(res$std_error[res$feature == g & res$term == "C2"], sqrt(v["d_C2", "d_C2"]), tolerance = 1e-8)
+    Q <- drop(t(b) %*% solve(v[terms, terms], b))
+    j <- res[res$feature == g & res$term == "joint", ]
+    expect_equal(j$statistic, Q / 2, tolerance = 1e-8)
+    expect_equal(j$df, G - 1)
+    expect_equal(j$p_value, stats::pf(Q / 2, 2, G - 1, lower.tail = FALSE), tolerance = 1e-8)
+  }
+})
+
+test_that("two visits through `visits` equal the pre/post DiD", {
+  design <- trial_design("participant", "visit", "response", "Responder", "Non-responder", baseline = "Pre", followup = "C2")
+  a <- suppressMessages(suppressWarnings(did_table(sce4, design, features = genes4)))
+  b <- suppressMessages(suppressWarnings(did_table(sce4, design, features = genes4, visits = c("Pre", "C2"))))
+  b2 <- b[b$term == "C2", ]
+  expect_equal(b2$estimate, a$estimate, tolerance = 1e-10)
+  expect_equal(b2$p_value, a$p_value, tolerance = 1e-10)
+  expect_equal(b2$conf_low, a$conf_low, tolerance = 1e-10)
+  j <- b[b$term == "joint", ]
+  expect_equal(j$statistic, a$statistic^2, tolerance = 1e-8)
+  expect_equal(j$p_value, a$p_value, tolerance = 1e-8)
+})
+
+test_that("confidence intervals of the pre/post DiD are t intervals on the Satterthwaite df", {
+  design <- trial_design("participant", "visit", "response", "Responder", "Non-responder", baseline = "Pre", followup = "C2")
+  res <- suppressMessages(suppressWarnings(did_table(sce4, design, features = genes4, conf_level = 0.8)))
+  pv <- pv_visits(expr4[genes4[1], ], c("Pre", "C2"), "Pre")
+  fit <- fit_visits(pv, c("Pre", "C2"), "Pre")
+  ci <- clubSandwich::conf_int(fit, vcov = "CR2", cluster = pv$participant, level = 0.8)
+  r <- res[res$feature == genes4[1], ]
+  expect_equal(c(r$conf_low, r$conf_high), c(ci["d_C2", "CI_L"], ci["d_C2", "CI_U"]), tolerance = 1e-8)
+  w <- suppressMessages(suppressWarnings(within_arm(sce4, design, "Responder", features = genes4)))
+  expect_equal(w$conf_high - w$estimate, stats::qt(0.975, w$df) * w$std_error)
+  expect_error(did_table(sce4, design, conf_level = 1), "`conf_level` must be a single number between 0 and 1")
+})
+
+test_that("event-study bad input: unknown visits, a visit unseen in one arm, and the bootstrap", {
+  expect_error(did_table(sce4, design4, visits = c("Pre", "C9")), "`visits` \"C9\" not found in colData column `visit`")
+  expect_error(did_table(sce4, design4, visits = "Pre"), "`visits` must be two or more distinct visit labels")
+  expect_error(did_table(sce4, design4, visits = c("Pre", "Pre")), "`visits` must be two or more")
+  expect_error(did_table(sce4, design4, visits = c("Pre", "C1"), bootstrap = 9), "`bootstrap` is not available with more than two `visits`")
+  # C2 seen by no responder: NA rows with the reason.
+  no_c2 <- sce4[, !(cd4$response == "Responder" & cd4$visit == "C2")]
+  res <- suppressMessages(suppressWarnings(did_table(no_c2, design4, features = genes4[1:2], visits = c("Pre", "C1", "C2"))))
+  expect_true(all(is.na(res$estimate)))
+  expect_true(all(res$reason == "visit C2 not seen in the treated arm"))
+  expect_setequal(unique(res$term), c("C1", "C2", "joint"))
+  # gsea_did ranks one DiD: `visits` is refused.
+  expect_error(gsea_did(sce4, design4, sets = list(a = genes4), visits = c("Pre", "C1", "C2")), "visits")
+})
+
+test_that("all visits in factor order with visits = 'all', per cell type", {
+  res <- suppressMessages(suppressWarnings(did_table(sce4, design4, features = genes4[1:2], visits = "all",
+                                                    celltype = c("CD8 T cell", "Monocyte/Macrophage"))))
+  expect_setequal(unique(res$term), c("S1", "C1", "C2", "joint", "pre_trend"))
+  expect_setequal(unique(res$celltype), c("CD8 T cell", "Monocyte/Macrophage"))
+  keep <- cd4$cell_type == "CD8 T cell"
+  pv <- pv_visits(expr4[genes4[1], ], visits4, "Pre", keep = keep)
+  fit <- fit_visits(pv, visits4, "Pre")
+  check_event_rows(res[res$celltype == "CD8 T cell", ], genes4[1], pv, fit, visits4, "Pre")
+})
+
+test_that("single-arm studies: within_arm and did_table on a design without control", {
+  one <- sce4[, cd4$response == "Responder"]
+  d1 <- trial_design("participant", "visit", "response", "Responder", baseline = "Pre", followup = "C2")
+  expect_output(print(d1), "single arm \"Responder\"")
+  w <- suppressWarnings(within_arm(one, d1, "Responder", features = genes4, verbose = FALSE))
+  msg <- paste(testthat::capture_messages(dd <- suppressWarnings(did_table(one, d1, features = genes4))), collapse = "")
+  expect_match(msg, "Single-arm design")
+  expect_equal(dd$estimate, w$estimate)
+  # Against lm on the arm's paired participants.
+  two <- trial_design("participant", "visit", "response", "Responder", "Non-responder", baseline = "Pre", followup = "C2")
+  ref <- suppressWarnings(within_arm(sce4, two, "Responder", features = genes4, verbose = FALSE))
+  expect_equal(w$estimate, ref$estimate)
+  expect_equal(w$p_value, ref$p_value)
+  expect_false(anyNA(w$estimate))
+  expect_error(within_arm(one, d1, "Non-responder"), "`arm` must be \"Responder\"")
+  expect_error(did_table(one, d1, visits = c("Pre", "C1", "C2")), "`visits` needs two arms")
+  expect_error(trial_design("participant", "visit", "response", "Responder", control = ""), "`control` must be NULL")
+})
+
+test_that("a third arm is left out with a message naming it and its participants", {
+  s3 <- sce4[genes4, ]
+  s3$response[s3$participant %in% c("P3", "P8")] <- "Placebo"
+  msg <- paste(testthat::capture_messages(res <- suppressWarnings(did_table(s3, design4, visits = c("Pre", "C1")))),
+               collapse = "")
+  expect_match(msg, "in other arms \\(Placebo: participant\\(s\\) P3, P8; only")
+  ref <- suppressMessages(suppressWarnings(did_table(s3[, s3$response != "Placebo"], design4, visits = c("Pre", "C1"))))
+  expect_equal(res$estimate, ref$estimate)
+  expect_equal(res$n_units[1], ref$n_units[1])
+})
+
+test_that("simulate_trial(visits =) keeps the two-visit data and checks its argument", {
+  a <- simulate_trial(n_genes = 200, n_cells = 400, n_effect_genes = 5, seed = 3)
+  b <- simulate_trial(n_genes = 200, n_cells = 400, n_effect_genes = 5, seed = 3, visits = c("Pre", "Post"))
+  expect_identical(SingleCellExperiment::logcounts(a), SingleCellExperiment::logcounts(b))
+  expect_equal(levels(sce4$visit), visits4)
+  expect_error(simulate_trial(visits = "Pre"), "`visits` must be two or more distinct visit labels")
+})

@@ -242,6 +242,17 @@ event_terms <- function(model) {
 #' with a bootstrap, `boot_fdr` is that of `boot_p`. `conf_low` and `conf_high` are t
 #' intervals on `df` (Satterthwaite under CR2) at `conf_level`.
 #'
+#' **Few treated participants.** Cluster-robust tests and the wild cluster bootstrap
+#' over-reject when one arm has few participants (with 3 of 10 treated the wild bootstrap
+#' rejects about 7.5% of null genes at 5%). Then use `permutations` (e.g. 1000):
+#' randomisation inference reassigns the arm among the paired participants, refits the
+#' CR2 t for every feature, and compares; with every assignment enumerated its p-value
+#' (`perm_p`) has exact size when participants are exchangeable under the null, its
+#' resolution being 1 / the number of assignments (1/120 for 3 of 10, so p < 0.01 is
+#' impossible there: use it to test one gene or a score, not to rank a transcriptome).
+#' With 10 or more participants per arm, CR2 with Satterthwaite df is well calibrated and
+#' the wild bootstrap (`bootstrap`) is a check.
+#'
 #' **More than two visits (event study).** With `visits = c("Pre", "C1", "C2")` (in time
 #' order; `"all"` takes every visit of the column) the model is
 #' `outcome ~ visit + visit:arm + participant` with one DiD term per visit other than the
@@ -298,13 +309,17 @@ event_terms <- function(model) {
 #' @param visits `NULL` (the two visits of the design), or the visits of an event study in
 #'   time order (at least two labels of the visit column), or `"all"`.
 #' @param conf_level Level of the confidence intervals `conf_low`, `conf_high`.
+#' @param permutations Randomisation inference over arm assignments: 0 (none), or the
+#'   number of assignments of the treated arm to the participants; when there are at most
+#'   that many distinct assignments (120 for 3 treated of 10), all are used and the test
+#'   is exact. Adds `perm_p` and `perm_fdr`. Two-arm, two-visit designs only.
 #' @return A results table, one row per feature (and cell type; and term with `visits`):
 #'   `feature`, `estimate` (the DiD), `std_error`, `statistic`, `df`, `p_value`, `log_p`,
 #'   `fdr` (from `p_value`), `conf_low`, `conf_high`, `control_change` and
 #'   `control_p_value` (the change in the control arm), `n_units` (paired participants),
 #'   `n_cells`, `resid_sd`, `vcov`, `boot_p` and `boot_fdr` (when `bootstrap > 0`) and
-#'   `reason` (why a row is NA). Event studies add `term`, `df_num`, `n_treated` and
-#'   `n_control`.
+#'   `reason` (why a row is NA); `perm_p` and `perm_fdr` with `permutations > 0`. Event
+#'   studies add `term`, `df_num`, `n_treated` and `n_control`.
 #' @export
 #' @examples
 #' sce <- simulate_trial(n_genes = 300, n_cells = 3000, seed = 1)
@@ -322,11 +337,13 @@ did_table <- function(x, design, features = NULL, assay = NULL,
                       vcov = c("CR2", "CR1"), bootstrap = 0, seed = 1,
                       weights = c("cells", "equal"), threads = NULL, BPPARAM = NULL,
                       verbose = getOption("sceffects.verbose", TRUE), visits = NULL,
-                      conf_level = 0.95) {
+                      conf_level = 0.95, permutations = 0) {
   aggregate <- match.arg(aggregate)
   vcov <- match.arg(vcov)
   weights <- match.arg(weights)
   model <- trial_settings(standardize, bootstrap, seed, threads, BPPARAM, verbose, conf_level)
+  model$permutations <- check_count(permutations, "permutations", max = max_permutations)
+  if (model$permutations > 0L && is.null(model$seed)) model$seed <- resolve_seed(NULL)
   check_design(design)
   check_trial_object(x)
   visit_order <- event_visits(x, design, visits)
@@ -342,6 +359,10 @@ did_table <- function(x, design, features = NULL, assay = NULL,
   }
   if (contrast == "event" && model$bootstrap > 0L) {
     stop("`bootstrap` is not available with more than two `visits` yet: use bootstrap = 0 (CR2 with Satterthwaite df).",
+         call. = FALSE)
+  }
+  if (contrast != "did" && model$permutations > 0L) {
+    stop("`permutations` (randomisation inference over arm assignments) needs a two-arm design with two visits.",
          call. = FALSE)
   }
   cells <- trial_cells(x, design, model$verbose, visit_order = visit_order)
@@ -633,14 +654,65 @@ boot_weights <- function(n_draws, n_clusters, seed) {
 # Fits one feature source: aggregates (unless cell level) then runs the core on blocks.
 trial_fit_source <- function(s, fit, model) {
   boot <- boot_weights(model$bootstrap, length(unique(fit$cluster)), model$seed)
+  assignments <- if (isTRUE(model$permutations > 0L)) arm_assignments(fit, model)
   one <- function(rows) {
     m <- trial_rows(s, rows, fit, model)
-    rs_cluster_fit(m, fit$x, fit$weights, fit$cluster, max(fit$cluster), fit$coefs,
-                   model$vcov, boot, model$standardize, model$threads, fit$joint)
+    part <- rs_cluster_fit(m, fit$x, fit$weights, fit$cluster, max(fit$cluster), fit$coefs,
+                           model$vcov, boot, model$standardize, model$threads, fit$joint)
+    if (!is.null(assignments)) part$perm_p <- permutation_p(m, fit, model, part$statistic[, 1L], assignments)
+    part
   }
   chunks <- feature_chunks(s, model$BPPARAM)
   parts <- run_chunks(chunks, one, model$BPPARAM, "Fitting difference in differences")
   if (model$contrast == "event") event_columns(parts, fit, model) else trial_columns(parts, fit, model)
+}
+
+# Arm assignments cost one fit of every feature each.
+max_permutations <- 1e5
+
+# Assignments of the treated arm to the model's participants (a logical matrix, one row
+# per assignment, one column per cluster) for randomisation inference: all of them when
+# there are at most `permutations` (exact), else `permutations` random ones from `seed`.
+arm_assignments <- function(fit, model) {
+  treated <- as.logical(tapply(fit$obs$treated, factor(fit$cluster, seq_len(max(fit$cluster))), `[`, 1L))
+  n_units <- length(treated)
+  n_treated <- sum(treated)
+  total <- choose(n_units, n_treated)
+  if (total <= model$permutations) {
+    idx <- utils::combn(n_units, n_treated)
+    a <- matrix(FALSE, ncol(idx), n_units)
+    a[cbind(rep(seq_len(ncol(idx)), each = n_treated), as.vector(idx))] <- TRUE
+    say(sprintf("Randomisation inference over all %d assignments of %d treated among %d participants.",
+                nrow(a), n_treated, n_units), isTRUE(model$verbose))
+    return(list(assign = a, exact = TRUE))
+  }
+  a <- with_seed(model$seed, t(vapply(seq_len(model$permutations), function(k) {
+    seq_len(n_units) %in% sample.int(n_units, n_treated)
+  }, logical(n_units))))
+  list(assign = a, exact = FALSE)
+}
+
+# Randomisation p of the DiD t: the design refitted with the arm reassigned to
+# participants (visits, cells and weights kept), `|t*| >= |t|` counted within 1e-9
+# relative. Exact enumeration includes the observed assignment: `count / valid`; random
+# assignments: `(1 + count) / (1 + valid)`.
+permutation_p <- function(m, fit, model, t_obs, assignments) {
+  count <- valid <- numeric(length(t_obs))
+  for (k in seq_len(nrow(assignments$assign))) {
+    x <- fit$x
+    x[, 2L] <- fit$obs$visit * assignments$assign[k, fit$cluster]  # the DiD column
+    r <- tryCatch(rs_cluster_fit(m, x, fit$weights, fit$cluster, max(fit$cluster), 2L, model$vcov, NULL,
+                                 model$standardize, model$threads),
+                  error = function(e) NULL)  # a reassignment collinear with a covariate
+    if (is.null(r)) next
+    t_k <- r$statistic[, 1L]
+    ok <- is.finite(t_k)
+    valid <- valid + ok
+    count <- count + (ok & abs(t_k) >= abs(t_obs) * (1 - 1e-9))
+  }
+  p <- if (assignments$exact) count / valid else (1 + count) / (1 + valid)
+  p[!is.finite(t_obs)] <- NA_real_
+  p
 }
 
 feature_chunks <- function(s, BPPARAM) {
@@ -688,6 +760,9 @@ trial_columns <- function(parts, fit, model, reason = NULL) {
   out$resid_sd <- nan_to_na(unlist(lapply(parts, `[[`, "resid_sd")))
   out$vcov <- model$vcov
   if (model$bootstrap > 0L) out$boot_p <- nan_to_na(unlist(lapply(parts, `[[`, "boot_p")))
+  if (isTRUE(model$permutations > 0L)) {
+    out$perm_p <- if (is.null(parts[[1L]]$perm_p)) NA_real_ else unlist(lapply(parts, `[[`, "perm_p"))
+  }
   out$reason <- reason
   attr(out, "unpaired") <- fit$unpaired
   out
@@ -800,6 +875,7 @@ finish_trial_table <- function(tables, celltype, method, verbose = TRUE) {
   tables <- lapply(tables, function(t) {
     t$fdr <- bh(t, "p_value")
     if ("boot_p" %in% names(t)) t$boot_fdr <- bh(t, "boot_p")
+    if ("perm_p" %in% names(t)) t$perm_fdr <- bh(t, "perm_p")
     t
   })
   res <- do.call(rbind, tables)

@@ -249,3 +249,55 @@ test_that("simulate_trial(visits =) keeps the two-visit data and checks its argu
   expect_equal(levels(sce4$visit), visits4)
   expect_error(simulate_trial(visits = "Pre"), "`visits` must be two or more distinct visit labels")
 })
+
+# A null trial: `n_part` participants, `n_treated` of them treated, two visits.
+null_trial <- function(n_part, n_treated, n_genes, seed) {
+  set.seed(seed)
+  pid <- rep(paste0("Q", seq_len(n_part)), each = 30)
+  visit <- rep(rep(c("Pre", "Post"), each = 15), n_part)
+  arm <- rep(ifelse(seq_len(n_part) <= n_treated, "A", "B"), each = 30)
+  u <- matrix(rnorm(n_genes * n_part), n_genes)
+  # Participant-specific changes (random slopes), so participants are the replication unit.
+  s <- matrix(rnorm(n_genes * n_part, 0, 0.5), n_genes)
+  pidx <- match(pid, unique(pid))
+  y <- u[, pidx] + s[, pidx] * (visit == "Post") + matrix(rnorm(n_genes * length(pid)), n_genes)
+  dimnames(y) <- list(paste0("g", seq_len(n_genes)), paste0("c", seq_along(pid)))
+  SummarizedExperiment::SummarizedExperiment(list(logcounts = y),
+                                             colData = S4Vectors::DataFrame(pid = pid, visit = visit, arm = arm))
+}
+null_design <- trial_design("pid", "visit", "arm", "A", "B", baseline = "Pre", followup = "Post")
+
+test_that("randomisation inference equals refitting lm + clubSandwich over every arm assignment", {
+  se <- null_trial(7, 3, 3, seed = 5)
+  msg <- paste(testthat::capture_messages(res <- suppressWarnings(did_table(se, null_design, permutations = 1000))),
+               collapse = "")
+  expect_match(msg, "all 35 assignments of 3 treated among 7 participants")
+  y <- SummarizedExperiment::assay(se)
+  cdn <- as.data.frame(SummarizedExperiment::colData(se))
+  for (g in rownames(se)[1:2]) {
+    key <- paste(cdn$pid, cdn$visit)
+    pv <- data.frame(pid = tapply(cdn$pid, key, `[`, 1), post = tapply(cdn$visit == "Post", key, `[`, 1),
+                     trt = tapply(cdn$arm == "A", key, `[`, 1), y = tapply(y[g, ], key, mean), n = 15)
+    t_of <- function(trt_units) {
+      pv$d <- pv$post * (pv$pid %in% trt_units)
+      f <- lm(y ~ post + d + factor(pid), data = pv, weights = n)
+      clubSandwich::coef_test(f, vcov = "CR2", cluster = pv$pid)["d", "tstat"]
+    }
+    units <- sort(unique(pv$pid))
+    t_obs <- t_of(paste0("Q", 1:3))
+    t_all <- apply(utils::combn(units, 3), 2, t_of)
+    expect_equal(res$perm_p[res$feature == g], mean(abs(t_all) >= abs(t_obs) * (1 - 1e-9)))
+  }
+  expect_equal(res$perm_fdr, p.adjust(res$perm_p, "BH"))
+  expect_error(did_table(se, null_design, permutations = -1), "`permutations` must be a single whole number")
+  expect_error(did_table(sce4, design4, visits = c("Pre", "C1", "C2"), permutations = 10), "`permutations`")
+})
+
+test_that("with 3 of 10 participants treated, randomisation inference holds its size at 5% and 10%", {
+  se <- null_trial(10, 3, 800, seed = 8)
+  res <- suppressMessages(suppressWarnings(did_table(se, null_design, permutations = 1000)))
+  # 120 assignments: under the null P(p <= 0.05) = 6/120 and P(p <= 0.10) = 12/120 exactly.
+  expect_lt(abs(mean(res$perm_p <= 0.05) - 0.05), 0.02)
+  expect_lt(abs(mean(res$perm_p <= 0.10) - 0.10), 0.03)
+  expect_true(all(abs(res$perm_p * 120 - round(res$perm_p * 120)) < 1e-9))
+})

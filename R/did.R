@@ -267,8 +267,10 @@ event_terms <- function(model) {
 #' `"Pre"`), their terms are leads and row `term = "pre_trend"` tests them jointly
 #' (parallel trends before treatment). Participants seen at two or more of the visits
 #' enter the model; those missing some visits are fitted on the visits they have, listed
-#' in a message and in `attr(result, "missing_visits")`. `fdr` is within each term. The
-#' bootstrap is not available with more than two visits yet.
+#' in a message and in `attr(result, "missing_visits")`. `fdr` is within each term. With
+#' `bootstrap`, each visit term has its own wild bootstrap p (its null imposed; the same
+#' weights), at the cost of one more pass over the aggregated data per term; the joint
+#' rows have none.
 #'
 #' **Single-arm studies.** A design without `control` (`trial_design(control = NULL)`)
 #' gives the pre/post change within the arm, as [within_arm()], with a message.
@@ -356,10 +358,6 @@ did_table <- function(x, design, features = NULL, assay = NULL,
   if (single_arm) {
     say(sprintf("Single-arm design: `estimate` is the change within arm \"%s\", not a difference in differences.",
                 design$treated), model$verbose)
-  }
-  if (contrast == "event" && model$bootstrap > 0L) {
-    stop("`bootstrap` is not available with more than two `visits` yet: use bootstrap = 0 (CR2 with Satterthwaite df).",
-         call. = FALSE)
   }
   if (contrast != "did" && model$permutations > 0L) {
     stop("`permutations` (randomisation inference over arm assignments) needs a two-arm design with two visits.",
@@ -655,10 +653,20 @@ boot_weights <- function(n_draws, n_clusters, seed) {
 trial_fit_source <- function(s, fit, model) {
   boot <- boot_weights(model$bootstrap, length(unique(fit$cluster)), model$seed)
   assignments <- if (isTRUE(model$permutations > 0L)) arm_assignments(fit, model)
+  event <- model$contrast == "event"
   one <- function(rows) {
     m <- trial_rows(s, rows, fit, model)
     part <- rs_cluster_fit(m, fit$x, fit$weights, fit$cluster, max(fit$cluster), fit$coefs,
-                           model$vcov, boot, model$standardize, model$threads, fit$joint)
+                           model$vcov, if (!event) boot, model$standardize, model$threads, fit$joint)
+    if (event && !is.null(boot)) {
+      # The core bootstraps the first coefficient it is given: one pass per visit term,
+      # each with that term's null imposed, on the same weights.
+      part$boot_p <- vapply(seq_along(fit$terms), function(k) {
+        rs_cluster_fit(m, fit$x, fit$weights, fit$cluster, max(fit$cluster), k, model$vcov, boot,
+                       model$standardize, model$threads)$boot_p
+      }, numeric(nrow(m)))
+      part$boot_p <- matrix(part$boot_p, nrow(m))
+    }
     if (!is.null(assignments)) part$perm_p <- permutation_p(m, fit, model, part$statistic[, 1L], assignments)
     part
   }
@@ -800,6 +808,7 @@ event_columns <- function(parts, fit, model, reason = NULL) {
     out$control_p_value <- exp(logp[, q + k])
     out$n_treated <- per_arm$treated[k]
     out$n_control <- per_arm$control[k]
+    if (model$bootstrap > 0L) out$boot_p <- bind("boot_p")[, k]
     out
   })
   tests <- c("joint", if (length(fit$joint) > 1L) "pre_trend")
@@ -811,6 +820,7 @@ event_columns <- function(parts, fit, model, reason = NULL) {
                       control_change = NA_real_, control_p_value = NA_real_, stringsAsFactors = FALSE)
     out$n_treated <- per_arm$all[1L]
     out$n_control <- per_arm$all[2L]
+    if (model$bootstrap > 0L) out$boot_p <- NA_real_
     out
   })
   out <- do.call(rbind, c(blocks, joint))
@@ -856,6 +866,7 @@ na_trial_rows <- function(feature_names, fit, model) {
                joint_df_num = nj, joint_df = nj, joint_log_p = nj,
                resid_sd = rep(NaN, n), boot_p = rep(NaN, n), status = rep(0L, n))
   if (model$contrast == "event") {
+    part$boot_p <- matrix(NaN, n, length(fit$terms))
     out <- event_columns(list(part), fit, model, reason = rep(fit$reason, n))
     out$feature <- feature_names[out$feature]
     return(out)

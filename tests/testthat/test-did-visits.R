@@ -186,11 +186,10 @@ test_that("confidence intervals of the pre/post DiD are t intervals on the Satte
   expect_error(did_table(sce4, design, conf_level = 1), "`conf_level` must be a single number between 0 and 1")
 })
 
-test_that("event-study bad input: unknown visits, a visit unseen in one arm, and the bootstrap", {
+test_that("event-study bad input: unknown visits, a visit unseen in one arm", {
   expect_error(did_table(sce4, design4, visits = c("Pre", "C9")), "`visits` \"C9\" not found in colData column `visit`")
   expect_error(did_table(sce4, design4, visits = "Pre"), "`visits` must be two or more distinct visit labels")
   expect_error(did_table(sce4, design4, visits = c("Pre", "Pre")), "`visits` must be two or more")
-  expect_error(did_table(sce4, design4, visits = c("Pre", "C1"), bootstrap = 9), "`bootstrap` is not available with more than two `visits`")
   # C2 seen by no responder: NA rows with the reason.
   no_c2 <- sce4[, !(cd4$response == "Responder" & cd4$visit == "C2")]
   res <- suppressMessages(suppressWarnings(did_table(no_c2, design4, features = genes4[1:2], visits = c("Pre", "C1", "C2"))))
@@ -300,4 +299,35 @@ test_that("with 3 of 10 participants treated, randomisation inference holds its 
   expect_lt(abs(mean(res$perm_p <= 0.05) - 0.05), 0.02)
   expect_lt(abs(mean(res$perm_p <= 0.10) - 0.10), 0.03)
   expect_true(all(abs(res$perm_p * 120 - round(res$perm_p * 120)) < 1e-9))
+})
+
+test_that("event-study wild bootstrap: each term's null imposed, equal to refitting lm per draw", {
+  visits <- c("Pre", "C1", "C2")
+  B <- 19
+  g <- genes4[1]
+  res <- suppressMessages(suppressWarnings(did_table(sce4, design4, features = g, visits = visits, bootstrap = B, seed = 4)))
+  pv <- pv_visits(expr4[g, ], visits, "Pre")
+  units <- sort(unique(pv$participant))
+  w <- sceffects:::boot_weights(B, length(units), 4)
+  cl <- match(pv$participant, units)
+  full <- fit_visits(pv, visits, "Pre")
+  ct <- clubSandwich::coef_test(full, vcov = "CR2", cluster = pv$participant)
+  for (v in c("C1", "C2")) {
+    term <- paste0("d_", v)
+    restricted <- stats::update(full, stats::as.formula(paste(". ~ . -", term)))
+    count <- 0
+    for (b in seq_len(B)) {
+      pv$ys_star <- fitted(restricted) + w[b, cl] * residuals(restricted)
+      f <- stats::update(full, ys_star ~ .)
+      t_b <- clubSandwich::coef_test(f, vcov = "CR2", cluster = pv$participant)[term, "tstat"]
+      if (abs(t_b) >= abs(ct[term, "tstat"]) * (1 - 1e-9)) count <- count + 1
+    }
+    expect_equal(res$boot_p[res$term == v], (1 + count) / (1 + B))
+  }
+  expect_true(is.na(res$boot_p[res$term == "joint"]))
+  # Two visits through `visits`: the same bootstrap as the pre/post DiD.
+  d2 <- trial_design("participant", "visit", "response", "Responder", "Non-responder", baseline = "Pre", followup = "C2")
+  a <- suppressMessages(suppressWarnings(did_table(sce4, d2, features = genes4, bootstrap = 29, seed = 2)))
+  b <- suppressMessages(suppressWarnings(did_table(sce4, d2, features = genes4, bootstrap = 29, seed = 2, visits = c("Pre", "C2"))))
+  expect_equal(b$boot_p[b$term == "C2"], a$boot_p)
 })

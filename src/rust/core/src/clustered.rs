@@ -21,8 +21,8 @@
 //! themselves linear in y. So each draw costs `O(G^2)` per response.
 
 use crate::dist;
-use crate::linalg;
 use crate::input::Features;
+use crate::linalg;
 use crate::project::{Projection, N_STATS};
 use faer::linalg::solvers::DenseSolveCore;
 use faer::{Mat, MatRef, Side};
@@ -630,13 +630,25 @@ fn htz_nu(rows: &[&CoefRows]) -> Result<f64, String> {
         .map_err(|_| "eigendecomposition failed".to_string())?;
     let (u, ev) = (eig.U(), eig.S().column_vector());
     let power: Vec<f64> = (0..q)
-        .map(|i| if ev[i] > EIGEN_TOL { ev[i].powf(-0.5) } else { 0.0 })
+        .map(|i| {
+            if ev[i] > EIGEN_TOL {
+                ev[i].powf(-0.5)
+            } else {
+                0.0
+            }
+        })
         .collect();
-    let nsqrt = Mat::from_fn(q, q, |r, c| (0..q).map(|i| u[(r, i)] * power[i] * u[(c, i)]).sum::<f64>());
+    let nsqrt = Mat::from_fn(q, q, |r, c| {
+        (0..q)
+            .map(|i| u[(r, i)] * power[i] * u[(c, i)])
+            .sum::<f64>()
+    });
     let (g, n) = (rows[0].scores.nrows(), rows[0].scores.ncols());
     let pt: Vec<Mat<f64>> = (0..q)
         .map(|s| {
-            Mat::from_fn(g, n, |i, j| (0..q).map(|t| nsqrt[(s, t)] * rows[t].scores[(i, j)]).sum())
+            Mat::from_fn(g, n, |i, j| {
+                (0..q).map(|t| nsqrt[(s, t)] * rows[t].scores[(i, j)]).sum()
+            })
         })
         .collect();
     let b: Vec<Vec<Mat<f64>>> = (0..q)
@@ -968,7 +980,12 @@ mod tests {
             let r = fit.finish(&project_dense(&y, 1, &fit.projection()), false);
             let (c, j) = (r.coefs[0], r.joint[0]);
             assert!((j.statistic - c.statistic.powi(2)).abs() < 1e-10 * j.statistic);
-            assert!((j.df_denom - c.df).abs() < 1e-8 * c.df, "{} vs {}", j.df_denom, c.df);
+            assert!(
+                (j.df_denom - c.df).abs() < 1e-8 * c.df,
+                "{} vs {}",
+                j.df_denom,
+                c.df
+            );
             assert!((j.log_p - c.log_p).abs() < 1e-8);
             assert_eq!(r.joint[1].df_num, 2.0);
             assert!(r.joint[1].log_p < 0.0);

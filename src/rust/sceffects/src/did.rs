@@ -59,7 +59,11 @@ fn rs_cluster_fit(
     } else {
         List::try_from(joint)?
             .values()
-            .map(|v| Ok(zero_based(&Integers::try_from(v)?.iter().map(|i| i.inner()).collect::<Vec<i32>>())))
+            .map(|v| {
+                v.as_integer_slice()
+                    .map(zero_based)
+                    .ok_or_else(|| fail("`joint` must be a list of integer vectors"))
+            })
             .collect::<RResult<_>>()?
     };
     let fit = ClusterFit::new(&d, &coefs, vcov, boot)

@@ -922,8 +922,10 @@ finish_trial_table <- function(tables, celltype, method, verbose = TRUE) {
 #' @param arm The arm label (e.g. `design$treated`).
 #' @param ... Further arguments of [did_table()], by name: `features`, `assay`,
 #'   `aggregate`, `standardize`, `covariates`, `celltype`, `vcov`, `bootstrap`, `seed`,
-#'   `weights`, `threads`, `BPPARAM`, `verbose`. Any other argument is an error.
-#' @return A results table as [did_table()] where `estimate` is the mean change.
+#'   `weights`, `threads`, `BPPARAM`, `verbose`, `conf_level`. Any other argument is an
+#'   error.
+#' @return A results table as [did_table()] where `estimate` is the mean change. On a
+#'   single-arm design (`trial_design(control = NULL)`) only `arm` needs to occur.
 #' @export
 #' @examples
 #' sce <- simulate_trial(n_genes = 300, n_cells = 3000, seed = 1)

@@ -272,6 +272,11 @@ event_terms <- function(model) {
 #' weights), at the cost of one more pass over the aggregated data per term; the joint
 #' rows have none.
 #'
+#' **Linear trends.** With `visits` and `trend = "linear"`, the model is
+#' `outcome ~ time + time:arm + participant` on the visits' numeric `times` (default 0, 1,
+#' 2, ...): one row per feature, `term = "slope"`, `estimate` the treated arm's slope minus
+#' the control arm's per unit of time, `control_change` the control arm's slope.
+#'
 #' **Single-arm studies.** A design without `control` (`trial_design(control = NULL)`)
 #' gives the pre/post change within the arm, as [within_arm()], with a message.
 #'
@@ -311,6 +316,10 @@ event_terms <- function(model) {
 #' @param visits `NULL` (the two visits of the design), or the visits of an event study in
 #'   time order (at least two labels of the visit column), or `"all"`.
 #' @param conf_level Level of the confidence intervals `conf_low`, `conf_high`.
+#' @param trend `"visit"` (one DiD per visit, with `visits`) or `"linear"` (a difference in
+#'   slopes over `times`; needs `visits`).
+#' @param times With `trend = "linear"`: numeric times of `visits`, strictly increasing
+#'   (e.g. days since baseline); default 0, 1, 2, ...
 #' @param permutations Randomisation inference over arm assignments: 0 (none), or the
 #'   number of assignments of the treated arm to the participants; when there are at most
 #'   that many distinct assignments (120 for 3 treated of 10), all are used and the test
@@ -339,8 +348,9 @@ did_table <- function(x, design, features = NULL, assay = NULL,
                       vcov = c("CR2", "CR1"), bootstrap = 0, seed = 1,
                       weights = c("cells", "equal"), threads = NULL, BPPARAM = NULL,
                       verbose = getOption("sceffects.verbose", TRUE), visits = NULL,
-                      conf_level = 0.95, permutations = 0) {
+                      conf_level = 0.95, permutations = 0, trend = c("visit", "linear"), times = NULL) {
   aggregate <- match.arg(aggregate)
+  trend <- match.arg(trend)
   vcov <- match.arg(vcov)
   weights <- match.arg(weights)
   model <- trial_settings(standardize, bootstrap, seed, threads, BPPARAM, verbose, conf_level)
@@ -355,6 +365,13 @@ did_table <- function(x, design, features = NULL, assay = NULL,
          call. = FALSE)
   }
   contrast <- if (single_arm) "within" else if (is.null(visit_order)) "did" else "event"
+  if (trend == "linear") {
+    if (is.null(visit_order) || single_arm) {
+      stop("`trend = \"linear\"` needs `visits` (two or more, in time order) and a two-arm design.", call. = FALSE)
+    }
+    contrast <- "trend"
+  }
+  times <- visit_times(times, visit_order, trend)
   if (single_arm) {
     say(sprintf("Single-arm design: `estimate` is the change within arm \"%s\", not a difference in differences.",
                 design$treated), model$verbose)
@@ -367,7 +384,7 @@ did_table <- function(x, design, features = NULL, assay = NULL,
   src <- trial_features(x, features, assay, aggregate)
   covs <- trial_covariates(x, covariates)
   model <- c(model, list(contrast = contrast, aggregate = aggregate, covariates = covs, vcov = vcov,
-                         weights = weights, visits = visit_order,
+                         weights = weights, visits = visit_order, times = times,
                          baseline = if (!is.null(visit_order)) event_baseline(visit_order, design)))
   strata <- celltype_strata(cells, design, celltype, model$verbose)
   tables <- lapply(names(strata), function(ct) {
@@ -377,6 +394,7 @@ did_table <- function(x, design, features = NULL, assay = NULL,
     tab
   })
   method <- switch(contrast, did = "difference in differences", event = "event-study difference in differences",
+                   trend = "difference in linear trends",
                    within = sprintf("change within arm %s (single-arm design)", design$treated))
   finish_trial_table(tables, celltype, method, model$verbose)
 }
@@ -399,6 +417,18 @@ event_visits <- function(x, design, visits) {
                  design$visit, name_list(available, 8L)), call. = FALSE)
   }
   visits
+}
+
+# Numeric times of the visits for `trend = "linear"`: given (finite, strictly increasing,
+# one per visit), else 0, 1, 2, ...
+visit_times <- function(times, visits, trend) {
+  if (is.null(times)) return(if (trend == "linear") seq_along(visits) - 1)
+  if (trend != "linear") stop("`times` is only used with `trend = \"linear\"`.", call. = FALSE)
+  if (!is.numeric(times) || length(times) != length(visits) || any(!is.finite(times)) || any(diff(times) <= 0)) {
+    stop(sprintf("`times` must be %d finite, strictly increasing numbers, one per visit of `visits` (%s).",
+                 length(visits), paste(visits, collapse = ", ")), call. = FALSE)
+  }
+  as.numeric(times)
 }
 
 # The reference visit of an event study: the design's baseline when it is one of the
@@ -521,7 +551,7 @@ trial_covariates <- function(x, covariates) {
 trial_fit <- function(src, cells, keep, model) {
   fit <- trial_model(cells, keep, src$lib_size, model)
   feature_names <- unlist(lapply(src$sources, `[[`, "names"))
-  if (!is.null(fit$reason)) return(na_trial_rows(feature_names, fit, model))
+  if (!is.null(fit$reason)) return(trend_term(na_trial_rows(feature_names, fit, model), model))
   rows <- lapply(src$sources, function(s) trial_fit_source(s, fit, model))
   res <- do.call(rbind, rows)
   if (model$contrast == "event") {
@@ -533,7 +563,7 @@ trial_fit <- function(src, cells, keep, model) {
   } else {
     res$feature <- feature_names
   }
-  res
+  trend_term(res, model)
 }
 
 # The design of one stratum: observations (cells or participant-visits), X, weights,
@@ -546,9 +576,9 @@ trial_model <- function(cells, keep, lib_size, model) {
   out <- list(unpaired = unpaired, n_cells = sum(use), n_units = length(paired))
   arms <- tapply(cells$treated[use], cells$participant[use], `[`, 1L)
   per_arm <- c(sum(arms == 1L), sum(arms == 0L))
-  two_arms <- model$contrast %in% c("did", "event")
+  two_arms <- model$contrast %in% c("did", "event", "trend")
   if (length(paired) == 0L) {
-    return(c(out, reason = if (model$contrast == "event") "no participant seen at two visits" else "no participant seen at both visits"))
+    return(c(out, reason = if (model$contrast %in% c("event", "trend")) "no participant seen at two visits" else "no participant seen at both visits"))
   }
   if (two_arms && any(per_arm == 0L)) return(c(out, reason = "an arm missing"))
   if (two_arms && any(per_arm < 2L)) return(c(out, reason = "too few participants"))
@@ -591,6 +621,12 @@ trial_model <- function(cells, keep, lib_size, model) {
     out$joint <- c(list(seq_len(q)), if (length(ev$leads)) list(ev$leads))
     out$terms <- ev$terms
     out$missing_visits <- missing_visits(obs, paired, model$visits)
+  } else if (model$contrast == "trend") {
+    # The difference in slopes (treated minus control) over the visits' numeric times.
+    time <- model$times[obs$visit + 1L]
+    x <- cbind(slope_difference = time * obs$treated, slope = time)
+    n_main <- 2L
+    coefs <- c(1L, 2L)
   } else {
     x <- cbind(visit = obs$visit, did = obs$visit * obs$treated)
     if (model$contrast == "within") x <- x[, "visit", drop = FALSE]
@@ -673,6 +709,13 @@ trial_fit_source <- function(s, fit, model) {
   chunks <- feature_chunks(s, model$BPPARAM)
   parts <- run_chunks(chunks, one, model$BPPARAM, "Fitting difference in differences")
   if (model$contrast == "event") event_columns(parts, fit, model) else trial_columns(parts, fit, model)
+}
+
+# "trend": one row per feature with `term = "slope"` (the difference in slopes); "did" and
+# "within" tables have no term.
+trend_term <- function(tab, model) {
+  if (identical(model$contrast, "trend")) tab <- cbind(tab[1L], term = rep("slope", nrow(tab)), tab[-1L])
+  tab
 }
 
 # Arm assignments cost one fit of every feature each.

@@ -332,3 +332,37 @@ test_that("event-study wild bootstrap: each term's null imposed, equal to refitt
   b <- suppressMessages(suppressWarnings(did_table(sce4, d2, features = genes4, bootstrap = 29, seed = 2, visits = c("Pre", "C2"))))
   expect_equal(b$boot_p[b$term == "C2"], a$boot_p)
 })
+
+test_that("trend = 'linear' equals lm with a time slope per arm + clubSandwich, on numeric times", {
+  visits <- c("Pre", "C1", "C2")
+  times <- c(0, 21, 63)
+  res <- suppressMessages(suppressWarnings(did_table(sce4, design4, features = genes4, visits = visits,
+                                                    trend = "linear", times = times)))
+  expect_equal(unique(res$term), "slope")
+  expect_equal(nrow(res), length(genes4))
+  for (g in genes4) {
+    pv <- pv_visits(expr4[g, ], visits, "Pre")
+    pv$time <- times[match(pv$visit, visits)]
+    pv$slope_trt <- pv$time * pv$trt
+    fit <- lm(ys ~ time + slope_trt + factor(participant), data = pv, weights = n)
+    ct <- clubSandwich::coef_test(fit, vcov = "CR2", cluster = pv$participant)
+    r <- res[res$feature == g, ]
+    expect_equal(r$estimate, unname(stats::coef(fit)["slope_trt"]), tolerance = 1e-8)
+    expect_equal(r$std_error, ct["slope_trt", "SE"], tolerance = 1e-8)
+    expect_equal(r$df, ct["slope_trt", "df_Satt"], tolerance = 1e-8)
+    expect_equal(r$p_value, ct["slope_trt", "p_Satt"], tolerance = 1e-8)
+    expect_equal(r$control_change, unname(stats::coef(fit)["time"]), tolerance = 1e-8)
+  }
+  # Default times 0, 1, 2; numeric times that are not increasing, or without `visits`, are errors.
+  d <- suppressMessages(suppressWarnings(did_table(sce4, design4, features = genes4[1], visits = visits, trend = "linear")))
+  pv <- pv_visits(expr4[genes4[1], ], visits, "Pre")
+  pv$time <- match(pv$visit, visits) - 1
+  pv$slope_trt <- pv$time * pv$trt
+  expect_equal(d$estimate, unname(coef(lm(ys ~ time + slope_trt + factor(participant), data = pv, weights = n))["slope_trt"]),
+               tolerance = 1e-8)
+  expect_error(did_table(sce4, design4, visits = visits, trend = "linear", times = c(0, 21, 7)),
+               "`times` must be 3 finite, strictly increasing numbers")
+  expect_error(did_table(sce4, design4, visits = visits, trend = "linear", times = c(0, 21)), "`times` must be 3")
+  expect_error(did_table(sce4, design4, trend = "linear"), "`trend = \"linear\"` needs `visits`")
+  expect_error(did_table(sce4, design4, visits = visits, times = c(0, 1, 2)), "`times` is only used with")
+})

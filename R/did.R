@@ -396,7 +396,12 @@ did_table <- function(x, design, features = NULL, assay = NULL,
   method <- switch(contrast, did = "difference in differences", event = "event-study difference in differences",
                    trend = "difference in linear trends",
                    within = sprintf("change within arm %s (single-arm design)", design$treated))
-  finish_trial_table(tables, celltype, method, model$verbose)
+  res <- finish_trial_table(tables, celltype, method, model$verbose)
+  if (contrast == "event") {
+    attr(res, "visits") <- visit_order
+    attr(res, "baseline") <- model$baseline
+  }
+  res
 }
 
 # The visits of an event study in time order, or NULL for the two-visit DiD. "all" takes

@@ -366,3 +366,27 @@ test_that("trend = 'linear' equals lm with a time slope per arm + clubSandwich, 
   expect_error(did_table(sce4, design4, trend = "linear"), "`trend = \"linear\"` needs `visits`")
   expect_error(did_table(sce4, design4, visits = visits, times = c(0, 1, 2)), "`times` is only used with")
 })
+
+test_that("plot_event_study draws each visit's DiD and interval with the baseline at 0", {
+  res <- suppressMessages(suppressWarnings(did_table(sce4, design4, features = genes4[1:3], visits = visits4)))
+  msg <- testthat::capture_messages(p <- plot_event_study(res))
+  expect_match(paste(msg, collapse = ""), "Drawing the 3 feature\\(s\\) with the smallest joint p-value")
+  expect_s3_class(p, "ggplot")
+  d <- p$data
+  expect_equal(levels(d$term), visits4)
+  base <- d[d$term == "Pre", ]
+  expect_equal(nrow(base), 3L)
+  expect_true(all(base$estimate == 0 & base$conf_low == 0))
+  c2 <- d[d$term == "C2" & d$feature == genes4[2], ]
+  r <- res[res$term == "C2" & res$feature == genes4[2], ]
+  expect_equal(c(c2$estimate, c2$conf_low, c2$conf_high), c(r$estimate, r$conf_low, r$conf_high))
+  expect_s3_class(plot_event_study(res, features = genes4[1]), "ggplot")
+  expect_error(plot_event_study(res, features = "nope"), "`features` not in `results`: nope")
+  two <- suppressMessages(suppressWarnings(did_table(sce4, design4, features = genes4[1:2])))
+  expect_error(plot_event_study(two), "`results` must be an event-study table")
+  ct <- suppressMessages(suppressWarnings(did_table(sce4, design4, features = genes4[1:2], visits = visits4,
+                                                   celltype = c("CD8 T cell", "Monocyte/Macrophage"))))
+  expect_equal(plot_event_study(ct, celltype = "Monocyte/Macrophage", features = genes4[1])$labels$subtitle,
+               "Monocyte/Macrophage")
+  expect_error(plot_event_study(ct, celltype = "B"), "`celltype` must be one of")
+})

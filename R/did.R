@@ -240,7 +240,10 @@ event_terms <- function(model) {
 #' participant in sorted order) and are the same for every feature, so results do not
 #' depend on `threads` or `BPPARAM`. `fdr` is always Benjamini-Hochberg of `p_value`;
 #' with a bootstrap, `boot_fdr` is that of `boot_p`. `conf_low` and `conf_high` are t
-#' intervals on `df` (Satterthwaite under CR2) at `conf_level`.
+#' intervals on `df` (Satterthwaite under CR2) at `conf_level`; with a bootstrap,
+#' `boot_conf_low` and `boot_conf_high` are symmetric bootstrap-t intervals,
+#' `estimate -/+ c * std_error` with `c` the `ceiling((B + 1) * conf_level)`-th smallest
+#' `|t*|` of the B draws (infinite when B is too small for the level).
 #'
 #' **Few treated participants.** Cluster-robust tests and the wild cluster bootstrap
 #' over-reject when one arm has few participants (with 3 of 10 treated the wild bootstrap
@@ -328,7 +331,8 @@ event_terms <- function(model) {
 #'   `feature`, `estimate` (the DiD), `std_error`, `statistic`, `df`, `p_value`, `log_p`,
 #'   `fdr` (from `p_value`), `conf_low`, `conf_high`, `control_change` and
 #'   `control_p_value` (the change in the control arm), `n_units` (paired participants),
-#'   `n_cells`, `resid_sd`, `vcov`, `boot_p` and `boot_fdr` (when `bootstrap > 0`) and
+#'   `n_cells`, `resid_sd`, `vcov`, `boot_p`, `boot_fdr`, `boot_conf_low` and
+#'   `boot_conf_high` (when `bootstrap > 0`) and
 #'   `reason` (why a row is NA); `perm_p` and `perm_fdr` with `permutations > 0`. Event
 #'   studies add `term`, `df_num`, `n_treated` and `n_control`.
 #' @export
@@ -698,15 +702,17 @@ trial_fit_source <- function(s, fit, model) {
   one <- function(rows) {
     m <- trial_rows(s, rows, fit, model)
     part <- rs_cluster_fit(m, fit$x, fit$weights, fit$cluster, max(fit$cluster), fit$coefs,
-                           model$vcov, if (!event) boot, model$standardize, model$threads, fit$joint)
+                           model$vcov, if (!event) boot, model$standardize, model$threads, fit$joint,
+                           model$conf_level)
     if (event && !is.null(boot)) {
       # The core bootstraps the first coefficient it is given: one pass per visit term,
       # each with that term's null imposed, on the same weights.
-      part$boot_p <- vapply(seq_along(fit$terms), function(k) {
+      per_term <- lapply(seq_along(fit$terms), function(k) {
         rs_cluster_fit(m, fit$x, fit$weights, fit$cluster, max(fit$cluster), k, model$vcov, boot,
-                       model$standardize, model$threads)$boot_p
-      }, numeric(nrow(m)))
-      part$boot_p <- matrix(part$boot_p, nrow(m))
+                       model$standardize, model$threads, NULL, model$conf_level)
+      })
+      part$boot_p <- matrix(vapply(per_term, `[[`, numeric(nrow(m)), "boot_p"), nrow(m))
+      part$boot_crit <- matrix(vapply(per_term, `[[`, numeric(nrow(m)), "boot_crit"), nrow(m))
     }
     if (!is.null(assignments)) part$perm_p <- permutation_p(m, fit, model, part$statistic[, 1L], assignments)
     part
@@ -815,13 +821,23 @@ trial_columns <- function(parts, fit, model, reason = NULL) {
   out$n_cells <- fit$n_cells
   out$resid_sd <- nan_to_na(unlist(lapply(parts, `[[`, "resid_sd")))
   out$vcov <- model$vcov
-  if (model$bootstrap > 0L) out$boot_p <- nan_to_na(unlist(lapply(parts, `[[`, "boot_p")))
+  if (model$bootstrap > 0L) {
+    out$boot_p <- nan_to_na(unlist(lapply(parts, `[[`, "boot_p")))
+    out <- cbind(out, boot_interval(out$estimate, out$std_error, unlist(lapply(parts, `[[`, "boot_crit"))))
+  }
   if (isTRUE(model$permutations > 0L)) {
     out$perm_p <- if (is.null(parts[[1L]]$perm_p)) NA_real_ else unlist(lapply(parts, `[[`, "perm_p"))
   }
   out$reason <- reason
   attr(out, "unpaired") <- fit$unpaired
   out
+}
+
+# Symmetric bootstrap-t intervals: the estimate -/+ the bootstrap's |t*| quantile at the
+# interval level times the standard error.
+boot_interval <- function(estimate, std_error, crit) {
+  crit <- nan_to_na(crit)
+  data.frame(boot_conf_low = estimate - crit * std_error, boot_conf_high = estimate + crit * std_error)
 }
 
 # t intervals on the reported df (Satterthwaite under CR2).
@@ -856,7 +872,10 @@ event_columns <- function(parts, fit, model, reason = NULL) {
     out$control_p_value <- exp(logp[, q + k])
     out$n_treated <- per_arm$treated[k]
     out$n_control <- per_arm$control[k]
-    if (model$bootstrap > 0L) out$boot_p <- bind("boot_p")[, k]
+    if (model$bootstrap > 0L) {
+      out$boot_p <- bind("boot_p")[, k]
+      out <- cbind(out, boot_interval(out$estimate, out$std_error, bind("boot_crit")[, k]))
+    }
     out
   })
   tests <- c("joint", if (length(fit$joint) > 1L) "pre_trend")
@@ -868,7 +887,10 @@ event_columns <- function(parts, fit, model, reason = NULL) {
                       control_change = NA_real_, control_p_value = NA_real_, stringsAsFactors = FALSE)
     out$n_treated <- per_arm$all[1L]
     out$n_control <- per_arm$all[2L]
-    if (model$bootstrap > 0L) out$boot_p <- NA_real_
+    if (model$bootstrap > 0L) {
+      out$boot_p <- NA_real_
+      out$boot_conf_low <- out$boot_conf_high <- NA_real_
+    }
     out
   })
   out <- do.call(rbind, c(blocks, joint))
@@ -912,9 +934,9 @@ na_trial_rows <- function(feature_names, fit, model) {
   nj <- matrix(NaN, n, length(fit$joint))
   part <- list(estimate = na, std_error = na, statistic = na, df = na, log_p = na, joint_statistic = nj,
                joint_df_num = nj, joint_df = nj, joint_log_p = nj,
-               resid_sd = rep(NaN, n), boot_p = rep(NaN, n), status = rep(0L, n))
+               resid_sd = rep(NaN, n), boot_p = rep(NaN, n), boot_crit = rep(NaN, n), status = rep(0L, n))
   if (model$contrast == "event") {
-    part$boot_p <- matrix(NaN, n, length(fit$terms))
+    part$boot_p <- part$boot_crit <- matrix(NaN, n, length(fit$terms))
     out <- event_columns(list(part), fit, model, reason = rep(fit$reason, n))
     out$feature <- feature_names[out$feature]
     return(out)
@@ -1212,7 +1234,7 @@ abundance_did <- function(x, design, transform = c("arcsin_sqrt", "logit", "none
               none = props)
   boot <- boot_weights(model$bootstrap, max(fit$cluster), model$seed)
   part <- rs_cluster_fit(y, fit$x, fit$weights, fit$cluster, max(fit$cluster), fit$coefs, model$vcov,
-                         boot, FALSE, model$threads)
+                         boot, FALSE, model$threads, NULL, model$conf_level)
   tab <- trial_columns(list(part), fit, model)
   tab$feature <- types
   tab$proportion_pre <- rowMeans(props[, fit$obs$visit == 0L, drop = FALSE])

@@ -382,7 +382,6 @@ plot_event_study <- function(results, features = NULL, celltype = NULL) {
   dodge <- ggplot2::position_dodge(width = 0.4)
   ggplot2::ggplot(df, ggplot2::aes(x = .data$term, y = .data$estimate, colour = .data$feature, group = .data$feature)) +
     ggplot2::geom_hline(yintercept = 0, linetype = "dashed", colour = "grey40") +
-    ggplot2::geom_vline(xintercept = match(baseline, visits), colour = "grey80") +
     ggplot2::geom_line(position = dodge, alpha = 0.5) +
     ggplot2::geom_pointrange(ggplot2::aes(ymin = .data$conf_low, ymax = .data$conf_high), position = dodge) +
     ggplot2::labs(x = sprintf("visit (baseline %s)", baseline), y = "DiD with confidence interval", colour = NULL,

@@ -306,7 +306,8 @@ test_that("event-study wild bootstrap: each term's null imposed, equal to refitt
   visits <- c("Pre", "C1", "C2")
   B <- 19
   g <- genes4[1]
-  res <- suppressMessages(suppressWarnings(did_table(sce4, design4, features = g, visits = visits, bootstrap = B, seed = 4)))
+  res <- suppressMessages(suppressWarnings(did_table(sce4, design4, features = g, visits = visits, bootstrap = B, seed = 4,
+                                                    conf_level = 0.9)))
   pv <- pv_visits(expr4[g, ], visits, "Pre")
   units <- sort(unique(pv$participant))
   w <- sceffects:::boot_weights(B, length(units), 4)
@@ -316,14 +317,17 @@ test_that("event-study wild bootstrap: each term's null imposed, equal to refitt
   for (v in c("C1", "C2")) {
     term <- paste0("d_", v)
     restricted <- stats::update(full, stats::as.formula(paste(". ~ . -", term)))
-    count <- 0
-    for (b in seq_len(B)) {
+    t_star <- vapply(seq_len(B), function(b) {
       pv$ys_star <- fitted(restricted) + w[b, cl] * residuals(restricted)
-      f <- stats::update(full, ys_star ~ .)
-      t_b <- clubSandwich::coef_test(f, vcov = "CR2", cluster = pv$participant)[term, "tstat"]
-      if (abs(t_b) >= abs(ct[term, "tstat"]) * (1 - 1e-9)) count <- count + 1
-    }
-    expect_equal(res$boot_p[res$term == v], (1 + count) / (1 + B))
+      f <- stats::update(full, ys_star ~ ., data = pv)
+      clubSandwich::coef_test(f, vcov = "CR2", cluster = pv$participant)[term, "tstat"]
+    }, 0)
+    count <- sum(abs(t_star) >= abs(ct[term, "tstat"]) * (1 - 1e-9))
+    r <- res[res$term == v, ]
+    expect_equal(r$boot_p, (1 + count) / (1 + B))
+    # Symmetric bootstrap-t interval at 0.9: the ceiling(20 * 0.9) = 18th smallest |t*|.
+    crit <- sort(abs(t_star))[18]
+    expect_equal(c(r$boot_conf_low, r$boot_conf_high), r$estimate + c(-1, 1) * crit * r$std_error, tolerance = 1e-8)
   }
   expect_true(is.na(res$boot_p[res$term == "joint"]))
   # Two visits through `visits`: the same bootstrap as the pre/post DiD.
@@ -331,6 +335,11 @@ test_that("event-study wild bootstrap: each term's null imposed, equal to refitt
   a <- suppressMessages(suppressWarnings(did_table(sce4, d2, features = genes4, bootstrap = 29, seed = 2)))
   b <- suppressMessages(suppressWarnings(did_table(sce4, d2, features = genes4, bootstrap = 29, seed = 2, visits = c("Pre", "C2"))))
   expect_equal(b$boot_p[b$term == "C2"], a$boot_p)
+  expect_equal(b$boot_conf_low[b$term == "C2"], a$boot_conf_low)
+  expect_true(all(a$boot_conf_low < a$estimate & a$estimate < a$boot_conf_high))
+  # 29 draws cannot give a 99% interval: infinite.
+  z <- suppressMessages(suppressWarnings(did_table(sce4, d2, features = genes4[1], bootstrap = 29, conf_level = 0.99)))
+  expect_equal(c(z$boot_conf_low, z$boot_conf_high), c(-Inf, Inf))
 })
 
 test_that("trend = 'linear' equals lm with a time slope per arm + clubSandwich, on numeric times", {
@@ -372,6 +381,7 @@ test_that("plot_event_study draws each visit's DiD and interval with the baselin
   msg <- testthat::capture_messages(p <- plot_event_study(res))
   expect_match(paste(msg, collapse = ""), "Drawing the 3 feature\\(s\\) with the smallest joint p-value")
   expect_s3_class(p, "ggplot")
+  expect_silent(ggplot2::ggplot_build(p))
   d <- p$data
   expect_equal(levels(d$term), visits4)
   base <- d[d$term == "Pre", ]

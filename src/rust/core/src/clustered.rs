@@ -260,6 +260,7 @@ pub struct ClusterFit {
     total_weight: f64,
     cluster: Vec<usize>,
     boot: Option<BootRows>,
+    boot_level: f64,
     joint: Vec<JointTest>,
     /// Whether responses may be shifted before projection (see [`spans_constant_without`]).
     spans_constant: bool,
@@ -282,6 +283,10 @@ pub struct ResponseResult {
     pub joint: Vec<JointResult>,
     pub resid_sd: f64,
     pub boot_p: f64,
+    /// Bootstrap-t critical value of the first coefficient: the `ceil((B + 1) level)`-th
+    /// smallest `|t*|` of the B valid draws (infinite when B is too small), for the
+    /// symmetric interval `estimate -/+ boot_crit * std_error`.
+    pub boot_crit: f64,
     pub status: Status,
 }
 
@@ -330,9 +335,19 @@ impl ClusterFit {
             total_weight: d.weights.iter().sum(),
             cluster: d.cluster.to_vec(),
             boot,
+            boot_level: 0.95,
             joint: Vec::new(),
             spans_constant: spans_constant_without(d, coefs),
         })
+    }
+
+    /// The level of the bootstrap-t interval (default 0.95).
+    pub fn with_boot_level(mut self, level: f64) -> Result<Self, String> {
+        if !(level > 0.0 && level < 1.0) {
+            return Err("the interval level must be between 0 and 1".into());
+        }
+        self.boot_level = level;
+        Ok(self)
     }
 
     /// Adds joint Wald tests, each of several fitted coefficients (positions in `coefs`
@@ -471,6 +486,7 @@ impl ClusterFit {
                 .collect(),
             resid_sd: f64::NAN,
             boot_p: f64::NAN,
+            boot_crit: f64::NAN,
             status,
         };
         // Constant up to rounding: a relative spread below 1e-14, some 45 units in the last
@@ -513,9 +529,9 @@ impl ClusterFit {
                 log_p,
             });
         }
-        let boot_p = match (&self.boot, degenerate) {
+        let (boot_p, boot_crit) = match (&self.boot, degenerate) {
             (Some(b), false) => self.boot_p(b, z, xwy_at + p),
-            _ => f64::NAN,
+            _ => (f64::NAN, f64::NAN),
         };
         let joint = if degenerate {
             self.joint
@@ -530,6 +546,7 @@ impl ClusterFit {
             joint,
             resid_sd,
             boot_p,
+            boot_crit,
             status: if degenerate {
                 Status::NoResidualVariance
             } else {
@@ -539,7 +556,8 @@ impl ClusterFit {
     }
 
     /// Bootstrap p of the first coefficient: `(1 + #{|t*| >= |t|}) / (1 + valid draws)`.
-    fn boot_p(&self, b: &BootRows, z: &[f64], xrwy_at: usize) -> f64 {
+    /// Also the bootstrap-t critical value at `self.boot_level`.
+    fn boot_p(&self, b: &BootRows, z: &[f64], xrwy_at: usize) -> (f64, f64) {
         let g = self.n_clusters;
         let pr = self.n_restricted();
         let xrwy = &z[xrwy_at..xrwy_at + pr];
@@ -562,6 +580,7 @@ impl ClusterFit {
         let obs_ss: f64 = z[1..1 + g].iter().map(|u| u * u).sum();
         let t_obs = (z[0] / obs_ss.sqrt()).abs();
         let (mut extreme, mut valid) = (0usize, 0usize);
+        let mut abs_t = Vec::with_capacity(b.n_draws);
         for draw in b.weights.chunks_exact(g).take(b.n_draws) {
             let est: f64 = a.iter().zip(draw).map(|(x, w)| x * w).sum();
             let ss: f64 = kmat
@@ -576,12 +595,21 @@ impl ClusterFit {
                 .sum();
             if ss > 0.0 && ss.is_finite() {
                 valid += 1;
-                if (est / ss.sqrt()).abs() >= t_obs * (1.0 - TIE_TOL) {
+                let t = (est / ss.sqrt()).abs();
+                abs_t.push(t);
+                if t >= t_obs * (1.0 - TIE_TOL) {
                     extreme += 1;
                 }
             }
         }
-        (1 + extreme) as f64 / (1 + valid) as f64
+        let rank = ((valid + 1) as f64 * self.boot_level).ceil() as usize;
+        let crit = if rank >= 1 && rank <= valid {
+            abs_t.sort_by(f64::total_cmp);
+            abs_t[rank - 1]
+        } else {
+            f64::INFINITY
+        };
+        ((1 + extreme) as f64 / (1 + valid) as f64, crit)
     }
 }
 
@@ -962,8 +990,23 @@ mod tests {
             }
         }
         let expect = (1 + extreme) as f64 / (1 + draws) as f64;
-        let got = fit.finish(&project_dense(&y, 1, &proj), false).boot_p;
-        assert!((got - expect).abs() < 1e-15, "{got} vs {expect}");
+        let res = fit.finish(&project_dense(&y, 1, &proj), false);
+        assert!(
+            (res.boot_p - expect).abs() < 1e-15,
+            "{} vs {expect}",
+            res.boot_p
+        );
+        // The critical value is the ceil(41 * 0.95) = 39th smallest |t*|.
+        let mut abs_t: Vec<f64> = (0..draws)
+            .map(|b| {
+                let ystar: Vec<f64> = (0..n)
+                    .map(|i| fitted[i] + weights[cl[i] * draws + b] * er[i])
+                    .collect();
+                t_of(&ystar).abs()
+            })
+            .collect();
+        abs_t.sort_by(f64::total_cmp);
+        assert!((res.boot_crit - abs_t[38]).abs() < 1e-10 * abs_t[38]);
     }
 
     #[test]

@@ -31,6 +31,7 @@ fn rs_cluster_fit(
     standardize: bool,
     threads: i32,
     #[extendr(default = "NULL")] joint: Robj,
+    #[extendr(default = "0.95")] boot_level: f64,
 ) -> RResult<Robj> {
     let slots = sparse_slots(&x)?;
     let feats = features_of(&x, &slots)?;
@@ -68,6 +69,7 @@ fn rs_cluster_fit(
     };
     let fit = ClusterFit::new(&d, &coefs, vcov, boot)
         .and_then(|f| f.with_joint_tests(&tests, vcov))
+        .and_then(|f| f.with_boot_level(boot_level))
         .map_err(fail)?;
     let results = pooled(threads, || {
         clustered::fit_features(&fit, &feats, standardize)
@@ -91,6 +93,7 @@ fn rs_cluster_fit(
     values.push(joint_field(|j| j.log_p));
     values.push(per_feature(|r| r.resid_sd));
     values.push(per_feature(|r| r.boot_p));
+    values.push(per_feature(|r| r.boot_crit));
     values.push(
         results
             .iter()
@@ -107,6 +110,7 @@ fn rs_cluster_fit(
             "joint_log_p",
             "resid_sd",
             "boot_p",
+            "boot_crit",
             "status",
         ])
         .copied()

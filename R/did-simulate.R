@@ -26,8 +26,10 @@
 #' @param seed Random seed (the user's RNG state is left untouched).
 #' @param visits Visit labels in time order (default `c("Pre", "Post")`). With more than
 #'   two, paired participants are seen at every visit, the one-visit participants at the
-#'   first or the last, and the planted effects grow linearly from 0 at the first visit to
-#'   `effect` at the last (responders' CD8 T cells rise after the first).
+#'   first or the last, and the planted effects grow linearly from 0 at `onset` to
+#'   `effect` at the last (responders' CD8 T cells rise after `onset`).
+#' @param onset The last visit without planted effects (default the first visit); visits
+#'   before it are pre-treatment visits, for a test of pre-trends.
 #' @return A SingleCellExperiment with sparse assay `logcounts`; colData `participant`,
 #'   `visit` (factor Pre, Post), `response` (per participant), `lesion_response` (per
 #'   biopsy; three participants mix labels), `cell_type`; metadata `truth` (planted
@@ -39,13 +41,16 @@
 #' table(sce$participant, sce$visit)[1:5, ]
 simulate_trial <- function(n_genes = 2000, n_cells = 13000, n_paired = 10, n_treated_paired = 3,
                            n_pre_only = 8, n_post_only = 7, n_effect_genes = 40, effect = 1,
-                           counts = FALSE, seed = 1, visits = c("Pre", "Post")) {
+                           counts = FALSE, seed = 1, visits = c("Pre", "Post"), onset = visits[1L]) {
   for (nm in c("n_genes", "n_cells", "n_paired", "n_treated_paired", "n_pre_only", "n_post_only", "n_effect_genes")) {
     check_count(get(nm), nm)
   }
   counts <- check_flag(counts, "counts")
   if (!is.character(visits) || length(visits) < 2L || anyNA(visits) || anyDuplicated(visits)) {
     stop("`visits` must be two or more distinct visit labels in time order, e.g. c(\"Pre\", \"C1\", \"C2\").", call. = FALSE)
+  }
+  if (!is.character(onset) || length(onset) != 1L || !onset %in% visits[-length(visits)]) {
+    stop("`onset` must be one of `visits` other than the last: the last visit without a planted effect.", call. = FALSE)
   }
   if (!is.numeric(effect) || length(effect) != 1L || !is.finite(effect)) {
     stop("`effect` must be a single finite number.", call. = FALSE)
@@ -61,11 +66,11 @@ simulate_trial <- function(n_genes = 2000, n_cells = 13000, n_paired = 10, n_tre
                  length(types) * n_markers + 2L * n_effect_genes + 10L), call. = FALSE)
   }
   with_seed(seed, simulate_trial_data(n_genes, n_cells, n_paired, n_treated_paired, n_pre_only,
-                                      n_post_only, n_effect_genes, effect, counts, types, n_markers, visits))
+                                      n_post_only, n_effect_genes, effect, counts, types, n_markers, visits, onset))
 }
 
 simulate_trial_data <- function(n_genes, n_cells, n_paired, n_treated_paired, n_pre_only, n_post_only,
-                                n_effect_genes, effect, counts, types, n_markers, visits) {
+                                n_effect_genes, effect, counts, types, n_markers, visits, onset) {
 
   # Participants and biopsies.
   n_part <- n_paired + n_pre_only + n_post_only
@@ -81,8 +86,9 @@ simulate_trial_data <- function(n_genes, n_cells, n_paired, n_treated_paired, n_
   participant <- biopsies$participant[b]
   visit <- factor(biopsies$visit[b], levels = visits)
   resp <- responder[match(participant, pid)]
-  # Planted effects ramp linearly from 0 at the first visit to `effect` at the last.
-  post <- (as.integer(visit) - 1) / (length(visits) - 1)
+  # Planted effects are 0 up to `onset`, then ramp linearly to `effect` at the last visit.
+  start <- match(onset, visits)
+  post <- pmax(as.integer(visit) - start, 0) / (length(visits) - start)
 
   # Cell types; responders gain CD8 T cells on treatment.
   base_p <- c(0.30, 0.15, 0.06, 0.12, 0.03, 0.07, 0.20, 0.07)

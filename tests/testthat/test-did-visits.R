@@ -248,6 +248,15 @@ test_that("simulate_trial(visits =) keeps the two-visit data and checks its argu
   expect_identical(SingleCellExperiment::logcounts(a), SingleCellExperiment::logcounts(b))
   expect_equal(levels(sce4$visit), visits4)
   expect_error(simulate_trial(visits = "Pre"), "`visits` must be two or more distinct visit labels")
+  expect_error(simulate_trial(visits = c("A", "B"), onset = "B"), "`onset` must be one of `visits` other than the last")
+  # With onset = "Pre" the planted genes do not move before Pre: the pre-trend is null.
+  s5 <- simulate_trial(n_genes = 200, n_cells = 3000, n_paired = 12, n_treated_paired = 6, n_effect_genes = 10,
+                       effect = 2, visits = c("S1", "Pre", "C1"), onset = "Pre", seed = 4)
+  d5 <- trial_design("participant", "visit", "response", "Responder", "Non-responder", baseline = "Pre", followup = "C1")
+  r5 <- suppressMessages(suppressWarnings(did_table(s5, d5, visits = "all")))
+  truth <- S4Vectors::metadata(s5)$truth
+  planted <- r5$feature %in% truth$gene[truth$did_effect != 0]
+  expect_gt(mean(abs(r5$estimate[planted & r5$term == "C1"])), 3 * mean(abs(r5$estimate[planted & r5$term == "S1"])))
 })
 
 # A null trial: `n_part` participants, `n_treated` of them treated, two visits.

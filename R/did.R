@@ -245,6 +245,13 @@ event_terms <- function(model) {
 #' `estimate -/+ c * std_error` with `c` the `ceiling((B + 1) * conf_level)`-th smallest
 #' `|t*|` of the B draws (infinite when B is too small for the level).
 #'
+#' **Effect size.** Two-visit DiDs on participant-visit means or pseudobulk also report
+#' Hedges' g on participant means: each paired participant's change (follow-up minus
+#' baseline), the arms' difference in mean change over the pooled SD of the changes,
+#' small-sample corrected by `1 - 3 / (4 (n1 + n0 - 2) - 1)`, with the interval
+#' `g -/+ z sqrt((n1 + n0) / (n1 n0) + g^2 / (2 (n1 + n0)))` at `conf_level` (Hedges and
+#' Olkin). It ignores `covariates` and `weights`: participants count equally.
+#'
 #' **Few treated participants.** Cluster-robust tests and the wild cluster bootstrap
 #' over-reject when one arm has few participants (with 3 of 10 treated the wild bootstrap
 #' rejects about 7.5% of null genes at 5%). Then use `permutations` (e.g. 1000):
@@ -333,7 +340,8 @@ event_terms <- function(model) {
 #'   `control_p_value` (the change in the control arm), `n_units` (paired participants),
 #'   `n_cells`, `resid_sd`, `vcov`, `boot_p`, `boot_fdr`, `boot_conf_low` and
 #'   `boot_conf_high` (when `bootstrap > 0`) and
-#'   `reason` (why a row is NA); `perm_p` and `perm_fdr` with `permutations > 0`. Event
+#'   `reason` (why a row is NA); `perm_p` and `perm_fdr` with `permutations > 0`;
+#'   `hedges_g`, `hedges_g_low`, `hedges_g_high` for two-visit DiDs on aggregated data. Event
 #'   studies add `term`, `df_num`, `n_treated` and `n_control`.
 #' @export
 #' @examples
@@ -715,6 +723,7 @@ trial_fit_source <- function(s, fit, model) {
       part$boot_crit <- matrix(vapply(per_term, `[[`, numeric(nrow(m)), "boot_crit"), nrow(m))
     }
     if (!is.null(assignments)) part$perm_p <- permutation_p(m, fit, model, part$statistic[, 1L], assignments)
+    if (model$contrast == "did" && model$aggregate != "cell") part$hedges_g <- hedges_g(m, fit, model$conf_level)
     part
   }
   chunks <- feature_chunks(s, model$BPPARAM)
@@ -727,6 +736,30 @@ trial_fit_source <- function(s, fit, model) {
 trend_term <- function(tab, model) {
   if (identical(model$contrast, "trend")) tab <- cbind(tab[1L], term = rep("slope", nrow(tab)), tab[-1L])
   tab
+}
+
+# Hedges' g of the DiD on participant means: each participant's change (follow-up minus
+# baseline mean), the difference of the arms' mean changes over their pooled SD, times
+# J = 1 - 3 / (4 (n1 + n0 - 2) - 1); interval g -/+ z * sqrt((n1 + n0) / (n1 n0) +
+# g^2 / (2 (n1 + n0))) (Hedges and Olkin's large-sample variance). Matrix columns: g, low, high.
+hedges_g <- function(m, fit, level) {
+  n_units <- max(fit$cluster)
+  at <- function(v) match(seq_len(n_units), ifelse(fit$obs$visit == v, fit$cluster, NA))
+  change <- m[, at(1L), drop = FALSE] - m[, at(0L), drop = FALSE]
+  treated <- fit$obs$treated[at(1L)] == 1L
+  n1 <- sum(treated)
+  n0 <- sum(!treated)
+  moments <- function(k) {
+    mean <- rowMeans(change[, k, drop = FALSE])
+    list(mean = mean, ss = rowSums((change[, k, drop = FALSE] - mean)^2))
+  }
+  a <- moments(treated)
+  b <- moments(!treated)
+  sd_pooled <- sqrt((a$ss + b$ss) / (n1 + n0 - 2))
+  g <- (1 - 3 / (4 * (n1 + n0 - 2) - 1)) * (a$mean - b$mean) / sd_pooled
+  g[!is.finite(g)] <- NA_real_
+  half <- stats::qnorm(1 - (1 - level) / 2) * sqrt((n1 + n0) / (n1 * n0) + g^2 / (2 * (n1 + n0)))
+  cbind(g, g - half, g + half)
 }
 
 # Arm assignments cost one fit of every feature each.
@@ -824,6 +857,12 @@ trial_columns <- function(parts, fit, model, reason = NULL) {
   if (model$bootstrap > 0L) {
     out$boot_p <- nan_to_na(unlist(lapply(parts, `[[`, "boot_p")))
     out <- cbind(out, boot_interval(out$estimate, out$std_error, unlist(lapply(parts, `[[`, "boot_crit"))))
+  }
+  if (!is.null(parts[[1L]]$hedges_g)) {
+    g <- do.call(rbind, lapply(parts, `[[`, "hedges_g"))
+    out$hedges_g <- g[, 1L]
+    out$hedges_g_low <- g[, 2L]
+    out$hedges_g_high <- g[, 3L]
   }
   if (isTRUE(model$permutations > 0L)) {
     out$perm_p <- if (is.null(parts[[1L]]$perm_p)) NA_real_ else unlist(lapply(parts, `[[`, "perm_p"))

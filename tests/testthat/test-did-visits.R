@@ -409,3 +409,25 @@ test_that("plot_event_study draws each visit's DiD and interval with the baselin
                "Monocyte/Macrophage")
   expect_error(plot_event_study(ct, celltype = "B"), "`celltype` must be one of")
 })
+
+test_that("Hedges' g on participant means equals the direct formula, with its interval", {
+  design <- trial_design("participant", "visit", "response", "Responder", "Non-responder", baseline = "Pre", followup = "C2")
+  res <- suppressMessages(suppressWarnings(did_table(sce4, design, features = genes4, conf_level = 0.9)))
+  for (g in genes4) {
+    keep <- cd4$visit %in% c("Pre", "C2")
+    means <- tapply(expr4[g, keep], list(cd4$participant[keep], as.character(cd4$visit[keep])), mean)
+    means <- means[stats::complete.cases(means), ]
+    change <- means[, "C2"] - means[, "Pre"]
+    arm <- tapply(cd4$response, cd4$participant, `[`, 1)[rownames(means)] == "Responder"
+    n1 <- sum(arm)
+    n0 <- sum(!arm)
+    sp <- sqrt(((n1 - 1) * var(change[arm]) + (n0 - 1) * var(change[!arm])) / (n1 + n0 - 2))
+    hg <- (1 - 3 / (4 * (n1 + n0 - 2) - 1)) * (mean(change[arm]) - mean(change[!arm])) / sp
+    se <- sqrt((n1 + n0) / (n1 * n0) + hg^2 / (2 * (n1 + n0)))
+    r <- res[res$feature == g, ]
+    expect_equal(r$hedges_g, hg, tolerance = 1e-10)
+    expect_equal(c(r$hedges_g_low, r$hedges_g_high), hg + c(-1, 1) * qnorm(0.95) * se, tolerance = 1e-10)
+  }
+  cell <- suppressMessages(suppressWarnings(did_table(sce4, design, features = genes4[1], aggregate = "cell")))
+  expect_null(cell$hedges_g)
+})

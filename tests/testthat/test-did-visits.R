@@ -431,3 +431,26 @@ test_that("Hedges' g on participant means equals the direct formula, with its in
   cell <- suppressMessages(suppressWarnings(did_table(sce4, design, features = genes4[1], aggregate = "cell")))
   expect_null(cell$hedges_g)
 })
+
+test_that("cell-level event study equals lm on cells + clubSandwich coef_test and Wald_test", {
+  g <- genes4[1]
+  visits <- c("Pre", "C1", "C2")
+  r <- suppressMessages(suppressWarnings(did_table(sce4, design4, features = g, visits = visits, aggregate = "cell",
+                                                  standardize = FALSE)))
+  d <- cd4[cd4$visit %in% visits, ]
+  d$y <- expr4[g, cd4$visit %in% visits]
+  d <- d[d$participant %in% names(which(rowSums(table(d$participant, as.character(d$visit)) > 0) >= 2)), ]
+  d$trt <- as.numeric(d$response == "Responder")
+  for (v in c("C1", "C2")) {
+    d[[paste0("v_", v)]] <- as.numeric(d$visit == v)
+    d[[paste0("d_", v)]] <- d[[paste0("v_", v)]] * d$trt
+  }
+  fit <- lm(y ~ v_C1 + v_C2 + d_C1 + d_C2 + factor(participant), data = d)
+  ct <- clubSandwich::coef_test(fit, vcov = "CR2", cluster = d$participant)
+  w <- htz(fit, d, c("d_C1", "d_C2"))
+  expect_equal(r$estimate[r$term %in% c("C1", "C2")], unname(coef(fit)[c("d_C1", "d_C2")]), tolerance = 1e-8)
+  expect_equal(r$std_error[r$term %in% c("C1", "C2")], ct[c("d_C1", "d_C2"), "SE"], tolerance = 1e-8)
+  expect_equal(r$df[r$term %in% c("C1", "C2")], ct[c("d_C1", "d_C2"), "df_Satt"], tolerance = 1e-8)
+  j <- r[r$term == "joint", ]
+  expect_equal(c(j$statistic, j$df, j$p_value), c(w$Fstat, w$df_denom, w$p_val), tolerance = 1e-8)
+})

@@ -26,6 +26,12 @@
 #' @param seed Random seed: `NULL` (default) draws one from R's random number generator,
 #'   so `set.seed()` before the call makes it reproducible; a number fixes it. The user's
 #'   RNG state is otherwise left untouched.
+#' @param visits Visit labels in time order (default `c("Pre", "Post")`). With more than
+#'   two, paired participants are seen at every visit, the one-visit participants at the
+#'   first or the last, and the planted effects grow linearly from 0 at `onset` to
+#'   `effect` at the last (responders' CD8 T cells rise after `onset`).
+#' @param onset The last visit without planted effects (default the first visit); visits
+#'   before it are pre-treatment visits, for a test of pre-trends.
 #' @return A SingleCellExperiment with sparse assay `logcounts`; colData `participant`,
 #'   `visit` (factor Pre, Post), `response` (per participant), `lesion_response` (per
 #'   biopsy; three participants mix labels), `cell_type`; metadata `truth` (planted
@@ -37,11 +43,17 @@
 #' table(sce$participant, sce$visit)[1:5, ]
 simulate_trial <- function(n_genes = 2000, n_cells = 13000, n_paired = 10, n_treated_paired = 3,
                            n_pre_only = 8, n_post_only = 7, n_effect_genes = 40, effect = 1,
-                           counts = FALSE, seed = NULL) {
+                           counts = FALSE, seed = NULL, visits = c("Pre", "Post"), onset = visits[1L]) {
   for (nm in c("n_genes", "n_cells", "n_paired", "n_treated_paired", "n_pre_only", "n_post_only", "n_effect_genes")) {
     check_count(get(nm), nm)
   }
   counts <- check_flag(counts, "counts")
+  if (!is.character(visits) || length(visits) < 2L || anyNA(visits) || anyDuplicated(visits)) {
+    stop("`visits` must be two or more distinct visit labels in time order, e.g. c(\"Pre\", \"C1\", \"C2\").", call. = FALSE)
+  }
+  if (!is.character(onset) || length(onset) != 1L || !onset %in% visits[-length(visits)]) {
+    stop("`onset` must be one of `visits` other than the last: the last visit without a planted effect.", call. = FALSE)
+  }
   if (!is.numeric(effect) || length(effect) != 1L || !is.finite(effect)) {
     stop("`effect` must be a single finite number.", call. = FALSE)
   }
@@ -56,33 +68,35 @@ simulate_trial <- function(n_genes = 2000, n_cells = 13000, n_paired = 10, n_tre
                  length(types) * n_markers + 2L * n_effect_genes + 10L), call. = FALSE)
   }
   with_seed(resolve_seed(seed), simulate_trial_data(n_genes, n_cells, n_paired, n_treated_paired, n_pre_only,
-                                      n_post_only, n_effect_genes, effect, counts, types, n_markers))
+                                      n_post_only, n_effect_genes, effect, counts, types, n_markers, visits, onset))
 }
 
 simulate_trial_data <- function(n_genes, n_cells, n_paired, n_treated_paired, n_pre_only, n_post_only,
-                                n_effect_genes, effect, counts, types, n_markers) {
+                                n_effect_genes, effect, counts, types, n_markers, visits, onset) {
 
   # Participants and biopsies.
   n_part <- n_paired + n_pre_only + n_post_only
   pid <- paste0("P", seq_len(n_part))
   responder <- c(seq_len(n_paired) <= n_treated_paired, stats::runif(n_pre_only + n_post_only) < 0.35)
-  biopsies <- rbind(data.frame(participant = pid[seq_len(n_paired)], visit = "Pre"),
-                    data.frame(participant = pid[seq_len(n_paired)], visit = "Post"),
-                    data.frame(participant = pid[n_paired + seq_len(n_pre_only)], visit = rep("Pre", n_pre_only)),
-                    data.frame(participant = pid[n_paired + n_pre_only + seq_len(n_post_only)], visit = rep("Post", n_post_only)))
+  last <- visits[length(visits)]
+  biopsies <- rbind(do.call(rbind, lapply(visits, function(v) data.frame(participant = pid[seq_len(n_paired)], visit = v))),
+                    data.frame(participant = pid[n_paired + seq_len(n_pre_only)], visit = rep(visits[1L], n_pre_only)),
+                    data.frame(participant = pid[n_paired + n_pre_only + seq_len(n_post_only)], visit = rep(last, n_post_only)))
   size <- stats::rlnorm(nrow(biopsies), 0, 0.5)
   per_biopsy <- as.vector(stats::rmultinom(1L, n_cells, size / sum(size)))
   b <- rep(seq_len(nrow(biopsies)), per_biopsy)
   participant <- biopsies$participant[b]
-  visit <- factor(biopsies$visit[b], levels = c("Pre", "Post"))
+  visit <- factor(biopsies$visit[b], levels = visits)
   resp <- responder[match(participant, pid)]
-  post <- visit == "Post"
+  # Planted effects are 0 up to `onset`, then ramp linearly to `effect` at the last visit.
+  start <- match(onset, visits)
+  post <- pmax(as.integer(visit) - start, 0) / (length(visits) - start)
 
   # Cell types; responders gain CD8 T cells on treatment.
   base_p <- c(0.30, 0.15, 0.06, 0.12, 0.03, 0.07, 0.20, 0.07)
   boosted <- base_p * c(1.8, rep(1, 7)); boosted <- boosted / sum(boosted)
   cell_type <- character(n_cells)
-  up <- resp & post
+  up <- resp & post > 0
   cell_type[!up] <- sample(types, sum(!up), TRUE, base_p)
   cell_type[up] <- sample(types, sum(up), TRUE, boosted)
   type_index <- match(cell_type, types)
@@ -109,7 +123,7 @@ simulate_trial_data <- function(n_genes, n_cells, n_paired, n_treated_paired, n_
     shift <- 0
     if (special[g]) {
       lg <- logit[g] + if (!is.na(marker_of[g])) 3 * (type_index == marker_of[g]) - 1 else 0
-      shift <- did_effect[g] * (resp & post) + time_effect[g] * post +
+      shift <- did_effect[g] * (resp * post) + time_effect[g] * post +
         if (!is.na(marker_of[g])) 2 * (type_index == marker_of[g]) else 0
       pos <- which(stats::runif(n_cells) < stats::plogis(lg + 0.5 * shift))
       shift <- shift[pos]
@@ -142,7 +156,7 @@ simulate_trial_data <- function(n_genes, n_cells, n_paired, n_treated_paired, n_
   lesion <- response
   mixed <- c(1L, n_treated_paired + 1L, n_treated_paired + 2L)
   for (p in pid[mixed[mixed <= n_paired]]) {
-    cells_p <- which(participant == p & visit == "Post")
+    cells_p <- which(participant == p & visit == last)
     flip <- cells_p[seq_len(floor(length(cells_p) * 0.4))]
     lesion[flip] <- ifelse(lesion[flip] == "Responder", "Non-responder", "Responder")
   }

@@ -14,8 +14,9 @@
 #'
 #' @param participant,visit,arm Column names in `colData(x)`.
 #' @param treated,control Labels of `arm` for the treated (e.g. responders) and control
-#'   arms. Cells of any other arm, or with a missing (NA) arm, visit or participant, are
-#'   left out, with a message saying how many and why.
+#'   arms; `control = NULL` for a single-arm study (pre/post changes only). Cells of any
+#'   other arm, or with a missing (NA) arm, visit or participant, are left out, with a
+#'   message saying how many, why, and which participants.
 #' @param celltype Optional column name of cell types, for `celltype =` in [did_table()]
 #'   and for [abundance_did()].
 #' @param baseline,followup Labels of `visit` for the pre and post visits. By default the
@@ -30,9 +31,12 @@
 #'                        control = "Non-responder", celltype = "cell_type",
 #'                        baseline = "Pre", followup = "Post")
 #' design
-trial_design <- function(participant, visit, arm, treated, control, celltype = NULL,
+trial_design <- function(participant, visit, arm, treated, control = NULL, celltype = NULL,
                          baseline = NULL, followup = NULL) {
-  for (nm in c("participant", "visit", "arm", "treated", "control")) {
+  if (!is.null(control) && (!is.character(control) || length(control) != 1L || is.na(control) || control == "")) {
+    stop("`control` must be NULL (a single-arm study) or a single non-empty string.", call. = FALSE)
+  }
+  for (nm in c("participant", "visit", "arm", "treated")) {
     v <- get(nm)
     if (!is.character(v) || length(v) != 1L || is.na(v) || v == "") {
       stop(sprintf("`%s` must be a single non-empty string.", nm), call. = FALSE)
@@ -44,7 +48,7 @@ trial_design <- function(participant, visit, arm, treated, control, celltype = N
       stop(sprintf("`%s` must be NULL or a single string.", nm), call. = FALSE)
     }
   }
-  if (treated == control) stop("`treated` and `control` must be different labels.", call. = FALSE)
+  if (identical(treated, control)) stop("`treated` and `control` must be different labels.", call. = FALSE)
   if (!is.null(baseline) && identical(baseline, followup)) {
     stop("`baseline` and `followup` must be different visits.", call. = FALSE)
   }
@@ -57,11 +61,13 @@ trial_design <- function(participant, visit, arm, treated, control, celltype = N
 print.sceffects_trial_design <- function(x, ...) {
   cat("<sceffects trial design>\n")
   other <- "the other visit"
-  cat(sprintf("  participant: %s\n  visit:       %s (%s -> %s)\n  arm:         %s (treated \"%s\" vs control \"%s\")\n",
+  arms <- if (is.null(x$control)) sprintf("single arm \"%s\"", x$treated) else
+    sprintf("treated \"%s\" vs control \"%s\"", x$treated, x$control)
+  cat(sprintf("  participant: %s\n  visit:       %s (%s -> %s)\n  arm:         %s (%s)\n",
               x$participant, x$visit,
               x$baseline %||% (if (is.null(x$followup)) "first level" else other),
               x$followup %||% (if (is.null(x$baseline)) "second level" else other),
-              x$arm, x$treated, x$control))
+              x$arm, arms))
   if (!is.null(x$celltype)) cat(sprintf("  cell type:   %s\n", x$celltype))
   invisible(x)
 }
@@ -89,7 +95,8 @@ check_trial_object <- function(x) {
 # treated (0/1), celltype; cells at other visits or arms, or with a missing participant,
 # visit or arm, are NA in `visit`/`treated` and reported (`visits = FALSE` leaves the
 # visit reasons out of the report, for analyses at one visit).
-trial_cells <- function(x, design, verbose = TRUE, visits = TRUE) {
+trial_cells <- function(x, design, verbose = TRUE, visits = TRUE, visit_order = NULL,
+                        arms = c(design$treated, design$control)) {
   check_design(design)
   check_trial_object(x)
   cd <- SummarizedExperiment::colData(x)
@@ -101,17 +108,19 @@ trial_cells <- function(x, design, verbose = TRUE, visits = TRUE) {
   }
   participant <- as.character(cd[[design$participant]])
   visit_values <- as.character(cd[[design$visit]])
-  visits_used <- visit_labels(cd[[design$visit]], design)
+  # An event study's visits in their order (index 0, 1, ...), else baseline and follow-up.
+  visits_used <- visit_order %||% visit_labels(cd[[design$visit]], design)
   visit <- match(visit_values, visits_used) - 1L
   arm <- as.character(cd[[design$arm]])
   present <- unique(arm[!is.na(arm)])
-  for (lab in c(design$treated, design$control)) {
+  for (lab in arms) {
     if (!lab %in% present) {
       stop(sprintf("Arm label \"%s\" does not occur in colData column `%s` (it has: %s).", lab,
                    design$arm, name_list(present, 6L)), call. = FALSE)
     }
   }
-  treated <- ifelse(arm == design$treated, 1L, ifelse(arm == design$control, 0L, NA_integer_))
+  control <- design$control %||% NA_character_
+  treated <- ifelse(arm == design$treated, 1L, ifelse(!is.na(control) & arm == control, 0L, NA_integer_))
   # A cell without a participant cannot be paired or clustered: it is left out everywhere.
   visit[is.na(participant)] <- NA_integer_
   treated[is.na(participant)] <- NA_integer_
@@ -147,8 +156,13 @@ say_dropped_cells <- function(participant, visit_values, visit, arm, treated, de
   other_arm <- !no_pid & !is.na(arm) & is.na(treated)
   if (any(no_arm)) reasons <- c(reasons, sprintf("%d with no arm (NA in `%s`)", sum(no_arm), design$arm))
   if (any(other_arm)) {
-    reasons <- c(reasons, sprintf("%d in other arms (%s; only \"%s\" and \"%s\" are compared)", sum(other_arm),
-                                  name_list(sort(unique(arm[other_arm]))), design$treated, design$control))
+    others <- sort(unique(arm[other_arm]))
+    who <- vapply(others, function(a) {
+      sprintf("%s: participant(s) %s", a, name_list(sort(unique(participant[other_arm & arm == a])), 10L))
+    }, "")
+    compared <- if (is.null(design$control)) sprintf("only \"%s\" is analysed", design$treated) else
+      sprintf("only \"%s\" and \"%s\" are compared", design$treated, design$control)
+    reasons <- c(reasons, sprintf("%d in other arms (%s; %s)", sum(other_arm), paste(who, collapse = "; "), compared))
   }
   if (length(reasons)) say(sprintf("Cells left out: %s.", paste(reasons, collapse = "; ")), verbose)
   invisible()
@@ -184,11 +198,20 @@ visit_labels <- function(v, design) {
   if (is.null(design$baseline)) c(other, labels) else c(labels, other)
 }
 
-# Participants with cells at both visits among `keep` cells.
+# Participants with cells at two or more visits among `keep` cells (at both visits of a
+# pre/post design); a participant seen once is absorbed by its own effect.
 paired_participants <- function(cells, keep) {
   seen <- table(cells$participant[keep], cells$visit[keep])
   if (ncol(seen) < 2L) return(character())
-  rownames(seen)[seen[, 1L] > 0 & seen[, 2L] > 0]
+  rownames(seen)[rowSums(seen > 0) >= 2L]
+}
+
+# The terms of an event study: the visits other than the baseline, in order, and which
+# of them come before it (leads, whose DiD terms test parallel pre-trends).
+event_terms <- function(model) {
+  b <- match(model$baseline, model$visits)
+  idx <- seq_along(model$visits)[-b]
+  list(terms = model$visits[idx], index = idx - 1L, leads = which(idx < b))
 }
 
 #' Difference-in-differences for every gene or score of a trial
@@ -215,8 +238,57 @@ paired_participants <- function(cells, keep) {
 #' 1e-9 relative of |t| counts, so the draw that reproduces the data always does); t* uses
 #' the same `vcov`. The weights come from `seed` (column k belongs to the k-th paired
 #' participant in sorted order) and are the same for every feature, so results do not
-#' depend on `threads` or `BPPARAM`. With a bootstrap, **`fdr` is computed from `boot_p`**,
-#' not from `p_value` (said once per session in a message).
+#' depend on `threads` or `BPPARAM`. `fdr` is always Benjamini-Hochberg of `p_value`;
+#' with a bootstrap, `boot_fdr` is that of `boot_p`. `conf_low` and `conf_high` are t
+#' intervals on `df` (Satterthwaite under CR2) at `conf_level`; with a bootstrap,
+#' `boot_conf_low` and `boot_conf_high` are symmetric bootstrap-t intervals,
+#' `estimate -/+ c * std_error` with `c` the `ceiling((B + 1) * conf_level)`-th smallest
+#' `|t*|` of the B draws (infinite when B is too small for the level).
+#'
+#' **Effect size.** Two-visit DiDs on participant-visit means or pseudobulk also report
+#' Hedges' g on participant means: each paired participant's change (follow-up minus
+#' baseline), the arms' difference in mean change over the pooled SD of the changes,
+#' small-sample corrected by `1 - 3 / (4 (n1 + n0 - 2) - 1)`, with the interval
+#' `g -/+ z sqrt((n1 + n0) / (n1 n0) + g^2 / (2 (n1 + n0)))` at `conf_level` (Hedges and
+#' Olkin). It ignores `covariates` and `weights`: participants count equally.
+#'
+#' **Few treated participants.** Cluster-robust tests and the wild cluster bootstrap
+#' over-reject when one arm has few participants (with 3 of 10 treated the wild bootstrap
+#' rejects about 7.5% of null genes at 5%). Then use `permutations` (e.g. 1000):
+#' randomisation inference reassigns the arm among the paired participants, refits the
+#' CR2 t for every feature, and compares; with every assignment enumerated its p-value
+#' (`perm_p`) has exact size when participants are exchangeable under the null, its
+#' resolution being 1 / the number of assignments (1/120 for 3 of 10, so p < 0.01 is
+#' impossible there: use it to test one gene or a score, not to rank a transcriptome).
+#' With 10 or more participants per arm, CR2 with Satterthwaite df is well calibrated and
+#' the wild bootstrap (`bootstrap`) is a check.
+#'
+#' **More than two visits (event study).** With `visits = c("Pre", "C1", "C2")` (in time
+#' order; `"all"` takes every visit of the column) the model is
+#' `outcome ~ visit + visit:arm + participant` with one DiD term per visit other than the
+#' baseline (the design's `baseline` when it is among `visits`, else the first), each
+#' against the baseline, with CR2/Satterthwaite (or CR1) inference as above: rows with
+#' `term` naming the visit, `control_change` the control arm's change to that visit, and
+#' `n_treated`/`n_control` the participants of each arm seen at it. Row `term = "joint"`
+#' tests all DiD terms at once: under CR2 the Hotelling-type F of
+#' `clubSandwich::Wald_test(fit, constraints, vcov = "CR2", test = "HTZ")` (`statistic`
+#' the F, `df_num` and `df` its degrees of freedom); under CR1 `Q / q` on `q` and G - 1 df.
+#' With visits before the baseline (e.g. `visits = c("Screen", "Pre", "C1")`, baseline
+#' `"Pre"`), their terms are leads and row `term = "pre_trend"` tests them jointly
+#' (parallel trends before treatment). Participants seen at two or more of the visits
+#' enter the model; those missing some visits are fitted on the visits they have, listed
+#' in a message and in `attr(result, "missing_visits")`. `fdr` is within each term. With
+#' `bootstrap`, each visit term has its own wild bootstrap p (its null imposed; the same
+#' weights), at the cost of one more pass over the aggregated data per term; the joint
+#' rows have none.
+#'
+#' **Linear trends.** With `visits` and `trend = "linear"`, the model is
+#' `outcome ~ time + time:arm + participant` on the visits' numeric `times` (default 0, 1,
+#' 2, ...): one row per feature, `term = "slope"`, `estimate` the treated arm's slope minus
+#' the control arm's per unit of time, `control_change` the control arm's slope.
+#'
+#' **Single-arm studies.** A design without `control` (`trial_design(control = NULL)`)
+#' gives the pre/post change within the arm, as [within_arm()], with a message.
 #'
 #' Only participants with cells at both visits enter the model (others are reported in a
 #' message and in `attr(result, "unpaired")`). With `standardize = TRUE` each feature is
@@ -243,8 +315,8 @@ paired_participants <- function(cells, keep) {
 #'   design's `celltype` column in turn; a `celltype` column is added, `fdr` is within cell
 #'   type and `fdr_overall` across the table).
 #' @param vcov `"CR2"` or `"CR1"`.
-#' @param bootstrap Number of wild cluster bootstrap draws: 0 (none) to 1e6. `fdr` then
-#'   comes from `boot_p`.
+#' @param bootstrap Number of wild cluster bootstrap draws: 0 (none) to 1e6; adds `boot_p`
+#'   and `boot_fdr`.
 #' @param seed Seed of the bootstrap weights: `NULL` (default) draws one from R's random
 #'   number generator, so `set.seed()` before the call makes it reproducible; a number fixes it.
 #' @param weights Participant-visit weights: `"cells"` (cell counts) or `"equal"`.
@@ -252,12 +324,26 @@ paired_participants <- function(cells, keep) {
 #' @param BPPARAM Optional BiocParallel parameter: features are split across its workers.
 #' @param verbose Show messages (left-out cells and participants, dropped covariates)?
 #'   Default `getOption("sceffects.verbose", TRUE)`.
-#' @return A results table, one row per feature (and cell type): `feature`, `estimate`
-#'   (the DiD), `std_error`, `statistic`, `df`, `p_value`, `fdr` (from `boot_p` when
-#'   `bootstrap > 0`, else from `p_value`), `control_change` and
+#' @param visits `NULL` (the two visits of the design), or the visits of an event study in
+#'   time order (at least two labels of the visit column), or `"all"`.
+#' @param conf_level Level of the confidence intervals `conf_low`, `conf_high`.
+#' @param trend `"visit"` (one DiD per visit, with `visits`) or `"linear"` (a difference in
+#'   slopes over `times`; needs `visits`).
+#' @param times With `trend = "linear"`: numeric times of `visits`, strictly increasing
+#'   (e.g. days since baseline); default 0, 1, 2, ...
+#' @param permutations Randomisation inference over arm assignments: 0 (none), or the
+#'   number of assignments of the treated arm to the participants; when there are at most
+#'   that many distinct assignments (120 for 3 treated of 10), all are used and the test
+#'   is exact. Adds `perm_p` and `perm_fdr`. Two-arm, two-visit designs only.
+#' @return A results table, one row per feature (and cell type; and term with `visits`):
+#'   `feature`, `estimate` (the DiD), `std_error`, `statistic`, `df`, `p_value`, `log_p`,
+#'   `fdr` (from `p_value`), `conf_low`, `conf_high`, `control_change` and
 #'   `control_p_value` (the change in the control arm), `n_units` (paired participants),
-#'   `n_cells`, `resid_sd`, `vcov`, `boot_p` (when `bootstrap > 0`) and `reason` (why a
-#'   row is NA).
+#'   `n_cells`, `resid_sd`, `vcov`, `boot_p`, `boot_fdr`, `boot_conf_low` and
+#'   `boot_conf_high` (when `bootstrap > 0`) and
+#'   `reason` (why a row is NA); `perm_p` and `perm_fdr` with `permutations > 0`;
+#'   `hedges_g`, `hedges_g_low`, `hedges_g_high` for two-visit DiDs on aggregated data. Event
+#'   studies add `term`, `df_num`, `n_treated` and `n_control`.
 #' @export
 #' @examples
 #' sce <- simulate_trial(n_genes = 300, n_cells = 3000, seed = 1)
@@ -265,21 +351,54 @@ paired_participants <- function(cells, keep) {
 #'                        celltype = "cell_type", baseline = "Pre", followup = "Post")
 #' res <- did_table(sce, design)
 #' head(res[order(res$p_value), ])
+#' # Three visits: one DiD per on-treatment visit, and a joint test.
+#' sce3 <- simulate_trial(n_genes = 300, n_cells = 3000, visits = c("Pre", "C1", "C2"), seed = 1)
+#' es <- did_table(sce3, design, features = c("GENE00001", "GENE00002"), visits = c("Pre", "C1", "C2"))
+#' es[, c("feature", "term", "estimate", "conf_low", "conf_high", "p_value")]
 did_table <- function(x, design, features = NULL, assay = NULL,
                       aggregate = c("participant_visit", "cell", "pseudobulk"),
                       standardize = TRUE, covariates = NULL, celltype = NULL,
                       vcov = c("CR2", "CR1"), bootstrap = 0, seed = NULL,
                       weights = c("cells", "equal"), threads = NULL, BPPARAM = NULL,
-                      verbose = getOption("sceffects.verbose", TRUE)) {
+                      verbose = getOption("sceffects.verbose", TRUE), visits = NULL,
+                      conf_level = 0.95, permutations = 0, trend = c("visit", "linear"), times = NULL) {
   aggregate <- match.arg(aggregate)
+  trend <- match.arg(trend)
   vcov <- match.arg(vcov)
   weights <- match.arg(weights)
-  model <- trial_settings(standardize, bootstrap, seed, threads, BPPARAM, verbose)
-  cells <- trial_cells(x, design, model$verbose)
+  model <- trial_settings(standardize, bootstrap, seed, threads, BPPARAM, verbose, conf_level)
+  model$permutations <- check_count(permutations, "permutations", max = max_permutations)
+  if (model$permutations > 0L && is.null(model$seed)) model$seed <- resolve_seed(NULL)
+  check_design(design)
+  check_trial_object(x)
+  visit_order <- event_visits(x, design, visits)
+  single_arm <- is.null(design$control)
+  if (single_arm && !is.null(visit_order)) {
+    stop("`visits` needs two arms: with a single-arm design, call did_table() once per pair of visits (trial_design(baseline =, followup =)).",
+         call. = FALSE)
+  }
+  contrast <- if (single_arm) "within" else if (is.null(visit_order)) "did" else "event"
+  if (trend == "linear") {
+    if (is.null(visit_order) || single_arm) {
+      stop("`trend = \"linear\"` needs `visits` (two or more, in time order) and a two-arm design.", call. = FALSE)
+    }
+    contrast <- "trend"
+  }
+  times <- visit_times(times, visit_order, trend)
+  if (single_arm) {
+    say(sprintf("Single-arm design: `estimate` is the change within arm \"%s\", not a difference in differences.",
+                design$treated), model$verbose)
+  }
+  if (contrast != "did" && model$permutations > 0L) {
+    stop("`permutations` (randomisation inference over arm assignments) needs a two-arm design with two visits.",
+         call. = FALSE)
+  }
+  cells <- trial_cells(x, design, model$verbose, visit_order = visit_order)
   src <- trial_features(x, features, assay, aggregate)
   covs <- trial_covariates(x, covariates)
-  model <- c(model, list(contrast = "did", aggregate = aggregate, covariates = covs, vcov = vcov,
-                         weights = weights))
+  model <- c(model, list(contrast = contrast, aggregate = aggregate, covariates = covs, vcov = vcov,
+                         weights = weights, visits = visit_order, times = times,
+                         baseline = if (!is.null(visit_order)) event_baseline(visit_order, design)))
   strata <- celltype_strata(cells, design, celltype, model$verbose)
   tables <- lapply(names(strata), function(ct) {
     keep <- strata[[ct]] & !is.na(cells$visit) & !is.na(cells$treated)
@@ -287,7 +406,53 @@ did_table <- function(x, design, features = NULL, assay = NULL,
     if (!is.null(celltype)) tab <- with_celltype(tab, ct)
     tab
   })
-  finish_trial_table(tables, celltype, "difference in differences", model$verbose)
+  method <- switch(contrast, did = "difference in differences", event = "event-study difference in differences",
+                   trend = "difference in linear trends",
+                   within = sprintf("change within arm %s (single-arm design)", design$treated))
+  res <- finish_trial_table(tables, celltype, method, model$verbose)
+  if (contrast == "event") {
+    attr(res, "visits") <- visit_order
+    attr(res, "baseline") <- model$baseline
+  }
+  res
+}
+
+# The visits of an event study in time order, or NULL for the two-visit DiD. "all" takes
+# every visit of the column (factor levels in order, else sorted).
+event_visits <- function(x, design, visits) {
+  if (is.null(visits)) return(NULL)
+  v <- SummarizedExperiment::colData(x)[[design$visit]]
+  if (is.null(v)) return(NULL)  # trial_cells() names the missing column
+  present <- unique(as.character(v[!is.na(v)]))
+  available <- if (is.factor(v)) intersect(levels(v), present) else sort(present)
+  if (identical(visits, "all")) visits <- available
+  if (!is.character(visits) || anyNA(visits) || length(visits) < 2L || anyDuplicated(visits)) {
+    stop("`visits` must be two or more distinct visit labels in time order, or \"all\".", call. = FALSE)
+  }
+  miss <- setdiff(visits, present)
+  if (length(miss)) {
+    stop(sprintf("`visits` %s not found in colData column `%s` (it has: %s).", paste0("\"", miss, "\"", collapse = ", "),
+                 design$visit, name_list(available, 8L)), call. = FALSE)
+  }
+  visits
+}
+
+# Numeric times of the visits for `trend = "linear"`: given (finite, strictly increasing,
+# one per visit), else 0, 1, 2, ...
+visit_times <- function(times, visits, trend) {
+  if (is.null(times)) return(if (trend == "linear") seq_along(visits) - 1)
+  if (trend != "linear") stop("`times` is only used with `trend = \"linear\"`.", call. = FALSE)
+  if (!is.numeric(times) || length(times) != length(visits) || any(!is.finite(times)) || any(diff(times) <= 0)) {
+    stop(sprintf("`times` must be %d finite, strictly increasing numbers, one per visit of `visits` (%s).",
+                 length(visits), paste(visits, collapse = ", ")), call. = FALSE)
+  }
+  as.numeric(times)
+}
+
+# The reference visit of an event study: the design's baseline when it is one of the
+# visits, else the first. Visits before it are pre-treatment (their terms test pre-trends).
+event_baseline <- function(visits, design) {
+  if (!is.null(design$baseline) && design$baseline %in% visits) design$baseline else visits[1L]
 }
 
 # A first column `celltype`, keeping the stratum's unpaired participants (cbind() drops
@@ -295,6 +460,7 @@ did_table <- function(x, design, features = NULL, assay = NULL,
 with_celltype <- function(tab, ct) {
   out <- cbind(celltype = rep(ct, nrow(tab)), tab, stringsAsFactors = FALSE)
   attr(out, "unpaired") <- attr(tab, "unpaired")
+  attr(out, "missing_visits") <- attr(tab, "missing_visits")
   out
 }
 
@@ -303,7 +469,10 @@ with_celltype <- function(tab, ct) {
 max_bootstrap <- 1e6
 
 # The arguments shared by the trial models, checked before any work.
-trial_settings <- function(standardize, bootstrap, seed, threads, BPPARAM, verbose) {
+trial_settings <- function(standardize, bootstrap, seed, threads, BPPARAM, verbose, conf_level = 0.95) {
+  if (!is.numeric(conf_level) || length(conf_level) != 1L || is.na(conf_level) || conf_level <= 0 || conf_level >= 1) {
+    stop("`conf_level` must be a single number between 0 and 1, e.g. 0.95.", call. = FALSE)
+  }
   bootstrap <- check_count(bootstrap, "bootstrap", max = max_bootstrap)
   # Resolved once, so every feature source of the call draws the same weights.
   # Checked even without a bootstrap; NULL draws a seed only when one is used (drawing
@@ -311,7 +480,7 @@ trial_settings <- function(standardize, bootstrap, seed, threads, BPPARAM, verbo
   if (!is.null(seed) || bootstrap > 0L) seed <- resolve_seed(seed)
   list(standardize = check_flag(standardize, "standardize"), bootstrap = bootstrap, seed = seed,
        threads = resolve_threads(threads), BPPARAM = check_bpparam(BPPARAM),
-       verbose = check_flag(verbose, "verbose"))
+       verbose = check_flag(verbose, "verbose"), conf_level = conf_level)
 }
 
 # Named list of logical cell masks, one per analysed cell type (or one for all cells).
@@ -400,11 +569,19 @@ trial_covariates <- function(x, covariates) {
 trial_fit <- function(src, cells, keep, model) {
   fit <- trial_model(cells, keep, src$lib_size, model)
   feature_names <- unlist(lapply(src$sources, `[[`, "names"))
-  if (!is.null(fit$reason)) return(na_trial_rows(feature_names, fit, model))
+  if (!is.null(fit$reason)) return(trend_term(na_trial_rows(feature_names, fit, model), model))
   rows <- lapply(src$sources, function(s) trial_fit_source(s, fit, model))
   res <- do.call(rbind, rows)
-  res$feature <- feature_names
-  res
+  if (model$contrast == "event") {
+    # Each source numbers its features from 1; rows stay grouped by feature.
+    offsets <- cumsum(c(0, vapply(src$sources, function(s) as.numeric(s$n_features), 0)))
+    res$feature <- feature_names[unlist(Map(function(r, o) r$feature + o, rows, offsets[seq_along(rows)]))]
+    attr(res, "unpaired") <- attr(rows[[1L]], "unpaired")
+    attr(res, "missing_visits") <- attr(rows[[1L]], "missing_visits")
+  } else {
+    res$feature <- feature_names
+  }
+  trend_term(res, model)
 }
 
 # The design of one stratum: observations (cells or participant-visits), X, weights,
@@ -417,10 +594,21 @@ trial_model <- function(cells, keep, lib_size, model) {
   out <- list(unpaired = unpaired, n_cells = sum(use), n_units = length(paired))
   arms <- tapply(cells$treated[use], cells$participant[use], `[`, 1L)
   per_arm <- c(sum(arms == 1L), sum(arms == 0L))
-  if (length(paired) == 0L) return(c(out, reason = "no participant seen at both visits"))
-  if (model$contrast == "did" && any(per_arm == 0L)) return(c(out, reason = "an arm missing"))
-  if (model$contrast == "did" && any(per_arm < 2L)) return(c(out, reason = "too few participants"))
+  two_arms <- model$contrast %in% c("did", "event", "trend")
+  if (length(paired) == 0L) {
+    return(c(out, reason = if (model$contrast %in% c("event", "trend")) "no participant seen at two visits" else "no participant seen at both visits"))
+  }
+  if (two_arms && any(per_arm == 0L)) return(c(out, reason = "an arm missing"))
+  if (two_arms && any(per_arm < 2L)) return(c(out, reason = "too few participants"))
   if (length(paired) < 3L) return(c(out, reason = "too few participants"))
+  if (model$contrast == "event") {
+    seen <- table(factor(cells$visit[use], seq_along(model$visits) - 1L), factor(cells$treated[use], 0:1))
+    unseen <- which(seen == 0, arr.ind = TRUE)
+    if (nrow(unseen)) {
+      return(c(out, reason = sprintf("visit %s not seen in the %s arm", model$visits[unseen[1L, 1L]],
+                                     c("control", "treated")[unseen[1L, 2L]])))
+    }
+  }
   if (model$aggregate == "cell") {
     obs <- data.frame(participant = cells$participant[use], visit = cells$visit[use],
                       treated = cells$treated[use], n_cells = 1)
@@ -439,8 +627,30 @@ trial_model <- function(cells, keep, lib_size, model) {
     cov_rows <- if (!is.null(model$covariates)) aggregate_covariates(model$covariates, group, length(levels_pv))
   }
   cluster <- match(obs$participant, paired)
-  x <- cbind(visit = obs$visit, did = obs$visit * obs$treated)
-  if (model$contrast == "within") x <- x[, "visit", drop = FALSE]
+  if (model$contrast == "event") {
+    ev <- event_terms(model)
+    visit_cols <- vapply(ev$index, function(v) as.numeric(obs$visit == v), numeric(nrow(obs)))
+    visit_cols <- matrix(visit_cols, nrow(obs))
+    # The DiD terms first (tested), then the visit effects (the control arm's changes).
+    x <- cbind(visit_cols * obs$treated, visit_cols)
+    n_main <- ncol(x)
+    q <- length(ev$terms)
+    coefs <- c(seq_len(q), q + seq_len(q))
+    out$joint <- c(list(seq_len(q)), if (length(ev$leads)) list(ev$leads))
+    out$terms <- ev$terms
+    out$missing_visits <- missing_visits(obs, paired, model$visits)
+  } else if (model$contrast == "trend") {
+    # The difference in slopes (treated minus control) over the visits' numeric times.
+    time <- model$times[obs$visit + 1L]
+    x <- cbind(slope_difference = time * obs$treated, slope = time)
+    n_main <- 2L
+    coefs <- c(1L, 2L)
+  } else {
+    x <- cbind(visit = obs$visit, did = obs$visit * obs$treated)
+    if (model$contrast == "within") x <- x[, "visit", drop = FALSE]
+    n_main <- if (model$contrast == "within") 1L else 2L
+    coefs <- if (model$contrast == "within") 1L else c(2L, 1L)
+  }
   if (!is.null(cov_rows)) {
     cm <- stats::model.matrix(~ ., data = cov_rows)[, -1L, drop = FALSE]
     x <- cbind(x, cm)
@@ -449,7 +659,6 @@ trial_model <- function(cells, keep, lib_size, model) {
   x_full <- cbind(x, fe)
   rank_check <- qr(x_full)
   aliased <- rank_check$pivot[seq.int(rank_check$rank + 1L, length.out = ncol(x_full) - rank_check$rank)]
-  n_main <- if (model$contrast == "within") 1L else 2L
   if (any(aliased <= n_main)) return(c(out, reason = "visit effect not identifiable"))
   if (length(aliased)) {
     say(sprintf("Dropped covariate column(s) absorbed by the participant effects or collinear: %s.",
@@ -458,8 +667,14 @@ trial_model <- function(cells, keep, lib_size, model) {
   }
   w <- if (model$aggregate == "cell" || model$weights == "equal") rep(1, nrow(obs)) else obs$n_cells
   c(out, list(x = unname(x_full), weights = as.double(w), cluster = cluster, group = group,
-              n_groups = nrow(obs), obs = obs, lib_size = lib_size,
-              coefs = if (model$contrast == "within") 1L else c(2L, 1L)))
+              n_groups = nrow(obs), obs = obs, lib_size = lib_size, coefs = coefs))
+}
+
+# Participants of an event study not seen at every visit, as "P3 (C2, EOT)".
+missing_visits <- function(obs, paired, visits) {
+  seen <- table(factor(obs$participant, paired), factor(obs$visit, seq_along(visits) - 1L)) > 0
+  gaps <- which(rowSums(!seen) > 0)
+  vapply(gaps, function(i) sprintf("%s (%s)", paired[i], paste(visits[!seen[i, ]], collapse = ", ")), "")
 }
 
 aggregate_covariates <- function(covs, group, n_groups) {
@@ -491,14 +706,109 @@ boot_weights <- function(n_draws, n_clusters, seed) {
 # Fits one feature source: aggregates (unless cell level) then runs the core on blocks.
 trial_fit_source <- function(s, fit, model) {
   boot <- boot_weights(model$bootstrap, length(unique(fit$cluster)), model$seed)
+  assignments <- if (isTRUE(model$permutations > 0L)) arm_assignments(fit, model)
+  event <- model$contrast == "event"
   one <- function(rows) {
     m <- trial_rows(s, rows, fit, model)
-    rs_cluster_fit(m, fit$x, fit$weights, fit$cluster, max(fit$cluster), fit$coefs,
-                   model$vcov, boot, model$standardize, model$threads)
+    part <- rs_cluster_fit(m, fit$x, fit$weights, fit$cluster, max(fit$cluster), fit$coefs,
+                           model$vcov, if (!event) boot, model$standardize, model$threads, fit$joint,
+                           model$conf_level)
+    if (event && !is.null(boot)) {
+      # The core bootstraps the first coefficient it is given: one pass per visit term,
+      # each with that term's null imposed, on the same weights.
+      per_term <- lapply(seq_along(fit$terms), function(k) {
+        rs_cluster_fit(m, fit$x, fit$weights, fit$cluster, max(fit$cluster), k, model$vcov, boot,
+                       model$standardize, model$threads, NULL, model$conf_level)
+      })
+      part$boot_p <- matrix(vapply(per_term, `[[`, numeric(nrow(m)), "boot_p"), nrow(m))
+      part$boot_crit <- matrix(vapply(per_term, `[[`, numeric(nrow(m)), "boot_crit"), nrow(m))
+    }
+    if (!is.null(assignments)) part$perm_p <- permutation_p(m, fit, model, part$statistic[, 1L], assignments)
+    if (model$contrast == "did" && model$aggregate != "cell") part$hedges_g <- hedges_g(m, fit, model$conf_level)
+    part
   }
   chunks <- plan_chunks(s$n_features, BPPARAM = model$BPPARAM, delayed = s$kind == "delayed")
   parts <- run_chunks(chunks, one, model$BPPARAM, "Fitting difference in differences")
-  trial_columns(parts, fit, model)
+  if (model$contrast == "event") event_columns(parts, fit, model) else trial_columns(parts, fit, model)
+}
+
+# "trend": one row per feature with `term = "slope"` (the difference in slopes); "did" and
+# "within" tables have no term.
+trend_term <- function(tab, model) {
+  if (identical(model$contrast, "trend")) tab <- cbind(tab[1L], term = rep("slope", nrow(tab)), tab[-1L])
+  tab
+}
+
+# Hedges' g of the DiD on participant means: each participant's change (follow-up minus
+# baseline mean), the difference of the arms' mean changes over their pooled SD, times
+# J = 1 - 3 / (4 (n1 + n0 - 2) - 1); interval g -/+ z * sqrt((n1 + n0) / (n1 n0) +
+# g^2 / (2 (n1 + n0))) (Hedges and Olkin's large-sample variance). Matrix columns: g, low, high.
+hedges_g <- function(m, fit, level) {
+  n_units <- max(fit$cluster)
+  at <- function(v) match(seq_len(n_units), ifelse(fit$obs$visit == v, fit$cluster, NA))
+  change <- m[, at(1L), drop = FALSE] - m[, at(0L), drop = FALSE]
+  treated <- fit$obs$treated[at(1L)] == 1L
+  n1 <- sum(treated)
+  n0 <- sum(!treated)
+  moments <- function(k) {
+    mean <- rowMeans(change[, k, drop = FALSE])
+    list(mean = mean, ss = rowSums((change[, k, drop = FALSE] - mean)^2))
+  }
+  a <- moments(treated)
+  b <- moments(!treated)
+  sd_pooled <- sqrt((a$ss + b$ss) / (n1 + n0 - 2))
+  g <- (1 - 3 / (4 * (n1 + n0 - 2) - 1)) * (a$mean - b$mean) / sd_pooled
+  g[!is.finite(g)] <- NA_real_
+  half <- stats::qnorm(1 - (1 - level) / 2) * sqrt((n1 + n0) / (n1 * n0) + g^2 / (2 * (n1 + n0)))
+  cbind(g, g - half, g + half)
+}
+
+# Arm assignments cost one fit of every feature each.
+max_permutations <- 1e5
+
+# Assignments of the treated arm to the model's participants (a logical matrix, one row
+# per assignment, one column per cluster) for randomisation inference: all of them when
+# there are at most `permutations` (exact), else `permutations` random ones from `seed`.
+arm_assignments <- function(fit, model) {
+  treated <- as.logical(tapply(fit$obs$treated, factor(fit$cluster, seq_len(max(fit$cluster))), `[`, 1L))
+  n_units <- length(treated)
+  n_treated <- sum(treated)
+  total <- choose(n_units, n_treated)
+  if (total <= model$permutations) {
+    idx <- utils::combn(n_units, n_treated)
+    a <- matrix(FALSE, ncol(idx), n_units)
+    a[cbind(rep(seq_len(ncol(idx)), each = n_treated), as.vector(idx))] <- TRUE
+    say(sprintf("Randomisation inference over all %d assignments of %d treated among %d participants.",
+                nrow(a), n_treated, n_units), isTRUE(model$verbose))
+    return(list(assign = a, exact = TRUE))
+  }
+  a <- with_seed(model$seed, t(vapply(seq_len(model$permutations), function(k) {
+    seq_len(n_units) %in% sample.int(n_units, n_treated)
+  }, logical(n_units))))
+  list(assign = a, exact = FALSE)
+}
+
+# Randomisation p of the DiD t: the design refitted with the arm reassigned to
+# participants (visits, cells and weights kept), `|t*| >= |t|` counted within 1e-9
+# relative. Exact enumeration includes the observed assignment: `count / valid`; random
+# assignments: `(1 + count) / (1 + valid)`.
+permutation_p <- function(m, fit, model, t_obs, assignments) {
+  count <- valid <- numeric(length(t_obs))
+  for (k in seq_len(nrow(assignments$assign))) {
+    x <- fit$x
+    x[, 2L] <- fit$obs$visit * assignments$assign[k, fit$cluster]  # the DiD column
+    r <- tryCatch(rs_cluster_fit(m, x, fit$weights, fit$cluster, max(fit$cluster), 2L, model$vcov, NULL,
+                                 model$standardize, model$threads),
+                  error = function(e) NULL)  # a reassignment collinear with a covariate
+    if (is.null(r)) next
+    t_k <- r$statistic[, 1L]
+    ok <- is.finite(t_k)
+    valid <- valid + ok
+    count <- count + (ok & abs(t_k) >= abs(t_obs) * (1 - 1e-9))
+  }
+  p <- if (assignments$exact) count / valid else (1 + count) / (1 + valid)
+  p[!is.finite(t_obs)] <- NA_real_
+  p
 }
 
 # The analysis matrix of features `rows`: aggregated participant-visit values (dense,
@@ -529,6 +839,7 @@ trial_columns <- function(parts, fit, model, reason = NULL) {
   out <- data.frame(feature = NA_character_, estimate = nan_to_na(est[, 1]), std_error = nan_to_na(se[, 1]),
                     statistic = nan_to_na(stat[, 1]), df = nan_to_na(df[, 1]), p_value = nan_to_na(exp(logp[, 1])),
                     log_p = nan_to_na(logp[, 1]), fdr = NA_real_, stringsAsFactors = FALSE)
+  out <- cbind(out, conf_interval(out$estimate, out$std_error, out$df, model$conf_level))
   if (ncol(est) > 1L) {
     out$control_change <- nan_to_na(est[, 2])
     out$control_p_value <- nan_to_na(exp(logp[, 2]))
@@ -537,59 +848,171 @@ trial_columns <- function(parts, fit, model, reason = NULL) {
   out$n_cells <- fit$n_cells
   out$resid_sd <- nan_to_na(unlist(lapply(parts, `[[`, "resid_sd")))
   out$vcov <- model$vcov
-  if (model$bootstrap > 0L) out$boot_p <- nan_to_na(unlist(lapply(parts, `[[`, "boot_p")))
+  if (model$bootstrap > 0L) {
+    out$boot_p <- nan_to_na(unlist(lapply(parts, `[[`, "boot_p")))
+    out <- cbind(out, boot_interval(out$estimate, out$std_error, unlist(lapply(parts, `[[`, "boot_crit"))))
+  }
+  if (!is.null(parts[[1L]]$hedges_g)) {
+    g <- do.call(rbind, lapply(parts, `[[`, "hedges_g"))
+    out$hedges_g <- g[, 1L]
+    out$hedges_g_low <- g[, 2L]
+    out$hedges_g_high <- g[, 3L]
+  }
+  if (isTRUE(model$permutations > 0L)) {
+    out$perm_p <- if (is.null(parts[[1L]]$perm_p)) NA_real_ else unlist(lapply(parts, `[[`, "perm_p"))
+  }
   out$reason <- reason
   attr(out, "unpaired") <- fit$unpaired
   out
 }
 
+# Symmetric bootstrap-t intervals: the estimate -/+ the bootstrap's |t*| quantile at the
+# interval level times the standard error.
+boot_interval <- function(estimate, std_error, crit) {
+  crit <- nan_to_na(crit)
+  data.frame(boot_conf_low = estimate - crit * std_error, boot_conf_high = estimate + crit * std_error)
+}
+
+# t intervals on the reported df (Satterthwaite under CR2).
+conf_interval <- function(estimate, std_error, df, level) {
+  half <- stats::qt(1 - (1 - level) / 2, df) * std_error
+  data.frame(conf_low = estimate - half, conf_high = estimate + half)
+}
+
+# The long table of an event study: per feature, one row per visit term (the DiD at that
+# visit against the baseline, with the control arm's change), then `joint` (all terms:
+# CR2 Hotelling-type F, as clubSandwich's Wald_test(test = "HTZ"); CR1: F on G - 1 df)
+# and, with visits before the baseline, `pre_trend` (those terms only).
+event_columns <- function(parts, fit, model, reason = NULL) {
+  bind <- function(name) do.call(rbind, lapply(parts, `[[`, name))
+  est <- bind("estimate")
+  se <- bind("std_error")
+  stat <- bind("statistic")
+  df <- bind("df")
+  logp <- bind("log_p")
+  n <- nrow(est)
+  q <- length(fit$terms)
+  status <- unlist(lapply(parts, `[[`, "status"))
+  if (is.null(reason)) reason <- reason_of("did", status)
+  per_arm <- event_participants(fit, model)
+  blocks <- lapply(seq_len(q), function(k) {
+    out <- data.frame(feature = seq_len(n), term = fit$terms[k], estimate = est[, k], std_error = se[, k],
+                      statistic = stat[, k], df = df[, k], p_value = exp(logp[, k]), log_p = logp[, k],
+                      fdr = NA_real_, stringsAsFactors = FALSE)
+    out <- cbind(out, conf_interval(out$estimate, out$std_error, out$df, model$conf_level))
+    out$df_num <- NA_real_
+    out$control_change <- est[, q + k]
+    out$control_p_value <- exp(logp[, q + k])
+    out$n_treated <- per_arm$treated[k]
+    out$n_control <- per_arm$control[k]
+    if (model$bootstrap > 0L) {
+      out$boot_p <- bind("boot_p")[, k]
+      out <- cbind(out, boot_interval(out$estimate, out$std_error, bind("boot_crit")[, k]))
+    }
+    out
+  })
+  tests <- c("joint", if (length(fit$joint) > 1L) "pre_trend")
+  joint <- lapply(seq_along(tests), function(j) {
+    out <- data.frame(feature = seq_len(n), term = tests[j], estimate = NA_real_, std_error = NA_real_,
+                      statistic = bind("joint_statistic")[, j], df = bind("joint_df")[, j],
+                      p_value = exp(bind("joint_log_p")[, j]), log_p = bind("joint_log_p")[, j], fdr = NA_real_,
+                      conf_low = NA_real_, conf_high = NA_real_, df_num = bind("joint_df_num")[, j],
+                      control_change = NA_real_, control_p_value = NA_real_, stringsAsFactors = FALSE)
+    out$n_treated <- per_arm$all[1L]
+    out$n_control <- per_arm$all[2L]
+    if (model$bootstrap > 0L) {
+      out$boot_p <- NA_real_
+      out$boot_conf_low <- out$boot_conf_high <- NA_real_
+    }
+    out
+  })
+  out <- do.call(rbind, c(blocks, joint))
+  out$n_units <- fit$n_units
+  out$n_cells <- fit$n_cells
+  out$resid_sd <- unlist(lapply(parts, `[[`, "resid_sd"))[out$feature]
+  out$vcov <- model$vcov
+  out$reason <- reason[out$feature]
+  out <- out[order(out$feature), , drop = FALSE]
+  for (cl in setdiff(names(out), c("feature", "term", "vcov", "reason"))) {
+    if (is.double(out[[cl]])) out[[cl]] <- nan_to_na(out[[cl]])
+  }
+  attr(out, "unpaired") <- fit$unpaired
+  attr(out, "missing_visits") <- fit$missing_visits
+  out
+}
+
+# Participants of each arm seen at each term's visit, and in the model.
+event_participants <- function(fit, model) {
+  ev <- event_terms(model)
+  if (is.null(fit$obs)) return(list(treated = rep(NA_integer_, length(ev$terms)), control = rep(NA_integer_, length(ev$terms)),
+                                    all = c(NA_integer_, NA_integer_)))
+  count <- function(v, arm) length(unique(fit$obs$participant[fit$obs$visit %in% v & fit$obs$treated == arm]))
+  all_visits <- seq_along(model$visits) - 1L
+  list(treated = vapply(ev$index, count, 0L, arm = 1L), control = vapply(ev$index, count, 0L, arm = 0L),
+       all = c(count(all_visits, 1L), count(all_visits, 0L)))
+}
+
 # Rows of NA for a stratum whose design cannot be fitted, with the design's reason.
 na_trial_rows <- function(feature_names, fit, model) {
   n <- length(feature_names)
-  k <- if (model$contrast == "within") 1L else 2L
+  if (model$contrast == "event") {
+    ev <- event_terms(model)
+    fit$terms <- ev$terms
+    fit$joint <- c(list(seq_along(ev$terms)), if (length(ev$leads)) list(ev$leads))
+    k <- 2L * length(ev$terms)
+  } else {
+    k <- if (model$contrast == "within") 1L else 2L
+  }
   na <- matrix(NaN, n, k)
-  part <- list(estimate = na, std_error = na, statistic = na, df = na, log_p = na,
-               resid_sd = rep(NaN, n), boot_p = rep(NaN, n), status = rep(0L, n))
+  nj <- matrix(NaN, n, length(fit$joint))
+  part <- list(estimate = na, std_error = na, statistic = na, df = na, log_p = na, joint_statistic = nj,
+               joint_df_num = nj, joint_df = nj, joint_log_p = nj,
+               resid_sd = rep(NaN, n), boot_p = rep(NaN, n), boot_crit = rep(NaN, n), status = rep(0L, n))
+  if (model$contrast == "event") {
+    part$boot_p <- part$boot_crit <- matrix(NaN, n, length(fit$terms))
+    out <- event_columns(list(part), fit, model, reason = rep(fit$reason, n))
+    out$feature <- feature_names[out$feature]
+    return(out)
+  }
   out <- trial_columns(list(part), fit, model, reason = rep(fit$reason, n))
   out$feature <- feature_names
   out
 }
 
-# FDR (within cell type, and overall when there are several), messages, results class.
+# FDR (within cell type and term, and overall when there are several cell types), from
+# `p_value` as `fdr` and from `boot_p` as `boot_fdr`; messages; results class.
 finish_trial_table <- function(tables, celltype, method, verbose = TRUE) {
   unpaired <- unique(unlist(lapply(tables, attr, "unpaired")))
+  gaps <- unique(unlist(lapply(tables, attr, "missing_visits")))
+  by <- if ("term" %in% names(tables[[1L]])) "term"
+  bh <- function(t, col) grouped_fdr(data.frame(p_value = t[[col]], term = t$term %||% NA), by)
   tables <- lapply(tables, function(t) {
-    p <- if ("boot_p" %in% names(t)) t$boot_p else t$p_value
-    t$fdr <- fdr_bh(p)
+    t$fdr <- bh(t, "p_value")
+    if ("boot_p" %in% names(t)) t$boot_fdr <- bh(t, "boot_p")
+    if ("perm_p" %in% names(t)) t$perm_fdr <- bh(t, "perm_p")
     t
   })
   res <- do.call(rbind, tables)
   if (!is.null(celltype) && length(tables) > 1L) {
-    res$fdr_overall <- fdr_bh(if ("boot_p" %in% names(res)) res$boot_p else res$p_value)
+    res$fdr_overall <- bh(res, "p_value")
+    if ("boot_p" %in% names(res)) res$boot_fdr_overall <- bh(res, "boot_p")
   }
-  if ("boot_p" %in% names(res)) say_boot_fdr(verbose)
   if (length(unpaired)) {
     say(sprintf("%d participant(s) seen at one visit only were left out of the paired analysis%s: %s.",
                 length(unpaired), if (length(tables) > 1L) " (of at least one cell type)" else "",
                 name_list(sort(unpaired))), verbose)
+  }
+  if (length(gaps)) {
+    say(sprintf("Unbalanced visits: %d participant(s) miss some visits%s and are fitted on the visits they have: %s.",
+                length(gaps), if (length(tables) > 1L) " (in at least one cell type)" else "", name_list(sort(gaps))),
+        verbose)
   }
   n_units <- unique(res$n_units)
   if (any(n_units < 10L)) {
     warning(sprintf("Only %d paired participant(s)%s: cluster-robust inference rests on few clusters; prefer vcov = \"CR2\" and check with `bootstrap`.",
                     min(n_units), if (!is.null(celltype)) " in some cell types" else ""), call. = FALSE)
   }
-  results_table(res, method, list(unpaired = unpaired))
-}
-
-# Notes shown once per session.
-trial_notes <- new.env(parent = emptyenv())
-
-say_boot_fdr <- function(verbose) {
-  if (isTRUE(trial_notes$boot_fdr) || !isTRUE(verbose) || isFALSE(getOption("sceffects.verbose"))) return(invisible())
-  say("With `bootstrap`, the `fdr` column is computed from the bootstrap p-values (`boot_p`), not from `p_value`. (Shown once per session.)",
-      verbose)
-  trial_notes$boot_fdr <- TRUE
-  invisible()
+  results_table(res, method, list(unpaired = unpaired, missing_visits = gaps))
 }
 
 #' Change within one arm of a trial
@@ -602,8 +1025,10 @@ say_boot_fdr <- function(verbose) {
 #' @param arm The arm label (e.g. `design$treated`).
 #' @param ... Further arguments of [did_table()], by name: `features`, `assay`,
 #'   `aggregate`, `standardize`, `covariates`, `celltype`, `vcov`, `bootstrap`, `seed`,
-#'   `weights`, `threads`, `BPPARAM`, `verbose`. Any other argument is an error.
-#' @return A results table as [did_table()] where `estimate` is the mean change.
+#'   `weights`, `threads`, `BPPARAM`, `verbose`, `conf_level`. Any other argument is an
+#'   error.
+#' @return A results table as [did_table()] where `estimate` is the mean change. On a
+#'   single-arm design (`trial_design(control = NULL)`) only `arm` needs to occur.
 #' @export
 #' @examples
 #' sce <- simulate_trial(n_genes = 300, n_cells = 3000, seed = 1)
@@ -614,10 +1039,12 @@ within_arm <- function(x, design, arm, ...) {
   args <- within_args(...)
   check_design(design)
   if (!is.character(arm) || length(arm) != 1L || !arm %in% c(design$treated, design$control)) {
-    stop(sprintf("`arm` must be \"%s\" or \"%s\".", design$treated, design$control), call. = FALSE)
+    stop(sprintf("`arm` must be %s.", paste0("\"", c(design$treated, design$control), "\"", collapse = " or ")),
+         call. = FALSE)
   }
   model <- args$settings
-  cells <- trial_cells(x, design, model$verbose)
+  # Only the analysed arm must occur: a single-arm study has no control cells.
+  cells <- trial_cells(x, design, model$verbose, arms = arm)
   in_arm <- cells$treated == as.integer(arm == design$treated)
   src <- trial_features(x, args$features, args$assay, args$aggregate)
   model <- c(model, list(contrast = "within", aggregate = args$aggregate,
@@ -637,11 +1064,11 @@ within_arm <- function(x, design, arm, ...) {
 within_args <- function(..., features = NULL, assay = NULL, aggregate = c("participant_visit", "cell", "pseudobulk"),
                         standardize = TRUE, covariates = NULL, celltype = NULL, vcov = c("CR2", "CR1"),
                         bootstrap = 0, seed = NULL, weights = c("cells", "equal"), threads = NULL, BPPARAM = NULL,
-                        verbose = getOption("sceffects.verbose", TRUE)) {
+                        verbose = getOption("sceffects.verbose", TRUE), conf_level = 0.95) {
   check_dots_used(..., call_name = "within_arm")
   list(features = features, assay = assay, aggregate = match.arg(aggregate), covariates = covariates,
        celltype = celltype, vcov = match.arg(vcov), weights = match.arg(weights),
-       settings = trial_settings(standardize, bootstrap, seed, threads, BPPARAM, verbose))
+       settings = trial_settings(standardize, bootstrap, seed, threads, BPPARAM, verbose, conf_level))
 }
 
 #' Compare the arms at one visit
@@ -843,7 +1270,7 @@ abundance_did <- function(x, design, transform = c("arcsin_sqrt", "logit", "none
               none = props)
   boot <- boot_weights(model$bootstrap, max(fit$cluster), model$seed)
   part <- rs_cluster_fit(y, fit$x, fit$weights, fit$cluster, max(fit$cluster), fit$coefs, model$vcov,
-                         boot, FALSE, model$threads)
+                         boot, FALSE, model$threads, NULL, model$conf_level)
   tab <- trial_columns(list(part), fit, model)
   tab$feature <- types
   tab$proportion_pre <- rowMeans(props[, fit$obs$visit == 0L, drop = FALSE])

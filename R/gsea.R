@@ -318,7 +318,8 @@ gsea_did <- function(x, design, collections, ranking = c("signed_log_p", "t", "e
 # unnamed one would silently become `features`).
 check_did_dots <- function(dots, call_name) {
   if (!length(dots)) return(invisible())
-  allowed <- setdiff(names(formals(did_table)), c("x", "design", "threads", "verbose"))
+  # One DiD per gene to rank: an event study's several terms are not a ranking.
+  allowed <- setdiff(names(formals(did_table)), c("x", "design", "threads", "verbose", "visits"))
   nms <- names(dots) %||% rep("", length(dots))
   bad <- !nzchar(nms) | !nms %in% allowed
   if (any(bad)) do.call(check_dots_used, c(dots[bad], list(call_name = call_name)))

@@ -331,3 +331,67 @@ plot_forest <- function(results, n = 30L, fdr_max = 0.05, label_by = NULL, term 
                   subtitle = attr(frame, "term")) +
     ggplot2::theme_bw()
 }
+
+#' Event-study plot: the DiD at each visit with its confidence interval
+#'
+#' For an event-study table of [did_table()] (with `visits`): per feature, the DiD at each
+#' visit against the baseline with its interval (`conf_low`, `conf_high`), the baseline
+#' drawn at 0, visits in time order. Leads (visits before the baseline) show pre-trends.
+#'
+#' @param results A [did_table()] result with `visits` (columns `term`, `estimate`,
+#'   `conf_low`, `conf_high`).
+#' @param features Features to draw; by default the 6 with the smallest joint-test
+#'   p-value (a message names them).
+#' @param celltype With a `celltype` column: the cell type to draw (default the first).
+#' @return A ggplot object.
+#' @export
+#' @examples
+#' sce <- simulate_trial(n_genes = 300, n_cells = 3000, visits = c("Pre", "C1", "C2"), seed = 1)
+#' design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
+#'                        baseline = "Pre", followup = "C2")
+#' es <- did_table(sce, design, features = c("GENE00161", "GENE00163", "GENE00001"),
+#'                 visits = c("Pre", "C1", "C2"))
+#' plot_event_study(es)
+plot_event_study <- function(results, features = NULL, celltype = NULL) {
+  visits <- attr(results, "visits")
+  need <- c("feature", "term", "estimate", "conf_low", "conf_high")
+  if (!is.data.frame(results) || is.null(visits) || !all(need %in% names(results))) {
+    stop("`results` must be an event-study table of did_table(..., visits = ) (with `term`, `estimate`, `conf_low`, `conf_high`).",
+         call. = FALSE)
+  }
+  df <- as.data.frame(results)
+  if (!is.null(df$celltype)) {
+    types <- unique(df$celltype)
+    celltype <- celltype %||% types[1L]
+    if (!is.character(celltype) || length(celltype) != 1L || !celltype %in% types) {
+      stop(sprintf("`celltype` must be one of the table's cell types: %s.", name_list(types, 6L)), call. = FALSE)
+    }
+    df <- df[df$celltype == celltype, , drop = FALSE]
+  } else if (!is.null(celltype)) {
+    stop("`celltype` needs a table with a `celltype` column.", call. = FALSE)
+  }
+  if (is.null(features)) {
+    joint <- df[df$term == "joint", , drop = FALSE]
+    features <- utils::head(joint$feature[order(joint$p_value)], 6L)
+    say(sprintf("Drawing the %d feature(s) with the smallest joint p-value: %s.", length(features),
+                name_list(features)), TRUE)
+  }
+  unknown <- setdiff(features, df$feature)
+  if (!is.character(features) || length(unknown)) {
+    stop(sprintf("`features` not in `results`: %s.", name_list(unknown, 5L)), call. = FALSE)
+  }
+  baseline <- attr(results, "baseline") %||% visits[1L]
+  df <- df[df$feature %in% features & df$term %in% visits, need, drop = FALSE]
+  base <- data.frame(feature = features, term = baseline, estimate = 0, conf_low = 0, conf_high = 0)
+  df <- rbind(df, base)
+  df$term <- factor(df$term, levels = visits)
+  df$feature <- factor(df$feature, levels = features)
+  dodge <- ggplot2::position_dodge(width = 0.4)
+  ggplot2::ggplot(df, ggplot2::aes(x = .data$term, y = .data$estimate, colour = .data$feature, group = .data$feature)) +
+    ggplot2::geom_hline(yintercept = 0, linetype = "dashed", colour = "grey40") +
+    ggplot2::geom_line(position = dodge, alpha = 0.5) +
+    ggplot2::geom_pointrange(ggplot2::aes(ymin = .data$conf_low, ymax = .data$conf_high), position = dodge) +
+    ggplot2::labs(x = sprintf("visit (baseline %s)", baseline), y = "DiD with confidence interval", colour = NULL,
+                  title = attr(results, "method"), subtitle = celltype) +
+    ggplot2::theme_bw()
+}

@@ -323,7 +323,7 @@ test_that("a third arm is left out with a message naming it", {
   s3 <- small
   s3$response[s3$participant %in% c("P4", "P18")] <- "Placebo"
   msg <- paste(testthat::capture_messages(res <- suppressWarnings(did_table(s3, design))), collapse = "")
-  expect_match(msg, "in other arms \\(Placebo; only \"Responder\" and \"Non-responder\" are compared\\)")
+  expect_match(msg, "in other arms \\(Placebo: participant\\(s\\) P18, P4; only \"Responder\" and \"Non-responder\" are compared\\)")
   ref <- suppressMessages(suppressWarnings(did_table(s3[, s3$response != "Placebo"], design)))
   expect_equal(res$estimate, ref$estimate)
 })
@@ -427,13 +427,11 @@ test_that("the unpaired message lists 10 names and how many more, and verbose qu
   expect_silent(suppressWarnings(did_table(big, design)))
 })
 
-test_that("bootstrap: fdr from boot_p is said once, and `bootstrap` is bounded", {
-  assign("boot_fdr", NULL, envir = sceffects:::trial_notes)
-  msg <- testthat::capture_messages(r <- suppressWarnings(did_table(small, design, bootstrap = 19)))
-  expect_true(any(grepl("`fdr` column is computed from the bootstrap p-values", msg)))
-  expect_equal(r$fdr, fdr_bh(r$boot_p))
-  msg <- testthat::capture_messages(suppressWarnings(did_table(small, design, bootstrap = 19)))
-  expect_false(any(grepl("bootstrap p-values", msg)))
+test_that("bootstrap: fdr from p_value and boot_fdr from boot_p, and `bootstrap` is bounded (issue 16)", {
+  r <- suppressMessages(suppressWarnings(did_table(small, design, bootstrap = 19)))
+  expect_equal(r$fdr, p.adjust(r$p_value, "BH"))
+  expect_equal(r$boot_fdr, p.adjust(r$boot_p, "BH"))
+  expect_false(isTRUE(all.equal(r$fdr, r$boot_fdr)))
   expect_error(did_table(small, design, bootstrap = 1e10), "`bootstrap` = 1e\\+10 is too large: at most 1e\\+06")
   expect_error(did_table(small, design, bootstrap = 2e9), "too large")
   expect_error(within_arm(small, design, "Responder", bootstrap = 2e9), "too large")

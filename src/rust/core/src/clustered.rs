@@ -22,6 +22,7 @@
 
 use crate::dist;
 use crate::input::Features;
+use crate::linalg;
 use crate::project::{Projection, N_STATS};
 use faer::linalg::solvers::DenseSolveCore;
 use faer::{Mat, MatRef, Side};
@@ -259,6 +260,8 @@ pub struct ClusterFit {
     total_weight: f64,
     cluster: Vec<usize>,
     boot: Option<BootRows>,
+    boot_level: f64,
+    joint: Vec<JointTest>,
     /// Whether responses may be shifted before projection (see [`spans_constant_without`]).
     spans_constant: bool,
 }
@@ -276,8 +279,14 @@ pub struct CoefResult {
 #[derive(Clone, Debug)]
 pub struct ResponseResult {
     pub coefs: Vec<CoefResult>,
+    /// One per joint test of [`ClusterFit::with_joint_tests`].
+    pub joint: Vec<JointResult>,
     pub resid_sd: f64,
     pub boot_p: f64,
+    /// Bootstrap-t critical value of the first coefficient: the `ceil((B + 1) level)`-th
+    /// smallest `|t*|` of the B valid draws (infinite when B is too small), for the
+    /// symmetric interval `estimate -/+ boot_crit * std_error`.
+    pub boot_crit: f64,
     pub status: Status,
 }
 
@@ -326,8 +335,84 @@ impl ClusterFit {
             total_weight: d.weights.iter().sum(),
             cluster: d.cluster.to_vec(),
             boot,
+            boot_level: 0.95,
+            joint: Vec::new(),
             spans_constant: spans_constant_without(d, coefs),
         })
+    }
+
+    /// The level of the bootstrap-t interval (default 0.95).
+    pub fn with_boot_level(mut self, level: f64) -> Result<Self, String> {
+        if !(level > 0.0 && level < 1.0) {
+            return Err("the interval level must be between 0 and 1".into());
+        }
+        self.boot_level = level;
+        Ok(self)
+    }
+
+    /// Adds joint Wald tests, each of several fitted coefficients (positions in `coefs`
+    /// of [`Self::new`]). Under CR2 the statistic is clubSandwich's Hotelling-type F
+    /// (`Wald_test(test = "HTZ")`): `F = delta Q / q` on `q` and `nu - q + 1` df, with
+    /// `delta = (nu - q + 1) / nu` and `nu` from the covariances of the working-model
+    /// scores; under CR1 `F = Q / q` on `q` and `G - 1` df (clubSandwich's "Naive-F").
+    /// `nu` depends on the design only, so it is computed here once.
+    pub fn with_joint_tests(mut self, tests: &[Vec<usize>], vcov: Vcov) -> Result<Self, String> {
+        for members in tests {
+            if members.is_empty() || members.iter().any(|&k| k >= self.coefs.len()) {
+                return Err("joint test: coefficient position out of range".into());
+            }
+            let q = members.len() as f64;
+            let (delta, df_denom) = match vcov {
+                Vcov::Cr1 => (1.0, self.n_clusters as f64 - 1.0),
+                Vcov::Cr2 => {
+                    let rows: Vec<&CoefRows> = members.iter().map(|&k| &self.coefs[k]).collect();
+                    let nu = htz_nu(&rows)?;
+                    (((nu - q + 1.0) / nu).max(0.0), nu - q + 1.0)
+                }
+            };
+            self.joint.push(JointTest {
+                members: members.clone(),
+                delta,
+                df_denom,
+            });
+        }
+        Ok(self)
+    }
+
+    /// The joint tests of one response from its estimates and cluster scores.
+    fn joint_results(&self, z: &[f64]) -> Vec<JointResult> {
+        let stride = 1 + self.n_clusters;
+        self.joint
+            .iter()
+            .map(|t| {
+                let q = t.members.len();
+                let est: Vec<f64> = t.members.iter().map(|&k| z[k * stride]).collect();
+                let scores = |k: usize| &z[k * stride + 1..(k + 1) * stride];
+                let v: Vec<f64> = (0..q * q)
+                    .map(|i| {
+                        let (s, u) = (t.members[i % q], t.members[i / q]);
+                        let dot: f64 = scores(s).iter().zip(scores(u)).map(|(a, b)| a * b).sum();
+                        self.coefs[s].scale * dot
+                    })
+                    .collect();
+                let wald = linalg::cholesky(&v, q, 1e-12).map(|l| {
+                    let sol = linalg::cholesky_solve(&l, q, &est);
+                    est.iter().zip(&sol).map(|(a, b)| a * b).sum::<f64>()
+                });
+                match wald {
+                    Some(wald) if t.df_denom > 0.0 => {
+                        let f = t.delta * wald / q as f64;
+                        JointResult {
+                            statistic: f,
+                            df_num: q as f64,
+                            df_denom: t.df_denom,
+                            log_p: dist::f_cdf(f, q as f64, t.df_denom, dist::Tail::Upper, true),
+                        }
+                    }
+                    _ => JointResult::nan(q, t.df_denom),
+                }
+            })
+            .collect()
     }
 
     fn n_restricted(&self) -> usize {
@@ -394,8 +479,14 @@ impl ClusterFit {
                 };
                 self.coefs.len()
             ],
+            joint: self
+                .joint
+                .iter()
+                .map(|t| JointResult::nan(t.members.len(), t.df_denom))
+                .collect(),
             resid_sd: f64::NAN,
             boot_p: f64::NAN,
+            boot_crit: f64::NAN,
             status,
         };
         // Constant up to rounding: a relative spread below 1e-14, some 45 units in the last
@@ -438,14 +529,24 @@ impl ClusterFit {
                 log_p,
             });
         }
-        let boot_p = match (&self.boot, degenerate) {
+        let (boot_p, boot_crit) = match (&self.boot, degenerate) {
             (Some(b), false) => self.boot_p(b, z, xwy_at + p),
-            _ => f64::NAN,
+            _ => (f64::NAN, f64::NAN),
+        };
+        let joint = if degenerate {
+            self.joint
+                .iter()
+                .map(|t| JointResult::nan(t.members.len(), t.df_denom))
+                .collect()
+        } else {
+            self.joint_results(z)
         };
         ResponseResult {
             coefs,
+            joint,
             resid_sd,
             boot_p,
+            boot_crit,
             status: if degenerate {
                 Status::NoResidualVariance
             } else {
@@ -455,7 +556,8 @@ impl ClusterFit {
     }
 
     /// Bootstrap p of the first coefficient: `(1 + #{|t*| >= |t|}) / (1 + valid draws)`.
-    fn boot_p(&self, b: &BootRows, z: &[f64], xrwy_at: usize) -> f64 {
+    /// Also the bootstrap-t critical value at `self.boot_level`.
+    fn boot_p(&self, b: &BootRows, z: &[f64], xrwy_at: usize) -> (f64, f64) {
         let g = self.n_clusters;
         let pr = self.n_restricted();
         let xrwy = &z[xrwy_at..xrwy_at + pr];
@@ -478,6 +580,7 @@ impl ClusterFit {
         let obs_ss: f64 = z[1..1 + g].iter().map(|u| u * u).sum();
         let t_obs = (z[0] / obs_ss.sqrt()).abs();
         let (mut extreme, mut valid) = (0usize, 0usize);
+        let mut abs_t = Vec::with_capacity(b.n_draws);
         for draw in b.weights.chunks_exact(g).take(b.n_draws) {
             let est: f64 = a.iter().zip(draw).map(|(x, w)| x * w).sum();
             let ss: f64 = kmat
@@ -492,13 +595,100 @@ impl ClusterFit {
                 .sum();
             if ss > 0.0 && ss.is_finite() {
                 valid += 1;
-                if (est / ss.sqrt()).abs() >= t_obs * (1.0 - TIE_TOL) {
+                let t = (est / ss.sqrt()).abs();
+                abs_t.push(t);
+                if t >= t_obs * (1.0 - TIE_TOL) {
                     extreme += 1;
                 }
             }
         }
-        (1 + extreme) as f64 / (1 + valid) as f64
+        let rank = ((valid + 1) as f64 * self.boot_level).ceil() as usize;
+        let crit = if rank >= 1 && rank <= valid {
+            abs_t.sort_by(f64::total_cmp);
+            abs_t[rank - 1]
+        } else {
+            f64::INFINITY
+        };
+        ((1 + extreme) as f64 / (1 + valid) as f64, crit)
     }
+}
+
+/// A joint Wald test: which coefficients, and its F scaling and denominator df.
+struct JointTest {
+    members: Vec<usize>,
+    delta: f64,
+    df_denom: f64,
+}
+
+/// One response's joint Wald test: F on `df_num` and `df_denom` df.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JointResult {
+    pub statistic: f64,
+    pub df_num: f64,
+    pub df_denom: f64,
+    pub log_p: f64,
+}
+
+impl JointResult {
+    fn nan(q: usize, df_denom: f64) -> Self {
+        JointResult {
+            statistic: f64::NAN,
+            df_num: q as f64,
+            df_denom,
+            log_p: f64::NAN,
+        }
+    }
+}
+
+/// clubSandwich's `nu_Z` of the HTZ test (`total_variance_mat()`): with `P_s` the score
+/// rows of coefficient s (working model the identity), `Omega = [tr(P_s P_t')]`,
+/// `Pt_s = sum_t Omega^{-1/2}[s, t] P_t` and `B_st = Pt_s Pt_t'`,
+/// `nu = q (q + 1) / sum_st (<B_st, B_ts> + <B_ss, B_tt>)`. For one coefficient this is the
+/// Satterthwaite df.
+fn htz_nu(rows: &[&CoefRows]) -> Result<f64, String> {
+    let q = rows.len();
+    let inner = |a: &Mat<f64>, b: &Mat<f64>| -> f64 {
+        (0..a.ncols())
+            .map(|j| (0..a.nrows()).map(|i| a[(i, j)] * b[(i, j)]).sum::<f64>())
+            .sum()
+    };
+    let omega = Mat::from_fn(q, q, |s, t| inner(&rows[s].scores, &rows[t].scores));
+    let eig = omega
+        .self_adjoint_eigen(Side::Lower)
+        .map_err(|_| "eigendecomposition failed".to_string())?;
+    let (u, ev) = (eig.U(), eig.S().column_vector());
+    let power: Vec<f64> = (0..q)
+        .map(|i| {
+            if ev[i] > EIGEN_TOL {
+                ev[i].powf(-0.5)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let nsqrt = Mat::from_fn(q, q, |r, c| {
+        (0..q)
+            .map(|i| u[(r, i)] * power[i] * u[(c, i)])
+            .sum::<f64>()
+    });
+    let (g, n) = (rows[0].scores.nrows(), rows[0].scores.ncols());
+    let pt: Vec<Mat<f64>> = (0..q)
+        .map(|s| {
+            Mat::from_fn(g, n, |i, j| {
+                (0..q).map(|t| nsqrt[(s, t)] * rows[t].scores[(i, j)]).sum()
+            })
+        })
+        .collect();
+    let b: Vec<Vec<Mat<f64>>> = (0..q)
+        .map(|s| (0..q).map(|t| &pt[s] * pt[t].transpose()).collect())
+        .collect();
+    let mut total = 0.0;
+    for s in 0..q {
+        for t in 0..q {
+            total += inner(&b[s][t], &b[t][s]) + inner(&b[s][s], &b[t][t]);
+        }
+    }
+    Ok((q * (q + 1)) as f64 / total)
 }
 
 /// Whether the constant lies in the span of the columns of `x` other than `coefs`. Then
@@ -800,8 +990,53 @@ mod tests {
             }
         }
         let expect = (1 + extreme) as f64 / (1 + draws) as f64;
-        let got = fit.finish(&project_dense(&y, 1, &proj), false).boot_p;
-        assert!((got - expect).abs() < 1e-15, "{got} vs {expect}");
+        let res = fit.finish(&project_dense(&y, 1, &proj), false);
+        assert!(
+            (res.boot_p - expect).abs() < 1e-15,
+            "{} vs {expect}",
+            res.boot_p
+        );
+        // The critical value is the ceil(41 * 0.95) = 39th smallest |t*|.
+        let mut abs_t: Vec<f64> = (0..draws)
+            .map(|b| {
+                let ystar: Vec<f64> = (0..n)
+                    .map(|i| fitted[i] + weights[cl[i] * draws + b] * er[i])
+                    .collect();
+                t_of(&ystar).abs()
+            })
+            .collect();
+        abs_t.sort_by(f64::total_cmp);
+        assert!((res.boot_crit - abs_t[38]).abs() < 1e-10 * abs_t[38]);
+    }
+
+    #[test]
+    fn a_joint_test_of_one_coefficient_is_the_squared_t() {
+        let (x, w, cl) = did_design();
+        let n = x.nrows();
+        let y: Vec<f64> = (0..n).map(|i| x[(i, 1)] * 0.4 + noise(i + 3)).collect();
+        let d = design(&x, &w, &cl);
+        for vcov in [Vcov::Cr1, Vcov::Cr2] {
+            let fit = ClusterFit::new(&d, &[1, 0], vcov, None)
+                .unwrap()
+                .with_joint_tests(&[vec![0], vec![0, 1]], vcov)
+                .unwrap();
+            let r = fit.finish(&project_dense(&y, 1, &fit.projection()), false);
+            let (c, j) = (r.coefs[0], r.joint[0]);
+            assert!((j.statistic - c.statistic.powi(2)).abs() < 1e-10 * j.statistic);
+            assert!(
+                (j.df_denom - c.df).abs() < 1e-8 * c.df,
+                "{} vs {}",
+                j.df_denom,
+                c.df
+            );
+            assert!((j.log_p - c.log_p).abs() < 1e-8);
+            assert_eq!(r.joint[1].df_num, 2.0);
+            assert!(r.joint[1].log_p < 0.0);
+        }
+        assert!(ClusterFit::new(&d, &[1], Vcov::Cr2, None)
+            .unwrap()
+            .with_joint_tests(&[vec![1]], Vcov::Cr2)
+            .is_err());
     }
 
     #[test]

@@ -14,8 +14,9 @@ fn coef_field(c: &CoefResult, k: usize) -> f64 {
 }
 
 /// Cluster-robust WLS of every feature (row of `x`) on one design: results for the
-/// coefficients `coefs` (1-based), and a wild-bootstrap p of the first when `boot_weights`
-/// (draws x clusters) is a matrix.
+/// coefficients `coefs` (1-based), a wild-bootstrap p of the first when `boot_weights`
+/// (draws x clusters) is a matrix, and joint Wald tests when `joint` is a list of integer
+/// vectors (1-based positions in `coefs`).
 #[extendr]
 #[allow(clippy::too_many_arguments)]
 fn rs_cluster_fit(
@@ -29,6 +30,8 @@ fn rs_cluster_fit(
     boot_weights: Robj,
     standardize: bool,
     threads: i32,
+    #[extendr(default = "NULL")] joint: Robj,
+    #[extendr(default = "0.95")] boot_level: f64,
 ) -> RResult<Robj> {
     let slots = sparse_slots(&x)?;
     let feats = features_of(&x, &slots)?;
@@ -52,7 +55,22 @@ fn rs_cluster_fit(
         Some((m.data().to_vec(), m.nrows()))
     };
     let coefs = zero_based(coefs);
-    let fit = ClusterFit::new(&d, &coefs, vcov, boot).map_err(fail)?;
+    let tests: Vec<Vec<usize>> = if joint.is_null() {
+        Vec::new()
+    } else {
+        List::try_from(joint)?
+            .values()
+            .map(|v| {
+                v.as_integer_slice()
+                    .map(zero_based)
+                    .ok_or_else(|| fail("`joint` must be a list of integer vectors"))
+            })
+            .collect::<RResult<_>>()?
+    };
+    let fit = ClusterFit::new(&d, &coefs, vcov, boot)
+        .and_then(|f| f.with_joint_tests(&tests, vcov))
+        .and_then(|f| f.with_boot_level(boot_level))
+        .map_err(fail)?;
     let results = pooled(threads, || {
         clustered::fit_features(&fit, &feats, standardize)
     })
@@ -65,8 +83,17 @@ fn rs_cluster_fit(
     let per_feature = |f: fn(&clustered::ResponseResult) -> f64| {
         results.iter().map(f).collect::<Vec<f64>>().into_robj()
     };
+    let n_tests = tests.len();
+    let joint_field = |f: fn(&clustered::JointResult) -> f64| {
+        RMatrix::new_matrix(n, n_tests, |r, c| f(&results[r].joint[c])).into_robj()
+    };
+    values.push(joint_field(|j| j.statistic));
+    values.push(joint_field(|j| j.df_num));
+    values.push(joint_field(|j| j.df_denom));
+    values.push(joint_field(|j| j.log_p));
     values.push(per_feature(|r| r.resid_sd));
     values.push(per_feature(|r| r.boot_p));
+    values.push(per_feature(|r| r.boot_crit));
     values.push(
         results
             .iter()
@@ -76,7 +103,16 @@ fn rs_cluster_fit(
     );
     let names: Vec<&str> = COEF_FIELDS
         .iter()
-        .chain(&["resid_sd", "boot_p", "status"])
+        .chain(&[
+            "joint_statistic",
+            "joint_df_num",
+            "joint_df",
+            "joint_log_p",
+            "resid_sd",
+            "boot_p",
+            "boot_crit",
+            "status",
+        ])
         .copied()
         .collect();
     Ok(List::from_names_and_values(names, values)?.into_robj())

@@ -7,6 +7,7 @@ use extendr_api::prelude::*;
 use std::ffi::{c_int, c_void};
 
 mod assoc;
+mod balance;
 mod did;
 mod gsea;
 mod input;
@@ -83,6 +84,7 @@ fn rs_reason_table() -> RResult<Robj> {
 extendr_module! {
     mod sceffects;
     use assoc;
+    use balance;
     use did;
     use gsea;
     use input;

@@ -391,13 +391,15 @@ tree_clr <- function(b, lay, sign) {
 #' Mixed models on balances (the gneiss workflow)
 #'
 #' Balances of a composition from a tree ([balances()]), then one linear mixed model per
-#' balance with a random intercept per group ([lmm_table()]), as gneiss's `mixedlm()`.
+#' balance with a random intercept per group ([lmm_table()]), as gneiss's `mixedlm()`, or
+#' one linear model per balance without `groups` and random terms, as gneiss's `ols()`.
 #' `predict()` on the result gives balances, or proportions with `type = "proportion"`.
 #'
 #' @param x Parts x samples counts or proportions (see [balances()]).
 #' @param formula One-sided formula of the fixed effects (`~ time + treatment`); it may also
 #'   carry its own random-effects term, e.g. `~ time + (1 + time | patient)`, when `groups`
-#'   is `NULL`.
+#'   is `NULL`. Without random terms nor `groups`, one linear model (OLS) per balance, as
+#'   gneiss's `ols` (see [lmm_table()] and [prediction_error()]).
 #' @param data A data.frame with one row per sample (column of `x`); by default
 #'   `colData(x)` for a SummarizedExperiment, `pData(x)` for an ExpressionSet,
 #'   `sample_data(x)` for a phyloseq object.

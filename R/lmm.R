@@ -25,17 +25,24 @@
 #' `lme4::isSingular()`, when a diagonal element of `T` is below 1e-4 (a variance component
 #' at zero or a perfect correlation).
 #'
-#' Several grouping factors, crossed or nested (`(1 | site) + (1 | subject)`; write a
-#' nested factor as `(1 | site) + (1 | site:subject)` or its own interaction column: lme4's
-#' `(1 | site/subject)` is refused with that advice), are fitted on the
+#' Several grouping factors, crossed or nested (`(1 | site) + (1 | subject)`; lme4's
+#' nesting `(1 | site/subject)` is expanded as lme4 does, to `(1 | site) +
+#' (1 | subject:site)`), are fitted on the
 #' dense random-effects design, at a cost that grows with the cube of the number of random
 #' effects; one grouping factor is fitted group by group, at a cost independent of it.
+#'
+#' A formula without random terms (`~ ph + site`) is ordinary least squares per response
+#' (gneiss's `ols`), equal to `lm()`: t-tests with the residual df, the table's `r_squared`
+#' column, and in [lmm_fits()] `r_squared`, `adj_r_squared`, the leave-one-out error
+#' `loo_mse` (PRESS / n) and logLik as `logLik.lm()` (REML or ML); see
+#' [prediction_error()] for k-fold errors.
 #'
 #' @param x Responses (e.g. balances) in rows and samples in columns: a matrix,
 #'   dgCMatrix, DelayedArray, SummarizedExperiment or ExpressionSet; a data.frame is read
 #'   with samples in rows and responses in columns (gneiss's table layout), and a message
 #'   says so.
-#' @param formula One-sided formula in lme4 syntax, e.g. `~ time + treatment + (1 | patient)`.
+#' @param formula One-sided formula in lme4 syntax, e.g. `~ time + treatment + (1 | patient)`;
+#'   without random terms, a linear model (OLS).
 #' @param data A data.frame with one row per sample (column of `x`); by default `colData(x)`
 #'   for a SummarizedExperiment, `pData(x)` for an ExpressionSet. When both have sample names, rows are matched to `x`'s
 #'   samples by name (as gneiss joins its table and metadata); otherwise by position.
@@ -313,7 +320,9 @@ lmm_fit_rows <- function(src, model, REML, p_values, threads, BPPARAM) {
 ols_fit <- function(y, model, REML, threads) {
   fit <- rs_ols_fit(y, model$x, model$intercept, REML, threads)
   n <- nrow(y)
-  status <- ifelse(is.finite(fit$sigma) & fit$sigma > 0, 0L, 1L)
+  # A response the design fits exactly (e.g. constant) has residuals at rounding level.
+  scale <- apply(abs(y), 1L, max)
+  status <- ifelse(is.finite(fit$sigma) & fit$sigma > 1e-10 * scale, 0L, 1L)
   c(fit, list(theta = matrix(0, n, 0L), ranef = matrix(0, n, 0L), converged = rep(TRUE, n),
               iterations = integer(n), status = status))
 }

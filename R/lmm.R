@@ -266,7 +266,7 @@ split_lmm_formula <- function(formula) {
   list(fixed = stats::as.formula(call("~", rhs), env), random = if (is.null(random)) list() else random)
 }
 
-# lme4's nesting operator as lme4 expands it: `a/b` is `a` and `b:a`, `a/b/c` adds `c:b:a`
+# lme4's nesting operator as lme4 expands it: `a/b` is `a` and `b:a`, `a/b/c` adds `c:(b:a)`
 # (the interaction named innermost factor first, as lme4 names it).
 expand_nesting <- function(g) {
   if (!(is.call(g) && identical(g[[1L]], as.name("/")))) return(list(g))

@@ -25,8 +25,8 @@
 plot_balance_heatmap <- function(x, tree = NULL, data = NULL, order_by = NULL, values = c("proportion", "clr"),
                                  highlight = NULL, pseudocount = NULL, convention = c("gneiss", "philr"),
                                  assay = NULL) {
-  values <- match.arg(values)
-  convention <- match.arg(convention)
+  values <- match_choice(values, "values")
+  convention <- match_choice(convention, "convention")
   lay <- balance_layout(tree_of(x, tree))
   logx <- log_composition(x, lay$tips, pseudocount, assay)
   v <- if (values == "clr") sweep(logx, 2L, colMeans(logx)) else sweep(exp(logx), 2L, colSums(exp(logx)), `/`)
@@ -94,6 +94,16 @@ dendrogram_segments <- function(lay, width, highlight, convention) {
   rbind(
     data.frame(x = xpos[parent], xend = xpos[parent], y = y[parent], yend = y[child], side = side),
     data.frame(x = xpos[parent], xend = xpos[child], y = y[child], yend = y[child], side = side))
+}
+
+# match.arg() naming the argument in its error: the first choice when `v` is the default.
+match_choice <- function(v, arg) {
+  choices <- eval(formals(sys.function(sys.parent()))[[arg]])
+  if (identical(v, choices)) return(choices[1L])
+  if (!is.character(v) || length(v) != 1L || !v %in% choices) {
+    stop(sprintf("`%s` must be one of %s.", arg, paste0("\"", choices, "\"", collapse = ", ")), call. = FALSE)
+  }
+  v
 }
 
 plain_frame <- function(data) {

@@ -23,7 +23,7 @@
 #' tax <- data.frame(Phylum = c("P1", "P1", "P2", "P2", "P3"), row.names = letters[1:5])
 #' balance_taxa(tree, "y0", taxonomy = tax)
 balance_taxa <- function(tree, balance = NULL, taxonomy = NULL, convention = c("gneiss", "philr")) {
-  convention <- match.arg(convention)
+  convention <- match_choice(convention, "convention")
   if (is(tree, "phyloseq")) {
     if (is.null(taxonomy)) taxonomy <- phyloseq::tax_table(tree, errorIfNULL = FALSE)
     tree <- tree_of(tree, NULL)

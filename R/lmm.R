@@ -307,7 +307,8 @@ lmm_fit_rows <- function(src, model, REML, p_values, threads, BPPARAM) {
   n <- src$n_features
   workers <- if (is.null(BPPARAM)) 1L else max(1L, BiocParallel::bpnworkers(BPPARAM))
   chunk <- max(1L, min(2000L, ceiling(n / workers)))
-  parts <- run_chunks(split_blocks(n, chunk), one, BPPARAM, "Fitting mixed models")
+  label <- if (isTRUE(model$ols)) "Fitting linear models" else "Fitting mixed models"
+  parts <- run_chunks(split_blocks(n, chunk), one, BPPARAM, label)
   bind <- function(name) {
     v <- lapply(parts, `[[`, name)
     if (is.matrix(v[[1L]])) do.call(rbind, v) else unlist(v)

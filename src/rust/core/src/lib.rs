@@ -6,6 +6,7 @@ pub mod assoc;
 pub mod balance;
 pub mod cellstate;
 pub mod clustered;
+pub mod copula;
 pub mod dist;
 pub mod fdr;
 pub mod gsea;

@@ -8,6 +8,7 @@ use std::ffi::{c_int, c_void};
 
 mod assoc;
 mod balance;
+mod copula;
 mod did;
 mod gsea;
 mod input;
@@ -85,6 +86,7 @@ extendr_module! {
     mod sceffects;
     use assoc;
     use balance;
+    use copula;
     use did;
     use gsea;
     use input;

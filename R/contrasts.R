@@ -119,7 +119,7 @@ contrast.sceffects_lmm <- function(fit, contrast, joint = FALSE, threads = NULL,
   s <- check_lmm(fit)
   weights <- contrast_weights(contrast, colnames(s$model$x))
   stats <- contrast_wald(weights, t(nan_to_na(s$fit$estimate)), t(nan_to_na(s$fit$vcov)))
-  satt <- grepl("Satterthwaite", attr(fit, "method"), fixed = TRUE)
+  satt <- identical(s$p_values, "satterthwaite") || grepl("Satterthwaite", attr(fit, "method"), fixed = TRUE)
   df <- if (satt) lmm_contrast_df(s, weights, resolve_threads(threads)) else NULL
   contrast_table(stats, weights, s$features, df = df, reason = c(NA, "no residual variance", "fit failed")[s$fit$status + 1L],
                  joint = joint, method = sprintf("linear mixed model contrast (%s)",

@@ -25,17 +25,24 @@
 #' `lme4::isSingular()`, when a diagonal element of `T` is below 1e-4 (a variance component
 #' at zero or a perfect correlation).
 #'
-#' Several grouping factors, crossed or nested (`(1 | site) + (1 | subject)`; write a
-#' nested factor as `(1 | site) + (1 | site:subject)` or its own interaction column: lme4's
-#' `(1 | site/subject)` is refused with that advice), are fitted on the
+#' Several grouping factors, crossed or nested (`(1 | site) + (1 | subject)`; lme4's
+#' nesting `(1 | site/subject)` is expanded as lme4 does, to `(1 | site) +
+#' (1 | subject:site)`), are fitted on the
 #' dense random-effects design, at a cost that grows with the cube of the number of random
 #' effects; one grouping factor is fitted group by group, at a cost independent of it.
+#'
+#' A formula without random terms (`~ ph + site`) is ordinary least squares per response
+#' (gneiss's `ols`), equal to `lm()`: t-tests with the residual df, the table's `r_squared`
+#' column, and in [lmm_fits()] `r_squared`, `adj_r_squared`, the leave-one-out error
+#' `loo_mse` (PRESS / n) and logLik as `logLik.lm()` (REML or ML); see
+#' [prediction_error()] for k-fold errors.
 #'
 #' @param x Responses (e.g. balances) in rows and samples in columns: a matrix,
 #'   dgCMatrix, DelayedArray, SummarizedExperiment or ExpressionSet; a data.frame is read
 #'   with samples in rows and responses in columns (gneiss's table layout), and a message
 #'   says so.
-#' @param formula One-sided formula in lme4 syntax, e.g. `~ time + treatment + (1 | patient)`.
+#' @param formula One-sided formula in lme4 syntax, e.g. `~ time + treatment + (1 | patient)`;
+#'   without random terms, a linear model (OLS).
 #' @param data A data.frame with one row per sample (column of `x`); by default `colData(x)`
 #'   for a SummarizedExperiment, `pData(x)` for an ExpressionSet. When both have sample names, rows are matched to `x`'s
 #'   samples by name (as gneiss joins its table and metadata); otherwise by position.
@@ -147,6 +154,7 @@ lmm_model <- function(formula, data, n_samples, arg_names = lmm_arg_names) {
   if (n_samples <= ncol(x)) {
     stop(sprintf("`%s` has no more samples than fixed effects.", arg_names$y), call. = FALSE)
   }
+  if (!length(parts$random)) return(ols_model(x, fixed_terms, fixed_frame, formula))
   blocks <- random_blocks(parts$random, data, environment(formula))
   groups <- unique(vapply(blocks, `[[`, "", "group_name"))
   for (b in blocks) {
@@ -174,6 +182,15 @@ lmm_model <- function(formula, data, n_samples, arg_names = lmm_arg_names) {
        copies = if (one_factor) rep(1L, length(blocks)) else vapply(blocks, function(b) length(b$levels), integer(1)),
        group = if (one_factor) zs[[1L]]$group else rep(1L, n_samples),
        n_groups = if (one_factor) length(blocks[[1L]]$levels) else 1L,
+       fixed_terms = fixed_terms, fixed_xlev = stats::.getXlevels(fixed_terms, fixed_frame), formula = formula)
+}
+
+# A formula without random terms: ordinary least squares (gneiss's `ols`), in the shape of
+# a mixed model without random effects, so that the results and methods are shared.
+ols_model <- function(x, fixed_terms, fixed_frame, formula) {
+  storage.mode(x) <- "double"
+  list(x = x, ols = TRUE, intercept = attr(fixed_terms, "intercept") == 1L, blocks = list(),
+       fitted_blocks = list(), one_factor = FALSE, sizes = integer(), copies = integer(),
        fixed_terms = fixed_terms, fixed_xlev = stats::.getXlevels(fixed_terms, fixed_frame), formula = formula)
 }
 
@@ -235,27 +252,32 @@ split_lmm_formula <- function(formula) {
   is_paren <- function(e) is.call(e) && identical(e[[1L]], as.name("("))
   parts <- split_plus(formula[[2L]])
   bars <- vapply(parts, function(e) is_paren(e) && is.call(e[[2L]]) && deparse(e[[2L]][[1L]]) %in% c("|", "||"), logical(1))
-  if (!any(bars)) stop("`formula` has no random-effects term such as (1 | subject).", call. = FALSE)
   fixed <- parts[!bars]
   rhs <- if (length(fixed)) Reduce(function(a, b) call("+", a, b), fixed) else 1
   env <- environment(formula)
-  random <- lapply(parts[bars], function(e) {
+  random <- unlist(lapply(parts[bars], function(e) {
     b <- e[[2L]]
-    check_grouping_expr(b[[3L]])
-    list(formula = stats::as.formula(call("~", b[[2L]]), env), group = b[[3L]],
-         uncorrelated = identical(b[[1L]], as.name("||")))
-  })
-  list(fixed = stats::as.formula(call("~", rhs), env), random = random)
+    lapply(expand_nesting(b[[3L]]), function(g) {
+      check_grouping_expr(g)
+      list(formula = stats::as.formula(call("~", b[[2L]]), env), group = g,
+           uncorrelated = identical(b[[1L]], as.name("||")))
+    })
+  }), recursive = FALSE)
+  list(fixed = stats::as.formula(call("~", rhs), env), random = if (is.null(random)) list() else random)
 }
 
-# A grouping factor must be a column or an interaction `a:b`; lme4's nesting operator `/`
-# (and other expressions, which would be evaluated as arithmetic) is refused.
+# lme4's nesting operator as lme4 expands it: `a/b` is `a` and `b:a`, `a/b/c` adds `c:(b:a)`
+# (the interaction named innermost factor first, as lme4 names it).
+expand_nesting <- function(g) {
+  if (!(is.call(g) && identical(g[[1L]], as.name("/")))) return(list(g))
+  outer <- expand_nesting(g[[2L]])
+  c(outer, list(call(":", g[[3L]], outer[[length(outer)]])))
+}
+
+# A grouping factor must be a column or an interaction `a:b` (nesting `a/b` is expanded
+# before); other expressions, which would be evaluated as arithmetic, are refused.
 check_grouping_expr <- function(g) {
   if (is.name(g)) return(invisible())
-  if (is.call(g) && identical(g[[1L]], as.name("/"))) {
-    stop(sprintf("`formula`: nested random-effects terms such as (1 | %s) are not supported: write them as (1 | %s) + (1 | %s:%s), or give an interaction column.",
-                 deparse1(g), deparse1(g[[2L]]), deparse1(g[[2L]]), deparse1(g[[3L]])), call. = FALSE)
-  }
   if (is.call(g) && identical(g[[1L]], as.name(":"))) {
     for (part in as.list(g)[-1L]) check_grouping_expr(part)
     return(invisible())
@@ -278,17 +300,31 @@ group_values <- function(g, data, env) {
 # chunks) or across BiocParallel workers.
 lmm_fit_rows <- function(src, model, REML, p_values, threads, BPPARAM) {
   one <- function(rows) {
+    if (isTRUE(model$ols)) return(ols_fit(lmm_responses(src, rows), model, REML, threads))
     rs_lmm_fit(lmm_responses(src, rows), model$x, model$z, as.integer(model$group), model$n_groups,
                model$sizes, model$copies, REML, p_values == "satterthwaite", threads)
   }
   chunks <- plan_chunks(src$n_features, block_size = 2000L, BPPARAM = BPPARAM,
                         delayed = src$kind == "delayed")
-  parts <- run_chunks(chunks, one, BPPARAM, "Fitting mixed models")
+  label <- if (isTRUE(model$ols)) "Fitting linear models" else "Fitting mixed models"
+  parts <- run_chunks(chunks, one, BPPARAM, label)
   bind <- function(name) {
     v <- lapply(parts, `[[`, name)
     if (is.matrix(v[[1L]])) do.call(rbind, v) else unlist(v)
   }
   stats::setNames(lapply(names(parts[[1L]]), bind), names(parts[[1L]]))
+}
+
+# The core's OLS fit of responses `y` with the fields of a mixed model's (no theta nor
+# random effects; always converged).
+ols_fit <- function(y, model, REML, threads) {
+  fit <- rs_ols_fit(y, model$x, model$intercept, REML, threads)
+  n <- nrow(y)
+  # A response the design fits exactly (e.g. constant) has residuals at rounding level.
+  scale <- apply(abs(y), 1L, max)
+  status <- ifelse(is.finite(fit$sigma) & fit$sigma > 1e-10 * scale, 0L, 1L)
+  c(fit, list(theta = matrix(0, n, 0L), ranef = matrix(0, n, 0L), converged = rep(TRUE, n),
+              iterations = integer(n), status = status))
 }
 
 # Names of theta in lme4's order: blocks in turn, each block's lower triangle column by
@@ -313,7 +349,8 @@ lmm_results <- function(fit, model, src, REML, p_values) {
   p <- length(terms)
   n_feat <- length(features)
   diag_theta <- unlist(lapply(model$sizes, function(size) unlist(lapply(seq_len(size), function(c) c(TRUE, rep(FALSE, size - c))))))
-  singular <- apply(fit$theta[, diag_theta, drop = FALSE] < 1e-4, 1L, any)
+  ols <- isTRUE(model$ols)
+  singular <- if (ols) logical(n_feat) else apply(fit$theta[, diag_theta, drop = FALSE] < 1e-4, 1L, any)
   status <- fit$status
   # A response without residual variance (e.g. constant) has no test: the core may still
   # report a p-value of 1, which would enter the FDR as a test.
@@ -323,6 +360,7 @@ lmm_results <- function(fit, model, src, REML, p_values) {
   for (nm in c("estimate", "std_error", "df", "log_p", "log_p_z")) {
     if (is.matrix(fit[[nm]])) fit[[nm]][no_fit, ] <- NA_real_
   }
+  if (ols) fit$r_squared[no_fit] <- fit$adj_r_squared[no_fit] <- fit$loo_mse[no_fit] <- NA_real_
   fit$status <- status
   colnames(fit$estimate) <- colnames(fit$std_error) <- colnames(fit$df) <- terms
   colnames(fit$theta) <- theta_names(model$blocks)
@@ -336,12 +374,20 @@ lmm_results <- function(fit, model, src, REML, p_values) {
     statistic = c(fit$estimate / fit$std_error), df = c(df), log_p = c(log_p),
     converged = rep(as.logical(fit$converged), times = p), singular = rep(singular & status == 0L, times = p),
     reason = rep(reason, times = p), stringsAsFactors = FALSE)
+  if (ols) {
+    out$singular <- NULL
+    out$r_squared <- rep(nan_to_na(fit$r_squared), times = p)
+    out <- out[c(setdiff(names(out), "reason"), "reason")]
+  }
   out <- out[order(match(out$feature, features)), , drop = FALSE]
-  method <- sprintf("linear mixed model (%s, %s)", if (REML) "REML" else "ML",
-                    if (satt) "Satterthwaite t" else "Wald z")
+  method <- if (ols) {
+    sprintf("linear model (OLS, %s)", if (satt) "t with residual df" else "Wald z")
+  } else {
+    sprintf("linear mixed model (%s, %s)", if (REML) "REML" else "ML", if (satt) "Satterthwaite t" else "Wald z")
+  }
   fit$singular <- singular
   res <- results_table(out, method, fdr_by = "term", extra = list(
-    lmm = list(fit = fit, model = model, src = src, REML = REML, features = features),
+    lmm = list(fit = fit, model = model, src = src, REML = REML, p_values = p_values, features = features),
     estimate_label = "coefficient"))
   class(res) <- c("sceffects_lmm", class(res))
   res
@@ -371,6 +417,7 @@ check_lmm <- function(object) {
 lmm_fits <- function(object) {
   s <- check_lmm(object)
   fit <- s$fit
+  if (isTRUE(s$model$ols)) return(ols_fits(s))
   vc <- do.call(cbind, lapply(block_variances(s$model$blocks, s$model$sizes), function(b) {
     v <- t(vapply(seq_along(s$features), function(i) random_sd_cor(fit$theta[i, b$theta], fit$sigma[i], b$size),
                   numeric(length(b$labels))))
@@ -388,6 +435,19 @@ lmm_fits <- function(object) {
   out$iterations <- fit$iterations
   out$singular <- fit$singular & fit$status == 0L
   rownames(out) <- NULL
+  out
+}
+
+# lmm_fits() of an OLS fit: sigma, R², adjusted R², the leave-one-out prediction error
+# (PRESS / n) and logLik / REML criterion as logLik.lm().
+ols_fits <- function(s) {
+  fit <- s$fit
+  crit <- nan_to_na(fit$criterion)
+  out <- data.frame(feature = s$features, sigma = nan_to_na(fit$sigma), r_squared = nan_to_na(fit$r_squared),
+                    adj_r_squared = nan_to_na(fit$adj_r_squared), loo_mse = nan_to_na(fit$loo_mse),
+                    logLik = -crit / 2)
+  if (s$REML) out$REMLcrit <- crit else out$deviance <- crit
+  out$converged <- as.logical(fit$converged)
   out
 }
 

@@ -300,6 +300,10 @@ print.sceffects_nb <- function(x, ...) {
 #' @param nsim Number of simulated data sets (>= 1); a request whose draws (genes x
 #'   cells x `nsim` doubles) exceed the available memory is refused before drawing.
 #' @param seed Seed of the simulation (the user's random state is left untouched).
+#' @param copula For `simulate()`: `NULL` (genes independent), or an [nb_copula()] of
+#'   this fit: counts with the fitted marginals and its gene-gene correlation (drawn by
+#'   the core from seeded streams: the same for a seed whatever `threads`).
+#' @param threads For `simulate()` with a copula: threads of the core.
 #' @param contrast For `summary()`: `NULL` (a test of each coefficient), or hypotheses
 #'   about the coefficients of `component` (the mean unless given), as in [contrast()],
 #'   whose table is then returned.
@@ -495,7 +499,8 @@ colnames_of_fit <- function(object) {
 
 #' @rdname nb-methods
 #' @export
-simulate.sceffects_nb <- function(object, nsim = 1, seed = NULL, newdata = NULL, offset = NULL, ...) {
+simulate.sceffects_nb <- function(object, nsim = 1, seed = NULL, newdata = NULL, offset = NULL, copula = NULL,
+                                 threads = NULL, ...) {
   check_dots_used(..., call_name = "simulate")
   nsim <- check_count(nsim, "nsim", min = 1)
   if (!is.null(seed)) seed <- resolve_seed(seed)
@@ -509,6 +514,10 @@ simulate.sceffects_nb <- function(object, nsim = 1, seed = NULL, newdata = NULL,
   mu[object$status == 2L, ] <- 0
   size[object$status == 2L, ] <- 1
   ok <- !is.na(mu) & !is.na(size)
+  if (!is.null(copula)) {
+    sims <- lapply(simulate_copula(object, copula, mu, size, nsim, seed, threads), nb_counts_as_input, object, newdata)
+    return(if (nsim == 1L) sims[[1L]] else sims)
+  }
   draw <- function() {
     y <- matrix(NA_real_, nrow(mu), ncol(mu), dimnames = dimnames(mu))
     y[ok] <- stats::rnbinom(sum(ok), size = size[ok], mu = mu[ok])

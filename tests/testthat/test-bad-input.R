@@ -29,6 +29,7 @@ valid_calls <- list(
   score_gene_sets = function(...) suppressWarnings(score_gene_sets(trial, list(s = rownames(trial)[1:5]), add = FALSE, ...)),
   nb_regression = function(...) suppressMessages(nb_regression(counts, ~ dose, data = cells, ...)),
   lmm_table = function(...) lmm_table(counts, ~ dose + (1 | subject), cells, ...),
+  prediction_error = function(...) prediction_error(lmm_table(counts, ~ dose, cells), folds = 4, ...),
   gsea = function(...) suppressMessages(gsea(stats, sets, min_size = 5, nperm = 50, ...)),
   diff_expression = function(...) suppressMessages(suppressWarnings(
     diff_expression(manifold, "condition", "young", "old", features = rownames(manifold)[1:5], n_landmarks = 50,
@@ -190,6 +191,27 @@ test_that("no call modifies the user's objects", {
   }))
   now <- list(mat = mat, counts = counts, cells = cells, trial = trial, design = design, stats = stats,
               sets = sets, manifold = manifold, comp = comp, tree = tree)
+  for (nm in names(keep)) expect_identical(now[[nm]], keep[[nm]], label = nm)
+})
+
+test_that("issue 17's entry points refuse bad input by name and leave objects unchanged", {
+  keep <- list(comp = comp, tree = tree, cells = cells)
+  expect_error(balance_basis(tree, sparse = NA), "`sparse`")
+  expect_error(balance_taxa(tree, "nope"), "`balance`")
+  expect_error(balance_taxa(tree, taxonomy = "x"), "`taxonomy`")
+  expect_error(correlation_linkage(comp, pseudocount = -1), "`pseudocount`")
+  expect_error(gradient_linkage(comp, "dose"), "`data` has no column `dose`|`gradient`")
+  expect_error(gradient_linkage(comp, cells$dose, method = 3), "`method`")
+  expect_error(prediction_error(lmm_table(comp, ~ dose + (1 | subject), cells)), "`fit`")
+  expect_error(prediction_error(lmm_table(comp, ~ dose, cells), folds = NA), "`folds`")
+  expect_error(prediction_error(lmm_table(comp, ~ dose, cells), bogus_argument = 1), "bogus_argument")
+  expect_error(plot_balance_heatmap(comp, tree, values = "nope"), "`values`")
+  expect_error(plot_balance_boxplot(comp, "y0", "dose", cells), "`b`|`balance`")
+  expect_error(plot_balance_taxa(tree, c(1, 2), level = "x"), "`balance`")
+  invisible(list(balance_basis(tree, sparse = TRUE), balance_taxa(tree), correlation_linkage(comp),
+                 gradient_linkage(comp, cells$dose), prediction_error(lmm_table(comp, ~ dose, cells)),
+                 plot_balance_heatmap(comp, tree), plot_balance_boxplot(balances(comp, tree), 1, "subject", cells)))
+  now <- list(comp = comp, tree = tree, cells = cells)
   for (nm in names(keep)) expect_identical(now[[nm]], keep[[nm]], label = nm)
 })
 

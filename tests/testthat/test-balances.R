@@ -266,3 +266,151 @@ test_that("balances() refuses a data.frame (ambiguous orientation) and takes an 
   skip_if_not_installed("Biobase")
   expect_equal(balances(Biobase::ExpressionSet(assayData = x), tree), balances(x, tree))
 })
+
+test_that("balances() from the tree equal the dense basis times log(x) to 1e-12 (issue 17)", {
+  set.seed(17)
+  m <- matrix(rnorm(80), 40, dimnames = list(paste0("t", 1:40), NULL))
+  x <- matrix(rgamma(40 * 7, 0.5) + 0.01, 40, dimnames = list(rownames(m), paste0("s", 1:7)))
+  trees <- list(hclust(dist(m), "complete"), hclust(dist(m), "single"), hclust(dist(m), "average"),
+                list(list("t1", list("t2", "t3")), list("t4", "t5")))
+  if (requireNamespace("ape", quietly = TRUE)) {
+    trees <- c(trees, list(ape::rtree(40, tip.label = rownames(m)), ape::read.tree(text = "((t1,t2)n1,(t3,t4)n2)root;")))
+  }
+  for (tree in trees) {
+    basis <- balance_basis(tree)
+    xs <- x[colnames(basis), , drop = FALSE]
+    for (conv in c("gneiss", "philr")) {
+      b <- balances(xs, tree, convention = conv)
+      dense <- balance_basis(tree, convention = conv) %*% log(xs[colnames(basis), ])
+      expect_equal(b, dense, tolerance = 1e-12)
+      expect_lt(max(abs(b - dense)), 1e-12)
+    }
+    sparse <- balance_basis(tree, sparse = TRUE)
+    expect_s4_class(sparse, "dgCMatrix")
+    expect_equal(as.matrix(sparse), basis)
+  }
+})
+
+test_that("a 10,000-tip caterpillar works: balances, sparse basis, round trip (issue 17)", {
+  skip_if_not_installed("ape")
+  cat10k <- ape::stree(10000, "left")
+  cat10k$tip.label <- paste0("p", 1:10000)
+  set.seed(18)
+  x <- matrix(rgamma(10000 * 3, 2), 10000, dimnames = list(cat10k$tip.label, NULL))
+  b <- balances(x, cat10k)
+  expect_equal(dim(b), c(9999L, 3L))
+  # An orthonormal basis keeps the clr's sum of squares (Parseval), at any depth.
+  clr <- sweep(log(x), 2, colMeans(log(x)))
+  expect_equal(colSums(b^2), colSums(clr^2), tolerance = 1e-10)
+  # the root splits one tip from the other 9,999; its value checked directly
+  tt <- balance_taxa(cat10k, 1)
+  num <- tt$taxon[tt$side == "numerator"]
+  den <- tt$taxon[tt$side == "denominator"]
+  r <- length(num)
+  s <- length(den)
+  direct <- sqrt(r * s / (r + s)) * (colMeans(log(x[num, , drop = FALSE])) - colMeans(log(x[den, , drop = FALSE])))
+  expect_equal(unname(b[1, ]), unname(direct), tolerance = 1e-12)
+  p <- balances_to_proportions(b, cat10k)
+  expect_equal(p, sweep(x, 2, colSums(x), `/`)[rownames(p), ], tolerance = 1e-10)
+})
+
+test_that("balance_taxa() gives numerator and denominator taxa with taxonomy (issue 17)", {
+  tree <- list(structure(list("a", "b"), label = "n1"), structure(list("c", structure(list("d", "e"), label = "n3")), label = "n2"))
+  attr(tree, "label") <- "root"
+  tt <- balance_taxa(tree)
+  basis <- balance_basis(tree)
+  for (k in rownames(basis)) {
+    rows <- tt[tt$balance == k, ]
+    expect_setequal(rows$taxon[rows$side == "numerator"], colnames(basis)[basis[k, ] > 0])
+    expect_setequal(rows$taxon[rows$side == "denominator"], colnames(basis)[basis[k, ] < 0])
+  }
+  ph <- balance_taxa(tree, "root", convention = "philr")
+  expect_setequal(ph$taxon[ph$side == "numerator"], c("a", "b"))
+  tax <- data.frame(Phylum = c("P1", "P1", "P2", "P2", "P3"), Genus = letters[11:15], row.names = letters[1:5])
+  withtax <- balance_taxa(tree, c("n2", "n3"), taxonomy = tax)
+  expect_equal(withtax$Phylum, tax[withtax$taxon, "Phylum"])
+  expect_equal(unique(withtax$balance), c("n2", "n3"))
+  expect_equal(balance_taxa(tree, 2), balance_taxa(tree, "n1"))
+  expect_error(balance_taxa(tree, "nope"), "`balance` names no balance of the tree: nope")
+  expect_error(balance_taxa(tree, 9), "`balance` must be balance names or indices from 1 to 4")
+  expect_error(balance_taxa(tree, taxonomy = tax[1:3, ]), "`taxonomy` has no row for taxa d, e")
+  skip_if_not_installed("phyloseq")
+  data("GlobalPatterns", package = "phyloseq", envir = environment())
+  gp <- phyloseq::prune_taxa(phyloseq::taxa_names(GlobalPatterns)[1:50], GlobalPatterns)
+  gt <- balance_taxa(gp, 1)
+  expect_true(all(c("Kingdom", "Phylum") %in% names(gt)))
+  expect_setequal(gt$taxon, phyloseq::taxa_names(gp))
+  expect_equal(gt$Phylum, unname(as.character(phyloseq::tax_table(gp)[gt$taxon, "Phylum"])))
+})
+
+test_that("correlation_linkage() is Ward on the variance of log-ratios; gradient_linkage() sorts by niche (issue 17)", {
+  skip_if_not_installed("ape")
+  set.seed(19)
+  x <- matrix(rpois(8 * 15, 30) + 1, 8, dimnames = list(paste0("otu", 1:8), NULL))
+  tree <- correlation_linkage(x)
+  expect_s3_class(tree, "phylo")
+  expect_setequal(tree$tip.label, rownames(x))
+  expect_true(ape::is.binary(tree))
+  # reference: variance of every log-ratio by brute force, Ward (scipy's = ward.D2)
+  lx <- log(x)
+  vlr <- outer(1:8, 1:8, Vectorize(function(i, j) var(lx[i, ] - lx[j, ])))
+  dimnames(vlr) <- list(rownames(x), rownames(x))
+  ref <- ape::as.phylo(hclust(as.dist(vlr), "ward.D2"))
+  expect_true(ape::all.equal.phylo(tree, ref, use.edge.length = TRUE))
+  expect_equal(dim(balances(x, tree)), c(7L, 15L))
+  # proportional parts are joined first
+  x[2, ] <- 5 * x[1, ]
+  hc <- ape::as.hclust.phylo(correlation_linkage(x))
+  expect_setequal(hc$labels[-hc$merge[1, ]], c("otu1", "otu2"))
+  # gradient: niche = proportion-weighted mean of the gradient, then average linkage
+  ph <- seq(4, 9, length.out = 15)
+  g <- gradient_linkage(x, ph)
+  props <- sweep(x, 2, colSums(x), `/`)
+  niche <- sapply(1:8, function(i) sum(props[i, ] * ph) / sum(props[i, ]))
+  names(niche) <- rownames(x)
+  expect_true(ape::all.equal.phylo(g, ape::as.phylo(hclust(dist(niche), "average")), use.edge.length = TRUE))
+  meta <- data.frame(ph = ph)
+  expect_true(ape::all.equal.phylo(gradient_linkage(x, "ph", data = meta), g, use.edge.length = TRUE))
+  expect_error(gradient_linkage(x, ph[-1]), "`gradient` must be a finite numeric vector with one value per sample \\(15\\)")
+  expect_error(gradient_linkage(x, "pH", data = meta), "`data` has no column `pH`")
+  x0 <- x
+  x0[1, 1] <- 0
+  expect_error(correlation_linkage(x0), "pseudocount")
+  expect_s3_class(correlation_linkage(x0, pseudocount = 0.5), "phylo")
+})
+
+test_that("balance plots: heatmap beside the tree, boxplots, taxonomy bars (issue 17)", {
+  set.seed(20)
+  x <- matrix(rpois(10 * 8, 30) + 1, 10, dimnames = list(paste0("otu", 1:10), paste0("s", 1:8)))
+  tree <- hclust(dist(log(x)))
+  meta <- data.frame(site = rep(c("gut", "skin"), 4), ph = 1:8, row.names = colnames(x))
+  p <- plot_balance_heatmap(x, tree, data = meta, order_by = "ph", values = "clr", highlight = "y1")
+  expect_s3_class(p, "ggplot")
+  built <- ggplot2::ggplot_build(p)
+  tiles <- built$data[[1]]
+  expect_equal(nrow(tiles), 80L)
+  segs <- p$layers[[2]]$data
+  # one vertical and one horizontal segment per edge (2 per internal node)
+  expect_equal(nrow(segs), 4L * 9L)
+  expect_setequal(unique(segs$side), c("tree", "numerator", "denominator"))
+  # the horizontal edges reaching the tips (x = 0.5) of y1's numerator sit at its taxa's rows
+  num <- balance_taxa(tree, "y1")
+  num <- num$taxon[num$side == "numerator"]
+  tip_edges <- segs[segs$xend == 0.5 & segs$y == segs$yend & segs$side == "numerator", ]
+  expect_setequal(tip_edges$y, match(num, colnames(balance_basis(tree))))
+  expect_error(plot_balance_heatmap(x, tree, data = meta, order_by = "nope"), "`order_by` must name one column")
+  b <- balances(x, tree)
+  bp <- plot_balance_boxplot(b, c("y0", "y2"), by = "site", data = meta)
+  expect_s3_class(bp, "ggplot")
+  expect_equal(nrow(bp$data), 16L)
+  expect_equal(bp$data$value[bp$data$balance == "y2"], unname(b["y2", ]))
+  expect_error(plot_balance_boxplot(b, "y0", by = "nope", data = meta), "`by` must name one column")
+  tax <- data.frame(Phylum = rep(c("A", "B", NA), length.out = 10), row.names = rownames(x))
+  tp <- plot_balance_taxa(tree, "y0", tax, level = "Phylum")
+  expect_s3_class(tp, "ggplot")
+  tt <- balance_taxa(tree, "y0", tax)
+  d <- tp$data
+  expect_equal(sum(d$Freq[d$side == "numerator"]), sum(tt$side == "numerator"))
+  expect_true("unassigned" %in% as.character(d$group))
+  expect_error(plot_balance_taxa(tree, "y0", tax, level = "Genus"), "`level` must name one column")
+})

@@ -21,6 +21,11 @@ mod ffi {
         pub fn lbeta(a: f64, b: f64) -> f64;
         pub fn digamma(x: f64) -> f64;
         pub fn trigamma(x: f64) -> f64;
+        pub fn qnorm5(p: f64, mu: f64, sigma: f64, lower_tail: c_int, log_p: c_int) -> f64;
+        pub fn pnbinom_mu(x: f64, size: f64, mu: f64, lower_tail: c_int, log_p: c_int) -> f64;
+        pub fn qnbinom_mu(p: f64, size: f64, mu: f64, lower_tail: c_int, log_p: c_int) -> f64;
+        pub fn ppois(x: f64, lambda: f64, lower_tail: c_int, log_p: c_int) -> f64;
+        pub fn qpois(p: f64, lambda: f64, lower_tail: c_int, log_p: c_int) -> f64;
     }
 }
 
@@ -95,6 +100,31 @@ pub fn digamma(x: f64) -> f64 {
 /// Trigamma function, as R's `trigamma(x)`.
 pub fn trigamma(x: f64) -> f64 {
     unsafe { ffi::trigamma(x) }
+}
+
+/// Standard normal quantile, as R's `qnorm(p)`.
+pub fn norm_quantile(p: f64) -> f64 {
+    unsafe { ffi::qnorm5(p, 0.0, 1.0, 1, 0) }
+}
+
+/// Negative binomial distribution function `P(Y <= y)` with mean `mu` and size `size`, as
+/// R's `pnbinom(y, size, mu = mu)`; Poisson when the size is infinite.
+pub fn nb_cdf(y: f64, mu: f64, size: f64) -> f64 {
+    if size.is_infinite() {
+        unsafe { ffi::ppois(y, mu, 1, 0) }
+    } else {
+        unsafe { ffi::pnbinom_mu(y, size, mu, 1, 0) }
+    }
+}
+
+/// Negative binomial quantile, as R's `qnbinom(p, size, mu = mu)` (Poisson for an
+/// infinite size).
+pub fn nb_quantile(p: f64, mu: f64, size: f64) -> f64 {
+    if size.is_infinite() {
+        unsafe { ffi::qpois(p, mu, 1, 0) }
+    } else {
+        unsafe { ffi::qnbinom_mu(p, size, mu, 1, 0) }
+    }
 }
 
 /// Natural log of a two-sided t-test p-value, `log(2 * pt(-|t|, df))`, capped at 0.

@@ -3,8 +3,10 @@
 //! borrows R memory, calls them and builds R results.
 
 pub mod assoc;
+pub mod balance;
 pub mod cellstate;
 pub mod clustered;
+pub mod copula;
 pub mod dist;
 pub mod fdr;
 pub mod gsea;
@@ -12,6 +14,7 @@ pub mod input;
 pub mod linalg;
 pub mod lmm;
 pub mod nb;
+pub mod ols;
 pub mod project;
 pub mod rank;
 pub mod reasons;

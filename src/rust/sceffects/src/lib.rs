@@ -7,6 +7,8 @@ use extendr_api::prelude::*;
 use std::ffi::{c_int, c_void};
 
 mod assoc;
+mod balance;
+mod copula;
 mod did;
 mod gsea;
 mod input;
@@ -83,6 +85,8 @@ fn rs_reason_table() -> RResult<Robj> {
 extendr_module! {
     mod sceffects;
     use assoc;
+    use balance;
+    use copula;
     use did;
     use gsea;
     use input;

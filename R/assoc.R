@@ -266,7 +266,9 @@ assoc_screen <- function(test, x, y, options, top, p_max, output, threads, block
   block_size <- if (is.null(block_size)) {
     if (keep_all || !test %in% c("pearson", "spearman")) 1024L else 4096L
   } else check_count(block_size, "block_size", min = 1)
-  xb <- split_blocks(x$n_features, block_size)
+  sparse_mwu <- sparse_mwu_applies(test, x, y)
+  # The sparse kernel walks the rows of x itself, `block_size` at a time.
+  xb <- if (sparse_mwu) list(seq_len(x$n_features)) else split_blocks(x$n_features, block_size)
   yb <- split_blocks(y$n_features, block_size)
   jobs <- expand.grid(i = seq_along(xb), j = seq_along(yb))
   if (symmetric) jobs <- jobs[jobs$j >= jobs$i, , drop = FALSE]
@@ -285,17 +287,22 @@ assoc_screen <- function(test, x, y, options, top, p_max, output, threads, block
   results <- with_progress(nrow(jobs), label, function(k) {
     rows_x <- xb[[jobs$i[k]]]
     rows_y <- yb[[jobs$j[k]]]
-    xm <- read_block(x, rows_x)
+    xm <- if (sparse_mwu) NULL else read_block(x, rows_x)
     if (symmetric && jobs$i[k] == jobs$j[k]) {
       ym <- xm
     } else {
       if (y_block$j != jobs$j[k]) y_block <<- list(j = jobs$j[k], data = read_block(y, rows_y))
       ym <- y_block$data
     }
-    out <- rs_assoc_block(test, xm, ym, x_levels[rows_x], y_levels[rows_y],
-                          c(min(rows_x), min(rows_y)) - 1L, symmetric, keep_all,
-                          max_log_p, as.integer(if (is.null(top)) 0L else top),
-                          options, threads)
+    top_n <- as.integer(if (is.null(top)) 0L else top)
+    out <- if (sparse_mwu) {
+      rs_mwu_sparse(x$data, ym, min(rows_y) - 1L, keep_all, max_log_p, top_n, options,
+                    threads, block_size)
+    } else {
+      rs_assoc_block(test, xm, ym, x_levels[rows_x], y_levels[rows_y],
+                     c(min(rows_x), min(rows_y)) - 1L, symmetric, keep_all,
+                     max_log_p, top_n, options, threads)
+    }
     out$i <- rows_x[out$i]
     out$j <- rows_y[out$j]
     if (keep_all) return(out)
@@ -307,6 +314,15 @@ assoc_screen <- function(test, x, y, options, top, p_max, output, threads, block
   table <- if (keep_all) bind_blocks(results) else kept
   if (!keep_all && !is.null(top)) table <- top_across_blocks(table, top, symmetric)
   finish_table(table, x, y, hist, symmetric, output, label, estimate_label, extra_name)
+}
+
+# Mann-Whitney on a dgCMatrix ranks each feature once from its non-zeros (all zeros one
+# tied group), never densifying it. Missing values change the ranks pair by pair, so they
+# take the dense path.
+sparse_mwu_applies <- function(test, x, y) {
+  values_of <- function(src) if (src$kind == "sparse") src$data@x else src$data
+  test == "mwu" && x$kind == "sparse" && x$n_features > 0L && y$kind != "delayed" &&
+    !anyNA(x$data@x) && !anyNA(values_of(y))
 }
 
 # Every pair is kept: refuse up front when the table (or the matrices) cannot fit. A pair

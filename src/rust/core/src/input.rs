@@ -71,6 +71,53 @@ impl<'a> CscView<'a> {
     }
 }
 
+/// Rows `start..end` of a column-compressed matrix in row-compressed form: feature `f`'s
+/// entries are `cols[ptr[f]..ptr[f + 1]]` (observations, increasing) and `vals[..]`.
+pub struct RowSlice {
+    pub ptr: Vec<usize>,
+    pub cols: Vec<u32>,
+    pub vals: Vec<f64>,
+}
+
+impl CscView<'_> {
+    /// Rows `start..end` row-compressed, in one pass over the columns (each column's rows are
+    /// sorted, so the range is found by bisection and nothing outside it is read).
+    pub fn row_slice(&self, start: usize, end: usize) -> RowSlice {
+        let ranges: Vec<(usize, usize)> = (0..self.ncol)
+            .map(|c| {
+                let (lo, hi) = (self.p[c] as usize, self.p[c + 1] as usize);
+                let rows = &self.i[lo..hi];
+                (
+                    lo + rows.partition_point(|&r| (r as usize) < start),
+                    lo + rows.partition_point(|&r| (r as usize) < end),
+                )
+            })
+            .collect();
+        let mut ptr = vec![0usize; end - start + 1];
+        for &(a, b) in &ranges {
+            for &r in &self.i[a..b] {
+                ptr[r as usize - start + 1] += 1;
+            }
+        }
+        for f in 0..end - start {
+            ptr[f + 1] += ptr[f];
+        }
+        let nnz = ptr[end - start];
+        let mut next = ptr[..end - start].to_vec();
+        let mut cols = vec![0u32; nnz];
+        let mut vals = vec![0.0; nnz];
+        for (c, &(a, b)) in ranges.iter().enumerate() {
+            for k in a..b {
+                let slot = &mut next[self.i[k] as usize - start];
+                cols[*slot] = c as u32;
+                vals[*slot] = self.x[k];
+                *slot += 1;
+            }
+        }
+        RowSlice { ptr, cols, vals }
+    }
+}
+
 /// Features (rows) x observations (columns): a dense column-major matrix or a dgCMatrix.
 #[derive(Clone, Copy, Debug)]
 pub enum Features<'a> {

@@ -1,6 +1,7 @@
 //! Binding of the all-vs-all association tests (sceffects-core `assoc`): one block pair of
 //! a screen at a time.
 
+use crate::input::CscSlots;
 use crate::{fail, pooled, RResult};
 use extendr_api::prelude::*;
 use sceffects_core::assoc::pairs::{BlockOutput, BlockPosition, KeepRule};
@@ -132,6 +133,43 @@ fn rs_assoc_block(
     output_list(out)
 }
 
+/// The Mann-Whitney tests of every feature (row) of a dgCMatrix `x` against complete
+/// indicators `y`, from its non-zeros (sceffects-core `mwu::mwu_sparse`), `block_size`
+/// features at a time; `y_offset` places `y` in the screen.
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn rs_mwu_sparse(
+    x: Robj,
+    y: RMatrix<f64>,
+    y_offset: i32,
+    keep_all: bool,
+    max_log_p: f64,
+    top: i32,
+    options: List,
+    threads: i32,
+    block_size: i32,
+) -> RResult<Robj> {
+    let slots = CscSlots::of(&x)?;
+    let view = slots.view()?;
+    let yb = block_of(&y)?;
+    let pos = BlockPosition {
+        x_offset: 0,
+        y_offset: y_offset as usize,
+        symmetric: false,
+    };
+    let rule = KeepRule {
+        all: keep_all,
+        max_log_p,
+        top: top.max(0) as usize,
+    };
+    let o = mwu_options(&options);
+    let chunk = block_size.max(1) as usize;
+    let out = pooled(threads, || mwu::mwu_sparse(&view, &yb, o, pos, rule, chunk))
+        .and_then(|r| r)
+        .map_err(fail)?;
+    output_list(out)
+}
+
 /// Sum of the entries of the product of two blocks (benchmark floor).
 #[extendr]
 fn rs_crossprod(x: RMatrix<f64>, y: RMatrix<f64>, threads: i32) -> RResult<f64> {
@@ -146,4 +184,5 @@ extendr_module! {
     mod assoc;
     fn rs_assoc_block;
     fn rs_crossprod;
+    fn rs_mwu_sparse;
 }

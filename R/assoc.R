@@ -277,6 +277,9 @@ assoc_screen <- function(test, x, y, options, top, p_max, output, threads, block
   x_levels <- levels_of(x)
   y_levels <- levels_of(y)
   if (keep_all) check_pair_memory(x$n_features, y$n_features, symmetric, output)
+  if (output == "matrix" && cor_matrices_apply(test, x, y)) {
+    return(cor_matrices(test, x, if (symmetric) NULL else y, threads))
+  }
   # Jobs run with i fastest, so consecutive jobs share their y block: it is read once.
   y_block <- list(j = 0L, data = NULL)
   # With `top`, the pairs kept so far are cut back to each feature's top whenever they
@@ -323,6 +326,20 @@ sparse_mwu_applies <- function(test, x, y) {
   values_of <- function(src) if (src$kind == "sparse") src$data@x else src$data
   test == "mwu" && x$kind == "sparse" && x$n_features > 0L && y$kind != "delayed" &&
     !anyNA(x$data@x) && !anyNA(values_of(y))
+}
+
+# Correlation matrices of complete dense features are written by the core in one call:
+# no table of pairs, no R pass over them.
+cor_matrices_apply <- function(test, x, y) {
+  test %in% c("pearson", "spearman") && x$kind == "dense" && y$kind == "dense" &&
+    x$n_features > 0L && y$n_features > 0L && !anyNA(x$data) && !anyNA(y$data)
+}
+
+cor_matrices <- function(method, x, y, threads) {
+  whole <- function(src) read_block(src, seq_len(src$n_features))
+  names_y <- if (is.null(y)) x$names else y$names
+  rs_cor_matrices(whole(x), if (is.null(y)) NULL else whole(y), method,
+                  list(x$names, names_y), threads)
 }
 
 # Every pair is kept: refuse up front when the table (or the matrices) cannot fit. A pair

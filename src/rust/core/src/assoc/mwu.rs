@@ -9,7 +9,7 @@ use crate::dist::norm_cdf;
 use crate::dist::Tail;
 use crate::fdr::LogPHistogram;
 use crate::input::{CscView, RowSlice};
-use crate::rank::{average_ranks, sparse_average_ranks};
+use crate::rank::{average_ranks, order_key, sparse_average_ranks};
 use rayon::prelude::*;
 use std::collections::HashMap;
 
@@ -335,7 +335,7 @@ fn sparse_rank_sums(
         .zip(ties.par_chunks_mut(SPARSE_FEATURES_PER_TASK))
         .enumerate()
         .for_each(|(task, (sums, task_ties))| {
-            let mut nonzero: Vec<(f64, u32)> = Vec::new();
+            let mut nonzero: Vec<(u64, u32)> = Vec::new();
             let mut ranks = Vec::new();
             let mut counts = vec![0usize; ng];
             for (k, (row_sums, tie)) in sums.chunks_exact_mut(ng).zip(task_ties).enumerate() {
@@ -347,7 +347,7 @@ fn sparse_rank_sums(
                         .iter()
                         .zip(&rows.cols[lo..hi])
                         .filter(|(v, _)| **v != 0.0)
-                        .map(|(v, c)| (*v, *c)),
+                        .map(|(v, c)| (order_key(*v), *c)),
                 );
                 let (zero_rank, t) = sparse_average_ranks(&mut nonzero, n, &mut ranks);
                 *tie = t;

@@ -80,24 +80,36 @@ pub struct RowSlice {
 }
 
 impl CscView<'_> {
-    /// Rows `start..end` row-compressed, in one pass over the columns (each column's rows are
-    /// sorted, so the range is found by bisection and nothing outside it is read).
-    pub fn row_slice(&self, start: usize, end: usize) -> RowSlice {
-        let ranges: Vec<(usize, usize)> = (0..self.ncol)
+    /// The first entry of each column at or after row `row`: the cursors of
+    /// [`CscView::next_rows`] for a walk from that row.
+    pub fn column_cursors(&self, row: usize) -> Vec<usize> {
+        (0..self.ncol)
             .map(|c| {
                 let (lo, hi) = (self.p[c] as usize, self.p[c + 1] as usize);
-                let rows = &self.i[lo..hi];
-                (
-                    lo + rows.partition_point(|&r| (r as usize) < start),
-                    lo + rows.partition_point(|&r| (r as usize) < end),
-                )
+                lo + match row {
+                    0 => 0,
+                    _ => self.i[lo..hi].partition_point(|&r| (r as usize) < row),
+                }
             })
-            .collect();
+            .collect()
+    }
+
+    /// The next rows, `start..end`, row-compressed, for a walk down the matrix in row order:
+    /// `cursor[c]` is the first entry of column c at or after row `start` and is moved past
+    /// row `end`. Each entry is read once over the walk (a bisection per column and block
+    /// is a cache miss per step on a large matrix, and cost more than the copy).
+    pub fn next_rows(&self, cursor: &mut [usize], start: usize, end: usize) -> RowSlice {
         let mut ptr = vec![0usize; end - start + 1];
-        for &(a, b) in &ranges {
-            for &r in &self.i[a..b] {
-                ptr[r as usize - start + 1] += 1;
+        let mut ranges = Vec::with_capacity(self.ncol);
+        for (c, at) in cursor.iter_mut().enumerate() {
+            let (a, hi) = (*at, self.p[c + 1] as usize);
+            let mut b = a;
+            while b < hi && (self.i[b] as usize) < end {
+                ptr[self.i[b] as usize - start + 1] += 1;
+                b += 1;
             }
+            ranges.push((a, b));
+            *at = b;
         }
         for f in 0..end - start {
             ptr[f + 1] += ptr[f];

@@ -159,7 +159,11 @@ pub const NON_FINITE: &str = "infinite or missing values";
 /// rows walk forward, so the work runs at memory speed with no per-thread copies to
 /// reduce; each sum runs over its columns in order, so the result is the same whatever the
 /// thread count (and that of [`project_csc`]).
-pub fn group_sums_csc(view: &CscView, group: &[Option<usize>], n_groups: usize) -> (Vec<f64>, bool) {
+pub fn group_sums_csc(
+    view: &CscView,
+    group: &[Option<usize>],
+    n_groups: usize,
+) -> (Vec<f64>, bool) {
     let nrow = view.nrow;
     let mut columns_of: Vec<Vec<usize>> = vec![Vec::new(); n_groups + 1];
     for (j, g) in group.iter().enumerate().take(view.ncol) {

@@ -42,7 +42,11 @@ pub fn order_key(v: f64) -> u64 {
 /// [`order_key`] of each non-zero value with its observation; it is sorted by key and each
 /// entry's rank written to `ranks` in that order. Returns the rank of the zeros and the tie
 /// term `sum(t^3 - t)`, the zeros' group included. O(nnz log nnz), whatever `n`.
-pub fn sparse_average_ranks(nonzero: &mut [(u64, u32)], n: usize, ranks: &mut Vec<f64>) -> (f64, f64) {
+pub fn sparse_average_ranks(
+    nonzero: &mut [(u64, u32)],
+    n: usize,
+    ranks: &mut Vec<f64>,
+) -> (f64, f64) {
     nonzero.sort_unstable_by_key(|e| e.0);
     let n_zero = n - nonzero.len();
     let zero = order_key(0.0);

@@ -218,7 +218,10 @@ fn rs_cor_matrices(
     for v in values.iter_mut() {
         v.set_attrib("dimnames", dimnames.clone())?;
     }
-    Ok(List::from_names_and_values(["estimate", "statistic", "p_value", "fdr", "n"], values)?.into_robj())
+    Ok(
+        List::from_names_and_values(["estimate", "statistic", "p_value", "fdr", "n"], values)?
+            .into_robj(),
+    )
 }
 
 /// Sum of the entries of the product of two blocks (benchmark floor).

@@ -257,7 +257,13 @@ pub fn cor_matrices(
         return Err("x and y have different numbers of samples".into());
     }
     let cells = nx * ny;
-    let slices = [&out.estimate, &out.statistic, &out.p_value, &out.fdr, &out.n];
+    let slices = [
+        &out.estimate,
+        &out.statistic,
+        &out.p_value,
+        &out.fdr,
+        &out.n,
+    ];
     if slices.iter().any(|m| m.len() != cells) {
         return Err(format!("result matrices must have {nx} x {ny} cells"));
     }
@@ -322,9 +328,7 @@ pub fn cor_matrices(
 /// Benjamini-Hochberg FDR of `p` into `fdr` (NaN: not a test), as [`crate::fdr::bh_adjust`]
 /// (ties get one value whatever their order, so an unstable parallel sort gives the same).
 fn bh_in_place(p: &[f64], fdr: &mut [f64]) {
-    let mut order: Vec<usize> = (0..p.len())
-        .filter(|&k| !p[k].is_nan())
-        .collect();
+    let mut order: Vec<usize> = (0..p.len()).filter(|&k| !p[k].is_nan()).collect();
     order.par_sort_unstable_by(|&a, &b| p[b].total_cmp(&p[a]));
     fdr.par_iter_mut().for_each(|v| *v = f64::NAN);
     let tests = order.len() as f64;
@@ -870,7 +874,9 @@ mod tests {
         for (yb, symmetric) in [(Some(&y), false), (None, true)] {
             let ncol = if symmetric { nx } else { ny };
             let mut m = vec![vec![0.0; nx * ncol]; 5];
-            let [e, t, p, f, n] = m.each_mut();
+            let [e, t, p, f, n] = m.as_mut_slice() else {
+                unreachable!()
+            };
             let out = CorMatrices {
                 estimate: e,
                 statistic: t,
@@ -890,7 +896,10 @@ mod tests {
             let or_missing = |v: f64| if v.is_nan() { missing } else { v };
             for k in 0..pairs.len() {
                 let (i, j) = (pairs.i[k], pairs.j[k]);
-                for (a, b) in [(i, j), (j, i)].into_iter().take(if symmetric { 2 } else { 1 }) {
+                for (a, b) in [(i, j), (j, i)]
+                    .into_iter()
+                    .take(if symmetric { 2 } else { 1 })
+                {
                     let cell = b * nx + a;
                     assert_eq!(m[0][cell], or_missing(pairs.estimate[k]));
                     assert_eq!(m[1][cell], or_missing(pairs.statistic[k]));

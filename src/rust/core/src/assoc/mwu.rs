@@ -241,7 +241,7 @@ pub fn mwu_sparse(
     rule: KeepRule,
     chunk: usize,
 ) -> Result<BlockOutput, String> {
-    let (n, ng) = (x.ncol, groups.n_features);
+    let n = x.ncol;
     if groups.n_samples != n {
         return Err("x and groups have different numbers of samples".into());
     }
@@ -249,43 +249,83 @@ pub fn mwu_sparse(
         return Err("the sparse Mann-Whitney kernel needs complete indicators".into());
     }
     let members = Members::of(groups);
-    let no_na = vec![false; ng];
-    let mut out = BlockOutput {
-        pairs: PairTable::default(),
-        histogram: LogPHistogram::with_defaults(),
-    };
-    for start in (0..x.nrow).step_by(chunk.max(1)) {
-        if crate::cancelled() {
-            return Err("interrupted by the user".into());
-        }
-        let end = (start + chunk.max(1)).min(x.nrow);
-        let rows = x.row_slice(start, end);
-        let (rank_sums, ties) = sparse_rank_sums(&rows, end - start, n, &members);
-        let untied = ties.iter().any(|&t| t == 0.0);
-        let exact = exact_distributions(&members.n1, n, &no_na, untied, opts);
-        let chunk_pos = BlockPosition {
-            x_offset: pos.x_offset + start,
-            ..pos
-        };
-        let part = run_block(end - start, ng, chunk_pos, rule, |i, j| {
-            let (a, b) = (members.n1[j], n - members.n1[j]);
-            let dist = if use_exact(opts, a, b, ties[i]) {
-                exact.get(&a)
-            } else {
-                None
-            };
-            mwu_from_ranks(
-                rank_sums[i * ng + j],
-                a as f64,
-                b as f64,
-                ties[i],
-                opts,
-                dist,
-            )
-        });
-        append(&mut out, part, start);
+    let chunk = chunk.max(1);
+    // Fixed parts of the rows, each walked down by one task with its own cursors: the
+    // transposition runs in parallel too, and the output order does not depend on the
+    // number of threads.
+    let part_rows = x.nrow.div_ceil(ROW_PARTS).max(1);
+    let firsts: Vec<usize> = (0..x.nrow).step_by(part_rows).collect();
+    let parts: Vec<Result<BlockOutput, String>> = firsts
+        .into_par_iter()
+        .map(|first| {
+            let last = (first + part_rows).min(x.nrow);
+            let mut cursor = x.column_cursors(first);
+            let mut out = empty_output();
+            for start in (first..last).step_by(chunk) {
+                if crate::cancelled() {
+                    return Err("interrupted by the user".to_string());
+                }
+                let end = (start + chunk).min(last);
+                let rows = x.next_rows(&mut cursor, start, end);
+                let part = sparse_chunk(&rows, end - start, n, &members, opts, rule, pos, start);
+                append(&mut out, part, start);
+            }
+            Ok(out)
+        })
+        .collect();
+    let mut out = empty_output();
+    for part in parts {
+        append(&mut out, part?, 0);
     }
     Ok(out)
+}
+
+/// Rows of the sparse kernel done by one task (see [`mwu_sparse`]).
+const ROW_PARTS: usize = 8;
+
+fn empty_output() -> BlockOutput {
+    BlockOutput {
+        pairs: PairTable::default(),
+        histogram: LogPHistogram::with_defaults(),
+    }
+}
+
+/// The pairs of the `nf` features of `rows`, which start at feature `start`.
+#[allow(clippy::too_many_arguments)]
+fn sparse_chunk(
+    rows: &RowSlice,
+    nf: usize,
+    n: usize,
+    members: &Members,
+    opts: MwuOptions,
+    rule: KeepRule,
+    pos: BlockPosition,
+    start: usize,
+) -> BlockOutput {
+    let ng = members.n1.len();
+    let (rank_sums, ties) = sparse_rank_sums(rows, nf, n, members);
+    let untied = ties.iter().any(|&t| t == 0.0);
+    let exact = exact_distributions(&members.n1, n, &vec![false; ng], untied, opts);
+    let chunk_pos = BlockPosition {
+        x_offset: pos.x_offset + start,
+        ..pos
+    };
+    run_block(nf, ng, chunk_pos, rule, |i, j| {
+        let (a, b) = (members.n1[j], n - members.n1[j]);
+        let dist = if use_exact(opts, a, b, ties[i]) {
+            exact.get(&a)
+        } else {
+            None
+        };
+        mwu_from_ranks(
+            rank_sums[i * ng + j],
+            a as f64,
+            b as f64,
+            ties[i],
+            opts,
+            dist,
+        )
+    })
 }
 
 /// For each observation, the indicators it belongs to (row-compressed), and each
@@ -500,3 +540,4 @@ mod tests {
         }
     }
 }
+

@@ -71,7 +71,8 @@ assoc_cor <- function(x, y = NULL, method = c("pearson", "spearman"), assay = NU
 #' `wilcox.test(x[g], x[!g])`: U of the `TRUE` group, the normal approximation with tie and
 #' continuity correction, or the exact distribution where `wilcox.test()` uses it (both
 #' groups under 50 observations and no ties, with `exact = NULL`). Rank sums for all pairs
-#' come from one matrix product.
+#' come from one matrix product; a `dgCMatrix` is never densified: each feature is ranked
+#' once from its non-zeros, all zeros one tied group, whatever the number of groups.
 #'
 #' @inheritParams assoc_cor
 #' @param groups The binary groupings: a logical or 0/1 vector; a factor or character

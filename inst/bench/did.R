@@ -30,7 +30,9 @@ t_cell <- median_time(function() quiet(did_table(sce, design, aggregate = "cell"
 # The group-sum kernel alone (one pass over the non-zeros into genes x participant-visits),
 # per non-zero, next to this machine's memory bandwidth: a stream-like copy of a vector the
 # size of the matrix's values and row indices, timed in the same run.
-pv_group <- match(key, unique(key))
+cd0 <- SummarizedExperiment::colData(sce)
+pv_key <- paste(cd0$participant, cd0$visit)
+pv_group <- match(pv_key, unique(pv_key))
 t_sums <- median_time(function() sceffects:::rs_group_sums(m, pv_group, max(pv_group), threads), 5L)
 bytes <- 12 * length(m@x)  # 8-byte value + 4-byte row index per non-zero
 src_vec <- runif(bytes / 8)

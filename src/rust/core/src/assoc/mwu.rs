@@ -304,7 +304,7 @@ fn sparse_chunk(
 ) -> BlockOutput {
     let ng = members.n1.len();
     let (rank_sums, ties) = sparse_rank_sums(rows, nf, n, members);
-    let untied = ties.iter().any(|&t| t == 0.0);
+    let untied = ties.contains(&0.0);
     let exact = exact_distributions(&members.n1, n, &vec![false; ng], untied, opts);
     let chunk_pos = BlockPosition {
         x_offset: pos.x_offset + start,
@@ -532,7 +532,7 @@ mod tests {
                     let mut v: Vec<_> = (0..t.len())
                         .map(|k| (t.i[k], t.j[k], t.statistic[k], t.log_p[k], t.reason[k]))
                         .collect();
-                    v.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+                    v.sort_by_key(|a| (a.0, a.1));
                     format!("{v:?}")
                 };
                 assert_eq!(key(&got), key(&want));
@@ -540,4 +540,3 @@ mod tests {
         }
     }
 }
-

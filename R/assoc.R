@@ -77,7 +77,8 @@ assoc_cor <- function(x, y = NULL, method = c("pearson", "spearman"), assay = NU
 #' `wilcox.test(x[g], x[!g])`: U of the `TRUE` group, the normal approximation with tie and
 #' continuity correction, or the exact distribution where `wilcox.test()` uses it (both
 #' groups under 50 observations and no ties, with `exact = NULL`). Rank sums for all pairs
-#' come from one matrix product.
+#' come from one matrix product; a `dgCMatrix` is never densified: each feature is ranked
+#' once from its non-zeros, all zeros one tied group, whatever the number of groups.
 #'
 #' @inheritParams assoc_cor
 #' @param groups The binary groupings: a logical or 0/1 vector; a factor or character
@@ -282,8 +283,14 @@ assoc_screen <- function(test, x, y, options, top, p_max, output, threads, block
     if (keep_all || !test %in% c("pearson", "spearman")) 1024L else 4096L
   } else check_count(block_size, "block_size", min = 1)
   if (keep_all) check_pair_memory(x$n_features, y$n_features, symmetric, output)
-  plan <- list(test = test, x = x, y = y, xb = plan_chunks(x$n_features, block_size),
-               yb = plan_chunks(y$n_features, block_size), symmetric = symmetric,
+  if (output == "matrix" && cor_matrices_apply(test, x, y)) {
+    return(cor_matrices(test, x, if (symmetric) NULL else y, threads))
+  }
+  sparse_mwu <- sparse_mwu_applies(test, x, y)
+  plan <- list(test = test, x = x, y = y, symmetric = symmetric, sparse_mwu = sparse_mwu,
+               # The sparse kernel walks the rows of x itself, `block_size` at a time.
+               xb = if (sparse_mwu) list(seq_len(x$n_features)) else plan_chunks(x$n_features, block_size),
+               yb = plan_chunks(y$n_features, block_size), block_size = block_size,
                keep_all = keep_all, top = top, options = options, threads = threads,
                max_log_p = if (is.null(p_max)) Inf else log(p_max))
   # Jobs run with i fastest, so consecutive jobs share their y block: it is read once.
@@ -315,20 +322,25 @@ screen_jobs <- function(plan, jobs, label) {
   kept <- NULL
   hist <- NULL
   bound <- if (is.null(plan$top)) Inf else 2 * plan$top * (plan$x$n_features + plan$y$n_features)
+  top_n <- as.integer(if (is.null(plan$top)) 0L else plan$top)
   step <- function(k) {
     rows_x <- plan$xb[[jobs$i[k]]]
     rows_y <- plan$yb[[jobs$j[k]]]
-    xm <- read_block(plan$x, rows_x)
+    xm <- if (plan$sparse_mwu) NULL else read_block(plan$x, rows_x)
     if (plan$symmetric && jobs$i[k] == jobs$j[k]) {
       ym <- xm
     } else {
       if (y_block$j != jobs$j[k]) y_block <<- list(j = jobs$j[k], data = read_block(plan$y, rows_y))
       ym <- y_block$data
     }
-    out <- rs_assoc_block(plan$test, xm, ym, x_levels[rows_x], y_levels[rows_y],
-                          c(min(rows_x), min(rows_y)) - 1L, plan$symmetric, plan$keep_all,
-                          plan$max_log_p, as.integer(if (is.null(plan$top)) 0L else plan$top),
-                          plan$options, plan$threads)
+    out <- if (plan$sparse_mwu) {
+      rs_mwu_sparse(plan$x$data, ym, min(rows_y) - 1L, plan$keep_all, plan$max_log_p, top_n,
+                    plan$options, plan$threads, plan$block_size)
+    } else {
+      rs_assoc_block(plan$test, xm, ym, x_levels[rows_x], y_levels[rows_y],
+                     c(min(rows_x), min(rows_y)) - 1L, plan$symmetric, plan$keep_all,
+                     plan$max_log_p, top_n, plan$options, plan$threads)
+    }
     out$i <- rows_x[out$i]
     out$j <- rows_y[out$j]
     if (plan$keep_all) return(out)
@@ -345,6 +357,29 @@ merge_screens <- function(parts, plan) {
   table <- bind_blocks(lapply(parts, `[[`, "table"))
   hist <- if (plan$keep_all) NULL else Reduce(`+`, lapply(parts, `[[`, "hist"))
   list(table = table, hist = hist)
+}
+
+# Mann-Whitney on a dgCMatrix ranks each feature once from its non-zeros (all zeros one
+# tied group), never densifying it. Missing values change the ranks pair by pair, so they
+# take the dense path.
+sparse_mwu_applies <- function(test, x, y) {
+  values_of <- function(src) if (src$kind == "sparse") src$data@x else src$data
+  test == "mwu" && x$kind == "sparse" && x$n_features > 0L && y$kind != "delayed" &&
+    !anyNA(x$data@x) && !anyNA(values_of(y))
+}
+
+# Correlation matrices of complete dense features are written by the core in one call:
+# no table of pairs, no R pass over them.
+cor_matrices_apply <- function(test, x, y) {
+  test %in% c("pearson", "spearman") && x$kind == "dense" && y$kind == "dense" &&
+    x$n_features > 0L && y$n_features > 0L && !anyNA(x$data) && !anyNA(y$data)
+}
+
+cor_matrices <- function(method, x, y, threads) {
+  whole <- function(src) read_block(src, seq_len(src$n_features))
+  names_y <- if (is.null(y)) x$names else y$names
+  rs_cor_matrices(whole(x), if (is.null(y)) NULL else whole(y), method,
+                  list(x$names, names_y), threads)
 }
 
 # Every pair is kept: refuse up front when the table (or the matrices) cannot fit. A pair

@@ -527,7 +527,8 @@ trial_features <- function(x, features, assay, aggregate) {
   if (length(genes)) {
     m <- se_assay(x, assay, "x")
     if (!is.null(features)) m <- m[genes, , drop = FALSE]
-    gene_src <- numeric_features(m, "x")
+    # Aggregated sparse genes are checked for non-finite values by the group sums.
+    gene_src <- numeric_features(m, "x", check_values = aggregate == "cell" || !is(m, "dgCMatrix"))
     if (aggregate == "pseudobulk") {
       check_count_values(count_values_of(m), "The assay (`aggregate = \"pseudobulk\"` needs counts; set `assay`)")
     }
@@ -819,12 +820,23 @@ trial_rows <- function(s, rows, fit, model) {
     cols <- which(fit$group > 0)
     return(if (length(cols) < ncol(data)) data[, cols, drop = FALSE] else data)
   }
-  sums <- rs_group_sums(data, fit$group, fit$n_groups, model$threads)
+  sums <- group_sums(data, fit$group, fit$n_groups, model$threads)
   if (model$aggregate == "pseudobulk") {
     lib <- as.numeric(tapply(fit$lib_size[fit$group > 0], factor(fit$group[fit$group > 0], seq_len(fit$n_groups)), sum))
     return(log1p(sweep(sums, 2L, pmax(lib, 1e-300), `/`) * 1e6))
   }
   sweep(sums, 2L, fit$obs$n_cells, `/`)
+}
+
+# Sums of each feature over groups of cells (`group` 1-based, 0 = left out) by the core,
+# which checks a dgCMatrix's values for NA and Inf in the same pass.
+group_sums <- function(data, group, n_groups, threads, arg = "x") {
+  tryCatch(rs_group_sums(data, group, n_groups, threads), error = function(e) {
+    if (grepl("infinite or missing values", conditionMessage(e), fixed = TRUE)) {
+      stop(sprintf("`%s` contains infinite or missing values.", arg), call. = FALSE)
+    }
+    stop(e)
+  })
 }
 
 trial_columns <- function(parts, fit, model, reason = NULL) {
@@ -1117,7 +1129,7 @@ between_arm <- function(x, design, visit, features = NULL, assay = NULL, method 
     means <- do.call(rbind, lapply(src$sources, function(s) {
       chunks <- plan_chunks(s$n_features, BPPARAM = BPPARAM, delayed = s$kind == "delayed")
       do.call(rbind, run_chunks(chunks, function(rows) {
-        sums <- rs_group_sums(feature_rows(s, rows), group, length(units), threads)
+        sums <- group_sums(feature_rows(s, rows), group, length(units), threads)
         rownames(sums) <- s$names[rows]
         sweep(sums, 2L, tabulate(group, length(units)), `/`)
       }, BPPARAM, "Averaging participants"))

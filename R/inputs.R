@@ -83,7 +83,10 @@ sample_metadata <- function(x) {
 
 # A numeric feature source from a matrix-like object or a SummarizedExperiment /
 # ExpressionSet; data.frames as `frame` says (see feature_matrix()).
-numeric_features <- function(x, arg, assay = NULL, allow_na = FALSE, frame = "refuse") {
+# `check_values = FALSE` leaves the check for NA and infinite values to a kernel that reads
+# every value anyway (the DiD group sums of a dgCMatrix).
+numeric_features <- function(x, arg, assay = NULL, allow_na = FALSE, frame = "refuse",
+                             check_values = TRUE) {
   x <- feature_matrix(x, arg, assay, frame)
   if (is.null(dim(x)) && (is.numeric(x) || is.logical(x))) {
     x <- matrix(as.numeric(x), nrow = 1L, dimnames = list(arg, names(x)))
@@ -105,7 +108,7 @@ numeric_features <- function(x, arg, assay = NULL, allow_na = FALSE, frame = "re
     stop(sprintf("`%s` must be numeric; it holds %s values.", arg, DelayedArray::type(x)), call. = FALSE)
   }
   check_feature_names(rownames(x), arg)
-  check_finite(x, kind, arg, allow_na)
+  if (check_values) check_finite(x, kind, arg, allow_na)
   structure(list(data = x, kind = kind, names = rownames(x), n_features = nrow(x),
                  n_samples = ncol(x), samples = colnames(x), arg = arg, allow_na = allow_na),
             class = "sceffects_features")

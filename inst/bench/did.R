@@ -9,8 +9,8 @@ n_cells <- if (length(args) >= 2) as.integer(args[2]) else 13000L
 threads <- 2L
 reps <- 3L
 median_time <- function(f, reps) stats::median(vapply(seq_len(reps), function(i) system.time(f())[["elapsed"]], 0))
-cat(sprintf("machine: %d cores, %s; R %s; threads = %d\n", parallel::detectCores(), Sys.info()[["machine"]],
-            getRversion(), threads))
+cat(sprintf("machine: %d cores, %s; R %s; threads = %d\nload: %s\n", parallel::detectCores(), Sys.info()[["machine"]],
+            getRversion(), threads, system("uptime", intern = TRUE)))
 
 t_sim <- system.time(sce <- simulate_trial(n_genes = n_genes, n_cells = n_cells, seed = 1))[["elapsed"]]
 m <- SingleCellExperiment::logcounts(sce)
@@ -26,6 +26,20 @@ t_pv1 <- median_time(function() quiet(did_table(sce, design, threads = 1L)), rep
 t_cr1 <- median_time(function() quiet(did_table(sce, design, vcov = "CR1", threads = threads)), reps)
 t_boot <- median_time(function() quiet(did_table(sce, design, bootstrap = 999, threads = threads)), 1L)
 t_cell <- median_time(function() quiet(did_table(sce, design, aggregate = "cell", threads = threads)), 1L)
+
+# The group-sum kernel alone (one pass over the non-zeros into genes x participant-visits),
+# per non-zero, next to this machine's memory bandwidth: a stream-like copy of a vector the
+# size of the matrix's values and row indices, timed in the same run.
+cd0 <- SummarizedExperiment::colData(sce)
+pv_key <- paste(cd0$participant, cd0$visit)
+pv_group <- match(pv_key, unique(pv_key))
+t_sums <- median_time(function() sceffects:::rs_group_sums(m, pv_group, max(pv_group), threads), 5L)
+bytes <- 12 * length(m@x)  # 8-byte value + 4-byte row index per non-zero
+src_vec <- runif(bytes / 8)
+t_copy <- median_time(function() { dst <- src_vec + 0; invisible(dst) }, 5L)
+# a copy reads and writes each byte
+bandwidth <- 2 * bytes / t_copy
+rm(src_vec)
 
 # The R peer: per gene, participant-visit means, lm with participant fixed effects, vcovCL.
 cd <- as.data.frame(SummarizedExperiment::colData(sce))
@@ -59,6 +73,10 @@ cat(sprintf("  CR2 (default): %.2f s with %d threads, %.2f s with 1 thread\n", t
 cat(sprintf("  CR1:           %.2f s\n", t_cr1))
 cat(sprintf("  CR2 + 999-draw wild cluster bootstrap: %.2f s\n", t_boot))
 cat(sprintf("  cell level, CR2: %.2f s\n", t_cell))
+cat(sprintf("  group sums alone: %.3f s for %.3g non-zeros = %.2f ns per non-zero = %.2f GB/s of values and indices\n",
+            t_sums, length(m@x), 1e9 * t_sums / length(m@x), bytes / t_sums / 1e9))
+cat(sprintf("  memory bandwidth (copy of %.0f MB, read + write): %.2f GB/s -> group sums at %.0f%% of it\n",
+            bytes / 2^20, bandwidth / 1e9, 100 * (bytes / t_sums) / bandwidth))
 cat(sprintf("R loop lm + vcovCL: %.2f ms/gene -> %.0f s for all genes -> did_table is %.0fx faster\n",
             1000 * t_loop, t_loop * n_genes, t_loop * n_genes / t_pv))
 cat(sprintf("sctrial (reference notes: 12-20 ms/gene): %.0f-%.0f s -> %.0f-%.0fx\n", 0.012 * n_genes,

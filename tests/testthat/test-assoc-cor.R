@@ -107,6 +107,35 @@ test_that("output = 'matrix' equals cor()", {
   expect_error(assoc_cor(X[1:5, ], output = "matrix", top = 2), "matrix")
 })
 
+test_that("output = 'matrix' (written by the core) equals the long table, constant features included", {
+  x <- X[1:15, ]
+  x[4, ] <- 2   # constant: NA with every partner
+  for (method in c("pearson", "spearman")) {
+    for (y in list(Y[1:5, ], NULL)) {
+      m <- assoc_cor(x, y, method = method, output = "matrix")
+      long <- assoc_cor(x, y, method = method)
+      cells <- cbind(match(long$feature_x, rownames(x)),
+                     match(long$feature_y, rownames(if (is.null(y)) x else y)))
+      expect_identical(m$estimate[cells], long$estimate)
+      expect_identical(m$statistic[cells], long$statistic)
+      expect_identical(m$p_value[cells], long$p_value)
+      expect_identical(m$fdr[cells], long$fdr)
+      expect_identical(m$n[cells], as.numeric(long$n))
+      if (is.null(y)) {
+        # both triangles, the diagonal NA, the FDR over each unordered pair once
+        for (k in names(m)) expect_identical(m[[k]], t(m[[k]]))
+        expect_true(all(is.na(diag(m$estimate))) && all(is.na(diag(m$n))))
+        up <- upper.tri(m$p_value)
+        expect_equal(m$fdr[up], p.adjust(m$p_value[up], "BH"), tolerance = 1e-14)
+      } else {
+        expect_equal(as.vector(m$fdr), p.adjust(as.vector(m$p_value), "BH"), tolerance = 1e-14)
+      }
+      expect_true(all(is.na(m$estimate[4, ])))
+      expect_equal(sum(!is.na(m$estimate)), if (is.null(y)) 14 * 13 else 14 * 5)
+    }
+  }
+})
+
 test_that("na_action = 'pairwise' matches cor.test on complete cases (Pearson and Spearman)", {
   set.seed(12)
   xn <- X[1:20, ]

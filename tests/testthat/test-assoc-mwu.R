@@ -246,3 +246,47 @@ test_that("assoc_* leave the user's objects unchanged", {
   expect_identical(x, x0)
   expect_identical(g, g0)
 })
+
+test_that("a dgCMatrix is ranked from its non-zeros: same as dense and as wilcox.test", {
+  set.seed(27)
+  # Many ties (few distinct values), negatives below the zeros, explicit stored zeros, an
+  # all-zero feature, a feature without zeros, and a group with no non-zero of feature f1.
+  d <- matrix(0, 30, 90, dimnames = list(paste0("f", 1:30), NULL))
+  nz <- sample(length(d), 700)
+  d[nz] <- sample(c(-2, -1, 0.5, 1, 1, 2, 3), 700, TRUE)
+  d[3, ] <- 0
+  d[4, ] <- round(rnorm(90), 1)
+  grp <- factor(sample(c("a", "b", "c", "d"), 90, TRUE))
+  d[1, grp == "d"] <- 0
+  d[1, grp != "d"][1:5] <- c(1, 1, 2, -1, 3)
+  s <- Matrix::Matrix(d, sparse = TRUE)
+  s@x[s@i == 5L][1:3] <- 0   # explicit zeros are zeros
+  expect_s4_class(s, "dgCMatrix")
+  expect_true(any(s@x == 0))
+  key <- function(r) r[order(r$feature_x, r$feature_y), ]
+  dense_of <- as.matrix(s)
+  for (args in list(list(), list(exact = FALSE, correct = FALSE), list(block_size = 7))) {
+    rs <- do.call(assoc_mwu, c(list(s, grp), args))
+    rd <- do.call(assoc_mwu, c(list(dense_of, grp), args))
+    expect_identical(key(rs)[, c("feature_x", "feature_y", "statistic", "reason", "n")],
+                     key(rd)[, c("feature_x", "feature_y", "statistic", "reason", "n")])
+    expect_equal(key(rs)$p_value, key(rd)$p_value, tolerance = 1e-14)
+    expect_equal(key(rs)$fdr, key(rd)$fdr, tolerance = 1e-14)
+  }
+  r <- assoc_mwu(s, grp)
+  ok <- is.na(r$reason)
+  ind <- stats::setNames(lapply(levels(grp), function(l) grp == l), paste0("groups:", levels(grp)))
+  expect_mwu_matches(r[ok, ], dense_of, ind, tol = 1e-12)
+  expect_true(all(r$reason[r$feature_x == "f3"] == "zero variance"))
+  # several overlapping indicators (a logical matrix), a data.frame of them, and `top`
+  gm <- rbind(g1 = grp %in% c("a", "b"), g2 = grp == "b", g3 = seq_len(90) %% 3 == 0)
+  r <- assoc_mwu(s, gm)
+  expect_identical(is.na(r$reason), r$feature_x != "f3")
+  expect_mwu_matches(r[r$feature_x != "f3", ], dense_of,
+                     list(g1 = gm[1, ], g2 = gm[2, ], g3 = gm[3, ]), tol = 1e-12)
+  expect_identical(key(assoc_mwu(s, gm, top = 1)), key(assoc_mwu(dense_of, gm, top = 1)))
+  # NA in the groups takes the dense path, with the same results as dense input
+  gn <- gm[1, ]
+  gn[c(4, 9)] <- NA
+  expect_identical(key(assoc_mwu(s, gn)), key(assoc_mwu(dense_of, gn)))
+})

@@ -152,6 +152,19 @@ test_that("colData scores, sparse and dense assays give the same table", {
   expect_equal(a$p_value, b$p_value, tolerance = 1e-12)
 })
 
+test_that("a sparse assay's NA or Inf is refused by the group sums, as dense input is up front", {
+  for (bad in c(Inf, NA)) {
+    m <- expr[1:20, ]
+    m@x[5] <- bad
+    sce2 <- sce[1:20, ]
+    SummarizedExperiment::assay(sce2, "logcounts") <- m
+    expect_error(suppressMessages(did_table(sce2, design)), "`x` contains infinite")
+    expect_error(suppressMessages(between_arm(sce2, design, visit = "Post")), "`x` contains infinite")
+    SummarizedExperiment::assay(sce2, "logcounts") <- as.matrix(m)
+    expect_error(suppressMessages(did_table(sce2, design)), "`x` contains")
+  }
+})
+
 test_that("degenerate features and designs give NA rows with a reason", {
   sce2 <- sce[1:20, ]
   m <- SingleCellExperiment::logcounts(sce2)

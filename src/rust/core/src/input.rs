@@ -71,6 +71,65 @@ impl<'a> CscView<'a> {
     }
 }
 
+/// Rows `start..end` of a column-compressed matrix in row-compressed form: feature `f`'s
+/// entries are `cols[ptr[f]..ptr[f + 1]]` (observations, increasing) and `vals[..]`.
+pub struct RowSlice {
+    pub ptr: Vec<usize>,
+    pub cols: Vec<u32>,
+    pub vals: Vec<f64>,
+}
+
+impl CscView<'_> {
+    /// The first entry of each column at or after row `row`: the cursors of
+    /// [`CscView::next_rows`] for a walk from that row.
+    pub fn column_cursors(&self, row: usize) -> Vec<usize> {
+        (0..self.ncol)
+            .map(|c| {
+                let (lo, hi) = (self.p[c] as usize, self.p[c + 1] as usize);
+                lo + match row {
+                    0 => 0,
+                    _ => self.i[lo..hi].partition_point(|&r| (r as usize) < row),
+                }
+            })
+            .collect()
+    }
+
+    /// The next rows, `start..end`, row-compressed, for a walk down the matrix in row order:
+    /// `cursor[c]` is the first entry of column c at or after row `start` and is moved past
+    /// row `end`. Each entry is read once over the walk (a bisection per column and block
+    /// is a cache miss per step on a large matrix, and cost more than the copy).
+    pub fn next_rows(&self, cursor: &mut [usize], start: usize, end: usize) -> RowSlice {
+        let mut ptr = vec![0usize; end - start + 1];
+        let mut ranges = Vec::with_capacity(self.ncol);
+        for (c, at) in cursor.iter_mut().enumerate() {
+            let (a, hi) = (*at, self.p[c + 1] as usize);
+            let mut b = a;
+            while b < hi && (self.i[b] as usize) < end {
+                ptr[self.i[b] as usize - start + 1] += 1;
+                b += 1;
+            }
+            ranges.push((a, b));
+            *at = b;
+        }
+        for f in 0..end - start {
+            ptr[f + 1] += ptr[f];
+        }
+        let nnz = ptr[end - start];
+        let mut next = ptr[..end - start].to_vec();
+        let mut cols = vec![0u32; nnz];
+        let mut vals = vec![0.0; nnz];
+        for (c, &(a, b)) in ranges.iter().enumerate() {
+            for k in a..b {
+                let slot = &mut next[self.i[k] as usize - start];
+                cols[*slot] = c as u32;
+                vals[*slot] = self.x[k];
+                *slot += 1;
+            }
+        }
+        RowSlice { ptr, cols, vals }
+    }
+}
+
 /// Features (rows) x observations (columns): a dense column-major matrix or a dgCMatrix.
 #[derive(Clone, Copy, Debug)]
 pub enum Features<'a> {

@@ -1,6 +1,7 @@
 //! Binding of the all-vs-all association tests (sceffects-core `assoc`): one block pair of
 //! a screen at a time.
 
+use crate::input::CscSlots;
 use crate::{fail, pooled, RResult};
 use extendr_api::prelude::*;
 use sceffects_core::assoc::pairs::{BlockOutput, BlockPosition, KeepRule};
@@ -132,6 +133,97 @@ fn rs_assoc_block(
     output_list(out)
 }
 
+/// The Mann-Whitney tests of every feature (row) of a dgCMatrix `x` against complete
+/// indicators `y`, from its non-zeros (sceffects-core `mwu::mwu_sparse`), `block_size`
+/// features at a time; `y_offset` places `y` in the screen.
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn rs_mwu_sparse(
+    x: Robj,
+    y: RMatrix<f64>,
+    y_offset: i32,
+    keep_all: bool,
+    max_log_p: f64,
+    top: i32,
+    options: List,
+    threads: i32,
+    block_size: i32,
+) -> RResult<Robj> {
+    let slots = CscSlots::of(&x)?;
+    let view = slots.view()?;
+    let yb = block_of(&y)?;
+    let pos = BlockPosition {
+        x_offset: 0,
+        y_offset: y_offset as usize,
+        symmetric: false,
+    };
+    let rule = KeepRule {
+        all: keep_all,
+        max_log_p,
+        top: top.max(0) as usize,
+    };
+    let o = mwu_options(&options);
+    let chunk = block_size.max(1) as usize;
+    let out = pooled(threads, || mwu::mwu_sparse(&view, &yb, o, pos, rule, chunk))
+        .and_then(|r| r)
+        .map_err(fail)?;
+    output_list(out)
+}
+
+/// The five matrices of a correlation screen keeping every pair, written by the core
+/// (sceffects-core `cor::cor_matrices`); `y = NULL` for pairs within `x`. `dimnames` are
+/// set on each.
+#[extendr]
+fn rs_cor_matrices(
+    x: RMatrix<f64>,
+    y: Nullable<RMatrix<f64>>,
+    method: &str,
+    dimnames: List,
+    threads: i32,
+) -> RResult<Robj> {
+    let method = match method {
+        "pearson" => cor::CorMethod::Pearson,
+        "spearman" => cor::CorMethod::Spearman,
+        other => return Err(fail(format!("unknown method '{other}'"))),
+    };
+    let xb = block_of(&x)?;
+    let y = match y {
+        Nullable::NotNull(m) => Some(m),
+        Nullable::Null => None,
+    };
+    let yb = y.as_ref().map(block_of).transpose()?;
+    let ny = yb.as_ref().map_or(xb.n_features, |b| b.n_features);
+    let mut m: Vec<RMatrix<f64>> = (0..5)
+        .map(|_| RMatrix::<f64>::new(xb.n_features, ny))
+        .collect();
+    {
+        let [e, t, p, f, n] = m.as_mut_slice() else {
+            unreachable!()
+        };
+        let out = cor::CorMatrices {
+            estimate: e.data_mut(),
+            statistic: t.data_mut(),
+            p_value: p.data_mut(),
+            fdr: f.data_mut(),
+            n: n.data_mut(),
+        };
+        let missing = <f64 as CanBeNA>::na();
+        pooled(threads, || {
+            cor::cor_matrices(&xb, yb.as_ref(), method, missing, out)
+        })
+        .and_then(|r| r)
+        .map_err(fail)?;
+    }
+    let mut values: Vec<Robj> = m.into_iter().map(|a| a.into_robj()).collect();
+    for v in values.iter_mut() {
+        v.set_attrib("dimnames", dimnames.clone())?;
+    }
+    Ok(
+        List::from_names_and_values(["estimate", "statistic", "p_value", "fdr", "n"], values)?
+            .into_robj(),
+    )
+}
+
 /// Sum of the entries of the product of two blocks (benchmark floor).
 #[extendr]
 fn rs_crossprod(x: RMatrix<f64>, y: RMatrix<f64>, threads: i32) -> RResult<f64> {
@@ -146,4 +238,6 @@ extendr_module! {
     mod assoc;
     fn rs_assoc_block;
     fn rs_crossprod;
+    fn rs_mwu_sparse;
+    fn rs_cor_matrices;
 }

@@ -228,6 +228,137 @@ fn complete_block(
     BlockOutput { pairs, histogram }
 }
 
+/// The matrices of a screen that keeps every pair (`assoc_cor(output = "matrix")`),
+/// column-major `x features x y features`, written in place.
+pub struct CorMatrices<'a> {
+    pub estimate: &'a mut [f64],
+    pub statistic: &'a mut [f64],
+    pub p_value: &'a mut [f64],
+    pub fdr: &'a mut [f64],
+    pub n: &'a mut [f64],
+}
+
+/// Every pair of complete features of `x` and `y` (`y = None`: pairs within `x`, both
+/// triangles filled, diagonal missing) written straight into `out`: r, t, p, the
+/// Benjamini-Hochberg FDR over all tested pairs (each unordered pair once) and n, with
+/// `missing` (R's NA) where a pair has no result. The values are those of [`cor_block`]
+/// with every pair kept; no table of pairs is built.
+pub fn cor_matrices(
+    x: &Block,
+    y: Option<&Block>,
+    method: CorMethod,
+    missing: f64,
+    out: CorMatrices,
+) -> Result<(), String> {
+    let symmetric = y.is_none();
+    let y = y.unwrap_or(x);
+    let (nx, ny) = (x.n_features, y.n_features);
+    if x.n_samples != y.n_samples {
+        return Err("x and y have different numbers of samples".into());
+    }
+    let cells = nx * ny;
+    let slices = [
+        &out.estimate,
+        &out.statistic,
+        &out.p_value,
+        &out.fdr,
+        &out.n,
+    ];
+    if slices.iter().any(|m| m.len() != cells) {
+        return Err(format!("result matrices must have {nx} x {ny} cells"));
+    }
+    if x.data.iter().chain(y.data).any(|v| v.is_nan()) {
+        return Err("the matrices of complete features need data without missing values".into());
+    }
+    let n = x.n_samples as f64;
+    let (xs, x_const) = standardized(x, method);
+    let (ys, y_const) = if symmetric {
+        (xs.clone(), x_const.clone())
+    } else {
+        standardized(y, method)
+    };
+    let r = cross_product(&xs, &ys);
+    let na = |v: f64| if v.is_nan() { missing } else { v };
+    // Tested pairs: i < j within one set. The p-values of tested pairs are collected for
+    // the FDR (NaN where there is none: not counted, as in p.adjust).
+    out.estimate
+        .par_chunks_mut(nx.max(1))
+        .zip(out.statistic.par_chunks_mut(nx.max(1)))
+        .zip(out.p_value.par_chunks_mut(nx.max(1)))
+        .zip(out.n.par_chunks_mut(nx.max(1)))
+        .enumerate()
+        .for_each(|(j, (((est, stat), p), count))| {
+            if crate::cancelled() {
+                return;
+            }
+            let column = r.col_as_slice(j);
+            for i in 0..nx {
+                if symmetric && i >= j {
+                    // Filled from the upper triangle below; the diagonal is not a pair.
+                    (est[i], stat[i], p[i], count[i]) = (missing, missing, f64::NAN, missing);
+                    continue;
+                }
+                let res = if x_const[i] || y_const[j] {
+                    cor_result(f64::NAN, n)
+                } else {
+                    cor_result(column[i], n)
+                };
+                est[i] = na(res.estimate);
+                stat[i] = na(res.statistic);
+                p[i] = res.log_p.exp();
+                count[i] = na(res.n);
+            }
+        });
+    if crate::cancelled() {
+        return Err("interrupted by the user".into());
+    }
+    bh_in_place(out.p_value, out.fdr);
+    for m in [&mut *out.p_value, &mut *out.fdr] {
+        m.par_iter_mut().for_each(|v| *v = na(*v));
+    }
+    if symmetric {
+        let matrices = [out.estimate, out.statistic, out.p_value, out.fdr, out.n];
+        matrices
+            .into_par_iter()
+            .for_each(|m| mirror_upper(m, nx, missing));
+    }
+    Ok(())
+}
+
+/// Benjamini-Hochberg FDR of `p` into `fdr` (NaN: not a test), as [`crate::fdr::bh_adjust`]
+/// (ties get one value whatever their order, so an unstable parallel sort gives the same).
+fn bh_in_place(p: &[f64], fdr: &mut [f64]) {
+    let mut order: Vec<usize> = (0..p.len()).filter(|&k| !p[k].is_nan()).collect();
+    order.par_sort_unstable_by(|&a, &b| p[b].total_cmp(&p[a]));
+    fdr.par_iter_mut().for_each(|v| *v = f64::NAN);
+    let tests = order.len() as f64;
+    let mut running = f64::INFINITY;
+    for (pos, &k) in order.iter().enumerate() {
+        let rank = tests - pos as f64;
+        running = running.min(tests / rank * p[k]);
+        fdr[k] = running.min(1.0);
+    }
+}
+
+/// Copies the strict upper triangle of a square column-major matrix onto the lower one and
+/// sets the diagonal to `missing`, in tiles so both reads and writes stay in cache.
+fn mirror_upper(m: &mut [f64], n: usize, missing: f64) {
+    const TILE: usize = 64;
+    for jb in (0..n).step_by(TILE) {
+        for ib in (jb..n).step_by(TILE) {
+            for j in jb..(jb + TILE).min(n) {
+                for i in ib.max(j + 1)..(ib + TILE).min(n) {
+                    // (i, j) with i > j takes (j, i)
+                    m[j * n + i] = m[i * n + j];
+                }
+            }
+        }
+        for d in jb..(jb + TILE).min(n) {
+            m[d * n + d] = missing;
+        }
+    }
+}
+
 /// Rows per parallel task of the pass over r (2 KiB of each column).
 const ROWS_PER_TASK: usize = 256;
 
@@ -727,6 +858,60 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn matrices_match_the_kept_pairs() {
+        let (nx, ny, ns) = (6, 4, 20);
+        let mut xd = data(nx, ns, 3);
+        // feature 2 of x is constant: no result for its pairs
+        (0..ns).for_each(|s| xd[s * nx + 2] = 1.0);
+        let yd = data(ny, ns, 4);
+        let x = Block::new(&xd, nx, ns).unwrap();
+        let y = Block::new(&yd, ny, ns).unwrap();
+        let missing = -999.0;
+        for (yb, symmetric) in [(Some(&y), false), (None, true)] {
+            let ncol = if symmetric { nx } else { ny };
+            let mut m = vec![vec![0.0; nx * ncol]; 5];
+            let [e, t, p, f, n] = m.as_mut_slice() else {
+                unreachable!()
+            };
+            let out = CorMatrices {
+                estimate: e,
+                statistic: t,
+                p_value: p,
+                fdr: f,
+                n,
+            };
+            cor_matrices(&x, yb, CorMethod::Pearson, missing, out).unwrap();
+            let pos = BlockPosition {
+                x_offset: 0,
+                y_offset: 0,
+                symmetric,
+            };
+            let pairs = cor_block(&x, yb.unwrap_or(&x), CorMethod::Pearson, pos, all()).pairs;
+            let p_all: Vec<f64> = pairs.log_p.iter().map(|l| l.exp()).collect();
+            let fdr = crate::fdr::bh_adjust(&p_all);
+            let or_missing = |v: f64| if v.is_nan() { missing } else { v };
+            for k in 0..pairs.len() {
+                let (i, j) = (pairs.i[k], pairs.j[k]);
+                for (a, b) in [(i, j), (j, i)]
+                    .into_iter()
+                    .take(if symmetric { 2 } else { 1 })
+                {
+                    let cell = b * nx + a;
+                    assert_eq!(m[0][cell], or_missing(pairs.estimate[k]));
+                    assert_eq!(m[1][cell], or_missing(pairs.statistic[k]));
+                    assert_eq!(m[2][cell], or_missing(p_all[k]));
+                    assert_eq!(m[3][cell], or_missing(fdr[k]));
+                    assert_eq!(m[4][cell], pairs.n[k]);
+                }
+            }
+            if symmetric {
+                assert!((0..nx).all(|d| m.iter().all(|mat| mat[d * nx + d] == missing)));
+            }
+            assert!(m[0][2] == missing && m[3][2] == missing);
         }
     }
 }

@@ -222,16 +222,13 @@ fn replicate_tests(counts: &[f64], sizes: &[f64], condition_of_sample: &[usize])
         let est = out.log_abundance[1][l] - out.log_abundance[0][l];
         let se = post.sqrt() * scale;
         let t = est / se;
-        let df = resid_df + prior_df;
+        // limma caps the total df at the pooled residual df.
+        let df = (resid_df + prior_df).min(resid_df * m as f64);
         out.estimate[l] = est;
         out.std_error[l] = se;
         out.statistic[l] = t;
         out.df[l] = df;
-        out.log_p[l] = if df.is_infinite() {
-            dist::norm_two_sided_log_p(t)
-        } else {
-            dist::t_two_sided_log_p(t, df)
-        };
+        out.log_p[l] = dist::t_two_sided_log_p(t, df);
     }
     out
 }
@@ -279,17 +276,19 @@ fn pooled_tests(counts: &[f64], sizes: &[f64], condition_of_sample: &[usize]) ->
 
 /// limma's `fitFDist` without covariates: prior degrees of freedom and variance of
 /// sample variances `s2` with `df` degrees of freedom each, by moments of `ln s2`.
-/// Infinite prior df when the log variances vary no more than sampling alone explains.
+/// Infinite prior df when the log variances vary no more than sampling alone explains;
+/// variances are floored at 1e-5 of their median, as limma's.
 pub fn fit_f_dist(s2: &[f64], df: f64) -> (f64, f64) {
-    let ok: Vec<f64> = s2
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite() && *v > 0.0)
-        .collect();
-    if ok.len() < 2 {
-        let v = ok.first().copied().unwrap_or(f64::NAN);
-        return (0.0, v);
+    // limma's guard against zero variances: floor at 1e-5 of the median.
+    let mut sorted: Vec<f64> = s2.iter().map(|v| v.max(0.0)).collect();
+    if sorted.len() < 2 {
+        return (0.0, sorted.first().copied().unwrap_or(f64::NAN));
     }
+    let mut med = median(&mut sorted);
+    if med <= 0.0 {
+        med = 1.0;
+    }
+    let ok: Vec<f64> = s2.iter().map(|v| v.max(1e-5 * med)).collect();
     let half = df / 2.0;
     let e: Vec<f64> = ok
         .iter()

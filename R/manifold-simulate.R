@@ -108,8 +108,8 @@ simulate_manifold_data <- function(n_cells, n_genes, n_dims, n_samples, n_de_gen
 # replicate its own smooth abundance noise (sd about `noise` on the log scale).
 # `shape`: "isotropic" (a standard Gaussian in `n_dims` dimensions; planted region
 # x1 > q(0.88), odd region x2 < q(0.08)) or "curved" (a 2-D sheet (t, s) bent smoothly into
-# `n_dims` dimensions plus noise; planted region 0.5 < t < 0.62, odd region t < 0.15 and
-# s > 0.5). Returns the embedding, condition, sample and the region of each cell.
+# `n_dims` dimensions plus noise; planted region a disc of 12% of the sheet around
+# (0.5, 0.5), odd region a disc of radius 0.12 around (0.15, 0.8)). Returns the embedding, condition, sample and the region of each cell.
 simulate_da_cells <- function(shape = c("isotropic", "curved"), n_dims = 10L, n_per_sample = 800L, n_samples = 3L,
                               fold = 3, odd_fold = 5, noise = 0.25, size_factor = c(1, 1), seed = 1L) {
   shape <- match.arg(shape)
@@ -129,7 +129,8 @@ simulate_da_cells <- function(shape = c("isotropic", "curved"), n_dims = 10L, n_
       if (shape == "isotropic") {
         list(planted = z[, 1L] > stats::qnorm(0.88), odd = z[, 2L] < stats::qnorm(0.08))
       } else {
-        list(planted = z[, 1L] > 0.5 & z[, 1L] < 0.62, odd = z[, 1L] < 0.15 & z[, 2L] > 0.5)
+        disc <- function(t, s, r) (z[, 1L] - t)^2 + (z[, 2L] - s)^2 < r^2
+        list(planted = disc(0.5, 0.5, sqrt(0.12 / pi)), odd = disc(0.15, 0.8, 0.12))
       }
     }
     smooth_noise <- function(z) {

@@ -239,7 +239,7 @@ da_neighbourhood <- function(x, input, n_landmarks, k, lfc_threshold, fdr_thresh
   if (fdr_threshold >= 1) stop("`fdr_threshold` must be below 1.", call. = FALSE)
   cells <- unlist(input$cells)
   n <- length(cells)
-  k <- if (is.null(k)) as.integer(max(30, min(200, round(sqrt(n))))) else check_count(k, "k", min = 2)
+  k <- if (is.null(k)) as.integer(max(30, min(200, round(n / 30)))) else check_count(k, "k", min = 2)
   if (k > n) stop(sprintf("`k` (%d) must be at most the number of cells of the two conditions (%d).", k, n), call. = FALSE)
   if (is.null(input$samples)) {
     say("diff_abundance(): no `sample`, so cells are the units and replicate variation is ignored; give `sample` for calibrated calls.",

@@ -392,8 +392,9 @@ pub fn weighted_bh(p: &[f64], w: &[f64]) -> Vec<f64> {
 
 /// Per-cell summaries of the landmark tests: for each of `n_cells` cells, the mean
 /// estimate and statistic over the neighbourhoods holding it (the nearest landmark's when
-/// none does), the smallest spatial FDR among them, and the sign of the estimate of the
-/// neighbourhood with that FDR.
+/// none does), and the spatial FDR and sign of the estimate of its nearest landmark: the
+/// call is the most local evidence (calling every cell of a significant neighbourhood
+/// spills the call over the region's border by a neighbourhood radius).
 pub struct CellSummary {
     pub estimate: Vec<f64>,
     pub statistic: Vec<f64>,
@@ -410,13 +411,10 @@ pub fn cell_summary(test: &LandmarkTest, cells: &Points, landmarks: &Points) -> 
             holding[i].push(l);
         }
     }
-    let orphans: Vec<usize> = (0..n).filter(|&i| holding[i].is_empty()).collect();
-    if !orphans.is_empty() {
-        let nearest = knn(&cells.subset(&orphans), landmarks, 1, false);
-        for (o, nb) in orphans.iter().zip(nearest) {
-            holding[*o].push(nb[0].1);
-        }
-    }
+    let nearest: Vec<usize> = knn(cells, landmarks, 1, false)
+        .into_iter()
+        .map(|nb| nb[0].1)
+        .collect();
     let mut out = CellSummary {
         estimate: vec![0.0; n],
         statistic: vec![0.0; n],
@@ -424,22 +422,16 @@ pub fn cell_summary(test: &LandmarkTest, cells: &Points, landmarks: &Points) -> 
         sign: vec![0.0; n],
         n_neighbourhoods: vec![0; n],
     };
-    for (i, ls) in holding.iter().enumerate() {
+    for (i, ls) in holding.iter_mut().enumerate() {
+        out.n_neighbourhoods[i] = ls.len() as i32;
+        if ls.is_empty() {
+            ls.push(nearest[i]);
+        }
         let k = ls.len() as f64;
         out.estimate[i] = ls.iter().map(|&l| test.estimate[l]).sum::<f64>() / k;
         out.statistic[i] = ls.iter().map(|&l| test.statistic[l]).sum::<f64>() / k;
-        let best = ls
-            .iter()
-            .copied()
-            .min_by(|&a, &b| test.spatial_fdr[a].total_cmp(&test.spatial_fdr[b]))
-            .unwrap();
-        out.fdr[i] = test.spatial_fdr[best];
-        out.sign[i] = test.estimate[best].signum();
-        out.n_neighbourhoods[i] = if orphans.binary_search(&i).is_ok() {
-            0
-        } else {
-            ls.len() as i32
-        };
+        out.fdr[i] = test.spatial_fdr[nearest[i]];
+        out.sign[i] = test.estimate[nearest[i]].signum();
     }
     out
 }

@@ -136,10 +136,12 @@ flat_density <- function(log_densities, lfc) {
 #'   numbers is not a shift everywhere); a two-group t test across the samples with the
 #'   variance moderated across landmarks (limma's empirical Bayes prior); and miloR's
 #'   spatial FDR (Benjamini-Hochberg weighted by the inverse neighbourhood radius). A cell
-#'   is called `"up"`/`"down"` when a neighbourhood holding it has spatial FDR below
-#'   `fdr_threshold` (direction of the most significant one) and its mean log fold change
+#'   is called `"up"`/`"down"` when its nearest landmark has spatial FDR below
+#'   `fdr_threshold` (direction of that landmark's estimate) and its mean log fold change
 #'   over the neighbourhoods holding it exceeds `lfc_threshold` (default 0: the calls are
-#'   controlled by the FDR, not by a fixed fold change). The replicates are the units: a
+#'   controlled by the FDR, not by a fixed fold change). Calling every cell of a
+#'   significant neighbourhood instead (miloR's usual reading) spills the calls a
+#'   neighbourhood radius beyond the changed region. The replicates are the units: a
 #'   shift carried by one replicate inflates the variance there and is not called. Without
 #'   `sample`, each condition is one sample and cells are the units (a Wald z of the log
 #'   ratio of the two fractions), which ignores replicate variation: give `sample`.
@@ -174,15 +176,16 @@ flat_density <- function(log_densities, lfc) {
 #'   length scale instead of the heuristics, and the multiplier of the length-scale
 #'   heuristic.
 #' @param method `"neighbourhood"` or `"kompot"` (see Details).
-#' @param k For `"neighbourhood"`: cells per neighbourhood (default
-#'   `max(30, min(200, sqrt(cells)))`).
+#' @param k For `"neighbourhood"`: cells per neighbourhood (default one per 30 cells of
+#'   the two conditions, between 30 and 200). Larger `k` gives more power for broad
+#'   changes and blurs small regions.
 #' @param fdr_threshold For `"neighbourhood"`: spatial FDR of a call.
 #' @param verbose Print notes (e.g. no `sample`).
 #' @return For a SingleCellExperiment, `x` with colData columns and the fit in
 #'   `metadata(x)$diff_abundance`; for a matrix, a data.frame of those columns with the
 #'   fit in `attr(, "fit")`. `"neighbourhood"`: `da_lfc` (mean log fold change of the
 #'   neighbourhoods holding the cell), `da_statistic` (their mean moderated t),
-#'   `da_fdr` (the smallest spatial FDR among them), `da_direction`, and the per-landmark
+#'   `da_fdr` (the spatial FDR of its nearest landmark), `da_direction`, and the per-landmark
 #'   results table (`estimate`, `std_error`, `statistic`, `df`, `p_value`, `fdr` = spatial
 #'   FDR, counts, radius) in `fit$regions`, ready for [plot_volcano()]; cells outside the
 #'   two conditions get `NA`. `"kompot"`: `da_log_density_<c>`, `da_lfc`,

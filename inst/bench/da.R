@@ -15,7 +15,7 @@ args <- commandArgs(trailingOnly = TRUE)
 seeds <- if (length(args) >= 1) seq_len(as.integer(args[1])) else 1:2
 n_per <- if (length(args) >= 2) as.integer(args[2]) else 800L
 has_milo <- requireNamespace("miloR", quietly = TRUE)
-options(sceffects.verbose = FALSE)
+options(sceffects.verbose = FALSE, cli.progress_show_after = Inf)
 sim <- sceffects:::simulate_da_cells
 
 auc <- function(score, truth) {
@@ -44,7 +44,7 @@ run_milo <- function(d) {
   time <- system.time({
     sce <- SingleCellExperiment::SingleCellExperiment(
       assays = list(counts = matrix(0L, 1, nrow(d$embedding), dimnames = list("g", rownames(d$embedding)))),
-      reducedDims = list(PCA = d$embedding),
+      reducedDims = list(PCA = unname(d$embedding)),
       colData = S4Vectors::DataFrame(condition = d$condition, sample = d$sample))
     milo <- miloR::Milo(sce)
     nd <- ncol(d$embedding)
@@ -57,10 +57,9 @@ run_milo <- function(d) {
     res <- suppressMessages(suppressWarnings(miloR::testNhoods(milo, design = ~ condition, design.df = design,
                                                                reduced.dim = "PCA")))
   })[["elapsed"]]
-  nh <- miloR::nhoods(milo)
-  nh <- nh[, as.character(res$Nhood_id %||% seq_len(ncol(nh))), drop = FALSE]
-  if (is.null(res$Nhood_id)) nh <- miloR::nhoods(milo)
-  member <- as(nh, "dgCMatrix")
+  # testNhoods() returns one row per column of nhoods(), numbered in `Nhood`.
+  res <- res[order(res$Nhood), , drop = FALSE]
+  member <- methods::as(miloR::nhoods(milo), "dgCMatrix")
   sig <- !is.na(res$SpatialFDR) & res$SpatialFDR < 0.1
   n_in <- Matrix::rowSums(member)
   score <- as.vector(member %*% (sign(res$logFC) * -log10(res$PValue))) / n_in
@@ -68,7 +67,6 @@ run_milo <- function(d) {
   any_n <- as.vector(member %*% as.numeric(sig))
   list(score = ifelse(n_in > 0, score, NA), up = up_n > 0, called = any_n > 0, time = time)
 }
-`%||%` <- function(a, b) if (is.null(a)) b else a
 
 cases <- list(list("isotropic", 2), list("isotropic", 5), list("isotropic", 10), list("isotropic", 20),
               list("curved", 10), list("curved", 30))

@@ -415,7 +415,7 @@ ref_neighbourhood <- function(emb, condition, sample, lm, k, c1, c2) {
   w <- 1 / radius
   o <- order(p)
   adj <- numeric(length(p))
-  adj[o] <- rev(cummin(rev(sum(w) * p[o] / cumsum(w))))
+  adj[o] <- rev(cummin(rev(sum(w) * p[o] / cumsum(w[o]))))
   list(member = member, counts = unname(counts), estimate = unname(fit$coefficients[, 2]),
        t = unname(fit$t[, 2]), df = unname(fit$df.total), p = unname(p), fdr = pmin(adj, 1),
        keep = keep)
@@ -476,15 +476,20 @@ check_calls <- function(shape, n_dims, seed) {
        one_replicate = mean(res$da_direction[d$odd & !d$planted & d$sample == "B1"] != "neutral"))
 }
 
-test_that("a planted 3x region is found in 10 and 30 dimensions; one replicate's region is not called", {
-  for (case in list(list("isotropic", 10L, 1L), list("curved", 30L, 2L))) {
-    r <- check_calls(case[[1]], case[[2]], case[[3]])
-    # Seeds 1-3 at 400 cells per sample: AUC 0.95-0.99, sensitivity 0.7-0.95, FPR < 0.05.
-    expect_gt(r$auc, 0.93)
-    expect_gt(r$sensitivity, 0.6)
-    expect_lt(r$fpr, 0.08)
-    expect_lt(r$one_replicate, 0.1)
-  }
+test_that("a planted 3x region is found in 2 and 30 dimensions; one replicate's region is not called", {
+  # 400 cells per sample (k = 80). Seeds 1-3 gave: isotropic d = 2 AUC 0.99-1.00,
+  # sensitivity 0.35-0.63, FPR <= 0.011, one-replicate region <= 0.06; curved sheet in 30
+  # dims AUC 0.986-0.994, sensitivity 0.56-0.81, FPR 0.005-0.07, one-replicate region 0.
+  iso <- check_calls("isotropic", 2L, 1L)
+  expect_gt(iso$auc, 0.97)
+  expect_gt(iso$sensitivity, 0.3)
+  expect_lt(iso$fpr, 0.03)
+  expect_lt(iso$one_replicate, 0.1)
+  curved <- check_calls("curved", 30L, 2L)
+  expect_gt(curved$auc, 0.97)
+  expect_gt(curved$sensitivity, 0.4)
+  expect_lt(curved$fpr, 0.03)
+  expect_lt(curved$one_replicate, 0.05)
 })
 
 test_that("replicate noise alone, and a global change of cell numbers, call (almost) nothing", {

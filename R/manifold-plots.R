@@ -64,3 +64,53 @@ gene_labels <- function(results, top, label_by) {
   given <- as.character(results[[label_by]][match(top, results$feature)])
   stats::setNames(ifelse(is.na(given) | given == "", top, given), top)
 }
+
+#' Differential abundance on the embedding
+#'
+#' Cells on two dimensions of the embedding, coloured by the log fold change of
+#' [diff_abundance()] (`da_lfc`), with the cells called `"up"` or `"down"` outlined
+#' (black) and drawn on top; cells outside the two conditions are grey.
+#'
+#' @param x A SingleCellExperiment returned by [diff_abundance()].
+#' @param reduction The reducedDim to draw (default: the one the fit used, else the first).
+#' @param dims Two columns of the embedding.
+#' @param direction Column of `colData(x)` with the calls (default `"da_direction"`, or
+#'   `"da_direction_sample_var"` when only that exists).
+#' @return A ggplot object.
+#' @export
+#' @examples
+#' sce <- simulate_manifold(n_cells = 600, n_genes = 40, seed = 1)
+#' sce <- diff_abundance(sce, "condition", "young", "old", sample = "sample")
+#' plot_da(sce)
+plot_da <- function(x, reduction = NULL, dims = 1:2, direction = NULL) {
+  if (!is(x, "SingleCellExperiment") || !"da_lfc" %in% names(SummarizedExperiment::colData(x))) {
+    stop("`x` must be a SingleCellExperiment returned by diff_abundance().", call. = FALSE)
+  }
+  cd <- SummarizedExperiment::colData(x)
+  if (is.null(direction)) {
+    direction <- intersect(c("da_direction", "da_direction_sample_var"), names(cd))[1L]
+  } else if (!is.character(direction) || length(direction) != 1L || !direction %in% names(cd)) {
+    stop("`direction` must name a colData column of calls, e.g. \"da_direction\".", call. = FALSE)
+  }
+  names_dims <- SingleCellExperiment::reducedDimNames(x)
+  if (is.null(reduction)) reduction <- S4Vectors::metadata(x)$diff_abundance$reduction %||% names_dims[1L]
+  if (!is.character(reduction) || length(reduction) != 1L || !reduction %in% names_dims) {
+    stop(sprintf("`reduction` must name a reducedDim of `x`: one of %s.", name_list(names_dims)), call. = FALSE)
+  }
+  emb <- SingleCellExperiment::reducedDim(x, reduction)
+  if (!is.numeric(dims) || length(dims) != 2L || anyNA(dims) || any(dims < 1 | dims > ncol(emb))) {
+    stop(sprintf("`dims` must be two column numbers of the embedding (1 to %d).", ncol(emb)), call. = FALSE)
+  }
+  calls <- as.character(cd[[direction]])
+  df <- data.frame(a = emb[, dims[1L]], b = emb[, dims[2L]], lfc = cd$da_lfc,
+                   called = !is.na(calls) & calls %in% c("up", "down"))
+  df <- df[order(df$called), , drop = FALSE]
+  axis <- colnames(emb)[dims] %||% paste(reduction, dims)
+  ggplot2::ggplot(df, ggplot2::aes(x = .data$a, y = .data$b)) +
+    ggplot2::geom_point(ggplot2::aes(fill = .data$lfc, colour = .data$called), shape = 21, size = 1.6, stroke = 0.35) +
+    ggplot2::scale_fill_gradient2(low = "steelblue", mid = "white", high = "firebrick", na.value = "grey85",
+                                  name = "log fold\nchange") +
+    ggplot2::scale_colour_manual(values = c(`FALSE` = "grey70", `TRUE` = "black"), name = "called") +
+    ggplot2::labs(x = axis[1L], y = axis[2L], title = "Differential abundance") +
+    ggplot2::theme_bw()
+}

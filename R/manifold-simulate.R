@@ -102,3 +102,65 @@ simulate_manifold_data <- function(n_cells, n_genes, n_dims, n_samples, n_de_gen
   SingleCellExperiment::reducedDim(sce, "DM") <- embedding
   sce
 }
+
+# Cells for checking differential abundance (tests and inst/bench/da.R; issue 15): two
+# conditions of `n_samples` replicates with `n_per_sample` cells each, drawn by weighted
+# resampling of a pool from the base distribution. Weights: `fold` in the planted region in
+# every replicate of B, `odd_fold` in a second region in replicate B1 only, and for each
+# replicate its own smooth abundance noise (sd about `noise` on the log scale).
+# `shape`: "isotropic" (a standard Gaussian in `n_dims` dimensions; planted region
+# x1 > q(0.88), odd region x2 < q(0.08)) or "curved" (a 2-D sheet (t, s) bent smoothly into
+# `n_dims` dimensions plus noise; planted region a disc of 12% of the sheet around
+# (0.5, 0.5), odd region a disc of radius 0.12 around (0.15, 0.8)). Returns the embedding, condition, sample and the region of each cell.
+simulate_da_cells <- function(shape = c("isotropic", "curved"), n_dims = 10L, n_per_sample = 800L, n_samples = 3L,
+                              fold = 3, odd_fold = 5, noise = 0.25, size_factor = c(1, 1), seed = 1L) {
+  shape <- match.arg(shape)
+  with_seed(seed, {
+    mixing <- matrix(stats::rnorm(6 * n_dims), 6, n_dims) / sqrt(2)
+    draw_latent <- function(n) {
+      if (shape == "isotropic") return(matrix(stats::rnorm(n * n_dims), n, n_dims))
+      cbind(stats::runif(n), stats::runif(n))
+    }
+    embed <- function(z) {
+      if (shape == "isotropic") return(z)
+      t <- z[, 1L]; s <- z[, 2L]
+      basis <- cbind(3 * t, 2 * s, 1.5 * sin(pi * t), 1.2 * cos(pi * t) * s, 2 * t^2, sin(2 * pi * s) * 0.8)
+      basis %*% mixing + matrix(stats::rnorm(nrow(z) * n_dims, sd = 0.03), nrow(z), n_dims)
+    }
+    region <- function(z) {
+      if (shape == "isotropic") {
+        list(planted = z[, 1L] > stats::qnorm(0.88), odd = z[, 2L] < stats::qnorm(0.08))
+      } else {
+        disc <- function(t, s, r) (z[, 1L] - t)^2 + (z[, 2L] - s)^2 < r^2
+        list(planted = disc(0.5, 0.5, sqrt(0.12 / pi)), odd = disc(0.15, 0.8, 0.12))
+      }
+    }
+    smooth_noise <- function(z) {
+      a <- stats::rnorm(3)
+      u <- if (shape == "isotropic") z[, 1:2, drop = FALSE] else 2 * z - 1
+      v <- a[1L] * sin(1.3 * u[, 1L] + a[3L]) + a[2L] * cos(1.1 * u[, 2L] - a[3L])
+      noise * v / sqrt(mean(a[1:2]^2) + 1e-3) / sqrt(2)
+    }
+    parts <- list()
+    for (cond in c("A", "B")) {
+      for (r in seq_len(n_samples)) {
+        n <- round(n_per_sample * size_factor[if (cond == "A") 1L else 2L])
+        z <- draw_latent(10L * n)
+        reg <- region(z)
+        logw <- smooth_noise(z) + log(fold) * (cond == "B" & reg$planted) +
+          log(odd_fold) * (cond == "B" & r == 1L & reg$odd)
+        keep <- sample.int(nrow(z), n, prob = exp(logw))
+        parts[[length(parts) + 1L]] <- list(z = z[keep, , drop = FALSE], condition = cond,
+                                            sample = paste0(cond, r), planted = reg$planted[keep],
+                                            odd = reg$odd[keep])
+      }
+    }
+    z <- do.call(rbind, lapply(parts, `[[`, "z"))
+    emb <- embed(z)
+    dimnames(emb) <- list(paste0("cell", seq_len(nrow(emb))), paste0("PC", seq_len(ncol(emb))))
+    sizes <- vapply(parts, function(p) nrow(p$z), 0L)
+    list(embedding = emb, condition = rep(vapply(parts, `[[`, "", "condition"), sizes),
+         sample = rep(vapply(parts, `[[`, "", "sample"), sizes),
+         planted = unlist(lapply(parts, `[[`, "planted")), odd = unlist(lapply(parts, `[[`, "odd")))
+  })
+}

@@ -125,22 +125,33 @@ flat_density <- function(log_densities, lfc) {
 
 #' Differential abundance on a cell-state manifold
 #'
-#' For each condition, a smooth log density over the embedding (Mellon's Gaussian-process
-#' density with landmarks: Matern-5/2 kernel, fractal dimension, nearest-neighbour
-#' likelihood, MAP by Newton's method, Laplace variance), its log fold change at every
-#' cell, a z-score, the log posterior tail probability and a direction, as kompot's
-#' `da()`. With `sample`, the variance between the samples' own densities is added to
-#' each condition's variance, so that differences carried by one odd replicate are damped.
+#' Where on the embedding do cells of condition 2 sit more (or less) densely than cells of
+#' condition 1? Two methods:
 #'
-#' Each condition has its own nearest-neighbour distances, fractal dimension, prior mean
-#' and length scale (kompot's default); landmarks are k-means centres of the two
-#' conditions' cells together. Densities are normalised by the number of cells and
-#' predicted at every cell of `x`.
-#'
-#' When the fit is flat (the log-fold change is the same at every cell up to a spread
-#' below 1e-3 of its size, e.g. with a length scale far beyond the data), a warning says
-#' so and `da_direction` is `NA` for every cell: calling all cells "up" or "down" would not
-#' be trustworthy. Landmark matrices that would not fit in memory are refused up front.
+#' - `method = "neighbourhood"` (default): each landmark's neighbourhood is its `k` nearest
+#'   cells of the two conditions, a k-nearest-neighbour density estimate whose radius adapts
+#'   to the local density and to the dimension of the embedding. Per landmark and sample,
+#'   the log fraction of the sample's cells in the neighbourhood (normalised per sample by
+#'   its median deviation over landmarks, so a global change of composition or of cell
+#'   numbers is not a shift everywhere); a two-group t test across the samples with the
+#'   variance moderated across landmarks (limma's empirical Bayes prior); and miloR's
+#'   spatial FDR (Benjamini-Hochberg weighted by the inverse neighbourhood radius). A cell
+#'   is called `"up"`/`"down"` when its nearest landmark has spatial FDR below
+#'   `fdr_threshold` (direction of that landmark's estimate) and its mean log fold change
+#'   over the neighbourhoods holding it exceeds `lfc_threshold` (default 0: the calls are
+#'   controlled by the FDR, not by a fixed fold change). Calling every cell of a
+#'   significant neighbourhood instead (miloR's usual reading) spills the calls a
+#'   neighbourhood radius beyond the changed region. The replicates are the units: a
+#'   shift carried by one replicate inflates the variance there and is not called. Without
+#'   `sample`, each condition is one sample and cells are the units (a Wald z of the log
+#'   ratio of the two fractions), which ignores replicate variation: give `sample`.
+#' - `method = "kompot"`: kompot's `da()` with Mellon's Gaussian-process density
+#'   (Matern-5/2 kernel on k-means landmarks, fractal dimension, nearest-neighbour
+#'   likelihood, MAP by Newton's method, Laplace variance), as in kompot 0.8 / Mellon 1.7.
+#'   With `sample`, the variance between the samples' own densities is added to each
+#'   condition's variance. Its heuristic length scale grows with the dimension so fast
+#'   that beyond 2-3 dimensions the densities are nearly flat and nothing is called;
+#'   when the fit is flat a warning says so and `da_direction` is `NA` for every cell.
 #'
 #' @param x A SingleCellExperiment with the embedding in `reducedDim(x, reduction)`, or
 #'   a numeric matrix (cells x dimensions).
@@ -149,35 +160,168 @@ flat_density <- function(log_densities, lfc) {
 #' @param condition1,condition2 The two conditions; fold changes are 2 over 1.
 #' @param reduction Name of the reducedDim (default: the first).
 #' @param sample Column of `colData(x)` (or vector) with the sample (replicate) of each
-#'   cell; `NULL` for no sample variance.
-#' @param n_landmarks Number of k-means landmarks.
-#' @param lfc_threshold,ptp_threshold A cell is `"up"` or `"down"` when `|lfc|` exceeds
-#'   `lfc_threshold` and the posterior tail probability is below `ptp_threshold`.
-#' @param seed Seed of the k-means landmarks and the fractal-dimension query cells (`NULL`, the
-#'   default: drawn from R's generator, so `set.seed()` makes the call reproducible).
+#'   cell. Strongly advised with the default method (the test is across samples); for
+#'   `"kompot"`, `NULL` means no sample variance.
+#' @param n_landmarks Number of landmarks: random cells of the two conditions (at most one
+#'   per 5 cells) for `"neighbourhood"`, k-means centres for `"kompot"`.
+#' @param lfc_threshold Minimum absolute log fold change (natural log) of a call; default
+#'   0 for `"neighbourhood"` and 1 for `"kompot"`.
+#' @param ptp_threshold For `"kompot"`: a cell is called when its posterior tail
+#'   probability is below this.
+#' @param seed Seed of the landmarks (and of kompot's fractal-dimension query cells);
+#'   `NULL`, the default: drawn from R's generator, so `set.seed()` makes the call
+#'   reproducible.
 #' @param threads Number of threads (default `getOption("sceffects.threads", 2)`).
-#' @param landmarks,dimension,length_scale Optional fixed landmarks (matrix), fractal
-#'   dimension and length scale used for every density instead of the heuristics.
-#' @param ls_factor Multiplier of the length-scale heuristic.
-#' @return For a SingleCellExperiment, `x` with colData columns `da_log_density_<c>`,
-#'   `da_lfc`, `da_lfc_zscore`, `da_neg_log10_ptp`, `da_direction` (suffix
-#'   `_sample_var` with `sample`) and the fit in `metadata(x)$diff_abundance`; for a
-#'   matrix, a data.frame of those columns.
+#' @param landmarks Optional fixed landmarks (matrix, one row per landmark).
+#' @param dimension,length_scale,ls_factor For `"kompot"`: fixed fractal dimension and
+#'   length scale instead of the heuristics, and the multiplier of the length-scale
+#'   heuristic.
+#' @param method `"neighbourhood"` or `"kompot"` (see Details).
+#' @param k For `"neighbourhood"`: cells per neighbourhood (default one per 30 cells of
+#'   the two conditions, between 30 and 200). Larger `k` gives more power for broad
+#'   changes and blurs small regions.
+#' @param fdr_threshold For `"neighbourhood"`: spatial FDR of a call.
+#' @param verbose Print notes (e.g. no `sample`) and progress bars? `FALSE`, or
+#'   `options(sceffects.verbose = FALSE)` for the session, silences them.
+#' @return For a SingleCellExperiment, `x` with colData columns and the fit in
+#'   `metadata(x)$diff_abundance`; for a matrix, a data.frame of those columns with the
+#'   fit in `attr(, "fit")`. `"neighbourhood"`: `da_lfc` (mean log fold change of the
+#'   neighbourhoods holding the cell), `da_statistic` (their mean moderated t),
+#'   `da_fdr` (the spatial FDR of its nearest landmark), `da_direction`, and the per-landmark
+#'   results table (`estimate`, `std_error`, `statistic`, `df`, `p_value`, `fdr` = spatial
+#'   FDR, counts, radius) in `fit$regions`, ready for [plot_volcano()]; cells outside the
+#'   two conditions get `NA`. `"kompot"`: `da_log_density_<c>`, `da_lfc`,
+#'   `da_lfc_zscore`, `da_neg_log10_ptp`, `da_direction` (suffix `_sample_var` with
+#'   `sample`).
+#' @seealso [plot_da()] to draw the calls on the embedding.
 #' @export
 #' @examples
 #' sce <- simulate_manifold(n_cells = 600, n_genes = 40, seed = 1)
-#' sce <- diff_abundance(sce, "condition", "young", "old", n_landmarks = 50)
-#' table(sce$da_direction)
+#' sce <- diff_abundance(sce, "condition", "young", "old", sample = "sample")
+#' table(sce$da_direction, sce$t > 0.7)
+#' head(S4Vectors::metadata(sce)$diff_abundance$regions)
+#' kompot <- diff_abundance(sce, "condition", "young", "old", method = "kompot",
+#'                          n_landmarks = 50)
 diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL, sample = NULL,
-                           n_landmarks = 1000L, lfc_threshold = 1, ptp_threshold = 0.05, seed = NULL,
+                           n_landmarks = 1000L, lfc_threshold = NULL, ptp_threshold = 0.05, seed = NULL,
                            threads = NULL, landmarks = NULL, dimension = NULL, length_scale = NULL,
-                           ls_factor = 10) {
+                           ls_factor = 10, method = c("neighbourhood", "kompot"), k = NULL,
+                           fdr_threshold = 0.1, verbose = getOption("sceffects.verbose", TRUE)) {
+  verbose <- local_verbose(verbose)
+  if (!is.character(method) || !length(method) || !method[1L] %in% c("neighbourhood", "kompot")) {
+    stop("`method` must be \"neighbourhood\" or \"kompot\".", call. = FALSE)
+  }
+  method <- method[1L]
   input <- manifold_input(x, groupby, condition1, condition2, reduction, sample)
   threads <- resolve_threads(threads)
   seed <- resolve_seed(seed)
+  if (is.null(lfc_threshold)) lfc_threshold <- if (method == "kompot") 1 else 0
   if (!is.numeric(lfc_threshold) || length(lfc_threshold) != 1L || is.na(lfc_threshold) || lfc_threshold < 0) {
     stop("`lfc_threshold` must be a single number >= 0.", call. = FALSE)
   }
+  if (method == "neighbourhood") {
+    kompot_only <- c(ptp_threshold = missing(ptp_threshold), dimension = is.null(dimension),
+                     length_scale = is.null(length_scale), ls_factor = missing(ls_factor))
+    if (!all(kompot_only)) {
+      stop(sprintf("`%s` applies to method = \"kompot\" only: drop it, or set method = \"kompot\".",
+                   names(kompot_only)[!kompot_only][1L]), call. = FALSE)
+    }
+    return(da_neighbourhood(x, input, n_landmarks, k, lfc_threshold, fdr_threshold, landmarks, seed,
+                            threads, verbose))
+  }
+  if (!missing(k) || !missing(fdr_threshold)) {
+    stop(sprintf("`%s` applies to method = \"neighbourhood\" only.", if (!missing(k)) "k" else "fdr_threshold"),
+         call. = FALSE)
+  }
+  da_kompot(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed, threads, landmarks, dimension,
+            length_scale, ls_factor)
+}
+
+# The neighbourhood test (core `cellstate::neighbourhood`): R checks, orders the samples
+# and builds the per-cell columns and the per-landmark table.
+da_neighbourhood <- function(x, input, n_landmarks, k, lfc_threshold, fdr_threshold, landmarks, seed,
+                             threads, verbose) {
+  fdr_threshold <- check_number(fdr_threshold, "fdr_threshold", 0)
+  if (fdr_threshold >= 1) stop("`fdr_threshold` must be below 1.", call. = FALSE)
+  cells <- unlist(input$cells)
+  n <- length(cells)
+  k <- if (is.null(k)) as.integer(max(30, min(200, round(n / 30)))) else check_count(k, "k", min = 2)
+  if (k > n) stop(sprintf("`k` (%d) must be at most the number of cells of the two conditions (%d).", k, n), call. = FALSE)
+  if (is.null(input$samples)) {
+    say("diff_abundance(): no `sample`, so cells are the units and replicate variation is ignored; give `sample` for calibrated calls.",
+        verbose)
+    samples <- lapply(input$cells, list)
+  } else {
+    samples <- input$samples
+  }
+  # Samples in order; a cell of a sample dropped for having < 2 cells is left out.
+  jobs <- unlist(samples, recursive = FALSE)
+  kept <- unlist(jobs)
+  sample_of <- rep(seq_along(jobs), lengths(jobs))
+  condition_of_sample <- rep(0:1, lengths(samples))
+  if (!is.null(landmarks)) {
+    landmarks <- check_landmarks(landmarks, input)
+    storage.mode(landmarks) <- "double"
+  } else {
+    n_landmarks <- check_count(n_landmarks, "n_landmarks", min = 2)
+    n_landmarks <- min(n_landmarks, max(2L, ceiling(length(kept) / 5)))
+  }
+  fit <- rs_manifold_neighbourhoods(input$embedding, as.integer(kept), as.integer(sample_of),
+                                    as.integer(condition_of_sample), landmarks, as.integer(n_landmarks),
+                                    as.integer(k), seed, threads)
+  regions <- da_regions_table(fit, input, jobs, k)
+  n_all <- nrow(input$embedding)
+  col <- function(v) {
+    out <- rep(NA_real_, n_all)
+    out[kept] <- v
+    out
+  }
+  lfc <- col(fit$cell_estimate)
+  cell_fdr <- col(fit$cell_fdr)
+  called <- !is.na(cell_fdr) & cell_fdr < fdr_threshold & abs(lfc) > lfc_threshold
+  sign <- col(fit$cell_sign)
+  direction <- ifelse(called & sign > 0, "up", ifelse(called & sign < 0, "down", "neutral"))
+  direction[is.na(lfc)] <- NA_character_
+  out <- data.frame(da_lfc = lfc, da_statistic = col(fit$cell_statistic), da_fdr = cell_fdr,
+                    da_direction = factor(direction, levels = c("down", "neutral", "up")))
+  fit_info <- list(method = "neighbourhood", conditions = input$conditions, reduction = input$reduction, landmarks = fit$landmarks, k = k,
+                   regions = regions, prior_df = fit$prior_df, prior_var = fit$prior_var,
+                   sample_variance = !is.null(input$samples), fdr_threshold = fdr_threshold,
+                   lfc_threshold = lfc_threshold)
+  da_output(x, out, input, fit_info)
+}
+
+# One row per landmark in the results vocabulary; `fdr` is the spatial FDR.
+da_regions_table <- function(fit, input, jobs, k) {
+  counts <- fit$counts
+  colnames(counts) <- names(jobs) %||% paste0("sample", seq_along(jobs))
+  coords <- fit$landmarks
+  colnames(coords) <- colnames(input$embedding) %||% paste0("dim", seq_len(ncol(coords)))
+  res <- data.frame(feature = sprintf("L%d", seq_len(nrow(coords))), estimate = fit$estimate,
+                    std_error = fit$std_error, statistic = fit$statistic, df = fit$df,
+                    log_p = fit$log_p, fdr = fit$spatial_fdr, n_cells = k, radius = fit$radius,
+                    fit$log_abundance1, fit$log_abundance2)
+  names(res)[ncol(res) - 1:0] <- paste0("log_abundance_", input$conditions)
+  method <- sprintf("neighbourhood DA %s vs %s%s", input$conditions[2L], input$conditions[1L],
+                    if (is.null(input$samples)) " (no replicates)" else "")
+  results_table(res, method, list(estimate_label = "log fold change of abundance", counts = counts,
+                                  landmarks = coords, fdr_note = "fdr is miloR's spatial FDR."))
+}
+
+da_output <- function(x, out, input, fit_info) {
+  if (!is(x, "SingleCellExperiment")) {
+    rownames(out) <- input$cell_names
+    attr(out, "fit") <- fit_info
+    return(out)
+  }
+  for (nm in names(out)) SummarizedExperiment::colData(x)[[nm]] <- out[[nm]]
+  S4Vectors::metadata(x)$diff_abundance <- fit_info
+  x
+}
+
+# kompot's da() (reference/kompot.md), numbers unchanged.
+da_kompot <- function(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed, threads, landmarks,
+                      dimension, length_scale, ls_factor) {
   ptp_threshold <- check_number(ptp_threshold, "ptp_threshold", lower = 0)
   if (ptp_threshold >= 1) stop("`ptp_threshold` must be below 1.", call. = FALSE)
   dimension <- if (is.null(dimension)) NaN else check_number(dimension, "dimension", 0)
@@ -211,7 +355,7 @@ diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL,
                       ifelse(significant & lfc < -lfc_threshold, "down", "neutral"))
   flat <- length(lfc) > 1L && flat_density(lapply(fits, `[[`, "log_density"), lfc)
   if (flat) {
-    warning(sprintf("diff_abundance(): the density fit is flat (log density sd over the cells %s; log-fold change %.3g, sd %.2g), so the direction calls are not trustworthy and are set to NA. Check the embedding, `length_scale` and `ls_factor`.",
+    warning(sprintf("diff_abundance(): the density fit is flat (log density sd over the cells %s; log-fold change %.3g, sd %.2g), so the direction calls are not trustworthy and are set to NA. Check the embedding, `length_scale` and `ls_factor`, or use method = \"neighbourhood\".",
                     paste(sprintf("%.2g", vapply(fits, function(f) stats::sd(f$log_density), 0)), collapse = " and "),
                     mean(lfc), stats::sd(lfc)), call. = FALSE)
     direction[] <- NA_character_
@@ -220,19 +364,12 @@ diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL,
   out <- data.frame(fits[[1L]]$log_density, fits[[2L]]$log_density, lfc, z, neg_log10_ptp,
                     factor(direction, levels = c("down", "neutral", "up")))
   names(out) <- c(paste0("da_log_density_", input$conditions), paste0("da_", c("lfc", "lfc_zscore", "neg_log10_ptp", "direction"), suffix))
-  fit_info <- list(landmarks = lm, conditions = input$conditions,
+  fit_info <- list(method = "kompot", reduction = input$reduction, landmarks = lm, conditions = input$conditions,
                    dimension = vapply(fits, `[[`, 0, "dimension"),
                    length_scale = vapply(fits, `[[`, 0, "length_scale"),
                    mu = vapply(fits, `[[`, 0, "mu"), variance = variance,
                    sample_variance = !is.null(input$samples), flat = flat)
-  if (!is(x, "SingleCellExperiment")) {
-    rownames(out) <- input$cell_names
-    attr(out, "fit") <- fit_info
-    return(out)
-  }
-  for (nm in names(out)) SummarizedExperiment::colData(x)[[nm]] <- out[[nm]]
-  S4Vectors::metadata(x)$diff_abundance <- fit_info
-  x
+  da_output(x, out, input, fit_info)
 }
 
 #' Differential expression on a cell-state manifold

@@ -39,17 +39,19 @@ check_bpparam <- function(BPPARAM) {
   invisible(BPPARAM)
 }
 
-# Runs `step(k)` for k in seq_len(n) with a cli progress bar; R checks for Ctrl-C between
-# steps, and each step is a short call into the core.
+# Runs `step(k)` for k in seq_len(n) with a cli progress bar (none when messages are off,
+# see local_verbose()); R checks for Ctrl-C between steps, and each step is a short call
+# into the core.
 with_progress <- function(n, label, step) {
   out <- vector("list", n)
-  if (n > 1L) {
+  show <- n > 1L && !isFALSE(getOption("sceffects.verbose"))
+  if (show) {
     id <- cli::cli_progress_bar(label, total = n, clear = TRUE, .envir = environment())
     on.exit(cli::cli_progress_done(id), add = TRUE)
   }
   for (k in seq_len(n)) {
     out[[k]] <- step(k)
-    if (n > 1L) cli::cli_progress_update(id = id)
+    if (show) cli::cli_progress_update(id = id)
   }
   out
 }

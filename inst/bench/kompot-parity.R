@@ -19,7 +19,7 @@ ls <- 1.3
 de <- diff_expression(sce, "condition", "young", "old", landmarks = unname(u), length_scale = ls, null_genes = 0)
 desv <- diff_expression(sce, "condition", "young", "old", landmarks = unname(u), length_scale = ls, null_genes = 0, sample = "sample")
 write.csv(data.frame(mean_lfc = de$mean_lfc, d = de$mahalanobis, d_sv = desv$mahalanobis), file.path(out, "ours_de.csv"), row.names = FALSE)
-da <- diff_abundance(emb, sce$condition, "young", "old", landmarks = unname(u), dimension = 2.5, length_scale = 0.8)
+da <- diff_abundance(emb, sce$condition, "young", "old", method = "kompot", landmarks = unname(u), dimension = 2.5, length_scale = 0.8)
 write.csv(data.frame(ld1 = da$da_log_density_young, ld2 = da$da_log_density_old, var = attr(da, "fit")$variance, z = da$da_lfc_zscore), file.path(out, "ours_da.csv"), row.names = FALSE)
 cat("diagonal shortcut:", attr(de, "diagonal_shortcut"), "\n")
 system2(python, c(system.file("bench", "kompot-parity.py", package = "sceffects"), out))

@@ -48,7 +48,7 @@ runs <- list(
     list(call = sprintf(de_call, threads, ", sample = 'sample'"), target = 180,
          kompot = "per-gene Cholesky 0.246 s/gene at m = 2000: ~67 min for 16,285 genes; 2 m^2 G 8 B = 970 GiB"),
   "DA, sample variance, 1000 landmarks" =
-    list(call = sprintf("diff_abundance(sce, 'condition', 'young', 'old', sample = 'sample', threads = %dL)", threads),
+    list(call = sprintf("diff_abundance(sce, 'condition', 'young', 'old', sample = 'sample', method = 'kompot', threads = %dL)", threads),
          target = 30, kompot = "full GP per condition (<= 5000 cells) + 6 sample fits"))
 
 sce <- readRDS(data_file)

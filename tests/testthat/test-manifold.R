@@ -114,7 +114,7 @@ u <- emb[seq(1, 240, by = 8), ]
 rownames(u) <- NULL
 
 test_that("densities, variances, z and tail probabilities equal the dense reference", {
-  res <- diff_abundance(emb, small$condition, "young", "old", landmarks = u, dimension = 2.3,
+  res <- diff_abundance(emb, small$condition, "young", "old", method = "kompot", landmarks = u, dimension = 2.3,
                         length_scale = 0.6)
   r1 <- ref_density(emb[cells[[1]], ], u, emb, 2.3, 0.6)
   r2 <- ref_density(emb[cells[[2]], ], u, emb, 2.3, 0.6)
@@ -133,7 +133,7 @@ test_that("densities, variances, z and tail probabilities equal the dense refere
 })
 
 test_that("sample variance of densities is the variance of per-sample log densities", {
-  res <- diff_abundance(emb, small$condition, "young", "old", sample = small$sample,
+  res <- diff_abundance(emb, small$condition, "young", "old", method = "kompot", sample = small$sample,
                         landmarks = u, dimension = 2.3, length_scale = 0.6)
   v <- 0
   for (c in c("young", "old")) {
@@ -148,7 +148,7 @@ test_that("sample variance of densities is the variance of per-sample log densit
 })
 
 test_that("heuristics: length scale and fractal dimension as Mellon's", {
-  res <- diff_abundance(emb, small$condition, "young", "old", landmarks = u)
+  res <- diff_abundance(emb, small$condition, "young", "old", method = "kompot", landmarks = u)
   fit <- attr(res, "fit")
   r <- lapply(cells, function(cc) ref_nn(emb[cc, ]))
   expect_equal(fit$length_scale, vapply(r, function(v) 10 * exp(mean(log(v)) + 3), 0), tolerance = 1e-10)
@@ -229,8 +229,8 @@ test_that("planted genes are found; one-replicate genes are demoted by sample va
 
 test_that("planted abundance changes are found; one replicate's cluster is demoted", {
   # A length scale that resolves the small cluster carried by one replicate.
-  da <- diff_abundance(sim, "condition", "young", "old", seed = 42, sample = "sample", n_landmarks = 150, ls_factor = 2)
-  da <- diff_abundance(da, "condition", "young", "old", seed = 42, n_landmarks = 150, ls_factor = 2)
+  da <- diff_abundance(sim, "condition", "young", "old", method = "kompot", seed = 42, sample = "sample", n_landmarks = 150, ls_factor = 2)
+  da <- diff_abundance(da, "condition", "young", "old", method = "kompot", seed = 42, n_landmarks = 150, ls_factor = 2)
   late <- da$t > 0.8 & !da$odd_cluster
   early <- da$t < 0.2
   expect_gt(mean(da$da_lfc[late]), mean(da$da_lfc[early]) + 1)
@@ -325,7 +325,7 @@ test_that("landmarks: 0 rows refused, and a plan beyond memory refused up front 
   expect_error(diff_expression(small, "condition", "young", "old", BPPARAM = "two"), "`BPPARAM`")
   old <- options(sceffects.max_memory = 2e4)
   on.exit(options(old))
-  expect_error(diff_abundance(small, "condition", "young", "old", n_landmarks = 40),
+  expect_error(diff_abundance(small, "condition", "young", "old", method = "kompot", n_landmarks = 40),
                "diff_abundance\\(\\) with 40 landmarks and [0-9,]+ cells would need .* of memory.*`n_landmarks`")
   expect_error(diff_expression(small, "condition", "young", "old", n_landmarks = 40, null_genes = 0),
                "diff_expression\\(\\) with 40 landmarks .*would need")
@@ -338,13 +338,13 @@ test_that("a flat density fit warns and makes no up/down calls", {
   emb <- SingleCellExperiment::reducedDim(sce, 1)
   # A length scale far beyond the data: both densities are flat, their ratio the same at
   # every cell, and with a small lfc_threshold every cell would be called at once.
-  expect_warning(r <- diff_abundance(emb, sce$condition, "young", "old", n_landmarks = 30,
+  expect_warning(r <- diff_abundance(emb, sce$condition, "young", "old", method = "kompot", n_landmarks = 30,
                                      length_scale = 1e6, lfc_threshold = 0.01),
                  "density fit is flat.*not trustworthy")
   expect_true(all(is.na(r$da_direction)))
   expect_true(attr(r, "fit")$flat)
   expect_lt(sd(r$da_lfc), 1e-3)
-  expect_silent(ok <- diff_abundance(emb, sce$condition, "young", "old", n_landmarks = 30))
+  expect_silent(ok <- diff_abundance(emb, sce$condition, "young", "old", method = "kompot", n_landmarks = 30))
   expect_false(anyNA(ok$da_direction))
   expect_false(attr(ok, "fit")$flat)
 })
@@ -360,7 +360,7 @@ test_that("HSMMSingleCell's PCA, where the default fit is flat, gets no calls an
   pcs <- stats::prcomp(t(expr[top, ]), rank. = 10)$x
   hours <- paste0("h", e$HSMM_sample_sheet$Hours[keep])
   # Before: lfc -1.00 +- 0.004 at every cell and 57 of 118 cells called "down".
-  expect_warning(r <- diff_abundance(pcs, hours, "h0", "h72"), "density fit is flat")
+  expect_warning(r <- diff_abundance(pcs, hours, "h0", "h72", method = "kompot"), "density fit is flat")
   expect_true(all(is.na(r$da_direction)))
 })
 
@@ -391,4 +391,158 @@ test_that("diff_expression() takes an expression matrix with the embedding as `r
                "`reduction` has .* rows but `x` has .* cells.*t\\(reduction\\)")
   expect_error(diff_expression(y, cond[-1], "young", "old", reduction = emb, landmarks = u), "`groupby`")
   expect_error(diff_expression(as.data.frame(as.matrix(y)), cond, "young", "old", reduction = emb), "orientation is ambiguous")
+})
+
+# --- method = "neighbourhood" (issue 15) ----------------------------------------------
+
+# The neighbourhood test in plain R: k nearest cells of each landmark by brute force,
+# per-sample log fractions normalised by median deviations, limma's moderated t, and
+# miloR's spatial FDR.
+ref_neighbourhood <- function(emb, condition, sample, lm, k, c1, c2) {
+  keep <- condition %in% c(c1, c2)
+  emb <- emb[keep, , drop = FALSE]; sample <- sample[keep]; condition <- condition[keep]
+  d2 <- outer(rowSums(lm^2), rowSums(emb^2), "+") - 2 * lm %*% t(emb)
+  member <- t(apply(d2, 1, function(r) seq_along(r) %in% order(r)[1:k]))
+  radius <- sqrt(pmax(apply(d2, 1, function(r) sort(r)[k]), 0))
+  samples <- c(sort(unique(sample[condition == c1])), sort(unique(sample[condition == c2])))
+  counts <- sapply(samples, function(s) rowSums(member[, sample == s, drop = FALSE]))
+  sizes <- table(sample)[samples]
+  y <- log(sweep(counts + 0.5, 2, sizes, "/"))
+  y <- sweep(y, 2, apply(y - rowMeans(y), 2, half_sample_mode))
+  group <- factor(ifelse(samples %in% sample[condition == c2], "b", "a"))
+  fit <- limma::eBayes(limma::lmFit(y, stats::model.matrix(~ group)))
+  p <- fit$p.value[, 2]
+  w <- 1 / radius
+  o <- order(p)
+  adj <- numeric(length(p))
+  adj[o] <- rev(cummin(rev(sum(w) * p[o] / cumsum(w[o]))))
+  list(member = member, counts = unname(counts), estimate = unname(fit$coefficients[, 2]),
+       t = unname(fit$t[, 2]), df = unname(fit$df.total), p = unname(p), fdr = pmin(adj, 1),
+       keep = keep)
+}
+
+da_sim <- function(...) sceffects:::simulate_da_cells(...)
+
+# Bickel's half-sample mode, literally.
+half_sample_mode <- function(x) {
+  x <- sort(x)
+  while (length(x) > 3) {
+    h <- ceiling(length(x) / 2)
+    i <- which.min(x[h:length(x)] - x[seq_len(length(x) - h + 1)])
+    x <- x[i:(i + h - 1)]
+  }
+  if (length(x) < 3) return(mean(x))
+  gaps <- diff(x)
+  if (gaps[1] < gaps[2]) mean(x[1:2]) else if (gaps[1] > gaps[2]) mean(x[2:3]) else x[2]
+}
+
+test_that("neighbourhood counts, moderated t, p-values and spatial FDR equal limma and miloR's formula", {
+  d <- da_sim("isotropic", 4, n_per_sample = 150, seed = 4)
+  lm <- d$embedding[seq(1, nrow(d$embedding), by = 9), ]
+  res <- diff_abundance(d$embedding, d$condition, "A", "B", sample = d$sample, landmarks = lm, k = 40)
+  reg <- attr(res, "fit")$regions
+  ref <- ref_neighbourhood(d$embedding, d$condition, d$sample, lm, 40, "A", "B")
+  expect_equal(unname(attr(reg, "counts")), ref$counts)
+  expect_equal(reg$estimate, ref$estimate, tolerance = 1e-10)
+  expect_equal(reg$statistic, ref$t, tolerance = 1e-8)
+  expect_equal(reg$df, ref$df, tolerance = 1e-8)
+  expect_equal(reg$p_value, ref$p, tolerance = 1e-8)
+  expect_equal(reg$fdr, ref$fdr, tolerance = 1e-8)
+  expect_s3_class(reg, "sceffects_results")
+  # Per cell: the mean estimate over the neighbourhoods holding it, the smallest FDR.
+  held <- colSums(ref$member) > 0
+  cell_est <- colSums(ref$member * ref$estimate) / colSums(ref$member)
+  expect_equal(res$da_lfc[held], cell_est[held], tolerance = 1e-10)
+  e <- d$embedding
+  nearest <- max.col(-(outer(rowSums(e^2), rowSums(lm^2), "+") - 2 * e %*% t(lm)), ties.method = "first")
+  expect_equal(res$da_fdr, ref$fdr[nearest], tolerance = 1e-8)
+  expect_equal(as.character(res$da_direction),
+               ifelse(ref$fdr[nearest] < 0.1, ifelse(ref$estimate[nearest] > 0, "up", "down"), "neutral"))
+})
+
+# AUC of `score` for `truth` (Mann-Whitney).
+auc_of <- function(score, truth) {
+  r <- rank(score)
+  (sum(r[truth]) - sum(truth) * (sum(truth) + 1) / 2) / (sum(truth) * sum(!truth))
+}
+
+check_calls <- function(shape, n_dims, seed) {
+  d <- da_sim(shape, n_dims, n_per_sample = 400, seed = seed)
+  res <- diff_abundance(d$embedding, d$condition, "A", "B", sample = d$sample)
+  background <- !d$planted & !d$odd
+  list(auc = auc_of(res$da_statistic[d$planted | background], d$planted[d$planted | background]),
+       sensitivity = mean(res$da_direction[d$planted & !d$odd] == "up"),
+       fpr = mean(res$da_direction[background] != "neutral"),
+       one_replicate = mean(res$da_direction[d$odd & !d$planted & d$sample == "B1"] != "neutral"))
+}
+
+test_that("a planted 3x region is found in 2 and 30 dimensions; one replicate's region is not called", {
+  # 400 cells per sample (k = 80). Seeds 1-3 gave: isotropic d = 2 AUC 0.99-1.00,
+  # sensitivity 0.35-0.63, FPR <= 0.011, one-replicate region <= 0.06; curved sheet in 30
+  # dims AUC 0.986-0.994, sensitivity 0.56-0.81, FPR 0.005-0.07, one-replicate region 0.
+  iso <- check_calls("isotropic", 2L, 1L)
+  expect_gt(iso$auc, 0.97)
+  expect_gt(iso$sensitivity, 0.3)
+  expect_lt(iso$fpr, 0.03)
+  expect_lt(iso$one_replicate, 0.1)
+  curved <- check_calls("curved", 30L, 2L)
+  expect_gt(curved$auc, 0.97)
+  expect_gt(curved$sensitivity, 0.4)
+  expect_lt(curved$fpr, 0.03)
+  expect_lt(curved$one_replicate, 0.05)
+})
+
+test_that("replicate noise alone, and a global change of cell numbers, call (almost) nothing", {
+  null <- da_sim("curved", 10L, n_per_sample = 400, fold = 1, odd_fold = 1, seed = 5)
+  res <- diff_abundance(null$embedding, null$condition, "A", "B", sample = null$sample)
+  expect_lt(mean(res$da_direction != "neutral"), 0.01)
+  p <- attr(res, "fit")$regions$p_value
+  # Landmark p-values under the null: no excess of small ones.
+  expect_lt(mean(p < 0.05), 0.1)
+  more <- da_sim("isotropic", 5L, n_per_sample = 300, fold = 1, odd_fold = 1, size_factor = c(1, 2), seed = 6)
+  res <- diff_abundance(more$embedding, more$condition, "A", "B", sample = more$sample)
+  expect_lt(mean(res$da_direction != "neutral"), 0.01)
+  expect_lt(abs(stats::median(res$da_lfc)), 0.1)
+})
+
+test_that("neighbourhood method: SCE output, region table for plot_volcano, plot_da, argument checks", {
+  sce <- simulate_manifold(n_cells = 600, n_genes = 40, seed = 1)
+  out <- diff_abundance(sce, "condition", "young", "old", sample = "sample")
+  expect_true(all(c("da_lfc", "da_statistic", "da_fdr", "da_direction") %in% names(SummarizedExperiment::colData(out))))
+  fit <- S4Vectors::metadata(out)$diff_abundance
+  expect_equal(fit$method, "neighbourhood")
+  # simulate_manifold(): old cells are shifted late in every replicate.
+  expect_gt(mean(out$da_lfc[out$t > 0.8]), 0.3)
+  expect_lt(mean(out$da_lfc[out$t < 0.2]), -0.3)
+  expect_s3_class(plot_volcano(fit$regions), "ggplot")
+  expect_s3_class(plot_da(out), "ggplot")
+  expect_error(plot_da(sce), "`x` must be a SingleCellExperiment returned by diff_abundance")
+  expect_error(plot_da(out, dims = c(1, 99)), "`dims`")
+  expect_message(diff_abundance(sce, "condition", "young", "old"), "no `sample`")
+  expect_silent(diff_abundance(sce, "condition", "young", "old", verbose = FALSE))
+  expect_error(diff_abundance(sce, "condition", "young", "old", dimension = 2), "`dimension` applies to method = \"kompot\"")
+  expect_error(diff_abundance(sce, "condition", "young", "old", method = "kompot", k = 10), "`k` applies")
+  expect_error(diff_abundance(sce, "condition", "young", "old", method = "milo"), "`method`")
+  expect_error(diff_abundance(sce, "condition", "young", "old", k = 1), "`k`")
+  expect_error(diff_abundance(sce, "condition", "young", "old", k = 10^5), "`k`")
+  expect_error(diff_abundance(sce, "condition", "young", "old", fdr_threshold = 1), "`fdr_threshold`")
+  expect_error(diff_abundance(sce, "condition", "young", "old", foo = 1), "unused argument")
+  # Same seed, same result; threads do not matter.
+  again <- diff_abundance(sce, "condition", "young", "old", sample = "sample", threads = 1)
+  expect_identical(again$da_lfc, out$da_lfc)
+})
+
+test_that("HSMMSingleCell's PCA: the neighbourhood method makes no all-cells call", {
+  skip_if_not_installed("HSMMSingleCell")
+  e <- new.env()
+  utils::data("HSMM_expr_matrix", "HSMM_sample_sheet", package = "HSMMSingleCell", envir = e)
+  keep <- e$HSMM_sample_sheet$Hours %in% c(0, 72)
+  expr <- log1p(round(as.matrix(e$HSMM_expr_matrix[, keep])))
+  expr <- expr[rowSums(expr > 0) > 10, ]
+  top <- order(-apply(expr, 1, stats::var))[1:2000]
+  pcs <- stats::prcomp(t(expr[top, ]), rank. = 10)$x
+  hours <- paste0("h", e$HSMM_sample_sheet$Hours[keep])
+  r <- diff_abundance(pcs, hours, "h0", "h72", verbose = FALSE)
+  expect_gt(stats::sd(r$da_lfc), 0.2)
+  expect_lt(max(table(r$da_direction)) / nrow(r), 0.95)
 })

@@ -6,6 +6,9 @@ use crate::{fail, pooled, seed_of, zero_based, RResult};
 use extendr_api::prelude::*;
 use sceffects_core::cellstate::density::{fit_and_predict, DensityOptions};
 use sceffects_core::cellstate::expression::{ConditionCells, ExpressionModel};
+use sceffects_core::cellstate::neighbourhood::{
+    cell_summary, neighbourhood_test, random_landmarks, NeighbourhoodData,
+};
 use sceffects_core::cellstate::{self, lfdr, Points};
 
 fn points(m: &RMatrix<f64>, rows: Option<&[usize]>) -> RResult<Points> {
@@ -201,8 +204,97 @@ fn rs_manifold_null_fdr(real: &[f64], null: &[f64], threads: i32) -> RResult<Rob
     .into_robj())
 }
 
+/// Neighbourhood test of differential abundance: the rows `cells` (1-based) of the
+/// embedding with their samples (`sample_of`, 1-based) and the condition (0/1) of each
+/// sample; `landmarks` a matrix, or NULL for `n_landmarks` random cells.
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn rs_manifold_neighbourhoods(
+    embedding: RMatrix<f64>,
+    cells: &[i32],
+    sample_of: &[i32],
+    condition_of_sample: &[i32],
+    landmarks: Robj,
+    n_landmarks: i32,
+    k: i32,
+    seed: f64,
+    threads: i32,
+) -> RResult<Robj> {
+    let p = points(&embedding, Some(&zero_based(cells)))?;
+    let given = if landmarks.is_null() {
+        None
+    } else {
+        let m: RMatrix<f64> = landmarks
+            .try_into()
+            .map_err(|_| fail("landmarks must be a numeric matrix"))?;
+        Some(points(&m, None)?)
+    };
+    let sample_of = zero_based(sample_of);
+    let condition_of_sample: Vec<usize> = condition_of_sample.iter().map(|&c| c as usize).collect();
+    let run = || {
+        let lm = given
+            .unwrap_or_else(|| random_landmarks(&p, n_landmarks.max(2) as usize, seed_of(seed)));
+        let data = NeighbourhoodData {
+            cells: &p,
+            sample_of: &sample_of,
+            condition_of_sample: &condition_of_sample,
+        };
+        let test = neighbourhood_test(&data, &lm, k.max(0) as usize)?;
+        let cell = cell_summary(&test, &p, &lm);
+        Ok::<_, String>((lm, test, cell))
+    };
+    let (lm, test, cell) = pooled(threads, run).map_err(fail)?.map_err(fail)?;
+    let n_samples = condition_of_sample.len();
+    let counts = RMatrix::new_matrix(lm.n, n_samples, |r, c| test.counts[r * n_samples + c]);
+    let [ab0, ab1] = test.log_abundance;
+    Ok(List::from_names_and_values(
+        [
+            "landmarks",
+            "counts",
+            "radius",
+            "log_abundance1",
+            "log_abundance2",
+            "estimate",
+            "std_error",
+            "statistic",
+            "df",
+            "log_p",
+            "spatial_fdr",
+            "prior_df",
+            "prior_var",
+            "cell_estimate",
+            "cell_statistic",
+            "cell_fdr",
+            "cell_sign",
+            "cell_neighbourhoods",
+        ],
+        [
+            points_matrix(&lm).into_robj(),
+            counts.into_robj(),
+            test.radius.into_robj(),
+            ab0.into_robj(),
+            ab1.into_robj(),
+            test.estimate.into_robj(),
+            test.std_error.into_robj(),
+            test.statistic.into_robj(),
+            test.df.into_robj(),
+            test.log_p.into_robj(),
+            test.spatial_fdr.into_robj(),
+            test.prior_df.into_robj(),
+            test.prior_var.into_robj(),
+            cell.estimate.into_robj(),
+            cell.statistic.into_robj(),
+            cell.fdr.into_robj(),
+            cell.sign.into_robj(),
+            cell.n_neighbourhoods.into_robj(),
+        ],
+    )?
+    .into_robj())
+}
+
 extendr_module! {
     mod manifold;
+    fn rs_manifold_neighbourhoods;
     fn rs_manifold_landmarks;
     fn rs_manifold_length_scale;
     fn rs_manifold_density;

@@ -11,6 +11,7 @@
 pub mod density;
 pub mod expression;
 pub mod lfdr;
+pub mod neighbourhood;
 
 use crate::rng::{self, Stream};
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;

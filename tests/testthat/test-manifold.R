@@ -468,7 +468,7 @@ auc_of <- function(score, truth) {
 
 check_calls <- function(shape, n_dims, seed) {
   d <- da_sim(shape, n_dims, n_per_sample = 400, seed = seed)
-  res <- diff_abundance(d$embedding, d$condition, "A", "B", sample = d$sample)
+  res <- diff_abundance(d$embedding, d$condition, "A", "B", sample = d$sample, seed = 42)
   background <- !d$planted & !d$odd
   list(auc = auc_of(res$da_statistic[d$planted | background], d$planted[d$planted | background]),
        sensitivity = mean(res$da_direction[d$planted & !d$odd] == "up"),
@@ -494,20 +494,20 @@ test_that("a planted 3x region is found in 2 and 30 dimensions; one replicate's 
 
 test_that("replicate noise alone, and a global change of cell numbers, call (almost) nothing", {
   null <- da_sim("curved", 10L, n_per_sample = 400, fold = 1, odd_fold = 1, seed = 5)
-  res <- diff_abundance(null$embedding, null$condition, "A", "B", sample = null$sample)
+  res <- diff_abundance(null$embedding, null$condition, "A", "B", sample = null$sample, seed = 42)
   expect_lt(mean(res$da_direction != "neutral"), 0.01)
   p <- attr(res, "fit")$regions$p_value
   # Landmark p-values under the null: no excess of small ones.
   expect_lt(mean(p < 0.05), 0.1)
   more <- da_sim("isotropic", 5L, n_per_sample = 300, fold = 1, odd_fold = 1, size_factor = c(1, 2), seed = 6)
-  res <- diff_abundance(more$embedding, more$condition, "A", "B", sample = more$sample)
+  res <- diff_abundance(more$embedding, more$condition, "A", "B", sample = more$sample, seed = 42)
   expect_lt(mean(res$da_direction != "neutral"), 0.01)
   expect_lt(abs(stats::median(res$da_lfc)), 0.1)
 })
 
 test_that("neighbourhood method: SCE output, region table for plot_volcano, plot_da, argument checks", {
   sce <- simulate_manifold(n_cells = 600, n_genes = 40, seed = 1)
-  out <- diff_abundance(sce, "condition", "young", "old", sample = "sample")
+  out <- diff_abundance(sce, "condition", "young", "old", sample = "sample", seed = 42)
   expect_true(all(c("da_lfc", "da_statistic", "da_fdr", "da_direction") %in% names(SummarizedExperiment::colData(out))))
   fit <- S4Vectors::metadata(out)$diff_abundance
   expect_equal(fit$method, "neighbourhood")
@@ -528,7 +528,7 @@ test_that("neighbourhood method: SCE output, region table for plot_volcano, plot
   expect_error(diff_abundance(sce, "condition", "young", "old", fdr_threshold = 1), "`fdr_threshold`")
   expect_error(diff_abundance(sce, "condition", "young", "old", foo = 1), "unused argument")
   # Same seed, same result; threads do not matter.
-  again <- diff_abundance(sce, "condition", "young", "old", sample = "sample", threads = 1)
+  again <- diff_abundance(sce, "condition", "young", "old", sample = "sample", threads = 1, seed = 42)
   expect_identical(again$da_lfc, out$da_lfc)
 })
 
@@ -542,7 +542,7 @@ test_that("HSMMSingleCell's PCA: the neighbourhood method makes no all-cells cal
   top <- order(-apply(expr, 1, stats::var))[1:2000]
   pcs <- stats::prcomp(t(expr[top, ]), rank. = 10)$x
   hours <- paste0("h", e$HSMM_sample_sheet$Hours[keep])
-  r <- diff_abundance(pcs, hours, "h0", "h72", verbose = FALSE)
+  r <- diff_abundance(pcs, hours, "h0", "h72", verbose = FALSE, seed = 42)
   expect_gt(stats::sd(r$da_lfc), 0.2)
   expect_lt(max(table(r$da_direction)) / nrow(r), 0.95)
 })

@@ -839,13 +839,20 @@ group_sums <- function(data, group, n_groups, threads, arg = "x") {
   })
 }
 
+# The core's per-feature matrices of every chunk, stacked: estimate, std_error, statistic,
+# df and log_p (features x coefficients).
+stack_parts <- function(parts) {
+  cols <- c("estimate", "std_error", "statistic", "df", "log_p")
+  stats::setNames(lapply(cols, function(cl) do.call(rbind, lapply(parts, `[[`, cl))), cols)
+}
+
 trial_columns <- function(parts, fit, model, reason = NULL) {
-  bind <- function(name) do.call(rbind, lapply(parts, `[[`, name))
-  est <- bind("estimate")
-  se <- bind("std_error")
-  stat <- bind("statistic")
-  df <- bind("df")
-  logp <- bind("log_p")
+  m <- stack_parts(parts)
+  est <- m$estimate
+  se <- m$std_error
+  stat <- m$statistic
+  df <- m$df
+  logp <- m$log_p
   status <- unlist(lapply(parts, `[[`, "status"))
   if (is.null(reason)) reason <- reason_of("did", status)
   out <- data.frame(feature = NA_character_, estimate = nan_to_na(est[, 1]), std_error = nan_to_na(se[, 1]),
@@ -897,11 +904,12 @@ conf_interval <- function(estimate, std_error, df, level) {
 # and, with visits before the baseline, `pre_trend` (those terms only).
 event_columns <- function(parts, fit, model, reason = NULL) {
   bind <- function(name) do.call(rbind, lapply(parts, `[[`, name))
-  est <- bind("estimate")
-  se <- bind("std_error")
-  stat <- bind("statistic")
-  df <- bind("df")
-  logp <- bind("log_p")
+  m <- stack_parts(parts)
+  est <- m$estimate
+  se <- m$std_error
+  stat <- m$statistic
+  df <- m$df
+  logp <- m$log_p
   n <- nrow(est)
   q <- length(fit$terms)
   status <- unlist(lapply(parts, `[[`, "status"))

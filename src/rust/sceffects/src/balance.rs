@@ -20,6 +20,18 @@ fn rs_tree_balances(logx: RMatrix<f64>, first: &[i32], second: &[i32]) -> RResul
     Ok(RMatrix::new_matrix(n_int, n_samples, |r, c| out[r + c * n_int]).into_robj())
 }
 
+/// Observations and coefficients of the design `x`, checked against the responses `y`
+/// (one row per response, one column per observation).
+fn observations(y: &RMatrix<f64>, x: &RMatrix<f64>) -> RResult<(usize, usize)> {
+    let (n, p) = (x.nrows(), x.ncols());
+    if y.ncols() != n {
+        return Err(fail(
+            "the responses and the design have different numbers of observations",
+        ));
+    }
+    Ok((n, p))
+}
+
 /// OLS of every row of `y` on the design `x`, in the shape of `rs_lmm_fit()`'s list plus
 /// R², adjusted R² and the leave-one-out error.
 #[extendr]
@@ -30,12 +42,7 @@ fn rs_ols_fit(
     reml: bool,
     threads: i32,
 ) -> RResult<Robj> {
-    let (n, p) = (x.nrows(), x.ncols());
-    if y.ncols() != n {
-        return Err(fail(
-            "the responses and the design have different numbers of observations",
-        ));
-    }
+    let (n, p) = observations(&y, &x)?;
     let design = ols::Ols::new(x.data(), n, p).map_err(fail)?;
     let n_resp = y.nrows();
     let responses = y.data();
@@ -94,12 +101,7 @@ fn rs_ols_cv(
     intercept: bool,
     threads: i32,
 ) -> RResult<Robj> {
-    let (n, p) = (x.nrows(), x.ncols());
-    if y.ncols() != n {
-        return Err(fail(
-            "the responses and the design have different numbers of observations",
-        ));
-    }
+    let (n, p) = observations(&y, &x)?;
     let fold = zero_based(fold);
     let n_resp = y.nrows();
     let responses = y.data();

@@ -60,13 +60,14 @@ assoc_cor <- function(x, y = NULL, method = c("pearson", "spearman"), assay = NU
                       output = c("long", "matrix"), threads = NULL, block_size = NULL,
                       BPPARAM = NULL, verbose = getOption("sceffects.verbose", TRUE)) {
   local_verbose(verbose)
-  method <- match.arg(method)
-  na_action <- match.arg(na_action)
+  method <- match_choice(method, "method")
+  na_action <- match_choice(na_action, "na_action")
+  output <- match_choice(output, "output")
   allow_na <- na_action == "pairwise"
   xs <- numeric_features(x, "x", assay, allow_na, frame = "columns")
   ys <- if (is.null(y)) NULL else numeric_features(y, "y", assay, allow_na, frame = "columns")
   assoc_screen(method, xs, ys, options = list(), top = top, p_max = p_max,
-               output = match.arg(output), threads = threads, block_size = block_size, BPPARAM = BPPARAM,
+               output = output, threads = threads, block_size = block_size, BPPARAM = BPPARAM,
                label = if (method == "pearson") "Pearson correlation" else "Spearman correlation",
                estimate_label = if (method == "pearson") "Pearson r" else "Spearman rho")
 }
@@ -105,7 +106,8 @@ assoc_mwu <- function(x, groups, assay = NULL, exact = NULL, correct = TRUE,
                       output = c("long", "matrix"), threads = NULL, block_size = NULL,
                       BPPARAM = NULL, verbose = getOption("sceffects.verbose", TRUE)) {
   local_verbose(verbose)
-  na_action <- match.arg(na_action)
+  na_action <- match_choice(na_action, "na_action")
+  output <- match_choice(output, "output")
   xs <- numeric_features(x, "x", assay, allow_na = na_action == "pairwise", frame = "columns")
   gs <- indicator_features(groups)
   if (!is.null(exact) && !(isTRUE(exact) || isFALSE(exact))) {
@@ -114,7 +116,7 @@ assoc_mwu <- function(x, groups, assay = NULL, exact = NULL, correct = TRUE,
   correct <- check_flag(correct, "correct")
   exact <- if (is.null(exact)) "auto" else if (exact) "always" else "never"
   assoc_screen("mwu", xs, gs, options = list(exact = exact, continuity = correct),
-               top = top, p_max = p_max, output = match.arg(output), threads = threads,
+               top = top, p_max = p_max, output = output, threads = threads,
                block_size = block_size, BPPARAM = BPPARAM, label = "Mann-Whitney U",
                estimate_label = "rank-biserial correlation", extra_name = "auc")
 }
@@ -141,7 +143,7 @@ assoc_kruskal <- function(x, groups, assay = NULL, na_action = c("fail", "pairwi
                           top = NULL, p_max = NULL, threads = NULL, block_size = NULL,
                           BPPARAM = NULL, verbose = getOption("sceffects.verbose", TRUE)) {
   local_verbose(verbose)
-  na_action <- match.arg(na_action)
+  na_action <- match_choice(na_action, "na_action")
   xs <- numeric_features(x, "x", assay, allow_na = na_action == "pairwise", frame = "columns")
   gs <- coded_features(groups, "groups", "categorical")
   assoc_screen("kruskal", xs, gs, options = list(), top = top, p_max = p_max, output = "long",
@@ -181,10 +183,11 @@ assoc_fisher <- function(x, y = NULL, mle = FALSE, assay = NULL, top = NULL, p_m
                          BPPARAM = NULL, verbose = getOption("sceffects.verbose", TRUE)) {
   local_verbose(verbose)
   mle <- check_flag(mle, "mle")
+  output <- match_choice(output, "output")
   xs <- coded_features(x, "x", "binary", assay)
   ys <- if (is.null(y)) NULL else coded_features(y, "y", "binary", assay)
   assoc_screen("fisher", xs, ys, options = list(mle = mle), top = top, p_max = p_max,
-               output = match.arg(output), threads = threads, block_size = block_size, BPPARAM = BPPARAM,
+               output = output, threads = threads, block_size = block_size, BPPARAM = BPPARAM,
                label = "Fisher's exact test", estimate_label = "log odds ratio",
                extra_name = if (isTRUE(mle)) "odds_ratio_mle" else NULL)
 }

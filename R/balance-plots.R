@@ -96,16 +96,6 @@ dendrogram_segments <- function(lay, width, highlight, convention) {
     data.frame(x = xpos[parent], xend = xpos[child], y = y[child], yend = y[child], side = side))
 }
 
-# match.arg() naming the argument in its error: the first choice when `v` is the default.
-match_choice <- function(v, arg) {
-  choices <- eval(formals(sys.function(sys.parent()))[[arg]])
-  if (identical(v, choices)) return(choices[1L])
-  if (!is.character(v) || length(v) != 1L || !v %in% choices) {
-    stop(sprintf("`%s` must be one of %s.", arg, paste0("\"", choices, "\"", collapse = ", ")), call. = FALSE)
-  }
-  v
-}
-
 plain_frame <- function(data) {
   if (is(data, "sample_data")) return(data.frame(methods::as(data, "data.frame"), check.names = FALSE))
   if (is(data, "DataFrame")) return(as.data.frame(data, optional = TRUE))

@@ -39,7 +39,7 @@
 #' hc <- hclust(dist(matrix(rnorm(10), 5, dimnames = list(letters[1:5], NULL))))
 #' round(balance_basis(hc), 3)
 balance_basis <- function(tree, convention = c("gneiss", "philr"), sparse = FALSE) {
-  convention <- match.arg(convention)
+  convention <- match_choice(convention, "convention")
   sparse <- check_flag(sparse, "sparse")
   lay <- balance_layout(tree)
   n_bal <- length(lay$bfs)
@@ -276,7 +276,7 @@ tree_walk <- function(tt) {
 #' b
 #' balances_to_proportions(b, tree)
 balances <- function(x, tree = NULL, pseudocount = NULL, convention = c("gneiss", "philr"), assay = NULL) {
-  convention <- match.arg(convention)
+  convention <- match_choice(convention, "convention")
   lay <- balance_layout(tree_of(x, tree))
   logx <- log_composition(x, lay$tips, pseudocount, assay)
   out <- rs_tree_balances(logx, lay$first_child, lay$second_child)[lay$bfs_rows, , drop = FALSE]
@@ -350,7 +350,7 @@ log_composition <- function(x, parts, pseudocount, assay) {
 #' tree <- list(list("a", "b"), "c")
 #' balances_to_proportions(c(0, 0), tree)
 balances_to_proportions <- function(b, tree, convention = c("gneiss", "philr")) {
-  convention <- match.arg(convention)
+  convention <- match_choice(convention, "convention")
   lay <- balance_layout(tree)
   n_bal <- length(lay$bfs)
   if (is.null(dim(b))) b <- matrix(b, ncol = 1L)
@@ -422,7 +422,7 @@ tree_clr <- function(b, lay, sign) {
 #' predict(fit, type = "proportion")[, 1:3]
 balance_lmm <- function(x, formula, data, tree = NULL, groups = NULL, pseudocount = NULL,
                         convention = c("gneiss", "philr"), assay = NULL, ...) {
-  convention <- match.arg(convention)
+  convention <- match_choice(convention, "convention")
   tree <- tree_of(x, tree)
   b <- balances(x, tree, pseudocount = pseudocount, convention = convention, assay = assay)
   if (missing(data)) data <- sample_metadata(x)
@@ -453,7 +453,7 @@ balance_lmm <- function(x, formula, data, tree = NULL, groups = NULL, pseudocoun
 predict.sceffects_balance_lmm <- function(object, newdata = NULL, re.form = NULL,
                                           type = c("balance", "proportion"), ...) {
   check_dots_used(..., call_name = "predict")
-  type <- match.arg(type)
+  type <- match_choice(type, "type")
   pred <- predict.sceffects_lmm(object, newdata = newdata, re.form = re.form)
   if (type == "balance") return(pred)
   tb <- attr(object, "balance_tree")

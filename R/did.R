@@ -362,10 +362,10 @@ did_table <- function(x, design, features = NULL, assay = NULL,
                       weights = c("cells", "equal"), threads = NULL, BPPARAM = NULL,
                       verbose = getOption("sceffects.verbose", TRUE), visits = NULL,
                       conf_level = 0.95, permutations = 0, trend = c("visit", "linear"), times = NULL) {
-  aggregate <- match.arg(aggregate)
-  trend <- match.arg(trend)
-  vcov <- match.arg(vcov)
-  weights <- match.arg(weights)
+  aggregate <- match_choice(aggregate, "aggregate")
+  trend <- match_choice(trend, "trend")
+  vcov <- match_choice(vcov, "vcov")
+  weights <- match_choice(weights, "weights")
   model <- trial_settings(standardize, bootstrap, seed, threads, BPPARAM, verbose, conf_level)
   model$permutations <- check_count(permutations, "permutations", max = max_permutations)
   if (model$permutations > 0L && is.null(model$seed)) model$seed <- resolve_seed(NULL)
@@ -1086,8 +1086,8 @@ within_args <- function(..., features = NULL, assay = NULL, aggregate = c("parti
                         bootstrap = 0, seed = NULL, weights = c("cells", "equal"), threads = NULL, BPPARAM = NULL,
                         verbose = getOption("sceffects.verbose", TRUE), conf_level = 0.95) {
   check_dots_used(..., call_name = "within_arm")
-  list(features = features, assay = assay, aggregate = match.arg(aggregate), covariates = covariates,
-       celltype = celltype, vcov = match.arg(vcov), weights = match.arg(weights),
+  list(features = features, assay = assay, aggregate = match_choice(aggregate, "aggregate"), covariates = covariates,
+       celltype = celltype, vcov = match_choice(vcov, "vcov"), weights = match_choice(weights, "weights"),
        settings = trial_settings(standardize, bootstrap, seed, threads, BPPARAM, verbose, conf_level))
 }
 
@@ -1114,7 +1114,7 @@ within_args <- function(..., features = NULL, assay = NULL, aggregate = c("parti
 between_arm <- function(x, design, visit, features = NULL, assay = NULL, method = c("t", "wilcoxon"),
                         celltype = NULL, threads = NULL, BPPARAM = NULL,
                         verbose = getOption("sceffects.verbose", TRUE)) {
-  method <- match.arg(method)
+  method <- match_choice(method, "method")
   threads <- resolve_threads(threads)
   check_bpparam(BPPARAM)
   verbose <- check_flag(verbose, "verbose")
@@ -1262,8 +1262,8 @@ abundance_did <- function(x, design, transform = c("arcsin_sqrt", "logit", "none
                           vcov = c("CR2", "CR1"), bootstrap = 0, seed = NULL, threads = NULL,
                           verbose = getOption("sceffects.verbose", TRUE)) {
   check_dots_used(..., call_name = "abundance_did")
-  transform <- match.arg(transform)
-  vcov <- match.arg(vcov)
+  transform <- match_choice(transform, "transform")
+  vcov <- match_choice(vcov, "vcov")
   settings <- trial_settings(FALSE, bootstrap, seed, threads, NULL, verbose)
   check_design(design)
   if (is.null(design$celltype)) stop("abundance_did() needs a design with a `celltype` column.", call. = FALSE)

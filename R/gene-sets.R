@@ -36,7 +36,7 @@ score_gene_sets <- function(x, sets, assay = NULL, method = c("zmean", "mean"), 
                             add = TRUE, threads = NULL, BPPARAM = NULL,
                             verbose = getOption("sceffects.verbose", TRUE)) {
   local_verbose(verbose)
-  method <- match.arg(method)
+  method <- match_choice(method, "method")
   threads <- resolve_threads(threads)
   check_bpparam(BPPARAM)
   check_gene_sets(sets)

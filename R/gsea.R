@@ -288,7 +288,7 @@ leading_edges <- function(genes, positions, scores) {
 gsea_did <- function(x, design, collections, ranking = c("signed_log_p", "t", "estimate"), ...,
                      min_size = 15, max_size = 500, weight = 1, nperm = 1000, eps = 1e-50, seed = NULL,
                      threads = NULL, verbose = getOption("sceffects.verbose", TRUE)) {
-  ranking <- match.arg(ranking)
+  ranking <- match_choice(ranking, "ranking")
   threads <- resolve_threads(threads)
   verbose <- check_flag(verbose, "verbose")
   check_did_dots(list(...), "gsea_did")

@@ -14,7 +14,7 @@ NULL
 # arguments documented to take colData-style tables, reads its columns as features and
 # says so.
 feature_matrix <- function(x, arg, assay = NULL, frame = c("refuse", "columns")) {
-  frame <- match.arg(frame)
+  frame <- match_choice(frame, "frame")
   if (is(x, "SummarizedExperiment")) return(se_assay(x, assay, arg))
   if (is(x, "ExpressionSet")) return(eset_assay(x, assay, arg))
   if (is(x, "otu_table")) return(otu_matrix(x))
@@ -223,7 +223,7 @@ check_flag <- function(v, arg) {
 # ExpressionSets have features in rows. Binary dgCMatrix features stay sparse; other
 # matrix-likes are coded densely (coded features are few: clinical variables, mutations).
 coded_features <- function(x, arg, type = c("binary", "categorical"), assay = NULL, frame_message = TRUE) {
-  type <- match.arg(type)
+  type <- match_choice(type, "type")
   if (is(x, "DataFrame")) x <- as.data.frame(x, optional = TRUE)
   if (is.data.frame(x)) {
     if (frame_message && all(vapply(x, function(v) is.numeric(v) || is.logical(v), TRUE))) {
@@ -350,3 +350,13 @@ check_count_values <- function(values, what = "`x`") {
 }
 
 `%||%` <- function(a, b) if (is.null(a)) b else a
+
+# match.arg() (partial matching, the first choice for the default) whose error names the
+# argument and lists its choices. `choices`: by default the calling function's default of
+# that argument, so `x <- match_choice(x, "x")` replaces `x <- match_choice(x, "x")`.
+match_choice <- function(v, arg, choices = eval(formals(sys.function(sys.parent()))[[arg]])) {
+  tryCatch(match.arg(v, choices), error = function(e) {
+    stop(sprintf("`%s` must be one of %s.", arg, paste0("\"", choices, "\"", collapse = ", ")),
+         call. = FALSE)
+  })
+}

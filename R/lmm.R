@@ -79,7 +79,7 @@ lmm_arg_names <- list(y = "x", data = "data", rows = "responses")
 
 lmm_run <- function(y, formula, data = NULL, REML = TRUE, p_values = c("satterthwaite", "z"),
                     assay = NULL, threads = NULL, BPPARAM = NULL, arg_names = lmm_arg_names) {
-  p_values <- match.arg(p_values)
+  p_values <- match_choice(p_values, "p_values")
   REML <- check_flag(REML, "REML")
   threads <- resolve_threads(threads)
   check_bpparam(BPPARAM)

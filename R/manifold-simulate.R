@@ -114,7 +114,7 @@ simulate_manifold_data <- function(n_cells, n_genes, n_dims, n_samples, n_de_gen
 # (0.5, 0.5), odd region a disc of radius 0.12 around (0.15, 0.8)). Returns the embedding, condition, sample and the region of each cell.
 simulate_da_cells <- function(shape = c("isotropic", "curved"), n_dims = 10L, n_per_sample = 800L, n_samples = 3L,
                               fold = 3, odd_fold = 5, noise = 0.25, size_factor = c(1, 1), seed = 1L) {
-  shape <- match.arg(shape)
+  shape <- match_choice(shape, "shape")
   with_seed(seed, {
     mixing <- matrix(stats::rnorm(6 * n_dims), 6, n_dims) / sqrt(2)
     draw_latent <- function(n) {

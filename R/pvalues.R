@@ -43,7 +43,7 @@ nan_to_na <- function(v) {
 #' p_tail("norm", -40, log_p = TRUE)
 p_tail <- function(dist = c("t", "norm", "chisq", "f", "hyper"), q, a = NA_real_, b = NA_real_,
                    c = NA_real_, lower_tail = TRUE, log_p = FALSE) {
-  dist <- match.arg(dist)
+  dist <- match_choice(dist, "dist")
   lower_tail <- check_flag(lower_tail, "lower_tail")
   log_p <- check_flag(log_p, "log_p")
   for (arg in c("q", "a", "b", "c")) {

@@ -108,3 +108,17 @@ test_that("verbose = FALSE silences every messaging function, and the option doe
     expect_true("verbose" %in% names(formals(get(f))), info = f)
   }
 })
+
+test_that("a choice argument's error names the argument and its choices; partial matching stays", {
+  x <- matrix(rnorm(40), 4, dimnames = list(paste0("g", 1:4), NULL))
+  expect_error(assoc_cor(x, method = "kendall"), "`method` must be one of \"pearson\", \"spearman\"")
+  expect_error(assoc_cor(x, output = "wide"), "`output` must be one of \"long\", \"matrix\"")
+  expect_error(assoc_mwu(x, rep(c(TRUE, FALSE), 5), output = "wide"), "`output` must be one of")
+  expect_equal(assoc_cor(x, method = "spear"), assoc_cor(x, method = "spearman"))
+  expect_error(p_tail("gamma", 1), "`dist` must be one of")
+  sce <- simulate_trial(n_genes = 250, n_cells = 400, seed = 1)
+  design <- trial_design("participant", "visit", "response", "Responder", "Non-responder",
+                         baseline = "Pre", followup = "Post")
+  expect_error(did_table(sce, design, vcov = "HC3"), "`vcov` must be one of \"CR2\", \"CR1\"")
+  expect_error(within_arm(sce, design, "Responder", aggregate = "mean"), "`aggregate` must be one of")
+})

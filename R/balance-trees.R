@@ -134,7 +134,7 @@ correlation_linkage <- function(x, pseudocount = NULL, assay = NULL) {
 gradient_linkage <- function(x, gradient, data = NULL, method = "average", pseudocount = NULL, assay = NULL) {
   if (is.character(gradient) && length(gradient) == 1L) {
     if (is.null(data)) data <- sample_metadata(x)
-    if (is(data, "DataFrame") || is(data, "sample_data")) data <- as.data.frame(as(data, "data.frame"))
+    if (is(data, "DataFrame") || is(data, "sample_data")) data <- as.data.frame(methods::as(data, "data.frame"))
     if (!is.data.frame(data) || !gradient %in% names(data)) {
       stop(sprintf("`data` has no column `%s` (named by `gradient`).", gradient), call. = FALSE)
     }

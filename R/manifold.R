@@ -413,6 +413,7 @@ da_kompot <- function(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed,
 #'   in the attribute `"fold_change"` of the table.
 #' @param dry_run If `TRUE`, print the memory and time plan and compute nothing.
 #' @param fdr_threshold `is_de` is `local_fdr < fdr_threshold`.
+#' @param ls_factor Multiplier of the length-scale heuristic (kompot's default 10).
 #' @param landmarks,length_scale Optional fixed landmarks (matrix) and length scale used
 #'   instead of the k-means landmarks and the length-scale heuristic.
 #' @param block_size Genes per block (progress and Ctrl-C between blocks).

@@ -846,22 +846,24 @@ stack_parts <- function(parts) {
   stats::setNames(lapply(cols, function(cl) do.call(rbind, lapply(parts, `[[`, cl))), cols)
 }
 
+# Coefficient `k` of every feature: estimate, std_error, statistic, df, p_value, log_p,
+# fdr (filled later) and the t interval; NaN as NA.
+coefficient_columns <- function(m, k, conf_level) {
+  out <- data.frame(estimate = nan_to_na(m$estimate[, k]), std_error = nan_to_na(m$std_error[, k]),
+                    statistic = nan_to_na(m$statistic[, k]), df = nan_to_na(m$df[, k]),
+                    p_value = nan_to_na(exp(m$log_p[, k])), log_p = nan_to_na(m$log_p[, k]), fdr = NA_real_)
+  cbind(out, conf_interval(out$estimate, out$std_error, out$df, conf_level))
+}
+
 trial_columns <- function(parts, fit, model, reason = NULL) {
   m <- stack_parts(parts)
-  est <- m$estimate
-  se <- m$std_error
-  stat <- m$statistic
-  df <- m$df
-  logp <- m$log_p
   status <- unlist(lapply(parts, `[[`, "status"))
   if (is.null(reason)) reason <- reason_of("did", status)
-  out <- data.frame(feature = NA_character_, estimate = nan_to_na(est[, 1]), std_error = nan_to_na(se[, 1]),
-                    statistic = nan_to_na(stat[, 1]), df = nan_to_na(df[, 1]), p_value = nan_to_na(exp(logp[, 1])),
-                    log_p = nan_to_na(logp[, 1]), fdr = NA_real_, stringsAsFactors = FALSE)
-  out <- cbind(out, conf_interval(out$estimate, out$std_error, out$df, model$conf_level))
-  if (ncol(est) > 1L) {
-    out$control_change <- nan_to_na(est[, 2])
-    out$control_p_value <- nan_to_na(exp(logp[, 2]))
+  out <- data.frame(feature = NA_character_, coefficient_columns(m, 1L, model$conf_level),
+                    stringsAsFactors = FALSE)
+  if (ncol(m$estimate) > 1L) {
+    out$control_change <- nan_to_na(m$estimate[, 2])
+    out$control_p_value <- nan_to_na(exp(m$log_p[, 2]))
   }
   out$n_units <- fit$n_units
   out$n_cells <- fit$n_cells
@@ -905,24 +907,17 @@ conf_interval <- function(estimate, std_error, df, level) {
 event_columns <- function(parts, fit, model, reason = NULL) {
   bind <- function(name) do.call(rbind, lapply(parts, `[[`, name))
   m <- stack_parts(parts)
-  est <- m$estimate
-  se <- m$std_error
-  stat <- m$statistic
-  df <- m$df
-  logp <- m$log_p
-  n <- nrow(est)
+  n <- nrow(m$estimate)
   q <- length(fit$terms)
   status <- unlist(lapply(parts, `[[`, "status"))
   if (is.null(reason)) reason <- reason_of("did", status)
   per_arm <- event_participants(fit, model)
   blocks <- lapply(seq_len(q), function(k) {
-    out <- data.frame(feature = seq_len(n), term = fit$terms[k], estimate = est[, k], std_error = se[, k],
-                      statistic = stat[, k], df = df[, k], p_value = exp(logp[, k]), log_p = logp[, k],
-                      fdr = NA_real_, stringsAsFactors = FALSE)
-    out <- cbind(out, conf_interval(out$estimate, out$std_error, out$df, model$conf_level))
+    out <- data.frame(feature = seq_len(n), term = fit$terms[k],
+                      coefficient_columns(m, k, model$conf_level), stringsAsFactors = FALSE)
     out$df_num <- NA_real_
-    out$control_change <- est[, q + k]
-    out$control_p_value <- exp(logp[, q + k])
+    out$control_change <- m$estimate[, q + k]
+    out$control_p_value <- exp(m$log_p[, q + k])
     out$n_treated <- per_arm$treated[k]
     out$n_control <- per_arm$control[k]
     if (model$bootstrap > 0L) {

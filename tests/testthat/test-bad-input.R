@@ -237,3 +237,24 @@ test_that("the newer entry points refuse bad input by name and leave objects unc
   expect_identical(did, keep_did)
   expect_identical(fit, keep_fit)
 })
+
+test_that("this session's entry points and arguments refuse bad input by name", {
+  keep_trial <- trial
+  expect_error(did_table(trial, design, visits = c("Pre", "Nope")), "`visits`")
+  expect_error(did_table(trial, design, conf_level = 2), "`conf_level`")
+  expect_error(did_table(trial, design, permutations = -1), "`permutations`")
+  expect_error(did_table(trial, design, trend = "quadratic"), "`trend` must be one of")
+  expect_error(plot_event_study(data.frame(a = 1)), "`results`")
+  fit <- suppressMessages(nb_regression(counts, ~ dose, data = cells))
+  expect_error(nb_copula(list(), counts), "`fit`")
+  expect_error(nb_copula(fit, counts[1:2, ]), "`x`")
+  expect_error(nb_copula(fit, counts, seed = "a"), "`seed`")
+  m <- simulate_manifold(n_cells = 400, n_genes = 50, seed = 1)
+  keep_m <- m
+  expect_error(diff_abundance(m, "condition", "young", "old", k = 0), "`k`")
+  expect_error(diff_abundance(m, "condition", "young", "old", fdr_threshold = -1), "`fdr_threshold`")
+  expect_error(diff_abundance(m, "condition", "young", "old", method = "milo"), "`method`")
+  expect_error(plot_da(m), "`x`")
+  expect_identical(trial, keep_trial)
+  expect_identical(m, keep_m)
+})

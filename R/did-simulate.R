@@ -60,15 +60,28 @@ simulate_trial <- function(n_genes = 2000, n_cells = 13000, n_paired = 10, n_tre
   if (n_treated_paired > n_paired || n_paired - n_treated_paired < 1L || n_treated_paired < 1L) {
     stop("`n_treated_paired` must be between 1 and `n_paired` - 1.", call. = FALSE)
   }
-  types <- c("CD8 T cell", "CD4 T cell", "Treg", "B cell", "Plasma cell", "NK cell",
-             "Monocyte/Macrophage", "Dendritic cell")
-  n_markers <- 20L
-  if (n_genes < length(types) * n_markers + 2L * n_effect_genes + 10L) {
+  types <- simulated_cell_types
+  n_markers <- simulated_markers
+  if (n_genes < simulated_min_genes(n_effect_genes)) {
     stop(sprintf("`n_genes` must be at least %d for the markers and planted effects.",
-                 length(types) * n_markers + 2L * n_effect_genes + 10L), call. = FALSE)
+                 simulated_min_genes(n_effect_genes)), call. = FALSE)
   }
   with_seed(resolve_seed(seed), simulate_trial_data(n_genes, n_cells, n_paired, n_treated_paired, n_pre_only,
                                       n_post_only, n_effect_genes, effect, counts, types, n_markers, visits, onset))
+}
+
+simulated_cell_types <- c("CD8 T cell", "CD4 T cell", "Treg", "B cell", "Plasma cell", "NK cell",
+                          "Monocyte/Macrophage", "Dendritic cell")
+simulated_markers <- 20L
+
+# The fewest genes of a simulated trial: the markers, the DiD and time genes, 10 others.
+simulated_min_genes <- function(n_effect_genes) {
+  length(simulated_cell_types) * simulated_markers + 2L * n_effect_genes + 10L
+}
+
+# The genes with a planted DiD (whatever its size, 0 included): those after the markers.
+planted_did_genes <- function(n_effect_genes) {
+  sprintf("GENE%05d", length(simulated_cell_types) * simulated_markers + seq_len(n_effect_genes))
 }
 
 simulate_trial_data <- function(n_genes, n_cells, n_paired, n_treated_paired, n_pre_only, n_post_only,

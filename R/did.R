@@ -356,20 +356,25 @@ event_terms <- function(model) {
 #' es <- did_table(sce3, design, features = c("GENE00001", "GENE00002"), visits = c("Pre", "C1", "C2"))
 #' es[, c("feature", "term", "estimate", "conf_low", "conf_high", "p_value")]
 did_table <- function(x, design, features = NULL, assay = NULL,
-                      aggregate = c("participant_visit", "cell", "pseudobulk"),
+                      aggregate = c("participant_visit", "cell", "pseudobulk", "participant_visit_celltype"),
                       standardize = TRUE, covariates = NULL, celltype = NULL,
                       vcov = c("CR2", "CR1"), bootstrap = 0, seed = NULL,
                       weights = c("cells", "equal"), threads = NULL, BPPARAM = NULL,
                       verbose = getOption("sceffects.verbose", TRUE), visits = NULL,
-                      conf_level = 0.95, permutations = 0, trend = c("visit", "linear"), times = NULL) {
-  aggregate <- match_choice(aggregate, "aggregate")
+                      conf_level = 0.95, permutations = 0, trend = c("visit", "linear"), times = NULL,
+                      summary = c("mean", "median"), boot_interval = c("symmetric", "equal_tailed")) {
+  check_design(design)
+  agg <- trial_aggregation(match_choice(aggregate, "aggregate"), match_choice(summary, "summary"), celltype, design)
+  aggregate <- agg$aggregate
+  celltype <- agg$celltype
   trend <- match_choice(trend, "trend")
   vcov <- match_choice(vcov, "vcov")
   weights <- match_choice(weights, "weights")
   model <- trial_settings(standardize, bootstrap, seed, threads, BPPARAM, verbose, conf_level)
+  model$summary <- agg$summary
+  model$boot_interval <- match_choice(boot_interval, "boot_interval")
   model$permutations <- check_count(permutations, "permutations", max = max_permutations)
   if (model$permutations > 0L && is.null(model$seed)) model$seed <- resolve_seed(NULL)
-  check_design(design)
   check_trial_object(x)
   visit_order <- event_visits(x, design, visits)
   single_arm <- is.null(design$control)
@@ -389,8 +394,8 @@ did_table <- function(x, design, features = NULL, assay = NULL,
     say(sprintf("Single-arm design: `estimate` is the change within arm \"%s\", not a difference in differences.",
                 design$treated), model$verbose)
   }
-  if (contrast != "did" && model$permutations > 0L) {
-    stop("`permutations` (randomisation inference over arm assignments) needs a two-arm design with two visits.",
+  if (single_arm && model$permutations > 0L) {
+    stop("`permutations` reassigns the arms, and a single-arm design has one: use `bootstrap` (the wild cluster bootstrap) instead.",
          call. = FALSE)
   }
   cells <- trial_cells(x, design, model$verbose, visit_order = visit_order)
@@ -400,12 +405,9 @@ did_table <- function(x, design, features = NULL, assay = NULL,
                          weights = weights, visits = visit_order, times = times,
                          baseline = if (!is.null(visit_order)) event_baseline(visit_order, design)))
   strata <- celltype_strata(cells, design, celltype, model$verbose)
-  tables <- lapply(names(strata), function(ct) {
-    keep <- strata[[ct]] & !is.na(cells$visit) & !is.na(cells$treated)
-    tab <- trial_fit(src, cells, keep, model)
-    if (!is.null(celltype)) tab <- with_celltype(tab, ct)
-    tab
-  })
+  analysed <- !is.na(cells$visit) & !is.na(cells$treated)
+  tables <- trial_fit_strata(src, cells, lapply(strata, `&`, analysed), model)
+  if (!is.null(celltype)) tables <- Map(with_celltype, tables, names(strata))
   method <- switch(contrast, did = "difference in differences", event = "event-study difference in differences",
                    trend = "difference in linear trends",
                    within = sprintf("change within arm %s (single-arm design)", design$treated))
@@ -415,6 +417,25 @@ did_table <- function(x, design, features = NULL, assay = NULL,
     attr(res, "baseline") <- model$baseline
   }
   res
+}
+
+# How cells become observations: `"participant_visit_celltype"` is participant-visit
+# values per cell type (every type of the design's `celltype` column, or those in
+# `celltype`), all in one pass; a median summary needs participant-visit aggregation.
+trial_aggregation <- function(aggregate, summary, celltype, design) {
+  if (aggregate == "participant_visit_celltype") {
+    if (is.null(design$celltype)) {
+      stop("`aggregate = \"participant_visit_celltype\"` needs a design with a `celltype` column (trial_design(celltype = ...)).",
+           call. = FALSE)
+    }
+    aggregate <- "participant_visit"
+    celltype <- celltype %||% "all"
+  }
+  if (summary == "median" && aggregate != "participant_visit") {
+    stop("`summary = \"median\"` summarises the cells of each participant-visit: use it with `aggregate = \"participant_visit\"` or \"participant_visit_celltype\".",
+         call. = FALSE)
+  }
+  list(aggregate = aggregate, summary = summary, celltype = celltype)
 }
 
 # The visits of an event study in time order, or NULL for the two-visit DiD. "all" takes
@@ -566,23 +587,28 @@ trial_covariates <- function(x, covariates) {
   out
 }
 
-# Fits one stratum (cells `keep`) for every feature of `src`; returns a data.frame.
-trial_fit <- function(src, cells, keep, model) {
-  fit <- trial_model(cells, keep, src$lib_size, model)
+# Fits each stratum (a named list of cell masks, disjoint) for every feature of `src`; one
+# table per stratum. Aggregated strata share one pass over each block of features.
+trial_fit_strata <- function(src, cells, strata, model) {
+  fits <- lapply(strata, function(keep) trial_model(cells, keep, src$lib_size, model))
   feature_names <- unlist(lapply(src$sources, `[[`, "names"))
-  if (!is.null(fit$reason)) return(trend_term(na_trial_rows(feature_names, fit, model), model))
-  rows <- lapply(src$sources, function(s) trial_fit_source(s, fit, model))
-  res <- do.call(rbind, rows)
-  if (model$contrast == "event") {
-    # Each source numbers its features from 1; rows stay grouped by feature.
-    offsets <- cumsum(c(0, vapply(src$sources, function(s) as.numeric(s$n_features), 0)))
-    res$feature <- feature_names[unlist(Map(function(r, o) r$feature + o, rows, offsets[seq_along(rows)]))]
-    attr(res, "unpaired") <- attr(rows[[1L]], "unpaired")
-    attr(res, "missing_visits") <- attr(rows[[1L]], "missing_visits")
-  } else {
-    res$feature <- feature_names
-  }
-  trend_term(res, model)
+  ok <- which(vapply(fits, function(f) is.null(f$reason), TRUE))
+  per_source <- if (length(ok)) lapply(src$sources, function(s) trial_fit_source(s, fits[ok], model))
+  lapply(seq_along(fits), function(i) {
+    if (!i %in% ok) return(trend_term(na_trial_rows(feature_names, fits[[i]], model), model))
+    rows <- lapply(per_source, `[[`, match(i, ok))
+    res <- do.call(rbind, rows)
+    if (model$contrast == "event") {
+      # Each source numbers its features from 1; rows stay grouped by feature.
+      offsets <- cumsum(c(0, vapply(src$sources, function(s) as.numeric(s$n_features), 0)))
+      res$feature <- feature_names[unlist(Map(function(r, o) r$feature + o, rows, offsets[seq_along(rows)]))]
+      attr(res, "unpaired") <- attr(rows[[1L]], "unpaired")
+      attr(res, "missing_visits") <- attr(rows[[1L]], "missing_visits")
+    } else {
+      res$feature <- feature_names
+    }
+    trend_term(res, model)
+  })
 }
 
 # The design of one stratum: observations (cells or participant-visits), X, weights,
@@ -639,6 +665,8 @@ trial_model <- function(cells, keep, lib_size, model) {
     coefs <- c(seq_len(q), q + seq_len(q))
     out$joint <- c(list(seq_len(q)), if (length(ev$leads)) list(ev$leads))
     out$terms <- ev$terms
+    did_cols <- seq_len(q)
+    base_cols <- q + seq_len(q)
     out$missing_visits <- missing_visits(obs, paired, model$visits)
   } else if (model$contrast == "trend") {
     # The difference in slopes (treated minus control) over the visits' numeric times.
@@ -646,11 +674,15 @@ trial_model <- function(cells, keep, lib_size, model) {
     x <- cbind(slope_difference = time * obs$treated, slope = time)
     n_main <- 2L
     coefs <- c(1L, 2L)
+    did_cols <- 1L
+    base_cols <- 2L
   } else {
     x <- cbind(visit = obs$visit, did = obs$visit * obs$treated)
     if (model$contrast == "within") x <- x[, "visit", drop = FALSE]
     n_main <- if (model$contrast == "within") 1L else 2L
     coefs <- if (model$contrast == "within") 1L else c(2L, 1L)
+    did_cols <- 2L
+    base_cols <- 1L
   }
   if (!is.null(cov_rows)) {
     cm <- stats::model.matrix(~ ., data = cov_rows)[, -1L, drop = FALSE]
@@ -668,7 +700,8 @@ trial_model <- function(cells, keep, lib_size, model) {
   }
   w <- if (model$aggregate == "cell" || model$weights == "equal") rep(1, nrow(obs)) else obs$n_cells
   c(out, list(x = unname(x_full), weights = as.double(w), cluster = cluster, group = group,
-              n_groups = nrow(obs), obs = obs, lib_size = lib_size, coefs = coefs))
+              n_groups = nrow(obs), obs = obs, lib_size = lib_size, coefs = coefs,
+              did_cols = did_cols, base_cols = base_cols))
 }
 
 # Participants of an event study not seen at every visit, as "P3 (C2, EOT)".
@@ -704,33 +737,71 @@ boot_weights <- function(n_draws, n_clusters, seed) {
   with_seed(resolve_seed(seed), matrix(sample(values, n_draws * n_clusters, replace = TRUE), n_draws, n_clusters))
 }
 
-# Fits one feature source: aggregates (unless cell level) then runs the core on blocks.
-trial_fit_source <- function(s, fit, model) {
-  boot <- boot_weights(model$bootstrap, length(unique(fit$cluster)), model$seed)
-  assignments <- if (isTRUE(model$permutations > 0L)) arm_assignments(fit, model)
-  event <- model$contrast == "event"
+# Fits one feature source for every fitted stratum: each block of features is read once,
+# aggregated over the participant-visits of all strata at once (unless cell level), and the
+# core fits each stratum's columns. One table per stratum.
+trial_fit_source <- function(s, fits, model) {
+  boots <- lapply(fits, function(f) boot_weights(model$bootstrap, max(f$cluster), model$seed))
+  assignments <- lapply(fits, function(f) if (isTRUE(model$permutations > 0L)) arm_assignments(f, model))
+  shared <- if (model$aggregate != "cell") shared_groups(fits)
   one <- function(rows) {
-    m <- trial_rows(s, rows, fit, model)
-    part <- rs_cluster_fit(m, fit$x, fit$weights, fit$cluster, max(fit$cluster), fit$coefs,
-                           model$vcov, if (!event) boot, model$standardize, model$threads, fit$joint,
-                           model$conf_level)
-    if (event && !is.null(boot)) {
-      # The core bootstraps the first coefficient it is given: one pass per visit term,
-      # each with that term's null imposed, on the same weights.
-      per_term <- lapply(seq_along(fit$terms), function(k) {
-        rs_cluster_fit(m, fit$x, fit$weights, fit$cluster, max(fit$cluster), k, model$vcov, boot,
-                       model$standardize, model$threads, NULL, model$conf_level)
-      })
-      part$boot_p <- matrix(vapply(per_term, `[[`, numeric(nrow(m)), "boot_p"), nrow(m))
-      part$boot_crit <- matrix(vapply(per_term, `[[`, numeric(nrow(m)), "boot_crit"), nrow(m))
-    }
-    if (!is.null(assignments)) part$perm_p <- permutation_p(m, fit, model, part$statistic[, 1L], assignments)
-    if (model$contrast == "did" && model$aggregate != "cell") part$hedges_g <- hedges_g(m, fit, model$conf_level)
-    part
+    data <- feature_rows(s, rows)
+    agg <- if (!is.null(shared)) aggregate_cells(data, shared, model)
+    lapply(seq_along(fits), function(i) {
+      m <- if (is.null(agg)) cell_rows(data, fits[[i]]) else agg[, shared$columns[[i]], drop = FALSE]
+      fit_block(m, fits[[i]], model, boots[[i]], assignments[[i]])
+    })
   }
   chunks <- plan_chunks(s$n_features, BPPARAM = model$BPPARAM, delayed = s$kind == "delayed")
   parts <- run_chunks(chunks, one, model$BPPARAM, "Fitting difference in differences")
-  if (model$contrast == "event") event_columns(parts, fit, model) else trial_columns(parts, fit, model)
+  lapply(seq_along(fits), function(i) {
+    p <- lapply(parts, `[[`, i)
+    if (model$contrast == "event") event_columns(p, fits[[i]], model) else trial_columns(p, fits[[i]], model)
+  })
+}
+
+# The core's fit of one block of features `m` (features x observations of one stratum),
+# with the bootstraps, randomisation inference and Hedges' g the model asks for.
+fit_block <- function(m, fit, model, boot, assignments) {
+  event <- model$contrast == "event"
+  part <- rs_cluster_fit(m, fit$x, fit$weights, fit$cluster, max(fit$cluster), fit$coefs,
+                         model$vcov, if (!event) boot, model$standardize, model$threads, fit$joint,
+                         model$conf_level)
+  if (event && !is.null(boot)) part <- utils::modifyList(part, event_bootstrap(m, fit, model, boot))
+  if (!is.null(assignments)) part <- c(part, permutation_p(m, fit, model, part, assignments))
+  if (model$contrast == "did" && model$aggregate != "cell") part$hedges_g <- hedges_g(m, fit, model$conf_level)
+  part
+}
+
+# The event study's bootstraps: the core bootstraps the first coefficient it is given, so
+# one pass per visit term, each with that term's null imposed; and one per joint test
+# (joint, pre-trend), the Wald F of all its terms with their null imposed; the same weights.
+event_bootstrap <- function(m, fit, model, boot) {
+  core <- function(coefs, joint = NULL, boot_joint = FALSE) {
+    rs_cluster_fit(m, fit$x, fit$weights, fit$cluster, max(fit$cluster), coefs, model$vcov, boot,
+                   model$standardize, model$threads, joint, model$conf_level, boot_joint)
+  }
+  per_term <- lapply(seq_along(fit$terms), core)
+  per_test <- lapply(fit$joint, function(j) core(fit$coefs, list(j), TRUE))
+  columns <- function(parts, name) matrix(vapply(parts, `[[`, numeric(nrow(m)), name), nrow(m))
+  list(boot_p = columns(per_term, "boot_p"), boot_crit = columns(per_term, "boot_crit"),
+       boot_t_low = columns(per_term, "boot_t_low"), boot_t_high = columns(per_term, "boot_t_high"),
+       joint_boot_p = columns(per_test, "boot_p"))
+}
+
+# One grouping of the cells over every stratum: stratum i's participant-visits are numbered
+# after those of the strata before it (strata are disjoint), so one pass aggregates them all.
+shared_groups <- function(fits) {
+  sizes <- vapply(fits, function(f) as.integer(f$n_groups), 0L)
+  offsets <- cumsum(c(0L, sizes))
+  group <- integer(length(fits[[1L]]$group))
+  for (i in seq_along(fits)) {
+    in_i <- fits[[i]]$group > 0L
+    group[in_i] <- fits[[i]]$group[in_i] + offsets[i]
+  }
+  list(group = group, n_groups = offsets[length(offsets)], lib_size = fits[[1L]]$lib_size,
+       n_cells = unlist(lapply(fits, function(f) f$obs$n_cells)),
+       columns = lapply(seq_along(fits), function(i) offsets[i] + seq_len(sizes[i])))
 }
 
 # "trend": one row per feature with `term = "slope"` (the difference in slopes); "did" and
@@ -789,43 +860,65 @@ arm_assignments <- function(fit, model) {
   list(assign = a, exact = FALSE)
 }
 
-# Randomisation p of the DiD t: the design refitted with the arm reassigned to
-# participants (visits, cells and weights kept), `|t*| >= |t|` counted within 1e-9
-# relative. Exact enumeration includes the observed assignment: `count / valid`; random
-# assignments: `(1 + count) / (1 + valid)`.
-permutation_p <- function(m, fit, model, t_obs, assignments) {
-  count <- valid <- numeric(length(t_obs))
+# Randomisation p of each DiD term's t (and of each joint test's F): the design refitted
+# with the arm reassigned to participants (visits, cells and weights kept; the DiD columns
+# are the arm times their visit or time columns), `|t*| >= |t|` (`F* >= F`) counted within
+# 1e-9 relative. Exact enumeration includes the observed assignment: `count / valid`;
+# random assignments: `(1 + count) / (1 + valid)`.
+permutation_p <- function(m, fit, model, part, assignments) {
+  pos <- match(fit$did_cols, fit$coefs)
+  observed <- list(t = abs(part$statistic[, pos, drop = FALSE]), f = part$joint_statistic)
+  count <- valid <- lapply(observed, function(o) o * 0)
   for (k in seq_len(nrow(assignments$assign))) {
     x <- fit$x
-    x[, 2L] <- fit$obs$visit * assignments$assign[k, fit$cluster]  # the DiD column
-    r <- tryCatch(rs_cluster_fit(m, x, fit$weights, fit$cluster, max(fit$cluster), 2L, model$vcov, NULL,
-                                 model$standardize, model$threads),
+    x[, fit$did_cols] <- x[, fit$base_cols] * assignments$assign[k, fit$cluster]
+    r <- tryCatch(rs_cluster_fit(m, x, fit$weights, fit$cluster, max(fit$cluster), fit$coefs, model$vcov, NULL,
+                                 model$standardize, model$threads, fit$joint),
                   error = function(e) NULL)  # a reassignment collinear with a covariate
     if (is.null(r)) next
-    t_k <- r$statistic[, 1L]
-    ok <- is.finite(t_k)
-    valid <- valid + ok
-    count <- count + (ok & abs(t_k) >= abs(t_obs) * (1 - 1e-9))
+    drawn <- list(t = abs(r$statistic[, pos, drop = FALSE]), f = r$joint_statistic)
+    for (s in names(drawn)) {
+      ok <- is.finite(drawn[[s]])
+      valid[[s]] <- valid[[s]] + ok
+      count[[s]] <- count[[s]] + (ok & drawn[[s]] >= observed[[s]] * (1 - 1e-9))
+    }
   }
-  p <- if (assignments$exact) count / valid else (1 + count) / (1 + valid)
-  p[!is.finite(t_obs)] <- NA_real_
-  p
+  p <- lapply(names(observed), function(s) {
+    v <- if (assignments$exact) count[[s]] / valid[[s]] else (1 + count[[s]]) / (1 + valid[[s]])
+    v[!is.finite(observed[[s]])] <- NA_real_
+    v
+  })
+  list(perm_p = p[[1L]], perm_joint_p = p[[2L]])
 }
 
-# The analysis matrix of features `rows`: aggregated participant-visit values (dense,
-# small), or the cells themselves (sparse stays sparse).
-trial_rows <- function(s, rows, fit, model) {
-  data <- feature_rows(s, rows)
-  if (model$aggregate == "cell") {
-    cols <- which(fit$group > 0)
-    return(if (length(cols) < ncol(data)) data[, cols, drop = FALSE] else data)
-  }
-  sums <- group_sums(data, fit$group, fit$n_groups, model$threads)
+# The cells of one stratum (sparse stays sparse).
+cell_rows <- function(data, fit) {
+  cols <- which(fit$group > 0)
+  if (length(cols) < ncol(data)) data[, cols, drop = FALSE] else data
+}
+
+# Participant-visit values of every feature of a block over the shared groups: means (or
+# medians) of the cells, or log1p(CPM) of the summed counts for pseudobulk.
+aggregate_cells <- function(data, shared, model) {
+  if (identical(model$summary, "median")) return(group_medians(data, shared$group, shared$n_groups, model$threads))
+  sums <- group_sums(data, shared$group, shared$n_groups, model$threads)
   if (model$aggregate == "pseudobulk") {
-    lib <- as.numeric(tapply(fit$lib_size[fit$group > 0], factor(fit$group[fit$group > 0], seq_len(fit$n_groups)), sum))
+    in_group <- shared$group > 0
+    lib <- as.numeric(tapply(shared$lib_size[in_group], factor(shared$group[in_group], seq_len(shared$n_groups)), sum))
     return(log1p(sweep(sums, 2L, pmax(lib, 1e-300), `/`) * 1e6))
   }
-  sweep(sums, 2L, fit$obs$n_cells, `/`)
+  sweep(sums, 2L, shared$n_cells, `/`)
+}
+
+# Medians of each feature over groups of cells, by the core (a dgCMatrix's zeros are
+# counted, not stored).
+group_medians <- function(data, group, n_groups, threads, arg = "x") {
+  tryCatch(rs_group_medians(data, group, n_groups, threads), error = function(e) {
+    if (grepl("infinite or missing values", conditionMessage(e), fixed = TRUE)) {
+      stop(sprintf("`%s` contains infinite or missing values.", arg), call. = FALSE)
+    }
+    stop(e)
+  })
 }
 
 # Sums of each feature over groups of cells (`group` 1-based, 0 = left out) by the core,
@@ -871,7 +964,8 @@ trial_columns <- function(parts, fit, model, reason = NULL) {
   out$vcov <- model$vcov
   if (model$bootstrap > 0L) {
     out$boot_p <- nan_to_na(unlist(lapply(parts, `[[`, "boot_p")))
-    out <- cbind(out, boot_interval(out$estimate, out$std_error, unlist(lapply(parts, `[[`, "boot_crit"))))
+    out <- cbind(out, boot_columns(out$estimate, out$std_error, lapply(boot_quantiles, function(q) unlist(lapply(parts, `[[`, q))),
+                                   model))
   }
   if (!is.null(parts[[1L]]$hedges_g)) {
     g <- do.call(rbind, lapply(parts, `[[`, "hedges_g"))
@@ -880,18 +974,25 @@ trial_columns <- function(parts, fit, model, reason = NULL) {
     out$hedges_g_high <- g[, 3L]
   }
   if (isTRUE(model$permutations > 0L)) {
-    out$perm_p <- if (is.null(parts[[1L]]$perm_p)) NA_real_ else unlist(lapply(parts, `[[`, "perm_p"))
+    out$perm_p <- if (is.null(parts[[1L]]$perm_p)) NA_real_ else do.call(rbind, lapply(parts, `[[`, "perm_p"))[, 1L]
   }
   out$reason <- reason
   attr(out, "unpaired") <- fit$unpaired
   out
 }
 
-# Symmetric bootstrap-t intervals: the estimate -/+ the bootstrap's |t*| quantile at the
-# interval level times the standard error.
-boot_interval <- function(estimate, std_error, crit) {
-  crit <- nan_to_na(crit)
-  data.frame(boot_conf_low = estimate - crit * std_error, boot_conf_high = estimate + crit * std_error)
+# The core's bootstrap-t quantiles of each feature's t*: |t*| at the level (symmetric),
+# signed t* at the two tails (equal-tailed).
+boot_quantiles <- c(crit = "boot_crit", t_low = "boot_t_low", t_high = "boot_t_high")
+
+# Bootstrap-t intervals: symmetric, the estimate -/+ the |t*| quantile times the standard
+# error; equal-tailed (percentile-t), [estimate - t*_high se, estimate - t*_low se].
+boot_columns <- function(estimate, std_error, q, model) {
+  q <- lapply(q, nan_to_na)
+  if (identical(model$boot_interval, "equal_tailed")) {
+    return(data.frame(boot_conf_low = estimate - q$t_high * std_error, boot_conf_high = estimate - q$t_low * std_error))
+  }
+  data.frame(boot_conf_low = estimate - q$crit * std_error, boot_conf_high = estimate + q$crit * std_error)
 }
 
 # t intervals on the reported df (Satterthwaite under CR2).
@@ -922,8 +1023,9 @@ event_columns <- function(parts, fit, model, reason = NULL) {
     out$n_control <- per_arm$control[k]
     if (model$bootstrap > 0L) {
       out$boot_p <- bind("boot_p")[, k]
-      out <- cbind(out, boot_interval(out$estimate, out$std_error, bind("boot_crit")[, k]))
+      out <- cbind(out, boot_columns(out$estimate, out$std_error, lapply(boot_quantiles, function(b) bind(b)[, k]), model))
     }
+    if (isTRUE(model$permutations > 0L)) out$perm_p <- bind("perm_p")[, k]
     out
   })
   tests <- c("joint", if (length(fit$joint) > 1L) "pre_trend")
@@ -936,9 +1038,10 @@ event_columns <- function(parts, fit, model, reason = NULL) {
     out$n_treated <- per_arm$all[1L]
     out$n_control <- per_arm$all[2L]
     if (model$bootstrap > 0L) {
-      out$boot_p <- NA_real_
+      out$boot_p <- bind("joint_boot_p")[, j]
       out$boot_conf_low <- out$boot_conf_high <- NA_real_
     }
+    if (isTRUE(model$permutations > 0L)) out$perm_p <- bind("perm_joint_p")[, j]
     out
   })
   out <- do.call(rbind, c(blocks, joint))
@@ -982,9 +1085,11 @@ na_trial_rows <- function(feature_names, fit, model) {
   nj <- matrix(NaN, n, length(fit$joint))
   part <- list(estimate = na, std_error = na, statistic = na, df = na, log_p = na, joint_statistic = nj,
                joint_df_num = nj, joint_df = nj, joint_log_p = nj,
-               resid_sd = rep(NaN, n), boot_p = rep(NaN, n), boot_crit = rep(NaN, n), status = rep(0L, n))
+               resid_sd = rep(NaN, n), boot_p = rep(NaN, n), boot_crit = rep(NaN, n), boot_t_low = rep(NaN, n),
+               boot_t_high = rep(NaN, n), perm_p = matrix(NA_real_, n, 1L), status = rep(0L, n))
   if (model$contrast == "event") {
-    part$boot_p <- part$boot_crit <- matrix(NaN, n, length(fit$terms))
+    part$boot_p <- part$boot_crit <- part$boot_t_low <- part$boot_t_high <- part$perm_p <- matrix(NaN, n, length(fit$terms))
+    part$joint_boot_p <- part$perm_joint_p <- nj
     out <- event_columns(list(part), fit, model, reason = rep(fit$reason, n))
     out$feature <- feature_names[out$feature]
     return(out)
@@ -1051,8 +1156,8 @@ finish_trial_table <- function(tables, celltype, method, verbose = TRUE) {
 #'                        baseline = "Pre", followup = "Post")
 #' head(within_arm(sce, design, arm = "Non-responder"))
 within_arm <- function(x, design, arm, ...) {
-  args <- within_args(...)
   check_design(design)
+  args <- within_args(design, ...)
   if (!is.character(arm) || length(arm) != 1L || !arm %in% c(design$treated, design$control)) {
     stop(sprintf("`arm` must be %s.", paste0("\"", c(design$treated, design$control), "\"", collapse = " or ")),
          call. = FALSE)
@@ -1066,24 +1171,27 @@ within_arm <- function(x, design, arm, ...) {
                          covariates = trial_covariates(x, args$covariates), vcov = args$vcov,
                          weights = args$weights))
   strata <- celltype_strata(cells, design, args$celltype, model$verbose)
-  tables <- lapply(names(strata), function(ct) {
-    keep <- strata[[ct]] & !is.na(cells$visit) & !is.na(in_arm) & in_arm
-    tab <- trial_fit(src, cells, keep, model)
-    if (!is.null(args$celltype)) tab <- with_celltype(tab, ct)
-    tab
-  })
+  analysed <- !is.na(cells$visit) & !is.na(in_arm) & in_arm
+  tables <- trial_fit_strata(src, cells, lapply(strata, `&`, analysed), model)
+  if (!is.null(args$celltype)) tables <- Map(with_celltype, tables, names(strata))
   finish_trial_table(tables, args$celltype, sprintf("change within arm %s", arm), model$verbose)
 }
 
 # The `...` of within_arm(): did_table()'s arguments, by exact name; anything else is an error.
-within_args <- function(..., features = NULL, assay = NULL, aggregate = c("participant_visit", "cell", "pseudobulk"),
+within_args <- function(design, ..., features = NULL, assay = NULL,
+                        aggregate = c("participant_visit", "cell", "pseudobulk", "participant_visit_celltype"),
                         standardize = TRUE, covariates = NULL, celltype = NULL, vcov = c("CR2", "CR1"),
                         bootstrap = 0, seed = NULL, weights = c("cells", "equal"), threads = NULL, BPPARAM = NULL,
-                        verbose = getOption("sceffects.verbose", TRUE), conf_level = 0.95) {
+                        verbose = getOption("sceffects.verbose", TRUE), conf_level = 0.95,
+                        summary = c("mean", "median"), boot_interval = c("symmetric", "equal_tailed")) {
   check_dots_used(..., call_name = "within_arm")
-  list(features = features, assay = assay, aggregate = match_choice(aggregate, "aggregate"), covariates = covariates,
-       celltype = celltype, vcov = match_choice(vcov, "vcov"), weights = match_choice(weights, "weights"),
-       settings = trial_settings(standardize, bootstrap, seed, threads, BPPARAM, verbose, conf_level))
+  agg <- trial_aggregation(match_choice(aggregate, "aggregate"), match_choice(summary, "summary"), celltype, design)
+  settings <- trial_settings(standardize, bootstrap, seed, threads, BPPARAM, verbose, conf_level)
+  settings$summary <- agg$summary
+  settings$boot_interval <- match_choice(boot_interval, "boot_interval")
+  list(features = features, assay = assay, aggregate = agg$aggregate, covariates = covariates,
+       celltype = agg$celltype, vcov = match_choice(vcov, "vcov"), weights = match_choice(weights, "weights"),
+       settings = settings)
 }
 
 #' Compare the arms at one visit

@@ -235,14 +235,21 @@ fn cr2_adjust(
     Ok(out)
 }
 
-/// The wild-bootstrap pieces of the tested coefficient (see the module docs).
+/// The wild-bootstrap pieces of the tested coefficients (see the module docs): one
+/// coefficient (a bootstrap-t), or the members of a joint test (a bootstrap Wald F), the
+/// restricted fit dropping all of them.
 struct BootRows {
+    /// Positions in `coefs` of the tested coefficients.
+    members: Vec<usize>,
+    /// The joint test bootstrapped (index into `joint`), or `None` for a t test of `members[0]`.
+    joint: Option<usize>,
     /// `X_r'W` (p_r x N) and the restricted bread `M_r`.
     xrw: Mat<f64>,
     bread_r: Mat<f64>,
-    /// Cluster sums of `b_i x_r,i` (G x p_r) and of `P[g, i] x_r,i` ((G*G) x p_r, row h*G+g).
-    a_corr: Mat<f64>,
-    k_corr: Mat<f64>,
+    /// Per member: cluster sums of `b_i x_r,i` (G x p_r) and of `P[g, i] x_r,i`
+    /// ((G*G) x p_r, row h*G+g).
+    a_corr: Vec<Mat<f64>>,
+    k_corr: Vec<Mat<f64>>,
     /// Draws x clusters, row-major.
     weights: Vec<f64>,
     n_draws: usize,
@@ -254,6 +261,8 @@ pub struct ClusterFit {
     pub n_coef: usize,
     pub n_clusters: usize,
     pub coefs: Vec<CoefRows>,
+    /// Design column of each fitted coefficient.
+    coef_cols: Vec<usize>,
     bread: Mat<f64>,
     xw: Mat<f64>, // p x N, X'W
     weights: Vec<f64>,
@@ -287,7 +296,31 @@ pub struct ResponseResult {
     /// smallest `|t*|` of the B valid draws (infinite when B is too small), for the
     /// symmetric interval `estimate -/+ boot_crit * std_error`.
     pub boot_crit: f64,
+    /// Quantiles of the signed `t*` at `(1 - level) / 2` and `(1 + level) / 2`: the
+    /// `floor((B + 1)(1 - level) / 2)`-th and `ceil((B + 1)(1 + level) / 2)`-th smallest
+    /// (infinite beyond the draws), for the equal-tailed percentile-t interval
+    /// `[estimate - boot_t_high * std_error, estimate - boot_t_low * std_error]`.
+    pub boot_t_low: f64,
+    pub boot_t_high: f64,
     pub status: Status,
+}
+
+/// A response's bootstrap: p-value, and for a t test the interval quantiles.
+#[derive(Clone, Copy, Debug)]
+struct BootResult {
+    p: f64,
+    crit: f64,
+    t_low: f64,
+    t_high: f64,
+}
+
+impl BootResult {
+    const NAN: BootResult = BootResult {
+        p: f64::NAN,
+        crit: f64::NAN,
+        t_low: f64::NAN,
+        t_high: f64::NAN,
+    };
 }
 
 impl ClusterFit {
@@ -320,7 +353,7 @@ impl ClusterFit {
                 let by_draw = (0..n_draws * g)
                     .map(|k| weights[(k % g) * n_draws + k / g])
                     .collect();
-                Some(boot_rows(d, &rows[0], coefs[0], by_draw, n_draws)?)
+                Some(boot_rows(d, &[&rows[0]], &coefs[..1], by_draw, n_draws)?)
             }
             None => None,
         };
@@ -329,6 +362,7 @@ impl ClusterFit {
             n_coef: p,
             n_clusters: g,
             coefs: rows,
+            coef_cols: coefs.to_vec(),
             bread,
             xw,
             weights: d.weights.to_vec(),
@@ -339,6 +373,29 @@ impl ClusterFit {
             joint: Vec::new(),
             spans_constant: spans_constant_without(d, coefs),
         })
+    }
+
+    /// Bootstraps joint test `test` (of [`Self::with_joint_tests`]) instead of the first
+    /// coefficient: the restricted fit drops all its coefficients, and each draw's Wald F
+    /// is compared with the data's (the same weights as given to [`Self::new`]).
+    pub fn with_joint_boot(mut self, d: &Design, test: usize) -> Result<Self, String> {
+        let old = self
+            .boot
+            .take()
+            .ok_or("joint bootstrap: no bootstrap weights")?;
+        let members = self
+            .joint
+            .get(test)
+            .ok_or("joint bootstrap: no such joint test")?
+            .members
+            .clone();
+        let rows: Vec<&CoefRows> = members.iter().map(|&k| &self.coefs[k]).collect();
+        let cols: Vec<usize> = members.iter().map(|&k| self.coef_cols[k]).collect();
+        let mut b = boot_rows(d, &rows, &cols, old.weights, old.n_draws)?;
+        b.members = members;
+        b.joint = Some(test);
+        self.boot = Some(b);
+        Ok(self)
     }
 
     /// The level of the bootstrap-t interval (default 0.95).
@@ -387,32 +444,40 @@ impl ClusterFit {
             .map(|t| {
                 let q = t.members.len();
                 let est: Vec<f64> = t.members.iter().map(|&k| z[k * stride]).collect();
-                let scores = |k: usize| &z[k * stride + 1..(k + 1) * stride];
-                let v: Vec<f64> = (0..q * q)
-                    .map(|i| {
-                        let (s, u) = (t.members[i % q], t.members[i / q]);
-                        let dot: f64 = scores(s).iter().zip(scores(u)).map(|(a, b)| a * b).sum();
-                        self.coefs[s].scale * dot
-                    })
+                let scores: Vec<&[f64]> = t
+                    .members
+                    .iter()
+                    .map(|&k| &z[k * stride + 1..(k + 1) * stride])
                     .collect();
-                let wald = linalg::cholesky(&v, q, 1e-12).map(|l| {
-                    let sol = linalg::cholesky_solve(&l, q, &est);
-                    est.iter().zip(&sol).map(|(a, b)| a * b).sum::<f64>()
-                });
-                match wald {
-                    Some(wald) if t.df_denom > 0.0 => {
-                        let f = t.delta * wald / q as f64;
-                        JointResult {
-                            statistic: f,
-                            df_num: q as f64,
-                            df_denom: t.df_denom,
-                            log_p: dist::f_cdf(f, q as f64, t.df_denom, dist::Tail::Upper, true),
-                        }
-                    }
+                match self.wald_f(t, &est, &scores) {
+                    Some(f) if t.df_denom > 0.0 => JointResult {
+                        statistic: f,
+                        df_num: q as f64,
+                        df_denom: t.df_denom,
+                        log_p: dist::f_cdf(f, q as f64, t.df_denom, dist::Tail::Upper, true),
+                    },
                     _ => JointResult::nan(q, t.df_denom),
                 }
             })
             .collect()
+    }
+
+    /// The F of joint test `t` from its members' estimates and cluster scores:
+    /// `delta * est' V^-1 est / q`, `V[s, u] = scale_s <scores_s, scores_u>`; `None` when
+    /// V is singular.
+    fn wald_f(&self, t: &JointTest, est: &[f64], scores: &[&[f64]]) -> Option<f64> {
+        let q = t.members.len();
+        let v: Vec<f64> = (0..q * q)
+            .map(|i| {
+                let (s, u) = (i % q, i / q);
+                let dot: f64 = scores[s].iter().zip(scores[u]).map(|(a, b)| a * b).sum();
+                self.coefs[t.members[s]].scale * dot
+            })
+            .collect();
+        let l = linalg::cholesky(&v, q, 1e-12)?;
+        let sol = linalg::cholesky_solve(&l, q, est);
+        let wald: f64 = est.iter().zip(&sol).map(|(a, b)| a * b).sum();
+        Some(t.delta * wald / q as f64)
     }
 
     fn n_restricted(&self) -> usize {
@@ -421,7 +486,8 @@ impl ClusterFit {
 
     /// The functionals each response is reduced to. Dense rows: per coefficient `b` and
     /// the G rows of `P`; then `X'W`; then `X_r'W` when bootstrapping. Grouped rows (when
-    /// bootstrapping): `b` and the G rows of `P`, summed within each cluster.
+    /// bootstrapping): per tested coefficient `b` and the G rows of `P`, summed within
+    /// each cluster.
     pub fn projection(&self) -> Projection {
         let (n, g) = (self.n_obs, self.n_clusters);
         let mut rows: Vec<Vec<f64>> = Vec::new();
@@ -433,13 +499,15 @@ impl ClusterFit {
         let (n_grouped, grouped) = match &self.boot {
             Some(b) => {
                 rows.extend((0..b.xrw.nrows()).map(|k| (0..n).map(|i| b.xrw[(k, i)]).collect()));
-                let c = &self.coefs[0];
+                let tested: Vec<&CoefRows> = b.members.iter().map(|&k| &self.coefs[k]).collect();
                 let grouped = (0..n)
                     .flat_map(|i| {
-                        std::iter::once(c.b[i]).chain((0..g).map(move |k| c.scores[(k, i)]))
+                        tested.iter().flat_map(move |c| {
+                            std::iter::once(c.b[i]).chain((0..g).map(move |k| c.scores[(k, i)]))
+                        })
                     })
                     .collect();
-                (1 + g, grouped)
+                (tested.len() * (1 + g), grouped)
             }
             None => (0, Vec::new()),
         };
@@ -487,6 +555,8 @@ impl ClusterFit {
             resid_sd: f64::NAN,
             boot_p: f64::NAN,
             boot_crit: f64::NAN,
+            boot_t_low: f64::NAN,
+            boot_t_high: f64::NAN,
             status,
         };
         // Constant up to rounding: a relative spread below 1e-14, some 45 units in the last
@@ -529,10 +599,6 @@ impl ClusterFit {
                 log_p,
             });
         }
-        let (boot_p, boot_crit) = match (&self.boot, degenerate) {
-            (Some(b), false) => self.boot_p(b, z, xwy_at + p),
-            _ => (f64::NAN, f64::NAN),
-        };
         let joint = if degenerate {
             self.joint
                 .iter()
@@ -541,12 +607,18 @@ impl ClusterFit {
         } else {
             self.joint_results(z)
         };
+        let boot = match (&self.boot, degenerate) {
+            (Some(b), false) => self.bootstrap(b, z, xwy_at + p, &joint),
+            _ => BootResult::NAN,
+        };
         ResponseResult {
             coefs,
             joint,
             resid_sd,
-            boot_p,
-            boot_crit,
+            boot_p: boot.p,
+            boot_crit: boot.crit,
+            boot_t_low: boot.t_low,
+            boot_t_high: boot.t_high,
             status: if degenerate {
                 Status::NoResidualVariance
             } else {
@@ -555,61 +627,127 @@ impl ClusterFit {
         }
     }
 
-    /// Bootstrap p of the first coefficient: `(1 + #{|t*| >= |t|}) / (1 + valid draws)`.
-    /// Also the bootstrap-t critical value at `self.boot_level`.
-    fn boot_p(&self, b: &BootRows, z: &[f64], xrwy_at: usize) -> (f64, f64) {
+    /// Bootstrap p of the tested coefficient, `(1 + #{|t*| >= |t|}) / (1 + valid draws)`,
+    /// with the symmetric and equal-tailed bootstrap-t quantiles at `self.boot_level`; or
+    /// of the bootstrapped joint test, `(1 + #{F* >= F}) / (1 + valid draws)`.
+    fn bootstrap(
+        &self,
+        b: &BootRows,
+        z: &[f64],
+        xrwy_at: usize,
+        joint: &[JointResult],
+    ) -> BootResult {
         let g = self.n_clusters;
+        let q = b.members.len();
         let pr = self.n_restricted();
         let xrwy = &z[xrwy_at..xrwy_at + pr];
         let gamma: Vec<f64> = (0..pr)
             .map(|i| (0..pr).map(|j| b.bread_r[(i, j)] * xrwy[j]).sum())
             .collect();
-        let grouped_at = z.len() - N_STATS - (1 + g) * g;
+        let width = q * (1 + g);
+        let grouped_at = z.len() - N_STATS - width * g;
         let corr =
             |m: &Mat<f64>, row: usize| -> f64 { (0..pr).map(|j| m[(row, j)] * gamma[j]).sum() };
-        // a_h and K[g, h] (row-major G x G) from the cluster sums minus X_r gamma's share.
-        let a: Vec<f64> = (0..g)
-            .map(|h| z[grouped_at + h * (1 + g)] - corr(&b.a_corr, h))
-            .collect();
-        let mut kmat = vec![0.0; g * g];
-        for h in 0..g {
-            for k in 0..g {
-                kmat[k * g + h] = z[grouped_at + h * (1 + g) + 1 + k] - corr(&b.k_corr, h * g + k);
+        // Per member, a_h and K[g, h] (row-major G x G) from the cluster sums minus X_r
+        // gamma's share.
+        let mut a = vec![vec![0.0; g]; q];
+        let mut kmat = vec![vec![0.0; g * g]; q];
+        for m in 0..q {
+            for h in 0..g {
+                let at = grouped_at + h * width + m * (1 + g);
+                a[m][h] = z[at] - corr(&b.a_corr[m], h);
+                for k in 0..g {
+                    kmat[m][k * g + h] = z[at + 1 + k] - corr(&b.k_corr[m], h * g + k);
+                }
             }
         }
-        let obs_ss: f64 = z[1..1 + g].iter().map(|u| u * u).sum();
-        let t_obs = (z[0] / obs_ss.sqrt()).abs();
+        let stride = 1 + g;
+        // The statistic of the data (t of the member, or the joint F) and of a draw.
+        let (observed, test) = match b.joint {
+            Some(j) => (joint[j].statistic, Some(&self.joint[j])),
+            None => {
+                let k = b.members[0];
+                let ss: f64 = z[k * stride + 1..(k + 1) * stride]
+                    .iter()
+                    .map(|u| u * u)
+                    .sum();
+                (z[k * stride] / (self.coefs[k].scale * ss).sqrt(), None)
+            }
+        };
+        if !observed.is_finite() {
+            return BootResult::NAN;
+        }
         let (mut extreme, mut valid) = (0usize, 0usize);
-        let mut abs_t = Vec::with_capacity(b.n_draws);
+        let mut t_draws = Vec::with_capacity(b.n_draws);
+        let mut est = vec![0.0; q];
+        let mut scores = vec![vec![0.0; g]; q];
         for draw in b.weights.chunks_exact(g).take(b.n_draws) {
-            let est: f64 = a.iter().zip(draw).map(|(x, w)| x * w).sum();
-            let ss: f64 = kmat
-                .chunks_exact(g)
-                .map(|row| {
-                    row.iter()
-                        .zip(draw)
-                        .map(|(x, w)| x * w)
-                        .sum::<f64>()
-                        .powi(2)
-                })
-                .sum();
-            if ss > 0.0 && ss.is_finite() {
+            for m in 0..q {
+                est[m] = a[m].iter().zip(draw).map(|(x, w)| x * w).sum();
+                for (s, row) in scores[m].iter_mut().zip(kmat[m].chunks_exact(g)) {
+                    *s = row.iter().zip(draw).map(|(x, w)| x * w).sum::<f64>();
+                }
+            }
+            let stat = match test {
+                Some(t) => {
+                    let refs: Vec<&[f64]> = scores.iter().map(|v| v.as_slice()).collect();
+                    self.wald_f(t, &est, &refs).unwrap_or(f64::NAN)
+                }
+                None => {
+                    let ss: f64 = scores[0].iter().map(|u| u * u).sum();
+                    est[0] / (self.coefs[b.members[0]].scale * ss).sqrt()
+                }
+            };
+            if stat.is_finite() {
                 valid += 1;
-                let t = (est / ss.sqrt()).abs();
-                abs_t.push(t);
-                if t >= t_obs * (1.0 - TIE_TOL) {
+                t_draws.push(stat);
+                let (s, o) = if test.is_some() {
+                    (stat, observed)
+                } else {
+                    (stat.abs(), observed.abs())
+                };
+                if s >= o * (1.0 - TIE_TOL) {
                     extreme += 1;
                 }
             }
         }
-        let rank = ((valid + 1) as f64 * self.boot_level).ceil() as usize;
-        let crit = if rank >= 1 && rank <= valid {
-            abs_t.sort_by(f64::total_cmp);
-            abs_t[rank - 1]
-        } else {
-            f64::INFINITY
+        let p = (1 + extreme) as f64 / (1 + valid) as f64;
+        if test.is_some() {
+            return BootResult {
+                p,
+                ..BootResult::NAN
+            };
+        }
+        let level = self.boot_level;
+        let order_stat = |v: &[f64], rank: f64, below: f64, above: f64| {
+            if rank < 1.0 {
+                below
+            } else if rank as usize > v.len() {
+                above
+            } else {
+                v[rank as usize - 1]
+            }
         };
-        ((1 + extreme) as f64 / (1 + valid) as f64, crit)
+        let n1 = (valid + 1) as f64;
+        let mut abs_t: Vec<f64> = t_draws.iter().map(|t| t.abs()).collect();
+        abs_t.sort_by(f64::total_cmp);
+        t_draws.sort_by(f64::total_cmp);
+        BootResult {
+            p,
+            crit: order_stat(&abs_t, (n1 * level).ceil(), f64::INFINITY, f64::INFINITY),
+            t_low: order_stat(
+                &t_draws,
+                (n1 * (1.0 - level) / 2.0).floor(),
+                f64::NEG_INFINITY,
+                f64::NEG_INFINITY,
+            ),
+            t_high: order_stat(
+                &t_draws,
+                (n1 * (1.0 + level) / 2.0).ceil(),
+                f64::INFINITY,
+                f64::INFINITY,
+            ),
+        }
     }
 }
 
@@ -721,13 +859,16 @@ fn spans_constant_without(d: &Design, coefs: &[usize]) -> bool {
 
 fn boot_rows(
     d: &Design,
-    tested: &CoefRows,
-    coef: usize,
+    tested: &[&CoefRows],
+    cols: &[usize],
     weights: Vec<f64>,
     n_draws: usize,
 ) -> Result<BootRows, String> {
     let (n, p, g) = (d.x.nrows(), d.x.ncols(), d.n_clusters);
-    let keep: Vec<usize> = (0..p).filter(|&c| c != coef).collect();
+    let keep: Vec<usize> = (0..p).filter(|c| !cols.contains(c)).collect();
+    if keep.is_empty() {
+        return Err("bootstrap: the restricted fit has no columns".into());
+    }
     let xr = Mat::from_fn(n, keep.len(), |i, c| d.x[(i, keep[c])]);
     let restricted = Design {
         x: xr.as_ref(),
@@ -738,18 +879,26 @@ fn boot_rows(
     let bread_r = restricted.bread()?;
     let pr = keep.len();
     let xrw = Mat::from_fn(pr, n, |c, i| xr[(i, c)] * d.weights[i]);
-    let mut a_corr = Mat::<f64>::zeros(g, pr);
-    let mut k_corr = Mat::<f64>::zeros(g * g, pr);
-    for i in 0..n {
-        let h = d.cluster[i];
-        for c in 0..pr {
-            a_corr[(h, c)] += tested.b[i] * xr[(i, c)];
-            for k in 0..g {
-                k_corr[(h * g + k, c)] += tested.scores[(k, i)] * xr[(i, c)];
+    let mut a_corr = Vec::with_capacity(tested.len());
+    let mut k_corr = Vec::with_capacity(tested.len());
+    for t in tested {
+        let mut a = Mat::<f64>::zeros(g, pr);
+        let mut k_m = Mat::<f64>::zeros(g * g, pr);
+        for i in 0..n {
+            let h = d.cluster[i];
+            for c in 0..pr {
+                a[(h, c)] += t.b[i] * xr[(i, c)];
+                for k in 0..g {
+                    k_m[(h * g + k, c)] += t.scores[(k, i)] * xr[(i, c)];
+                }
             }
         }
+        a_corr.push(a);
+        k_corr.push(k_m);
     }
     Ok(BootRows {
+        members: vec![0],
+        joint: None,
         xrw,
         bread_r,
         a_corr,
@@ -959,6 +1108,13 @@ mod tests {
         }
     }
 
+    /// Weights of `draws` Rademacher draws for the 6 clusters of [`did_design`], column-major.
+    fn rademacher(draws: usize) -> Vec<f64> {
+        (0..draws * 6)
+            .map(|k| if noise(k + 999) > 0.0 { 1.0 } else { -1.0 })
+            .collect()
+    }
+
     #[test]
     fn bootstrap_draws_match_refitting_each_draw() {
         let (x, w, cl) = did_design();
@@ -966,47 +1122,104 @@ mod tests {
         let y: Vec<f64> = (0..n).map(|i| x[(i, 1)] * 0.8 + noise(i + 7)).collect();
         let d = design(&x, &w, &cl);
         let draws = 40;
-        let weights: Vec<f64> = (0..draws * 6)
-            .map(|k| if noise(k + 999) > 0.0 { 1.0 } else { -1.0 })
-            .collect();
-        let fit = ClusterFit::new(&d, &[1], Vcov::Cr2, Some((weights.clone(), draws))).unwrap();
-        let proj = fit.projection();
-        let t_of = |yy: &[f64]| {
-            let r = fit.finish(&project_dense(yy, 1, &proj), false);
-            r.coefs[0].statistic
-        };
-        let t_obs = t_of(&y);
-        // Restricted fit: drop column 1.
-        let xr = Mat::from_fn(n, 7, |i, c| x[(i, if c == 0 { 0 } else { c + 1 })]);
-        let (_, er, _) = direct(&xr, &w, &y);
-        let fitted: Vec<f64> = (0..n).map(|i| y[i] - er[i]).collect();
-        let mut extreme = 0;
-        for b in 0..draws {
-            let ystar: Vec<f64> = (0..n)
-                .map(|i| fitted[i] + weights[cl[i] * draws + b] * er[i])
+        let weights = rademacher(draws);
+        // CR1's small-sample scale enters t*, so its interval quantiles are checked too.
+        for vcov in [Vcov::Cr2, Vcov::Cr1] {
+            let fit = ClusterFit::new(&d, &[1], vcov, Some((weights.clone(), draws))).unwrap();
+            let proj = fit.projection();
+            let t_of = |yy: &[f64]| {
+                let r = fit.finish(&project_dense(yy, 1, &proj), false);
+                r.coefs[0].statistic
+            };
+            let t_obs = t_of(&y);
+            // Restricted fit: drop column 1.
+            let xr = Mat::from_fn(n, 7, |i, c| x[(i, if c == 0 { 0 } else { c + 1 })]);
+            let (_, er, _) = direct(&xr, &w, &y);
+            let fitted: Vec<f64> = (0..n).map(|i| y[i] - er[i]).collect();
+            let mut t_star: Vec<f64> = (0..draws)
+                .map(|b| {
+                    let ystar: Vec<f64> = (0..n)
+                        .map(|i| fitted[i] + weights[cl[i] * draws + b] * er[i])
+                        .collect();
+                    t_of(&ystar)
+                })
                 .collect();
-            if t_of(&ystar).abs() >= t_obs.abs() * (1.0 - TIE_TOL) {
-                extreme += 1;
-            }
+            let extreme = t_star
+                .iter()
+                .filter(|t| t.abs() >= t_obs.abs() * (1.0 - TIE_TOL))
+                .count();
+            let expect = (1 + extreme) as f64 / (1 + draws) as f64;
+            let res = fit.finish(&project_dense(&y, 1, &proj), false);
+            assert!(
+                (res.boot_p - expect).abs() < 1e-15,
+                "{} vs {expect}",
+                res.boot_p
+            );
+            // The critical value is the ceil(41 * 0.95) = 39th smallest |t*|.
+            let mut abs_t: Vec<f64> = t_star.iter().map(|t| t.abs()).collect();
+            abs_t.sort_by(f64::total_cmp);
+            assert!((res.boot_crit - abs_t[38]).abs() < 1e-10 * abs_t[38]);
+            // Equal-tailed: the floor(41 * 0.025) = 1st and ceil(41 * 0.975) = 40th smallest t*.
+            t_star.sort_by(f64::total_cmp);
+            assert!((res.boot_t_low - t_star[0]).abs() < 1e-10 * t_star[0].abs());
+            assert!((res.boot_t_high - t_star[39]).abs() < 1e-10 * t_star[39].abs());
+            // At 0.99 the upper rank ceil(41 * 0.995) = 41 is beyond the 40 draws.
+            let wide = ClusterFit::new(&d, &[1], vcov, Some((weights.clone(), draws)))
+                .and_then(|f| f.with_boot_level(0.99))
+                .unwrap();
+            let r = wide.finish(&project_dense(&y, 1, &wide.projection()), false);
+            assert_eq!(
+                (r.boot_t_low, r.boot_t_high),
+                (f64::NEG_INFINITY, f64::INFINITY)
+            );
         }
-        let expect = (1 + extreme) as f64 / (1 + draws) as f64;
-        let res = fit.finish(&project_dense(&y, 1, &proj), false);
-        assert!(
-            (res.boot_p - expect).abs() < 1e-15,
-            "{} vs {expect}",
-            res.boot_p
-        );
-        // The critical value is the ceil(41 * 0.95) = 39th smallest |t*|.
-        let mut abs_t: Vec<f64> = (0..draws)
-            .map(|b| {
-                let ystar: Vec<f64> = (0..n)
-                    .map(|i| fitted[i] + weights[cl[i] * draws + b] * er[i])
-                    .collect();
-                t_of(&ystar).abs()
-            })
+    }
+
+    #[test]
+    fn joint_bootstrap_matches_refitting_each_draw() {
+        let (x, w, cl) = did_design();
+        let n = x.nrows();
+        let y: Vec<f64> = (0..n)
+            .map(|i| x[(i, 1)] * 0.5 + x[(i, 0)] * 0.3 + noise(i + 11))
             .collect();
-        abs_t.sort_by(f64::total_cmp);
-        assert!((res.boot_crit - abs_t[38]).abs() < 1e-10 * abs_t[38]);
+        let d = design(&x, &w, &cl);
+        let draws = 30;
+        let weights = rademacher(draws);
+        for vcov in [Vcov::Cr2, Vcov::Cr1] {
+            // Coefficients 1 and 0 tested jointly; the restricted fit keeps the participants.
+            let fit = ClusterFit::new(&d, &[1, 0], vcov, Some((weights.clone(), draws)))
+                .and_then(|f| f.with_joint_tests(&[vec![0, 1]], vcov))
+                .and_then(|f| f.with_joint_boot(&d, 0))
+                .unwrap();
+            let plain = ClusterFit::new(&d, &[1, 0], vcov, None)
+                .and_then(|f| f.with_joint_tests(&[vec![0, 1]], vcov))
+                .unwrap();
+            let f_of = |yy: &[f64]| {
+                plain
+                    .finish(&project_dense(yy, 1, &plain.projection()), false)
+                    .joint[0]
+                    .statistic
+            };
+            let xr = Mat::from_fn(n, 6, |i, c| x[(i, c + 2)]);
+            let (_, er, _) = direct(&xr, &w, &y);
+            let f_obs = f_of(&y);
+            let extreme = (0..draws)
+                .filter(|&b| {
+                    let ystar: Vec<f64> = (0..n)
+                        .map(|i| y[i] - er[i] + weights[cl[i] * draws + b] * er[i])
+                        .collect();
+                    f_of(&ystar) >= f_obs * (1.0 - TIE_TOL)
+                })
+                .count();
+            let res = fit.finish(&project_dense(&y, 1, &fit.projection()), false);
+            assert!((res.joint[0].statistic - f_obs).abs() < 1e-10 * f_obs);
+            assert_eq!(res.boot_p, (1 + extreme) as f64 / (1 + draws) as f64);
+            assert!(res.boot_crit.is_nan());
+        }
+        let no_boot = ClusterFit::new(&d, &[1, 0], Vcov::Cr2, None)
+            .and_then(|f| f.with_joint_tests(&[vec![0, 1]], Vcov::Cr2))
+            .unwrap();
+        assert!(no_boot.with_joint_boot(&d, 0).is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod gsea;
 pub mod input;
 pub mod linalg;
 pub mod lmm;
+pub mod median;
 pub mod nb;
 pub mod ols;
 pub mod project;

@@ -5,6 +5,7 @@ use crate::input::{features_of, sparse_slots};
 use crate::{fail, pooled, zero_based, RResult};
 use extendr_api::prelude::*;
 use sceffects_core::clustered::{self, ClusterFit, CoefResult, Design, Vcov};
+use sceffects_core::median;
 
 /// The per-coefficient columns shared by the DiD results.
 const COEF_FIELDS: [&str; 5] = ["estimate", "std_error", "statistic", "df", "log_p"];
@@ -16,7 +17,8 @@ fn coef_field(c: &CoefResult, k: usize) -> f64 {
 /// Cluster-robust WLS of every feature (row of `x`) on one design: results for the
 /// coefficients `coefs` (1-based), a wild-bootstrap p of the first when `boot_weights`
 /// (draws x clusters) is a matrix, and joint Wald tests when `joint` is a list of integer
-/// vectors (1-based positions in `coefs`).
+/// vectors (1-based positions in `coefs`). With `boot_joint`, the bootstrap p is that of
+/// the first joint test instead.
 #[extendr]
 #[allow(clippy::too_many_arguments)]
 fn rs_cluster_fit(
@@ -32,6 +34,7 @@ fn rs_cluster_fit(
     threads: i32,
     #[extendr(default = "NULL")] joint: Robj,
     #[extendr(default = "0.95")] boot_level: f64,
+    #[extendr(default = "FALSE")] boot_joint: bool,
 ) -> RResult<Robj> {
     let slots = sparse_slots(&x)?;
     let feats = features_of(&x, &slots)?;
@@ -70,6 +73,13 @@ fn rs_cluster_fit(
     let fit = ClusterFit::new(&d, &coefs, vcov, boot)
         .and_then(|f| f.with_joint_tests(&tests, vcov))
         .and_then(|f| f.with_boot_level(boot_level))
+        .and_then(|f| {
+            if boot_joint {
+                f.with_joint_boot(&d, 0)
+            } else {
+                Ok(f)
+            }
+        })
         .map_err(fail)?;
     let results = pooled(threads, || {
         clustered::fit_features(&fit, &feats, standardize)
@@ -94,6 +104,8 @@ fn rs_cluster_fit(
     values.push(per_feature(|r| r.resid_sd));
     values.push(per_feature(|r| r.boot_p));
     values.push(per_feature(|r| r.boot_crit));
+    values.push(per_feature(|r| r.boot_t_low));
+    values.push(per_feature(|r| r.boot_t_high));
     values.push(
         results
             .iter()
@@ -111,6 +123,8 @@ fn rs_cluster_fit(
             "resid_sd",
             "boot_p",
             "boot_crit",
+            "boot_t_low",
+            "boot_t_high",
             "status",
         ])
         .copied()
@@ -140,8 +154,27 @@ fn rs_welch(
     Ok(List::from_names_and_values(COEF_FIELDS, values)?.into_robj())
 }
 
+/// Medians of every feature over groups of observations (`group` 1-based; 0 = left out),
+/// a dgCMatrix's zeros counted without densifying it: features x groups.
+#[extendr]
+fn rs_group_medians(x: Robj, group: &[i32], n_groups: i32, threads: i32) -> RResult<Robj> {
+    let slots = sparse_slots(&x)?;
+    let feats = features_of(&x, &slots)?;
+    let group: Vec<Option<usize>> = group
+        .iter()
+        .map(|&g| (g > 0).then(|| (g - 1) as usize))
+        .collect();
+    let n_groups = n_groups.max(0) as usize;
+    let nf = feats.n_features();
+    let med = pooled(threads, || median::group_medians(&feats, &group, n_groups))
+        .map_err(fail)?
+        .map_err(fail)?;
+    Ok(RMatrix::new_matrix(nf, n_groups, |r, c| med[c * nf + r]).into_robj())
+}
+
 extendr_module! {
     mod did;
     fn rs_cluster_fit;
+    fn rs_group_medians;
     fn rs_welch;
 }

@@ -224,9 +224,15 @@ event_terms <- function(model) {
 #' stays sparse) and the whole transcriptome costs seconds.
 #'
 #' **Aggregation.** `"participant_visit"` fits the mean of each participant-visit (weights:
-#' its number of cells, or equal with `weights = "equal"`); `"cell"` fits cells, clustered
-#' on participant; `"pseudobulk"` fits `log1p(CPM)` of the counts summed per
-#' participant-visit (library size over all genes of the assay).
+#' its number of cells, or equal with `weights = "equal"`), or its median with
+#' `summary = "median"` (computed in the core; a sparse assay's zeros count without being
+#' stored); `"cell"` fits cells, clustered on participant; `"pseudobulk"` fits `log1p(CPM)`
+#' of the counts summed per participant-visit (library size over all genes of the assay).
+#' `"participant_visit_celltype"` fits participant-visit values per cell type: one fit per
+#' cell type of the design's `celltype` column (or of `celltype`), rows with a `celltype`
+#' column, as `celltype = "all"`. Cell types (and any `celltype` strata of aggregated data)
+#' share one pass over the assay: each block of genes is summed over every cell type's
+#' participant-visits at once.
 #'
 #' **Inference.** `vcov = "CR2"` (default) is the bias-reduced cluster-robust variance of
 #' Bell and McCaffrey with Satterthwaite degrees of freedom, equal to
@@ -243,7 +249,13 @@ event_terms <- function(model) {
 #' intervals on `df` (Satterthwaite under CR2) at `conf_level`; with a bootstrap,
 #' `boot_conf_low` and `boot_conf_high` are symmetric bootstrap-t intervals,
 #' `estimate -/+ c * std_error` with `c` the `ceiling((B + 1) * conf_level)`-th smallest
-#' `|t*|` of the B draws (infinite when B is too small for the level).
+#' `|t*|` of the B draws (infinite when B is too small for the level). With
+#' `boot_interval = "equal_tailed"` they are equal-tailed percentile-t intervals,
+#' `[estimate - t*_hi * std_error, estimate - t*_lo * std_error]`, `t*_lo` and `t*_hi` the
+#' `floor((B + 1)(1 - conf_level) / 2)`-th and `ceiling((B + 1)(1 + conf_level) / 2)`-th
+#' smallest signed `t*`: they follow a skewed `t*` distribution where the symmetric
+#' interval (the default, whose coverage is usually closer to nominal with few clusters)
+#' does not.
 #'
 #' **Effect size.** Two-visit DiDs on participant-visit means or pseudobulk also report
 #' Hedges' g on participant means: each paired participant's change (follow-up minus
@@ -261,7 +273,10 @@ event_terms <- function(model) {
 #' resolution being 1 / the number of assignments (1/120 for 3 of 10, so p < 0.01 is
 #' impossible there: use it to test one gene or a score, not to rank a transcriptome).
 #' With 10 or more participants per arm, CR2 with Satterthwaite df is well calibrated and
-#' the wild bootstrap (`bootstrap`) is a check.
+#' the wild bootstrap (`bootstrap`) is a check. Randomisation inference works with more
+#' than two visits (each visit term and the joint tests get `perm_p`) and with
+#' `trend = "linear"`; a single-arm design has no arms to reassign (an error: use
+#' `bootstrap`). [trial_power()] gives the power of a planned trial.
 #'
 #' **More than two visits (event study).** With `visits = c("Pre", "C1", "C2")` (in time
 #' order; `"all"` takes every visit of the column) the model is
@@ -279,8 +294,9 @@ event_terms <- function(model) {
 #' enter the model; those missing some visits are fitted on the visits they have, listed
 #' in a message and in `attr(result, "missing_visits")`. `fdr` is within each term. With
 #' `bootstrap`, each visit term has its own wild bootstrap p (its null imposed; the same
-#' weights), at the cost of one more pass over the aggregated data per term; the joint
-#' rows have none.
+#' weights), at the cost of one more pass over the aggregated data per term, and the
+#' `joint` and `pre_trend` rows the wild bootstrap p of their Wald F (all their terms'
+#' null imposed, `(1 + #{F* >= F}) / (1 + B)`).
 #'
 #' **Linear trends.** With `visits` and `trend = "linear"`, the model is
 #' `outcome ~ time + time:arm + participant` on the visits' numeric `times` (default 0, 1,
@@ -305,7 +321,8 @@ event_terms <- function(model) {
 #'   gene-set scores; `NULL` for all genes.
 #' @param assay Assay name; default `"logcounts"` if present (`"counts"` for pseudobulk),
 #'   else the first assay.
-#' @param aggregate `"participant_visit"`, `"cell"` or `"pseudobulk"`.
+#' @param aggregate `"participant_visit"`, `"cell"`, `"pseudobulk"` or
+#'   `"participant_visit_celltype"` (participant-visit values per cell type, in one pass).
 #' @param standardize Divide each feature by its SD over the fitted rows.
 #' @param covariates `colData` columns to adjust for. Participant-visit and pseudobulk
 #'   modes average numeric covariates over cells; other covariates must be constant
@@ -334,7 +351,11 @@ event_terms <- function(model) {
 #' @param permutations Randomisation inference over arm assignments: 0 (none), or the
 #'   number of assignments of the treated arm to the participants; when there are at most
 #'   that many distinct assignments (120 for 3 treated of 10), all are used and the test
-#'   is exact. Adds `perm_p` and `perm_fdr`. Two-arm, two-visit designs only.
+#'   is exact. Adds `perm_p` and `perm_fdr`. Two-arm designs only.
+#' @param summary How the cells of a participant-visit are summarised with
+#'   participant-visit aggregation: `"mean"` or `"median"`.
+#' @param boot_interval Bootstrap-t intervals with `bootstrap > 0`: `"symmetric"` or
+#'   `"equal_tailed"` (percentile-t).
 #' @return A results table, one row per feature (and cell type; and term with `visits`):
 #'   `feature`, `estimate` (the DiD), `std_error`, `statistic`, `df`, `p_value`, `log_p`,
 #'   `fdr` (from `p_value`), `conf_low`, `conf_high`, `control_change` and
@@ -1094,6 +1115,8 @@ na_trial_rows <- function(feature_names, fit, model) {
     out$feature <- feature_names[out$feature]
     return(out)
   }
+  # The same columns as the fitted strata it is bound to.
+  if (model$contrast == "did" && model$aggregate != "cell") part$hedges_g <- matrix(NA_real_, n, 3L)
   out <- trial_columns(list(part), fit, model, reason = rep(fit$reason, n))
   out$feature <- feature_names
   out
@@ -1145,8 +1168,8 @@ finish_trial_table <- function(tables, celltype, method, verbose = TRUE) {
 #' @param arm The arm label (e.g. `design$treated`).
 #' @param ... Further arguments of [did_table()], by name: `features`, `assay`,
 #'   `aggregate`, `standardize`, `covariates`, `celltype`, `vcov`, `bootstrap`, `seed`,
-#'   `weights`, `threads`, `BPPARAM`, `verbose`, `conf_level`. Any other argument is an
-#'   error.
+#'   `weights`, `threads`, `BPPARAM`, `verbose`, `conf_level`, `summary`, `boot_interval`.
+#'   Any other argument is an error.
 #' @return A results table as [did_table()] where `estimate` is the mean change. On a
 #'   single-arm design (`trial_design(control = NULL)`) only `arm` needs to occur.
 #' @export

@@ -299,7 +299,9 @@ test_that("randomisation inference equals refitting lm + clubSandwich over every
   }
   expect_equal(res$perm_fdr, p.adjust(res$perm_p, "BH"))
   expect_error(did_table(se, null_design, permutations = -1), "`permutations` must be a single whole number")
-  expect_error(did_table(sce4, design4, visits = c("Pre", "C1", "C2"), permutations = 10), "`permutations`")
+  one <- trial_design("pid", "visit", "arm", "A", baseline = "Pre", followup = "Post")
+  expect_error(did_table(se[, se$arm == "A"], one, permutations = 10),
+               "`permutations` reassigns the arms, and a single-arm design has one: use `bootstrap`")
 })
 
 test_that("with 3 of 10 participants treated, randomisation inference holds its size at 5% and 10%", {
@@ -453,4 +455,172 @@ test_that("cell-level event study equals lm on cells + clubSandwich coef_test an
   expect_equal(r$df[r$term %in% c("C1", "C2")], ct[c("d_C1", "d_C2"), "df_Satt"], tolerance = 1e-8)
   j <- r[r$term == "joint", ]
   expect_equal(c(j$statistic, j$df, j$p_value), c(w$Fstat, w$df_denom, w$p_val), tolerance = 1e-8)
+})
+
+test_that("equal-tailed percentile-t intervals and the joint tests' bootstrap equal refitting lm per draw", {
+  visits <- c("S1", "Pre", "C1", "C2")
+  B <- 19
+  g <- genes4[2]
+  res <- suppressMessages(suppressWarnings(did_table(sce4, design4, features = g, visits = visits, bootstrap = B, seed = 6,
+                                                    conf_level = 0.9, boot_interval = "equal_tailed")))
+  pv <- pv_visits(expr4[g, ], visits, "Pre")
+  units <- sort(unique(pv$participant))
+  w <- sceffects:::boot_weights(B, length(units), 6)
+  cl <- match(pv$participant, units)
+  full <- fit_visits(pv, visits, "Pre")
+  # Draws under a restricted fit without `drop`, each refitted in full.
+  refit_draws <- function(drop, stat) {
+    restricted <- stats::update(full, stats::as.formula(paste(". ~ . -", paste(drop, collapse = " - "))))
+    vapply(seq_len(B), function(b) {
+      pv$ys_star <- fitted(restricted) + w[b, cl] * residuals(restricted)
+      stat(stats::update(full, ys_star ~ ., data = pv))
+    }, 0)
+  }
+  ct <- clubSandwich::coef_test(full, vcov = "CR2", cluster = pv$participant)
+  for (v in c("S1", "C1", "C2")) {
+    term <- paste0("d_", v)
+    t_star <- refit_draws(term, function(f) clubSandwich::coef_test(f, vcov = "CR2", cluster = pv$participant)[term, "tstat"])
+    r <- res[res$term == v, ]
+    # floor(20 * 0.05) = 1st and ceiling(20 * 0.95) = 19th smallest t*.
+    q <- sort(t_star)[c(1, 19)]
+    expect_equal(c(r$boot_conf_low, r$boot_conf_high), r$estimate - rev(q) * r$std_error, tolerance = 1e-8)
+    expect_equal(r$boot_p, (1 + sum(abs(t_star) >= abs(ct[term, "tstat"]) * (1 - 1e-9))) / (1 + B))
+  }
+  for (test in list(joint = c("d_S1", "d_C1", "d_C2"), pre_trend = "d_S1")) {
+    f_star <- refit_draws(test, function(f) htz(f, pv, test)$Fstat)
+    f_obs <- htz(full, pv, test)$Fstat
+    r <- res[res$term == if (length(test) == 3L) "joint" else "pre_trend", ]
+    expect_equal(r$statistic, f_obs, tolerance = 1e-8)
+    expect_equal(r$boot_p, (1 + sum(f_star >= f_obs * (1 - 1e-9))) / (1 + B))
+  }
+  expect_equal(res$boot_fdr[res$term == "joint"], res$boot_p[res$term == "joint"])
+  expect_error(did_table(sce4, design4, features = g, bootstrap = 9, boot_interval = "percentile"),
+               "`boot_interval` must be one of \"symmetric\", \"equal_tailed\"")
+})
+
+test_that("equal-tailed intervals of the pre/post DiD: t* quantiles of a refitted wild bootstrap (CR1 too)", {
+  se <- null_trial(8, 4, 2, seed = 12)
+  B <- 39
+  for (vcov in c("CR2", "CR1")) {
+    sym <- suppressMessages(suppressWarnings(did_table(se, null_design, bootstrap = B, seed = 3, vcov = vcov)))
+    eq <- suppressMessages(suppressWarnings(did_table(se, null_design, bootstrap = B, seed = 3, vcov = vcov,
+                                                     boot_interval = "equal_tailed")))
+    y <- SummarizedExperiment::assay(se)
+    cdn <- as.data.frame(SummarizedExperiment::colData(se))
+    key <- paste(cdn$pid, cdn$visit)
+    pv <- data.frame(pid = tapply(cdn$pid, key, `[`, 1), post = as.numeric(tapply(cdn$visit == "Post", key, `[`, 1)),
+                     trt = as.numeric(tapply(cdn$arm == "A", key, `[`, 1)), y = tapply(y["g1", ], key, mean))
+    pv$d <- pv$post * pv$trt
+    pv$ys <- pv$y / sd(pv$y)
+    units <- sort(unique(pv$pid))
+    w <- sceffects:::boot_weights(B, length(units), 3)
+    restricted <- lm(ys ~ post + factor(pid), data = pv)
+    t_of <- function(f) {
+      if (vcov == "CR2") return(clubSandwich::coef_test(f, vcov = "CR2", cluster = pv$pid)["d", "tstat"])
+      coef(f)["d"] / sqrt(sandwich::vcovCL(f, cluster = pv$pid, type = "HC1")["d", "d"])
+    }
+    t_star <- vapply(seq_len(B), function(b) {
+      pv$ys_star <- fitted(restricted) + w[b, match(pv$pid, units)] * residuals(restricted)
+      t_of(lm(ys_star ~ post + d + factor(pid), data = pv))
+    }, 0)
+    r <- eq[eq$feature == "g1", ]
+    # 95%: floor(40 * 0.025) = 1st, ceiling(40 * 0.975) = 39th smallest t*; symmetric: the 38th |t*|.
+    expect_equal(c(r$boot_conf_low, r$boot_conf_high), r$estimate - sort(t_star)[c(39, 1)] * r$std_error,
+                 tolerance = 1e-8)
+    s1 <- sym[sym$feature == "g1", ]
+    expect_equal(s1$boot_conf_high - s1$estimate, sort(abs(t_star))[38] * s1$std_error, tolerance = 1e-8)
+    expect_equal(eq$boot_p, sym$boot_p)
+  }
+})
+
+test_that("randomisation inference with three visits equals refitting lm + clubSandwich over every assignment", {
+  keep <- cd4$participant %in% c("P1", "P2", "P3", "P7", "P8", "P9", "P10") & cd4$visit %in% c("Pre", "C1", "C2")
+  sub <- sce4[, keep]
+  visits <- c("Pre", "C1", "C2")
+  g <- genes4[1]
+  msg <- paste(testthat::capture_messages(res <- suppressWarnings(did_table(sub, design4, features = g, visits = visits,
+                                                                            permutations = 100))), collapse = "")
+  expect_match(msg, "all 35 assignments of 3 treated among 7 participants")
+  pv <- pv_visits(expr4[g, ], visits, "Pre", keep = keep)
+  units <- sort(unique(pv$participant))
+  stats_of <- function(treated) {
+    pv$trt <- as.numeric(pv$participant %in% treated)
+    for (v in c("C1", "C2")) pv[[paste0("d_", v)]] <- pv[[paste0("v_", v)]] * pv$trt
+    fit <- fit_visits(pv, visits, "Pre")
+    ct <- clubSandwich::coef_test(fit, vcov = "CR2", cluster = pv$participant)
+    c(ct[c("d_C1", "d_C2"), "tstat"], htz(fit, pv, c("d_C1", "d_C2"))$Fstat)
+  }
+  obs <- stats_of(c("P1", "P2", "P3"))
+  all <- apply(utils::combn(units, 3), 2, stats_of)
+  expect_equal(res$perm_p[res$term == "C1"], mean(abs(all[1, ]) >= abs(obs[1]) * (1 - 1e-9)))
+  expect_equal(res$perm_p[res$term == "C2"], mean(abs(all[2, ]) >= abs(obs[2]) * (1 - 1e-9)))
+  expect_equal(res$perm_p[res$term == "joint"], mean(all[3, ] >= obs[3] * (1 - 1e-9)))
+  # A linear trend: the slope difference's t.
+  tr <- suppressMessages(suppressWarnings(did_table(sub, design4, features = g, visits = visits, trend = "linear",
+                                                   permutations = 100)))
+  slope_t <- function(treated) {
+    pv$time <- match(pv$visit, visits) - 1
+    pv$slope_trt <- pv$time * (pv$participant %in% treated)
+    f <- lm(ys ~ time + slope_trt + factor(participant), data = pv, weights = n)
+    clubSandwich::coef_test(f, vcov = "CR2", cluster = pv$participant)["slope_trt", "tstat"]
+  }
+  t_all <- apply(utils::combn(units, 3), 2, slope_t)
+  expect_equal(tr$perm_p, mean(abs(t_all) >= abs(slope_t(c("P1", "P2", "P3"))) * (1 - 1e-9)))
+})
+
+test_that("participant_visit_celltype: one pass, the same rows as one fit per cell type", {
+  types <- c("CD8 T cell", "Monocyte/Macrophage", "B cell")
+  visits <- c("Pre", "C1", "C2")
+  a <- suppressMessages(suppressWarnings(did_table(sce4, design4, features = genes4, visits = visits,
+                                                  aggregate = "participant_visit_celltype", celltype = types)))
+  expect_setequal(unique(a$celltype), types)
+  for (ct in types) {
+    one <- suppressMessages(suppressWarnings(did_table(sce4[, cd4$cell_type == ct], design4, features = genes4,
+                                                      visits = visits)))
+    got <- a[a$celltype == ct, ]
+    expect_equal(got$estimate, one$estimate, tolerance = 1e-12)
+    expect_equal(got$p_value, one$p_value, tolerance = 1e-12)
+    expect_equal(got$fdr, one$fdr)
+  }
+  for (tm in unique(a$term)) expect_equal(a$fdr_overall[a$term == tm], stats::p.adjust(a$p_value[a$term == tm], "BH"))
+  # All cell types by default; two-visit bootstrap per cell type equals the separate fit.
+  b <- suppressMessages(suppressWarnings(did_table(sce4, design4, features = genes4[1:2],
+                                                  aggregate = "participant_visit_celltype", bootstrap = 19, seed = 1)))
+  expect_setequal(unique(b$celltype), sort(unique(cd4$cell_type)))
+  cd8 <- suppressMessages(suppressWarnings(did_table(sce4[, cd4$cell_type == "CD8 T cell"], design4, features = genes4[1:2],
+                                                    bootstrap = 19, seed = 1)))
+  expect_equal(b$boot_p[b$celltype == "CD8 T cell"], cd8$boot_p)
+  expect_equal(b$hedges_g[b$celltype == "CD8 T cell"], cd8$hedges_g)
+  no_type <- trial_design("participant", "visit", "response", "Responder", "Non-responder", baseline = "Pre", followup = "C1")
+  expect_error(did_table(sce4, no_type, aggregate = "participant_visit_celltype"),
+               "`aggregate = \"participant_visit_celltype\"` needs a design with a `celltype` column")
+})
+
+test_that("the median aggregate equals lm on participant-visit medians (zeros counted) + clubSandwich", {
+  visits <- c("Pre", "C1", "C2")
+  res <- suppressMessages(suppressWarnings(did_table(sce4, design4, features = genes4, visits = visits, summary = "median")))
+  dense <- suppressMessages(suppressWarnings(did_table(
+    SingleCellExperiment::SingleCellExperiment(list(logcounts = as.matrix(expr4[genes4, ])), colData = SummarizedExperiment::colData(sce4)),
+    design4, visits = visits, summary = "median")))
+  expect_equal(dense$estimate, res$estimate, tolerance = 1e-12)
+  for (g in genes4) {
+    y <- as.numeric(expr4[g, ])
+    pv <- pv_visits(y, visits, "Pre")
+    key <- paste(cd4$participant, cd4$visit)
+    pv$y <- tapply(y, key, stats::median)[paste(pv$participant, pv$visit)]
+    pv$ys <- pv$y / stats::sd(pv$y)
+    fit <- fit_visits(pv, visits, "Pre")
+    check_event_rows(res, g, pv, fit, visits, "Pre")
+  }
+  # Medians differ from means here (most values are zeros).
+  means <- suppressMessages(suppressWarnings(did_table(sce4, design4, features = genes4, visits = visits)))
+  expect_false(isTRUE(all.equal(means$estimate, res$estimate)))
+  expect_error(did_table(sce4, design4, aggregate = "cell", summary = "median"),
+               "`summary = \"median\"` summarises the cells of each participant-visit")
+  expect_error(did_table(sce4, design4, summary = "mode"), "`summary` must be one of")
+  bad <- sce4[genes4, ]
+  m <- SingleCellExperiment::logcounts(bad)
+  m@x[1] <- NA
+  SingleCellExperiment::logcounts(bad) <- m
+  expect_error(did_table(bad, design4, summary = "median"), "`x` contains infinite or missing values")
 })

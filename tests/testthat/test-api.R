@@ -74,7 +74,7 @@ test_that("seed = NULL follows set.seed(); a number fixes the result; the user's
   expect_identical(.Random.seed, before)
   defaults <- function(f) formals(f)$seed
   for (f in list(did_table, diff_abundance, diff_expression, gsea, gsea_did, simulate_trial,
-                 simulate_manifold, abundance_did)) {
+                 simulate_manifold, abundance_did, trial_power)) {
     expect_null(defaults(f))
   }
 })

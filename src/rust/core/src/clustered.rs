@@ -728,22 +728,25 @@ impl ClusterFit {
                 v[rank as usize - 1]
             }
         };
+        // Ranks within 1e-9 of a whole number are that number: (B + 1) * level is often
+        // one in exact arithmetic (20 * 0.05) but not in floating point.
         let n1 = (valid + 1) as f64;
+        let (up, down) = (|x: f64| (x - 1e-9).ceil(), |x: f64| (x + 1e-9).floor());
         let mut abs_t: Vec<f64> = t_draws.iter().map(|t| t.abs()).collect();
         abs_t.sort_by(f64::total_cmp);
         t_draws.sort_by(f64::total_cmp);
         BootResult {
             p,
-            crit: order_stat(&abs_t, (n1 * level).ceil(), f64::INFINITY, f64::INFINITY),
+            crit: order_stat(&abs_t, up(n1 * level), f64::INFINITY, f64::INFINITY),
             t_low: order_stat(
                 &t_draws,
-                (n1 * (1.0 - level) / 2.0).floor(),
+                down(n1 * (1.0 - level) / 2.0),
                 f64::NEG_INFINITY,
                 f64::NEG_INFINITY,
             ),
             t_high: order_stat(
                 &t_draws,
-                (n1 * (1.0 + level) / 2.0).ceil(),
+                up(n1 * (1.0 + level) / 2.0),
                 f64::INFINITY,
                 f64::INFINITY,
             ),

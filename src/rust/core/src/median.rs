@@ -156,8 +156,8 @@ mod tests {
         let value = |f: usize, j: usize| -> f64 {
             let k = (f * 31 + j * 17) % 11;
             match k {
-                0 | 1 => -(k as f64 + 0.5 + f as f64 * 1e-3),
-                2 | 3 | 4 => k as f64 * 0.7 + j as f64 * 1e-2,
+                0..=1 => -(k as f64 + 0.5 + f as f64 * 1e-3),
+                2..=4 => k as f64 * 0.7 + j as f64 * 1e-2,
                 _ => 0.0,
             }
         };

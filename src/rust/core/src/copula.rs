@@ -138,7 +138,7 @@ pub fn hermite_coefficients(m: Marginal, n_terms: usize) -> Vec<f64> {
     // point mass at 0 that the cdf includes).
     let k0 = if m.zero > TAIL { 0.0 } else { m.quantile(TAIL) };
     let k_hi = m.quantile(1.0 - TAIL);
-    if !(k_hi > k0) {
+    if k_hi.is_nan() || k0.is_nan() || k_hi <= k0 {
         return a; // (almost) a point mass: the score carries no information
     }
     let stride = ((k_hi - k0) / MAX_CUTS).ceil().max(1.0);

@@ -108,13 +108,22 @@ pub fn simulate(
     draw: u64,
 ) -> Vec<f64> {
     let g = n_genes.max(1);
+    // Row i of each factor made contiguous (its transpose, column-major), for the products.
+    let rows: Vec<f64> = l
+        .chunks(g * g)
+        .flat_map(|lk| (0..g * g).map(move |k| lk[(k / g) + (k % g) * g]))
+        .collect();
     let mut out = vec![0.0; mu.len()];
     out.par_chunks_mut(g).enumerate().for_each(|(j, col)| {
         let mut s = rng::stream(seed, &[1, draw, j as u64]);
         let e: Vec<f64> = (0..g).map(|_| s.sample(StandardNormal)).collect();
-        let lj = &l[level[j] * g * g..(level[j] + 1) * g * g];
+        let lj = &rows[level[j] * g * g..(level[j] + 1) * g * g];
         for (i, y) in col.iter_mut().enumerate() {
-            let z: f64 = (0..=i).map(|c| lj[i + c * g] * e[c]).sum();
+            let z: f64 = lj[i * g..=i * g + i]
+                .iter()
+                .zip(&e)
+                .map(|(a, b)| a * b)
+                .sum();
             let u = norm_cdf(z, Tail::Lower, false).clamp(1e-300, 1.0 - 1e-16);
             *y = marginal(mu, size, zero, g, i + j * g).quantile(u);
         }
@@ -134,19 +143,23 @@ const MAX_CUTS: f64 = 2000.0;
 /// between genes), so the coefficients give the attenuation of any latent correlation.
 pub fn hermite_coefficients(m: Marginal, n_terms: usize) -> Vec<f64> {
     let mut a = vec![0.0; n_terms];
-    // The counts from the lower TAIL quantile up to the upper one (zero inflation is a
-    // point mass at 0 that the cdf includes).
-    let k0 = if m.zero > TAIL { 0.0 } else { m.quantile(TAIL) };
-    let k_hi = m.quantile(1.0 - TAIL);
-    if k_hi.is_nan() || k0.is_nan() || k_hi <= k0 {
+    // The counts from the lower TAIL quantile up (zero inflation is a point mass at 0
+    // that the cdf includes); quantiles are searched only when the lower tail is needed.
+    let f0 = m.cdf(0.0);
+    if f0 >= 1.0 - TAIL || !f0.is_finite() {
         return a; // (almost) a point mass: the score carries no information
     }
-    let stride = ((k_hi - k0) / MAX_CUTS).ceil().max(1.0);
+    let k0 = if f0 >= TAIL { 0.0 } else { m.quantile(TAIL) };
+    let sd = (m.mu + m.mu * m.mu / m.size).sqrt();
+    let stride = ((m.mu + 8.0 * sd - k0) / MAX_CUTS).ceil().max(1.0);
+    // A bound on the walk, should rounding keep the accumulated cdf below 1 - TAIL.
+    let k_hi = k0 + m.mu + 40.0 * sd + 10.0;
     let mut f = m.cdf(k0);
-    let mut pmf = (1.0 - m.zero) * (nb_cdf(k0, m.mu, m.size) - nb_cdf(k0 - 1.0, m.mu, m.size));
-    if k0 == 0.0 {
-        pmf = (1.0 - m.zero) * nb_cdf(0.0, m.mu, m.size);
-    }
+    let mut pmf = if k0 == 0.0 {
+        (1.0 - m.zero) * nb_cdf(0.0, m.mu, m.size)
+    } else {
+        (1.0 - m.zero) * (nb_cdf(k0, m.mu, m.size) - nb_cdf(k0 - 1.0, m.mu, m.size))
+    };
     let mut cuts: Vec<f64> = Vec::new();
     let mut probs: Vec<f64> = Vec::new();
     let mut k = k0;

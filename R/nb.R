@@ -301,8 +301,10 @@ print.sceffects_nb <- function(x, ...) {
 #'   cells x `nsim` doubles) exceed the available memory is refused before drawing.
 #' @param seed Seed of the simulation (the user's random state is left untouched).
 #' @param copula For `simulate()`: `NULL` (genes independent), or an [nb_copula()] of
-#'   this fit: counts with the fitted marginals and its gene-gene correlation (drawn by
-#'   the core from seeded streams: the same for a seed whatever `threads`).
+#'   this fit (or of an [edit_fit()] of it): counts with the copula's marginals (`"nb"`,
+#'   `"poisson"` or `"zinb"`, means and sizes from `object`) and its gene-gene
+#'   correlation, per level of its `group` when it has one (drawn by the core from seeded
+#'   streams with `rand_distr` normals: the same for a seed whatever `threads`).
 #' @param threads For `simulate()` with a copula: threads of the core.
 #' @param contrast For `summary()`: `NULL` (a test of each coefficient), or hypotheses
 #'   about the coefficients of `component` (the mean unless given), as in [contrast()],
@@ -515,7 +517,7 @@ simulate.sceffects_nb <- function(object, nsim = 1, seed = NULL, newdata = NULL,
   size[object$status == 2L, ] <- 1
   ok <- !is.na(mu) & !is.na(size)
   if (!is.null(copula)) {
-    sims <- lapply(simulate_copula(object, copula, mu, size, nsim, seed, threads), nb_counts_as_input, object, newdata)
+    sims <- lapply(simulate_copula(object, copula, mu, size, newdata, nsim, seed, threads), nb_counts_as_input, object, newdata)
     return(if (nsim == 1L) sims[[1L]] else sims)
   }
   draw <- function() {

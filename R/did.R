@@ -540,8 +540,7 @@ trial_features <- function(x, features, assay, aggregate) {
     score_src <- numeric_features(sm, "colData features")
   }
   lib_size <- if (aggregate == "pseudobulk") {
-    full <- se_assay(x, assay, "x")
-    if (is(full, "dgCMatrix")) Matrix::colSums(full) else if (is(full, "DelayedArray")) DelayedArray::colSums(full) else colSums(full)
+    source_column_sums(numeric_features(se_assay(x, assay, "x"), "x", check_values = FALSE))
   }
   list(sources = Filter(Negate(is.null), list(gene_src, score_src)), lib_size = lib_size)
 }
@@ -709,7 +708,10 @@ trial_fit_source <- function(s, fit, model) {
   boot <- boot_weights(model$bootstrap, length(unique(fit$cluster)), model$seed)
   assignments <- if (isTRUE(model$permutations > 0L)) arm_assignments(fit, model)
   event <- model$contrast == "event"
-  one <- function(rows) {
+  # Participant-visit values first, in one pass over the cells (a TENx file by column
+  # blocks); workers then receive only their block of that small matrix.
+  if (model$aggregate != "cell") s <- trial_aggregate(s, fit, model)
+  one <- function(rows, s) {
     m <- trial_rows(s, rows, fit, model)
     part <- rs_cluster_fit(m, fit$x, fit$weights, fit$cluster, max(fit$cluster), fit$coefs,
                            model$vcov, if (!event) boot, model$standardize, model$threads, fit$joint,
@@ -728,8 +730,9 @@ trial_fit_source <- function(s, fit, model) {
     if (model$contrast == "did" && model$aggregate != "cell") part$hedges_g <- hedges_g(m, fit, model$conf_level)
     part
   }
-  chunks <- plan_chunks(s$n_features, BPPARAM = model$BPPARAM, delayed = s$kind == "delayed")
-  parts <- run_chunks(chunks, one, model$BPPARAM, "Fitting difference in differences")
+  chunks <- plan_chunks(s$n_features, BPPARAM = model$BPPARAM, delayed = s$kind == "delayed",
+                        n_samples = s$n_samples, chunk_rows = s$recipe$chunk_rows)
+  parts <- run_chunks(chunks, one, model$BPPARAM, "Fitting difference in differences", src = s)
   if (model$contrast == "event") event_columns(parts, fit, model) else trial_columns(parts, fit, model)
 }
 
@@ -812,20 +815,29 @@ permutation_p <- function(m, fit, model, t_obs, assignments) {
   p
 }
 
-# The analysis matrix of features `rows`: aggregated participant-visit values (dense,
-# small), or the cells themselves (sparse stays sparse).
+# The analysis matrix of features `rows`: aggregated participant-visit values (see
+# trial_aggregate()), or the cells themselves (sparse stays sparse).
 trial_rows <- function(s, rows, fit, model) {
   data <- feature_rows(s, rows)
-  if (model$aggregate == "cell") {
-    cols <- which(fit$group > 0)
-    return(if (length(cols) < ncol(data)) data[, cols, drop = FALSE] else data)
-  }
-  sums <- group_sums(data, fit$group, fit$n_groups, model$threads)
-  if (model$aggregate == "pseudobulk") {
+  if (model$aggregate != "cell") return(data)
+  cols <- which(fit$group > 0)
+  if (length(cols) < ncol(data)) data[, cols, drop = FALSE] else data
+}
+
+# The source's features aggregated per participant-visit, as a small dense source:
+# means of cells, or log-CPM of pseudobulk counts. One pass over the cells.
+trial_aggregate <- function(s, fit, model) {
+  sums <- source_group_sums(s, fit$group, fit$n_groups, model$threads, model$BPPARAM)
+  values <- if (model$aggregate == "pseudobulk") {
     lib <- as.numeric(tapply(fit$lib_size[fit$group > 0], factor(fit$group[fit$group > 0], seq_len(fit$n_groups)), sum))
-    return(log1p(sweep(sums, 2L, pmax(lib, 1e-300), `/`) * 1e6))
+    log1p(sweep(sums, 2L, pmax(lib, 1e-300), `/`) * 1e6)
+  } else {
+    sweep(sums, 2L, fit$obs$n_cells, `/`)
   }
-  sweep(sums, 2L, fit$obs$n_cells, `/`)
+  dimnames(values) <- NULL
+  structure(list(data = values, kind = "dense", names = s$names, n_features = nrow(values),
+                 n_samples = ncol(values), samples = NULL, arg = s$arg, allow_na = FALSE),
+            class = "sceffects_features")
 }
 
 # Sums of each feature over groups of cells (`group` 1-based, 0 = left out) by the core,
@@ -1128,14 +1140,11 @@ between_arm <- function(x, design, visit, features = NULL, assay = NULL, method 
     group[!keep] <- 0L
     # Each participant's arm from its analysed cells (its first cell may be in another arm).
     treated <- cells$treated[keep][match(units, cells$participant[keep])] == 1L
-    # A DelayedArray is read in chunks of features, never realised whole.
+    # One pass over the cells; on-disk input in its own blocks.
     means <- do.call(rbind, lapply(src$sources, function(s) {
-      chunks <- plan_chunks(s$n_features, BPPARAM = BPPARAM, delayed = s$kind == "delayed")
-      do.call(rbind, run_chunks(chunks, function(rows) {
-        sums <- group_sums(feature_rows(s, rows), group, length(units), threads)
-        rownames(sums) <- s$names[rows]
-        sweep(sums, 2L, tabulate(group, length(units)), `/`)
-      }, BPPARAM, "Averaging participants"))
+      sums <- source_group_sums(s, group, length(units), threads, BPPARAM)
+      rownames(sums) <- s$names
+      sweep(sums, 2L, tabulate(group, length(units)), `/`)
     }))
     tab <- between_tests(means, treated, method, threads)
     if (!is.null(celltype)) tab <- cbind(celltype = ct, tab, stringsAsFactors = FALSE)

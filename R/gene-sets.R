@@ -142,16 +142,19 @@ moments_step <- function(threads) {
 weighted_feature_sums <- function(src, rows, weights, threads, BPPARAM = NULL) {
   if (!length(rows)) return(matrix(0, src$n_samples, ncol(weights)))
   if (is_tenx(src)) {
-    parts <- tenx_pass(subset_source(src, rows)$recipe, weighted_sum_step(weights, threads), NULL, BPPARAM,
+    parts <- tenx_pass(subset_source(src, rows)$recipe, weighted_sum_step(weights, threads, all_rows = TRUE), NULL, BPPARAM,
                        "Scoring cells", bytes_per_column = 8 * ncol(weights))
     return(do.call(rbind, parts))
   }
   row_blocks(src, rows, weighted_sum_step(weights, threads), `+`, BPPARAM = BPPARAM)
 }
 
-weighted_sum_step <- function(weights, threads) {
+# The weighted sums of one block: of features `k` (a row block), or of all rows of
+# `weights` (a column block, whose second argument is its columns).
+weighted_sum_step <- function(weights, threads, all_rows = FALSE) {
   force(weights)
   force(threads)
+  if (all_rows) return(function(block, cols) rs_feature_weighted_sums(block, weights, threads))
   function(block, k) rs_feature_weighted_sums(block, weights[k, , drop = FALSE], threads)
 }
 

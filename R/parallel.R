@@ -96,18 +96,21 @@ run_chunks <- function(chunks, one, BPPARAM, label, src = NULL) {
     return(with_progress(length(chunks), label, function(k) one(chunks[[k]], src)))
   }
   if (is.null(src)) return(BiocParallel::bplapply(chunks, one, BPPARAM = BPPARAM))
+  one <- without_sources(one)
+  # `one` travels inside each task, not through bplapply's `...` (which SnowParam workers
+  # of BiocParallel 1.32 keep passing to later calls).
   tasks <- lapply(chunks, function(rows) {
     piece <- subset_source(src, rows, realise = TRUE)
     piece$chunk <- rows
-    piece
+    list(piece = piece, one = one)
   })
-  BiocParallel::bplapply(tasks, run_shipped, one = without_sources(one), BPPARAM = BPPARAM)
+  BiocParallel::bplapply(tasks, run_shipped, BPPARAM = BPPARAM)
 }
 
 # A worker's task: its block opened (read from the file for a recipe), then `one`.
-run_shipped <- function(piece, one) {
-  piece <- open_source(piece)
-  one(seq_len(piece$n_features), piece)
+run_shipped <- function(task) {
+  piece <- open_source(task$piece)
+  task$one(seq_len(piece$n_features), piece)
 }
 
 # `f` with an environment that holds no feature source, so that serialising it for a

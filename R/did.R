@@ -321,7 +321,10 @@ event_terms <- function(model) {
 #'   number generator, so `set.seed()` before the call makes it reproducible; a number fixes it.
 #' @param weights Participant-visit weights: `"cells"` (cell counts) or `"equal"`.
 #' @param threads Number of threads (default `getOption("sceffects.threads", 2)`).
-#' @param BPPARAM Optional BiocParallel parameter: features are split across its workers.
+#' @param BPPARAM Optional BiocParallel parameter: features are split across its workers,
+#'   each receiving only its block (of a TENx file, a range of cells to sum).
+#'   `aggregate = "participant_visit"` and `"pseudobulk"` are one pass over the cells: on a
+#'   TENx / HDF5 file, one streaming read in blocks of `options(sceffects.block_memory)`.
 #' @param verbose Show messages (left-out cells and participants, dropped covariates)?
 #'   Default `getOption("sceffects.verbose", TRUE)`.
 #' @param visits `NULL` (the two visits of the design), or the visits of an event study in

@@ -20,7 +20,9 @@
 #'   columns are never overwritten: a set named like one is an error (rename the set).
 #' @param threads Number of threads.
 #' @param BPPARAM `NULL` (run here) or a BiocParallel parameter object: the genes of the sets
-#'   are split across its workers, whose partial scores are summed.
+#'   are split across its workers, whose partial scores are summed (a TENx file: its cells
+#'   are split, each worker reading its range). On a TENx file `"mean"` is one pass over
+#'   the cells and `"zmean"` two (gene moments, then scores).
 #' @param verbose Show messages (scores replaced in `colData`)? `FALSE`, or
 #'   `options(sceffects.verbose = FALSE)` for the session, silences them.
 #' @return `x` with score columns (and the report in `S4Vectors::metadata(x)$gene_set_scores`),

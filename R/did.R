@@ -338,7 +338,10 @@ event_terms <- function(model) {
 #'   number generator, so `set.seed()` before the call makes it reproducible; a number fixes it.
 #' @param weights Participant-visit weights: `"cells"` (cell counts) or `"equal"`.
 #' @param threads Number of threads (default `getOption("sceffects.threads", 2)`).
-#' @param BPPARAM Optional BiocParallel parameter: features are split across its workers.
+#' @param BPPARAM Optional BiocParallel parameter: features are split across its workers,
+#'   each receiving only its block (of a TENx file, a range of cells to sum).
+#'   `aggregate = "participant_visit"` and `"pseudobulk"` are one pass over the cells: on a
+#'   TENx / HDF5 file, one streaming read in blocks of `options(sceffects.block_memory)`.
 #' @param verbose Show messages (left-out cells and participants, dropped covariates)?
 #'   Default `getOption("sceffects.verbose", TRUE)`.
 #' @param visits `NULL` (the two visits of the design), or the visits of an event study in
@@ -582,8 +585,7 @@ trial_features <- function(x, features, assay, aggregate) {
     score_src <- numeric_features(sm, "colData features")
   }
   lib_size <- if (aggregate == "pseudobulk") {
-    full <- se_assay(x, assay, "x")
-    if (is(full, "dgCMatrix")) Matrix::colSums(full) else if (is(full, "DelayedArray")) DelayedArray::colSums(full) else colSums(full)
+    source_column_sums(numeric_features(se_assay(x, assay, "x"), "x", check_values = FALSE))
   }
   list(sources = Filter(Negate(is.null), list(gene_src, score_src)), lib_size = lib_size)
 }
@@ -758,23 +760,25 @@ boot_weights <- function(n_draws, n_clusters, seed) {
   with_seed(resolve_seed(seed), matrix(sample(values, n_draws * n_clusters, replace = TRUE), n_draws, n_clusters))
 }
 
-# Fits one feature source for every fitted stratum: each block of features is read once,
-# aggregated over the participant-visits of all strata at once (unless cell level), and the
-# core fits each stratum's columns. One table per stratum.
+# Fits one feature source for every fitted stratum. Unless cell level, the participant-
+# visits of all strata are aggregated first, in one pass over the cells (a TENx file by
+# column blocks); workers then receive only their block of that small matrix, and the core
+# fits each stratum's columns. One table per stratum.
 trial_fit_source <- function(s, fits, model) {
   boots <- lapply(fits, function(f) boot_weights(model$bootstrap, max(f$cluster), model$seed))
   assignments <- lapply(fits, function(f) if (isTRUE(model$permutations > 0L)) arm_assignments(f, model))
   shared <- if (model$aggregate != "cell") shared_groups(fits)
-  one <- function(rows) {
+  if (!is.null(shared)) s <- trial_aggregate(s, shared, model)
+  one <- function(rows, s) {
     data <- feature_rows(s, rows)
-    agg <- if (!is.null(shared)) aggregate_cells(data, shared, model)
     lapply(seq_along(fits), function(i) {
-      m <- if (is.null(agg)) cell_rows(data, fits[[i]]) else agg[, shared$columns[[i]], drop = FALSE]
+      m <- if (is.null(shared)) cell_rows(data, fits[[i]]) else data[, shared$columns[[i]], drop = FALSE]
       fit_block(m, fits[[i]], model, boots[[i]], assignments[[i]])
     })
   }
-  chunks <- plan_chunks(s$n_features, BPPARAM = model$BPPARAM, delayed = s$kind == "delayed")
-  parts <- run_chunks(chunks, one, model$BPPARAM, "Fitting difference in differences")
+  chunks <- plan_chunks(s$n_features, BPPARAM = model$BPPARAM, delayed = s$kind == "delayed",
+                        n_samples = s$n_samples, chunk_rows = s$recipe$chunk_rows)
+  parts <- run_chunks(chunks, one, model$BPPARAM, "Fitting difference in differences", src = s)
   lapply(seq_along(fits), function(i) {
     p <- lapply(parts, `[[`, i)
     if (model$contrast == "event") event_columns(p, fits[[i]], model) else trial_columns(p, fits[[i]], model)
@@ -918,17 +922,31 @@ cell_rows <- function(data, fit) {
   if (length(cols) < ncol(data)) data[, cols, drop = FALSE] else data
 }
 
-# Participant-visit values of every feature of a block over the shared groups: means (or
-# medians) of the cells, or log1p(CPM) of the summed counts for pseudobulk.
-aggregate_cells <- function(data, shared, model) {
-  if (identical(model$summary, "median")) return(group_medians(data, shared$group, shared$n_groups, model$threads))
-  sums <- group_sums(data, shared$group, shared$n_groups, model$threads)
-  if (model$aggregate == "pseudobulk") {
-    in_group <- shared$group > 0
-    lib <- as.numeric(tapply(shared$lib_size[in_group], factor(shared$group[in_group], seq_len(shared$n_groups)), sum))
-    return(log1p(sweep(sums, 2L, pmax(lib, 1e-300), `/`) * 1e6))
+# The source's features aggregated per participant-visit of every stratum (the shared
+# groups), as a small dense source: means (or medians) of the cells, or log1p(CPM) of the
+# summed counts for pseudobulk. Sums are one pass over the cells (a TENx file by column
+# blocks); medians need each feature's cells together, so they read blocks of features.
+trial_aggregate <- function(s, shared, model) {
+  values <- if (identical(model$summary, "median")) {
+    chunks <- plan_chunks(s$n_features, delayed = s$kind == "delayed", n_samples = s$n_samples,
+                          chunk_rows = s$recipe$chunk_rows)
+    do.call(rbind, run_chunks(chunks, function(rows, s) {
+      group_medians(feature_rows(s, rows), shared$group, shared$n_groups, model$threads, s$arg)
+    }, NULL, "Taking medians per participant-visit", src = s))
+  } else {
+    sums <- source_group_sums(s, shared$group, shared$n_groups, model$threads, model$BPPARAM)
+    if (model$aggregate == "pseudobulk") {
+      in_group <- shared$group > 0
+      lib <- as.numeric(tapply(shared$lib_size[in_group], factor(shared$group[in_group], seq_len(shared$n_groups)), sum))
+      log1p(sweep(sums, 2L, pmax(lib, 1e-300), `/`) * 1e6)
+    } else {
+      sweep(sums, 2L, shared$n_cells, `/`)
+    }
   }
-  sweep(sums, 2L, shared$n_cells, `/`)
+  dimnames(values) <- NULL
+  structure(list(data = values, kind = "dense", names = s$names, n_features = nrow(values),
+                 n_samples = ncol(values), samples = NULL, arg = s$arg, allow_na = FALSE),
+            class = "sceffects_features")
 }
 
 # Medians of each feature over groups of cells, by the core (a dgCMatrix's zeros are
@@ -1259,14 +1277,11 @@ between_arm <- function(x, design, visit, features = NULL, assay = NULL, method 
     group[!keep] <- 0L
     # Each participant's arm from its analysed cells (its first cell may be in another arm).
     treated <- cells$treated[keep][match(units, cells$participant[keep])] == 1L
-    # A DelayedArray is read in chunks of features, never realised whole.
+    # One pass over the cells; on-disk input in its own blocks.
     means <- do.call(rbind, lapply(src$sources, function(s) {
-      chunks <- plan_chunks(s$n_features, BPPARAM = BPPARAM, delayed = s$kind == "delayed")
-      do.call(rbind, run_chunks(chunks, function(rows) {
-        sums <- group_sums(feature_rows(s, rows), group, length(units), threads)
-        rownames(sums) <- s$names[rows]
-        sweep(sums, 2L, tabulate(group, length(units)), `/`)
-      }, BPPARAM, "Averaging participants"))
+      sums <- source_group_sums(s, group, length(units), threads, BPPARAM)
+      rownames(sums) <- s$names
+      sweep(sums, 2L, tabulate(group, length(units)), `/`)
     }))
     tab <- between_tests(means, treated, method, threads)
     if (!is.null(celltype)) tab <- cbind(celltype = ct, tab, stringsAsFactors = FALSE)

@@ -20,7 +20,9 @@
 #'   columns are never overwritten: a set named like one is an error (rename the set).
 #' @param threads Number of threads.
 #' @param BPPARAM `NULL` (run here) or a BiocParallel parameter object: the genes of the sets
-#'   are split across its workers, whose partial scores are summed.
+#'   are split across its workers, whose partial scores are summed (a TENx file: its cells
+#'   are split, each worker reading its range). On a TENx file `"mean"` is one pass over
+#'   the cells and `"zmean"` two (gene moments, then scores).
 #' @param verbose Show messages (scores replaced in `colData`)? `FALSE`, or
 #'   `options(sceffects.verbose = FALSE)` for the session, silences them.
 #' @return `x` with score columns (and the report in `S4Vectors::metadata(x)$gene_set_scores`),
@@ -122,34 +124,60 @@ check_genes_in_rows <- function(src, sets) {
 }
 
 # Sum and sum of squares of features `rows` over all samples, each shifted by its third
-# column.
+# column. A TENx file: one pass over its column blocks (sparse sums are not shifted, so
+# they add up over blocks).
 feature_moments <- function(src, rows, threads, BPPARAM = NULL) {
   if (!length(rows)) return(matrix(0, 0, 3))
-  row_blocks(src, rows, function(block) rs_feature_moments(block, threads), rbind, BPPARAM = BPPARAM)
+  if (is_tenx(src)) {
+    return(tenx_pass(subset_source(src, rows)$recipe, moments_step(threads), `+`, BPPARAM, "Reading gene moments"))
+  }
+  row_blocks(src, rows, function(block, k) rs_feature_moments(block, threads), rbind, BPPARAM = BPPARAM)
 }
 
-# t(x[rows, ]) %*% weights, summed over row blocks.
+moments_step <- function(threads) {
+  force(threads)
+  function(block, cols) rs_feature_moments(block, threads)
+}
+
+# t(x[rows, ]) %*% weights, summed over row blocks; a TENx file gives the scores of each
+# column block in one pass.
 weighted_feature_sums <- function(src, rows, weights, threads, BPPARAM = NULL) {
   if (!length(rows)) return(matrix(0, src$n_samples, ncol(weights)))
-  row_blocks(src, rows, function(block, k) rs_feature_weighted_sums(block, weights[k, , drop = FALSE], threads),
-             `+`, with_index = TRUE, BPPARAM = BPPARAM)
+  if (is_tenx(src)) {
+    parts <- tenx_pass(subset_source(src, rows)$recipe, weighted_sum_step(weights, threads, all_rows = TRUE), NULL, BPPARAM,
+                       "Scoring cells", bytes_per_column = 8 * ncol(weights))
+    return(do.call(rbind, parts))
+  }
+  row_blocks(src, rows, weighted_sum_step(weights, threads), `+`, BPPARAM = BPPARAM)
 }
 
-# Applies `fun` to features `rows` of a source, in blocks for DelayedArray (whole otherwise)
-# or across the workers of `BPPARAM`, combining results with `combine`. Here, parts are
-# combined as they come, so only one is held at a time.
-row_blocks <- function(src, rows, fun, combine, with_index = FALSE, BPPARAM = NULL) {
-  chunks <- plan_chunks(length(rows), BPPARAM = BPPARAM, delayed = src$kind == "delayed")
-  one <- function(k) {
-    block <- feature_rows(src, rows[k])
-    if (with_index) fun(block, k) else fun(block)
-  }
+# The weighted sums of one block: of features `k` (a row block), or of all rows of
+# `weights` (a column block, whose second argument is its columns).
+weighted_sum_step <- function(weights, threads, all_rows = FALSE) {
+  force(weights)
+  force(threads)
+  if (all_rows) return(function(block, cols) rs_feature_weighted_sums(block, weights, threads))
+  function(block, k) rs_feature_weighted_sums(block, weights[k, , drop = FALSE], threads)
+}
+
+# Whether a source is a TENx file read by the block reader.
+is_tenx <- function(src) !is.null(src$recipe) && src$recipe$format == "tenx"
+
+# Applies `fun(block, k)` to features `rows[k]` of a source, in blocks for DelayedArray
+# (whole otherwise) or across the workers of `BPPARAM` (each gets only its block),
+# combining results with `combine` as they come, so only one is held at a time.
+row_blocks <- function(src, rows, fun, combine, BPPARAM = NULL) {
+  sub <- subset_source(src, rows)
+  chunks <- plan_chunks(length(rows), BPPARAM = BPPARAM, delayed = sub$kind == "delayed",
+                        n_samples = sub$n_samples, chunk_rows = sub$recipe$chunk_rows)
+  # On a worker the piece's rows are numbered from 1; `piece$chunk` holds their indices here.
+  one <- function(k, piece) fun(feature_rows(piece, k), piece$chunk %||% k)
   if (!is.null(BPPARAM) && length(chunks) > 1L) {
-    return(Reduce(combine, BiocParallel::bplapply(chunks, one, BPPARAM = BPPARAM)))
+    return(Reduce(combine, run_chunks(chunks, one, BPPARAM, "", src = sub)))
   }
   out <- NULL
   for (k in chunks) {
-    part <- one(k)
+    part <- one(k, sub)
     out <- if (is.null(out)) part else combine(out, part)
   }
   out

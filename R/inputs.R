@@ -110,7 +110,8 @@ numeric_features <- function(x, arg, assay = NULL, allow_na = FALSE, frame = "re
   check_feature_names(rownames(x), arg)
   if (check_values) check_finite(x, kind, arg, allow_na)
   structure(list(data = x, kind = kind, names = rownames(x), n_features = nrow(x),
-                 n_samples = ncol(x), samples = colnames(x), arg = arg, allow_na = allow_na),
+                 n_samples = ncol(x), samples = colnames(x), arg = arg, allow_na = allow_na,
+                 recipe = if (kind == "delayed") disk_recipe(x)),
             class = "sceffects_features")
 }
 
@@ -169,14 +170,22 @@ read_block <- function(src, rows) {
   block <- switch(src$kind,
     dense = src$data[rows, , drop = FALSE],
     sparse = rs_csc_row_block(src$data, min(rows) - 1L, max(rows)),
-    delayed = {
-      b <- as.matrix(src$data[rows, , drop = FALSE])
-      check_block_values(b, src$arg, allow_na = isTRUE(src$allow_na))
-      b
-    })
+    delayed = read_delayed_rows(src, rows))
   storage.mode(block) <- "double"
   dimnames(block) <- NULL
   block
+}
+
+# Features `rows` of a DelayedArray source as a dense matrix, checked: a dense HDF5
+# dataset is read straight from its file.
+read_delayed_rows <- function(src, rows) {
+  b <- if (!is.null(src$recipe) && src$recipe$format == "dense") {
+    read_recipe_rows(src$recipe, src$recipe$rows[rows])
+  } else {
+    as.matrix(src$data[rows, , drop = FALSE])
+  }
+  check_block_values(b, src$arg, allow_na = isTRUE(src$allow_na))
+  b
 }
 
 # Features `rows` (any indices) of a source for the core's one-pass kernels: a double
@@ -186,11 +195,7 @@ feature_rows <- function(src, rows = seq_len(src$n_features)) {
   data <- switch(src$kind,
     sparse = if (whole) src$data else src$data[rows, , drop = FALSE],
     dense = if (whole) src$data else src$data[rows, , drop = FALSE],
-    delayed = {
-      b <- as.matrix(src$data[rows, , drop = FALSE])
-      check_block_values(b, src$arg, allow_na = isTRUE(src$allow_na))
-      b
-    })
+    delayed = read_delayed_rows(src, rows))
   if (is.matrix(data) && !is.double(data)) storage.mode(data) <- "double"
   data
 }

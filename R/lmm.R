@@ -299,15 +299,16 @@ group_values <- function(g, data, env) {
 # Runs the core on the responses of `src`, in chunks (progress bar, Ctrl-C between
 # chunks) or across BiocParallel workers.
 lmm_fit_rows <- function(src, model, REML, p_values, threads, BPPARAM) {
-  one <- function(rows) {
+  one <- function(rows, src) {
     if (isTRUE(model$ols)) return(ols_fit(lmm_responses(src, rows), model, REML, threads))
     rs_lmm_fit(lmm_responses(src, rows), model$x, model$z, as.integer(model$group), model$n_groups,
                model$sizes, model$copies, REML, p_values == "satterthwaite", threads)
   }
   chunks <- plan_chunks(src$n_features, block_size = 2000L, BPPARAM = BPPARAM,
-                        delayed = src$kind == "delayed")
+                        delayed = src$kind == "delayed", n_samples = src$n_samples,
+                        chunk_rows = src$recipe$chunk_rows)
   label <- if (isTRUE(model$ols)) "Fitting linear models" else "Fitting mixed models"
-  parts <- run_chunks(chunks, one, BPPARAM, label)
+  parts <- run_chunks(chunks, one, BPPARAM, label, src = src)
   bind <- function(name) {
     v <- lapply(parts, `[[`, name)
     if (is.matrix(v[[1L]])) do.call(rbind, v) else unlist(v)

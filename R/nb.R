@@ -155,8 +155,9 @@ column_totals <- function(src) {
   switch(src$kind,
     dense = colSums(src$data, na.rm = TRUE),
     sparse = Matrix::colSums(src$data, na.rm = TRUE),
-    delayed = Reduce(`+`, lapply(plan_chunks(src$n_features, delayed = TRUE),
-                                 function(rows) colSums(read_block(src, rows), na.rm = TRUE))))
+    delayed = if (!is.null(src$recipe)) source_column_sums(src) else
+      Reduce(`+`, lapply(plan_chunks(src$n_features, delayed = TRUE, n_samples = src$n_samples),
+                         function(rows) colSums(read_block(src, rows), na.rm = TRUE))))
 }
 
 nb_metadata <- function(x, data, n) {
@@ -225,8 +226,8 @@ nb_fit_source <- function(src, xm, zm, offset, max_iter, tol, block_size, thread
   dimnames(zm) <- NULL
   # The core reads each chunk as a dense block: keep it under 2e7 values (160 MB).
   chunks <- plan_chunks(src$n_features, block_size, BPPARAM, delayed = src$kind == "delayed",
-                        max_values = 2e7, n_samples = src$n_samples)
-  one <- function(rows) {
+                        max_values = 2e7, n_samples = src$n_samples, chunk_rows = src$recipe$chunk_rows)
+  one <- function(rows, src) {
     if (src$kind == "delayed") {
       block <- read_block(src, rows)
       check_count_values(block)
@@ -235,7 +236,7 @@ nb_fit_source <- function(src, xm, zm, offset, max_iter, tol, block_size, thread
       rs_nb_fit(src$data, min(rows) - 1L, max(rows), xm, zm, offset, max_iter, tol, threads)
     }
   }
-  run_chunks(chunks, one, BPPARAM, "Fitting negative binomial models")
+  run_chunks(chunks, one, BPPARAM, "Fitting negative binomial models", src = src)
 }
 
 

@@ -42,9 +42,9 @@ check_bpparam <- function(BPPARAM) {
 # Runs `step(k)` for k in seq_len(n) with a cli progress bar (none when messages are off,
 # see local_verbose()); R checks for Ctrl-C between steps, and each step is a short call
 # into the core.
-with_progress <- function(n, label, step) {
+with_progress <- function(n, label, step, show = TRUE) {
   out <- vector("list", n)
-  show <- n > 1L && !isFALSE(getOption("sceffects.verbose"))
+  show <- show && n > 1L && !isFALSE(getOption("sceffects.verbose"))
   if (show) {
     id <- cli::cli_progress_bar(label, total = n, clear = TRUE, .envir = environment())
     on.exit(cli::cli_progress_done(id), add = TRUE)
@@ -58,16 +58,24 @@ with_progress <- function(n, label, step) {
 
 # The one chunk planner: contiguous chunks of features 1..n, as few as the limits allow.
 # A chunk holds at most `block_size` features; a DelayedArray is realised at most
-# `delayed_rows` features at a time (its blocks stay small whatever the caller asked);
-# a chunk read as a dense block holds at most `max_values` values (features x
-# `n_samples`); and with `BPPARAM` there is at least one chunk per worker, so every worker
-# gets a share. Results never depend on the plan: features are independent.
+# `delayed_rows` features at a time, and at most the option `sceffects.block_memory` as
+# doubles (features x `n_samples`), in whole multiples of the file's `chunk_rows` when
+# that fits; a chunk read as a dense block holds at most `max_values` values; and with
+# `BPPARAM` there is at least one chunk per worker, so every worker gets a share. Results
+# never depend on the plan: features are independent.
 plan_chunks <- function(n, block_size = NULL, BPPARAM = NULL, delayed = FALSE,
-                        max_values = NULL, n_samples = 1L, delayed_rows = 2048L) {
+                        max_values = NULL, n_samples = 1L, delayed_rows = 2048L, chunk_rows = NULL) {
   if (n == 0L) return(list())
   size <- n
   if (!is.null(block_size)) size <- min(size, block_size)
-  if (delayed) size <- min(size, delayed_rows)
+  if (delayed) {
+    fits <- max(1, floor(block_memory() / (8 * max(1L, n_samples))))
+    size <- min(size, delayed_rows, fits)
+    # Whole chunks of the file, so that no chunk is decompressed twice.
+    if (!is.null(chunk_rows) && chunk_rows > 1L && fits >= chunk_rows) {
+      size <- max(chunk_rows, floor(min(fits, max(size, chunk_rows)) / chunk_rows) * chunk_rows)
+    }
+  }
   if (!is.null(max_values)) size <- min(size, floor(max_values / max(1L, n_samples)))
   if (!is.null(BPPARAM)) size <- min(size, ceiling(n / max(1L, BiocParallel::bpnworkers(BPPARAM))))
   size <- max(1L, as.integer(size))
@@ -77,13 +85,49 @@ plan_chunks <- function(n, block_size = NULL, BPPARAM = NULL, delayed = FALSE,
 
 # Runs `one(chunk)` for every chunk of features: in this process with a progress bar (so
 # Ctrl-C is honoured between chunks), or spread over the workers of `BPPARAM`.
-run_chunks <- function(chunks, one, BPPARAM, label) {
+# With a feature source `src`, `one(rows, src)` gets the source as its second argument,
+# and a worker receives only its block: the chunk's rows of an in-memory source (then
+# numbered 1..length(chunk), and `src$chunk` holds the chunk), or the file recipe of an on-disk one, which the worker
+# reads itself. Sources bound in `one`'s environment are not shipped.
+run_chunks <- function(chunks, one, BPPARAM, label, src = NULL) {
   check_bpparam(BPPARAM)
   if (is.null(BPPARAM) || length(chunks) == 1L) {
-    with_progress(length(chunks), label, function(k) one(chunks[[k]]))
-  } else {
-    BiocParallel::bplapply(chunks, one, BPPARAM = BPPARAM)
+    if (is.null(src)) return(with_progress(length(chunks), label, function(k) one(chunks[[k]])))
+    return(with_progress(length(chunks), label, function(k) one(chunks[[k]], src)))
   }
+  if (is.null(src)) return(BiocParallel::bplapply(chunks, one, BPPARAM = BPPARAM))
+  one <- without_sources(one)
+  # `one` travels inside each task, not through bplapply's `...` (which SnowParam workers
+  # of BiocParallel 1.32 keep passing to later calls).
+  tasks <- lapply(chunks, function(rows) {
+    piece <- subset_source(src, rows, realise = TRUE)
+    piece$chunk <- rows
+    list(piece = piece, one = one)
+  })
+  BiocParallel::bplapply(tasks, run_shipped, BPPARAM = BPPARAM)
+}
+
+# A worker's task: its block opened (read from the file for a recipe), then `one`.
+run_shipped <- function(task) {
+  piece <- open_source(task$piece)
+  task$one(seq_len(piece$n_features), piece)
+}
+
+# `f` with an environment that holds no feature source, so that serialising it for a
+# worker does not carry the data (closures bound there are cleaned the same way). The
+# rest of the environment, and its parents, stay as they are.
+without_sources <- function(f, depth = 2L) {
+  env <- environment(f)
+  if (is.null(env) || isNamespace(env) || identical(env, globalenv()) || depth == 0L) return(f)
+  clean <- new.env(parent = parent.env(env))
+  for (nm in ls(env, all.names = TRUE)) {
+    v <- get(nm, envir = env)
+    if (inherits(v, "sceffects_features")) next
+    if (is.function(v) && !is.primitive(v)) v <- without_sources(v, depth - 1L)
+    assign(nm, v, envir = clean)
+  }
+  environment(f) <- clean
+  f
 }
 
 # A `seed` argument: a whole number >= 0 (a double, for the core); NULL draws one from R's

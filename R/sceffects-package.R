@@ -14,6 +14,20 @@
 #'   operating system reports available. Requests planned above it (all pairs of a large
 #'   association screen, huge permutation or simulation counts, too many landmarks) are
 #'   refused up front with the size they would need.
+#' * `sceffects.block_memory`: bytes one block of on-disk input may take when read
+#'   (default 1e9, 1 GB): column blocks of a TENx file (about 16 bytes per non-zero),
+#'   row chunks of a dense HDF5 dataset (8 bytes per value). Peak memory of a pass over a
+#'   file is about this plus the results.
+#'
+#' @section On-disk input and BiocParallel workers:
+#' A `TENxMatrix` or an `HDF5Array` as it is stored (not transformed by delayed
+#' operations other than dimnames) is read by the package's block reader in the file's own
+#' layout. One-pass paths (one streaming read of the cells): [did_table()] with
+#' `aggregate = "participant_visit"` or `"pseudobulk"`, [between_arm()], [score_gene_sets()]
+#' (`"mean"`: one pass; `"zmean"`: two, moments then scores). Per-feature fits ([nb_regression()],
+#' [lmm_table()], [assoc_cor()], `aggregate = "cell"`) read blocks of features. With
+#' `BPPARAM`, each worker receives only its block: its rows of in-memory input, or the
+#' file's path, dataset and its row or cell range, which it reads itself.
 #'
 #' Long computations in the Rust core can be interrupted with Ctrl-C (Esc in RStudio);
 #' the call then stops with an error and leaves R as it was.

@@ -123,6 +123,14 @@ flat_density <- function(log_densities, lfc) {
   any(spread < 0.05) || stats::sd(lfc) < 1e-3 * max(1, abs(mean(lfc)))
 }
 
+# The neighbourhood test's counterpart of a flat density: every landmark the same log fold
+# change (e.g. `k` close to all cells, so all neighbourhoods hold the same cells). Its
+# statistics are then 0/0 or one number everywhere, and no call means anything.
+flat_neighbourhoods <- function(estimate) {
+  estimate <- estimate[is.finite(estimate)]
+  length(estimate) < 2L || stats::sd(estimate) < 1e-6 * max(1, abs(mean(estimate)))
+}
+
 #' Differential abundance on a cell-state manifold
 #'
 #' Where on the embedding do cells of condition 2 sit more (or less) densely than cells of
@@ -190,7 +198,9 @@ flat_density <- function(log_densities, lfc) {
 #'   `da_fdr` (the spatial FDR of its nearest landmark), `da_direction`, and the per-landmark
 #'   results table (`estimate`, `std_error`, `statistic`, `df`, `p_value`, `fdr` = spatial
 #'   FDR, counts, radius) in `fit$regions`, ready for [plot_volcano()]; cells outside the
-#'   two conditions get `NA`. `"kompot"`: `da_log_density_<c>`, `da_lfc`,
+#'   two conditions get `NA`. When every landmark has the same log fold change (e.g. `k`
+#'   near the number of cells) a warning says the fit is flat and `da_direction` is `NA`.
+#'   `"kompot"`: `da_log_density_<c>`, `da_lfc`,
 #'   `da_lfc_zscore`, `da_neg_log10_ptp`, `da_direction` (suffix `_sample_var` with
 #'   `sample`).
 #' @seealso [plot_da()] to draw the calls on the embedding.
@@ -282,12 +292,18 @@ da_neighbourhood <- function(x, input, n_landmarks, k, lfc_threshold, fdr_thresh
   sign <- col(fit$cell_sign)
   direction <- ifelse(called & sign > 0, "up", ifelse(called & sign < 0, "down", "neutral"))
   direction[is.na(lfc)] <- NA_character_
+  flat <- flat_neighbourhoods(fit$estimate)
+  if (flat) {
+    warning(sprintf("diff_abundance(): the neighbourhood fit is flat (log fold change %.3g at every landmark, sd %.2g): every neighbourhood holds the same mix of samples (k = %d of %d cells), so no region can differ and the direction calls are set to NA. Use a smaller `k` or check the embedding.",
+                    mean(fit$estimate), stats::sd(fit$estimate), k, n), call. = FALSE)
+    direction[] <- NA_character_
+  }
   out <- data.frame(da_lfc = lfc, da_statistic = col(fit$cell_statistic), da_fdr = cell_fdr,
                     da_direction = factor(direction, levels = c("down", "neutral", "up")))
   fit_info <- list(method = "neighbourhood", conditions = input$conditions, reduction = input$reduction, landmarks = fit$landmarks, k = k,
                    regions = regions, prior_df = fit$prior_df, prior_var = fit$prior_var,
                    sample_variance = !is.null(input$samples), fdr_threshold = fdr_threshold,
-                   lfc_threshold = lfc_threshold)
+                   lfc_threshold = lfc_threshold, flat = flat)
   da_output(x, out, input, fit_info)
 }
 

@@ -349,6 +349,20 @@ test_that("a flat density fit warns and makes no up/down calls", {
   expect_false(attr(ok, "fit")$flat)
 })
 
+test_that("a flat neighbourhood fit (every neighbourhood the same cells) warns and makes no calls", {
+  d <- sceffects:::simulate_da_cells("isotropic", 3, n_per_sample = 60, seed = 1)
+  n <- nrow(d$embedding)
+  expect_warning(r <- diff_abundance(d$embedding, d$condition, "A", "B", sample = d$sample, k = n, seed = 1),
+                 "neighbourhood fit is flat.*k = 360 of 360")
+  expect_true(all(is.na(r$da_direction)))
+  expect_true(attr(r, "fit")$flat)
+  # Half the cells per neighbourhood: the neighbourhoods differ, no warning.
+  expect_silent(ok <- diff_abundance(d$embedding, d$condition, "A", "B", sample = d$sample, k = n / 2,
+                                     seed = 1, verbose = FALSE))
+  expect_false(attr(ok, "fit")$flat)
+  expect_false(anyNA(ok$da_direction))
+})
+
 test_that("HSMMSingleCell's PCA, where the default fit is flat, gets no calls and a warning", {
   skip_if_not_installed("HSMMSingleCell")
   e <- new.env()

@@ -49,5 +49,7 @@ docs: install
 	Rscript tools/make-wrappers.R
 	Rscript -e 'roxygen2::roxygenise(load_code = roxygen2::load_installed)'
 
+# Every peer benchmark (issue 14) -> inst/bench/RESULTS.md; peers (presto, fgsea) from PEERLIB.
+PEERLIB ?= /work/peerlib
 bench: install
-	Rscript inst/bench/assoc.R
+	R_LIBS=$(PEERLIB):$(CURDIR)/lib Rscript inst/bench/run-all.R

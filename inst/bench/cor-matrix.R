@@ -27,6 +27,11 @@ show("assoc_cor(output = \"matrix\")", ours)
 show("cor() (no p-values)", bare)
 cat(sprintf("  ours / cor(): first %.2fx, median %.2fx (target <= 1.3x)\n",
             ours[["first"]] / bare[["first"]], ours[["median"]] / bare[["median"]]))
+# Machine-readable line for inst/bench/run-all.R: work, ours (s), peer (s), peer, target.
+cat(sprintf("RESULT\tPearson + p, %d x %d on %d samples, matrix output (first call)\t%.4g\t%.4g\tcor()\t>= 0.77x\n",
+            p, p, n, ours[["first"]], bare[["first"]]))
+cat(sprintf("RESULT\tPearson + p, %d x %d on %d samples, matrix output (median)\t%.4g\t%.4g\tcor()\t>= 0.77x\n",
+            p, p, n, ours[["median"]], bare[["median"]]))
 if (requireNamespace("WGCNA", quietly = TRUE)) {
   suppressMessages(WGCNA::disableWGCNAThreads())
   wg <- runs(function() WGCNA::corAndPvalue(tx, ty))

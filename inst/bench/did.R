@@ -79,6 +79,11 @@ cat(sprintf("  memory bandwidth (copy of %.0f MB, read + write): %.2f GB/s -> gr
             bytes / 2^20, bandwidth / 1e9, 100 * (bytes / t_sums) / bandwidth))
 cat(sprintf("R loop lm + vcovCL: %.2f ms/gene -> %.0f s for all genes -> did_table is %.0fx faster\n",
             1000 * t_loop, t_loop * n_genes, t_loop * n_genes / t_pv))
+# Machine-readable line for inst/bench/run-all.R: work, ours (s), peer (s), peer, target.
+cat(sprintf("RESULT\tDiD %d x %d dgCMatrix, participant-visit CR2\t%.4g\t%.4g\tlm + vcovCL loop (timed on 200 genes)\t>= 200x\n",
+            n_genes, n_cells, t_pv, t_loop * n_genes))
+cat(sprintf("RESULT\tDiD group sums, %.3g non-zeros (%.2f ns each)\t%.4g\t%.4g\tcopy at memory bandwidth\t-\n",
+            length(m@x), 1e9 * t_sums / length(m@x), t_sums, t_copy))
 cat(sprintf("sctrial (reference notes: 12-20 ms/gene): %.0f-%.0f s -> %.0f-%.0fx\n", 0.012 * n_genes,
             0.020 * n_genes, 0.012 * n_genes / t_pv, 0.020 * n_genes / t_pv))
 cat(sprintf("Peak memory added by did_table (process RSS%s): %.0f MB = %.2fx the input matrix (%.0f MB)\n",

@@ -72,6 +72,9 @@ if (requireNamespace("fgsea", quietly = TRUE)) {
   t_fgsea <- median_time(function() suppressWarnings(fgsea::fgseaMultilevel(sets, stats, minSize = 15, maxSize = 500,
                                                                              eps = 0, nproc = threads)), 3L)
   cat(sprintf("\nfgsea::fgseaMultilevel: %.2f s; gsea() / fgsea time ratio %.2f\n", t_fgsea, t_many / t_fgsea))
+  # Machine-readable line for inst/bench/run-all.R: work, ours (s), peer (s), peer, target.
+  cat(sprintf("RESULT\tGSEA %d sets x 20k genes, 5%% enriched\t%.4g\t%.4g\tfgsea multilevel, nproc %d\t>= 5x\n",
+              n_sets, t_many, t_fgsea, threads))
 } else {
   cat("\nfgsea is not installed here (no Debian package): its multilevel method is not timed in this run.\n")
 }

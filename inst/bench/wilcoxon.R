@@ -37,6 +37,9 @@ if (requireNamespace("presto", quietly = TRUE)) {
   u_peer <- peer$value$statistic[match(key_ours, key_peer)]
   cat(sprintf("  max |U ours - U presto| = %.3g over %d pairs\n",
               max(abs(ours$value$statistic - u_peer)), length(u_peer)))
+  # Machine-readable line for inst/bench/run-all.R: work, ours (s), peer (s), peer, target.
+  cat(sprintf("RESULT\tWilcoxon %d x %d dgCMatrix, 10 groups one-vs-rest\t%.4g\t%.4g\tpresto::wilcoxauc\t>= 3x\n",
+              genes, cells, ours$median, peer$median))
 } else {
   cat("  presto is not installed: run with R_LIBS=/work/peerlib:<lib>\n")
 }

@@ -13,6 +13,7 @@ DEB_PACKAGES=(
   r-cran-testthat r-cran-sandwich r-cran-clubsandwich r-cran-roxygen2 r-cran-knitr r-cran-rmarkdown
   r-cran-lme4 r-cran-lmertest r-cran-nlme r-cran-ape
   r-cran-mass r-cran-glmmtmb r-bioc-glmgampoi r-cran-seuratobject r-bioc-phyloseq
+  r-bioc-hdf5array r-bioc-rhdf5
 )
 
 missing=()

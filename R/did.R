@@ -553,13 +553,14 @@ trial_features <- function(x, features, assay, aggregate) {
     assay <- if (aggregate == "pseudobulk") "counts" else if ("logcounts" %in% an) "logcounts" else 1L
   }
   cd <- SummarizedExperiment::colData(x)
-  if (is.null(features)) check_trial_genes(x)
-  genes <- if (is.null(features)) rownames(x) else intersect(features, rownames(x))
-  scores <- if (is.null(features)) character() else setdiff(features, rownames(x))
+  all_genes <- rownames(x)  # once: rownames() of a SingleCellExperiment costs milliseconds
+  if (is.null(features)) check_trial_genes(x, all_genes)
+  genes <- if (is.null(features)) all_genes else intersect(features, all_genes)
+  scores <- if (is.null(features)) character() else setdiff(features, all_genes)
   unknown <- setdiff(scores, colnames(cd))
   if (length(unknown)) {
     stop(sprintf("`features` not found as genes (rownames) or colData columns: %s.%s", name_list(unknown, 5L),
-                 if (is.null(rownames(x)) && nrow(x) > 0L) " `x` has no rownames: set rownames(x) to the gene names." else ""),
+                 if (is.null(all_genes) && nrow(x) > 0L) " `x` has no rownames: set rownames(x) to the gene names." else ""),
          call. = FALSE)
   }
   if (length(features) && anyDuplicated(features)) stop("`features` has duplicates.", call. = FALSE)
@@ -591,11 +592,11 @@ trial_features <- function(x, features, assay, aggregate) {
 }
 
 # With `features = NULL` every gene is a feature: there must be some, with names.
-check_trial_genes <- function(x) {
+check_trial_genes <- function(x, genes) {
   if (nrow(x) == 0L) {
     stop("`x` has no genes (0 rows): give an object with genes, or colData scores in `features`.", call. = FALSE)
   }
-  if (is.null(rownames(x))) {
+  if (is.null(genes)) {
     stop("`x` has no rownames: set rownames(x) to the gene names (results are reported by gene).", call. = FALSE)
   }
 }
@@ -1036,7 +1037,9 @@ boot_columns <- function(estimate, std_error, q, model) {
 
 # t intervals on the reported df (Satterthwaite under CR2).
 conf_interval <- function(estimate, std_error, df, level) {
-  half <- stats::qt(1 - (1 - level) / 2, df) * std_error
+  # Features share a handful of df values (one per pattern of missing units): qt once each.
+  df_seen <- unique(df)
+  half <- stats::qt(1 - (1 - level) / 2, df_seen)[match(df, df_seen)] * std_error
   data.frame(conf_low = estimate - half, conf_high = estimate + half)
 }
 

@@ -80,8 +80,7 @@ read_recipe_rows <- function(recipe, rows) {
     storage.mode(b) <- "double"
     return(b)
   }
-  recipe$rows <- seq_len(recipe$dim[1L])
-  parts <- tenx_pass(recipe, rows_step(function(block, cols) block, rows), NULL, label = NULL)
+  parts <- tenx_pass(whole_file(recipe), rows_step(function(block, cols) block, rows), NULL, label = NULL)
   do.call(cbind, parts)
 }
 
@@ -146,6 +145,12 @@ tenx_pass <- function(recipe, step, combine, BPPARAM = NULL, label = "Reading co
   tasks <- Filter(function(t) t$first <= t$last, tasks)
   parts <- BiocParallel::bplapply(tasks, tenx_range, BPPARAM = BPPARAM)
   if (is.null(combine)) unlist(parts, recursive = FALSE) else Reduce(combine, parts)
+}
+
+# A recipe for every row of its file.
+whole_file <- function(recipe) {
+  recipe$rows <- seq_len(recipe$dim[1L])
+  recipe
 }
 
 # `step` on rows `rows` of each block.

@@ -37,7 +37,7 @@ rs_manifold_null_fdr <- function(real, null, threads) .Call(wrap__rs_manifold_nu
 rs_nb_fit <- function(x, start, end, x_mean, z, offset, max_iter, tol, threads) .Call(wrap__rs_nb_fit, x, start, end, x_mean, z, offset, max_iter, tol, threads)
 rs_group_sums <- function(x, group, n_groups, threads) .Call(wrap__rs_group_sums, x, group, n_groups, threads)
 rs_feature_moments <- function(x, threads) .Call(wrap__rs_feature_moments, x, threads)
-rs_feature_weighted_sums <- function(x, w, threads) .Call(wrap__rs_feature_weighted_sums, x, w, threads)
+rs_feature_weighted_sums <- function(x, w, weight_row, threads) .Call(wrap__rs_feature_weighted_sums, x, w, weight_row, threads)
 rs_joint_wald <- function(estimate, cross, h) .Call(wrap__rs_joint_wald, estimate, cross, h)
 rs_distribution <- function(name, q, a, b, c, lower, log) .Call(wrap__rs_distribution, name, q, a, b, c, lower, log)
 rs_bh <- function(p) .Call(wrap__rs_bh, p)

@@ -129,7 +129,11 @@ check_genes_in_rows <- function(src, sets) {
 feature_moments <- function(src, rows, threads, BPPARAM = NULL) {
   if (!length(rows)) return(matrix(0, 0, 3))
   if (is_tenx(src)) {
-    return(tenx_pass(subset_source(src, rows)$recipe, moments_step(threads), `+`, BPPARAM, "Reading gene moments"))
+    # Moments of every gene of the file cost one pass, as those of some would, and no
+    # block has its rows copied out.
+    file_rows <- src$recipe$rows[rows]
+    whole <- whole_file(src$recipe)
+    return(tenx_pass(whole, moments_step(threads), `+`, BPPARAM, "Reading gene moments")[file_rows, , drop = FALSE])
   }
   row_blocks(src, rows, function(block, k) rs_feature_moments(block, threads), rbind, BPPARAM = BPPARAM)
 }
@@ -144,20 +148,24 @@ moments_step <- function(threads) {
 weighted_feature_sums <- function(src, rows, weights, threads, BPPARAM = NULL) {
   if (!length(rows)) return(matrix(0, src$n_samples, ncol(weights)))
   if (is_tenx(src)) {
-    parts <- tenx_pass(subset_source(src, rows)$recipe, weighted_sum_step(weights, threads, all_rows = TRUE), NULL, BPPARAM,
-                       "Scoring cells", bytes_per_column = 8 * ncol(weights))
+    # Each gene of the file takes its row of `weights`, or none.
+    weight_row <- integer(src$recipe$dim[1L])
+    weight_row[src$recipe$rows[rows]] <- seq_along(rows)
+    parts <- tenx_pass(whole_file(src$recipe), weighted_sum_step(weights, threads, weight_row = weight_row), NULL,
+                       BPPARAM, "Scoring cells", bytes_per_column = 8 * ncol(weights))
     return(do.call(rbind, parts))
   }
   row_blocks(src, rows, weighted_sum_step(weights, threads), `+`, BPPARAM = BPPARAM)
 }
 
-# The weighted sums of one block: of features `k` (a row block), or of all rows of
-# `weights` (a column block, whose second argument is its columns).
-weighted_sum_step <- function(weights, threads, all_rows = FALSE) {
+# The weighted sums of one block: of features `k` (a row block), or of a column block of
+# the whole file (second argument its columns), each gene weighted by its `weight_row`.
+weighted_sum_step <- function(weights, threads, weight_row = NULL) {
   force(weights)
   force(threads)
-  if (all_rows) return(function(block, cols) rs_feature_weighted_sums(block, weights, threads))
-  function(block, k) rs_feature_weighted_sums(block, weights[k, , drop = FALSE], threads)
+  force(weight_row)
+  if (!is.null(weight_row)) return(function(block, cols) rs_feature_weighted_sums(block, weights, weight_row, threads))
+  function(block, k) rs_feature_weighted_sums(block, weights[k, , drop = FALSE], NULL, threads)
 }
 
 # Whether a source is a TENx file read by the block reader.

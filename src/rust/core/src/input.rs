@@ -183,21 +183,42 @@ impl Features<'_> {
     }
 
     /// Per-observation weighted sums over features, `t(x) %*% w`, for weights `w`
-    /// column-major `n_features x n_sets`; returns column-major `n_obs x n_sets`.
-    pub fn weighted_sums(&self, w: &[f64], n_sets: usize) -> Result<Vec<f64>, String> {
+    /// column-major `n_weight_rows x n_sets`; returns column-major `n_obs x n_sets`.
+    /// Feature i takes weight row `weight_row[i]` and is skipped when that is `None`
+    /// (without a map, feature i takes row i): a block of a file's features is scored
+    /// against the weights of the features in some set without copying the others out.
+    pub fn weighted_sums(
+        &self,
+        w: &[f64],
+        n_sets: usize,
+        weight_row: Option<&[Option<usize>]>,
+    ) -> Result<Vec<f64>, String> {
         let nf = self.n_features();
-        if w.len() != nf * n_sets {
+        let n_rows = w.len().checked_div(n_sets).unwrap_or(0);
+        let identity: Vec<Option<usize>>;
+        let map = match weight_row {
+            Some(m) => m,
+            None => {
+                identity = (0..nf).map(Some).collect();
+                &identity
+            }
+        };
+        let rows_ok = weight_row.is_some() || n_rows == nf;
+        if map.len() != nf || n_rows * n_sets != w.len() || !rows_ok {
             return Err("weights need one row per feature".into());
         }
-        // Row-major weights: feature i's sets contiguous.
-        let wr: Vec<f64> = (0..nf * n_sets)
-            .map(|k| w[(k % n_sets) * nf + k / n_sets])
+        if map.iter().flatten().any(|&r| r >= n_rows) {
+            return Err("weight rows must be below the number of rows of the weights".into());
+        }
+        // Row-major weights: a weight row's sets contiguous.
+        let wr: Vec<f64> = (0..n_rows * n_sets)
+            .map(|k| w[(k % n_sets) * n_rows + k / n_sets])
             .collect();
         let out = match self {
             Features::Dense { data, nrow } => {
-                project::feature_weighted_sums_dense(data, *nrow, &wr, n_sets)
+                project::feature_weighted_sums_dense(data, *nrow, &wr, n_sets, map)
             }
-            Features::Sparse(v) => project::feature_weighted_sums_csc(v, &wr, n_sets),
+            Features::Sparse(v) => project::feature_weighted_sums_csc(v, &wr, n_sets, map),
         };
         let n_obs = self.n_obs();
         Ok((0..n_obs * n_sets)
@@ -257,8 +278,21 @@ mod tests {
             assert_eq!(f.row_block(0, 3).as_ref(), data.as_slice());
             // t(x) %*% w, w = [[1, 0], [1, 1], [0, 2]] column-major.
             let w = [1.0, 1.0, 0.0, 0.0, 1.0, 2.0];
-            assert_eq!(f.weighted_sums(&w, 2).unwrap(), vec![1.0, 2.0, 6.0, 10.0]);
-            assert!(f.weighted_sums(&w[..4], 2).is_err());
+            assert_eq!(
+                f.weighted_sums(&w, 2, None).unwrap(),
+                vec![1.0, 2.0, 6.0, 10.0]
+            );
+            assert!(f.weighted_sums(&w[..4], 2, None).is_err());
+            // Features 0 and 2 mapped to the weight rows [[0, 2], [1, 0]]; feature 1 skipped.
+            let map = [Some(1), None, Some(0)];
+            let w2 = [0.0, 1.0, 2.0, 0.0];
+            assert_eq!(
+                f.weighted_sums(&w2, 2, Some(&map)).unwrap(),
+                vec![1.0, 0.0, 6.0, 8.0]
+            );
+            assert!(f
+                .weighted_sums(&w2, 2, Some(&[Some(2), None, None]))
+                .is_err());
         }
         assert!(matches!(dense.row_block(0, 3), Cow::Borrowed(_)));
         let empty = Features::Dense { data: &[], nrow: 0 };

@@ -551,6 +551,16 @@ impl Model {
                 trigamma_diff: tg,
             };
         }
+        if r > 1e8 * y {
+            // Near the Poisson limit: the first terms of the expansions in y / r (relative
+            // error (y / r)^2 < 1e-16), where lbeta() would underflow and print to stderr.
+            let (a, inv) = (y * (y - 1.0) / 2.0, 1.0 / r);
+            return CountTerms {
+                log_ratio: y * log_r + a * inv - log_factorial(y, &self.log_factorial),
+                digamma_diff: y * inv - a * inv * inv,
+                trigamma_diff: -y * inv * inv + 2.0 * a * inv * inv * inv,
+            };
+        }
         CountTerms {
             log_ratio: -dist::ln_beta(y, r) - y.ln(),
             digamma_diff: dist::digamma(y + r) - dist::digamma(r),
@@ -751,6 +761,45 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn count_terms_near_the_poisson_limit_match_the_exact_ones() {
+        let model = Model::new(&[1.0; 3], 1, &[1.0; 3], 1, &[0.0; 3]).unwrap();
+        for &(y, r) in &[(50.0, 1e11), (3000.0, 1e12), (1e5, 5e13)] {
+            let (a, e) = (model.count_terms(y, r, f64::ln(r)), exact_count_terms(y, r));
+            assert!(
+                (a.log_ratio - e.log_ratio).abs() < 1e-9 * e.log_ratio.abs(),
+                "{y} {r}"
+            );
+            assert!(
+                (a.digamma_diff / e.digamma_diff - 1.0).abs() < 1e-7,
+                "{y} {r}"
+            );
+            assert!(
+                (a.trigamma_diff / e.trigamma_diff - 1.0).abs() < 1e-5,
+                "{y} {r}"
+            );
+        }
+        // Far past where lbeta() underflows: finite, and the Poisson log-probability's terms.
+        let t = model.count_terms(40.0, 1e307, f64::ln(1e307));
+        assert!((t.log_ratio - (40.0 * f64::ln(1e307) - dist::ln_gamma(41.0))).abs() < 1e-9);
+        assert!(t.digamma_diff.is_finite() && t.trigamma_diff.is_finite());
+    }
+
+    /// The exact terms by sums over j < y (reference for the expansions).
+    fn exact_count_terms(y: f64, r: f64) -> CountTerms {
+        let mut t = CountTerms {
+            log_ratio: -dist::ln_gamma(y + 1.0),
+            ..Default::default()
+        };
+        for j in 0..y as usize {
+            let v = r + j as f64;
+            t.log_ratio += v.ln();
+            t.digamma_diff += 1.0 / v;
+            t.trigamma_diff -= 1.0 / (v * v);
+        }
+        t
     }
 
     #[test]

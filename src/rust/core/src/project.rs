@@ -276,18 +276,23 @@ pub fn project_csc(view: &CscView, proj: &Projection) -> Vec<f64> {
     out
 }
 
-/// Per-observation weighted sums over features, `out[j, s] = sum_i y[i, j] * w[i, s]`
-/// (`w` row-major `n_features x n_sets`); returns row-major `n_obs x n_sets`.
-pub fn feature_weighted_sums_csc(view: &CscView, w: &[f64], n_sets: usize) -> Vec<f64> {
+/// Per-observation weighted sums over features, `out[j, s] = sum_i y[i, j] * w[row[i], s]`
+/// (`w` row-major `n_weight_rows x n_sets`; features with no row are skipped); returns
+/// row-major `n_obs x n_sets`.
+pub fn feature_weighted_sums_csc(
+    view: &CscView,
+    w: &[f64],
+    n_sets: usize,
+    row: &[Option<usize>],
+) -> Vec<f64> {
     let mut out = vec![0.0; view.ncol * n_sets];
     out.par_chunks_mut(n_sets.max(1))
         .enumerate()
-        .for_each(|(j, row)| {
+        .for_each(|(j, sums)| {
             let (lo, hi) = (view.p[j] as usize, view.p[j + 1] as usize);
-            for k in lo..hi {
-                let (i, v) = (view.i[k] as usize, view.x[k]);
-                for (o, wi) in row.iter_mut().zip(&w[i * n_sets..(i + 1) * n_sets]) {
-                    *o += v * wi;
+            for (&i, &v) in view.i[lo..hi].iter().zip(&view.x[lo..hi]) {
+                if let Some(r) = row[i as usize] {
+                    add_scaled(sums, &w[r * n_sets..(r + 1) * n_sets], v);
                 }
             }
         });
@@ -300,24 +305,28 @@ pub fn feature_weighted_sums_dense(
     n_features: usize,
     w: &[f64],
     n_sets: usize,
+    row: &[Option<usize>],
 ) -> Vec<f64> {
     let n_obs = data.len().checked_div(n_features).unwrap_or(0);
     let mut out = vec![0.0; n_obs * n_sets];
     out.par_chunks_mut(n_sets.max(1))
         .enumerate()
-        .for_each(|(j, row)| {
-            for (i, &v) in data[j * n_features..(j + 1) * n_features]
-                .iter()
-                .enumerate()
-            {
-                if v != 0.0 {
-                    for (o, wi) in row.iter_mut().zip(&w[i * n_sets..(i + 1) * n_sets]) {
-                        *o += v * wi;
-                    }
+        .for_each(|(j, sums)| {
+            for (&v, r) in data[j * n_features..(j + 1) * n_features].iter().zip(row) {
+                if let (true, Some(r)) = (v != 0.0, r) {
+                    add_scaled(sums, &w[r * n_sets..(r + 1) * n_sets], v);
                 }
             }
         });
     out
+}
+
+/// `sums += v * w`.
+#[inline]
+fn add_scaled(sums: &mut [f64], w: &[f64], v: f64) {
+    for (o, wi) in sums.iter_mut().zip(w) {
+        *o += v * wi;
+    }
 }
 
 #[cfg(test)]
@@ -385,8 +394,9 @@ mod tests {
         let view = CscView::new(3, 4, &p, &i, &x).unwrap();
         assert_eq!(project_csc(&view, &proj), expect);
         let w = vec![1.0, 0.0, 0.5, 2.0, 0.0, 1.0]; // 3 features x 2 sets
-        let sparse = feature_weighted_sums_csc(&view, &w, 2);
-        let dense = feature_weighted_sums_dense(&y, 3, &w, 2);
+        let rows: Vec<Option<usize>> = (0..3).map(Some).collect();
+        let sparse = feature_weighted_sums_csc(&view, &w, 2, &rows);
+        let dense = feature_weighted_sums_dense(&y, 3, &w, 2, &rows);
         assert_eq!(sparse, dense);
         assert_eq!(dense[0..2], [1.0 + 0.0 + 2.0 * 0.0, 0.0 + 0.0 + 2.0 * 1.0]);
     }

@@ -41,16 +41,28 @@ fn rs_feature_moments(x: Robj, threads: i32) -> RResult<RMatrix<f64>> {
 }
 
 /// Per-observation weighted sums over features: `t(x) %*% w` (observations x sets).
+/// `weight_row`, when not NULL, gives each feature of `x` its row of `w` (1-based; 0 =
+/// feature left out).
 #[extendr]
-fn rs_feature_weighted_sums(x: Robj, w: RMatrix<f64>, threads: i32) -> RResult<RMatrix<f64>> {
+fn rs_feature_weighted_sums(
+    x: Robj,
+    w: RMatrix<f64>,
+    weight_row: Nullable<Vec<i32>>,
+    threads: i32,
+) -> RResult<RMatrix<f64>> {
     let slots = sparse_slots(&x)?;
     let feats = features_of(&x, &slots)?;
     let n_sets = w.ncols();
-    if w.nrows() != feats.n_features() {
-        return Err(fail("weights need one row per feature"));
-    }
+    let map: Option<Vec<Option<usize>>> = match weight_row {
+        Nullable::NotNull(rows) => Some(
+            rows.iter()
+                .map(|&r| (r > 0).then(|| (r - 1) as usize))
+                .collect(),
+        ),
+        Nullable::Null => None,
+    };
     let w = w.data();
-    let sums = pooled(threads, || feats.weighted_sums(w, n_sets))
+    let sums = pooled(threads, || feats.weighted_sums(w, n_sets, map.as_deref()))
         .map_err(fail)?
         .map_err(fail)?;
     Ok(matrix(&sums, feats.n_obs(), n_sets))

@@ -571,7 +571,7 @@ trial_features <- function(x, features, assay, aggregate) {
   }
   gene_src <- NULL
   if (length(genes)) {
-    m <- se_assay(x, assay, "x")
+    m <- se_assay(x, assay, "x", all_genes)
     if (!is.null(features)) m <- m[genes, , drop = FALSE]
     # Aggregated sparse genes are checked for non-finite values by the group sums.
     gene_src <- numeric_features(m, "x", check_values = aggregate == "cell" || !is(m, "dgCMatrix"))

@@ -115,7 +115,7 @@ numeric_features <- function(x, arg, assay = NULL, allow_na = FALSE, frame = "re
             class = "sceffects_features")
 }
 
-se_assay <- function(x, assay, arg) {
+se_assay <- function(x, assay, arg, row_names = rownames(x)) {
   available <- assayNames(x)
   if (length(available) == 0L) stop(sprintf("`%s` has no assays.", arg), call. = FALSE)
   if (is.null(assay)) assay <- 1L
@@ -123,7 +123,10 @@ se_assay <- function(x, assay, arg) {
     stop(sprintf("`assay` \"%s\" is not an assay of `%s`; it has: %s.", assay, arg,
                  paste(available, collapse = ", ")), call. = FALSE)
   }
-  SummarizedExperiment::assay(x, assay, withDimnames = TRUE)
+  # Names set here: assay(withDimnames = TRUE) costs milliseconds of S4 checks per call.
+  m <- SummarizedExperiment::assay(x, assay, withDimnames = FALSE)
+  dimnames(m) <- list(row_names, rownames(SummarizedExperiment::colData(x)))  # = colnames(x)
+  m
 }
 
 check_feature_names <- function(names, arg) {

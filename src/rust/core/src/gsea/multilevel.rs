@@ -240,15 +240,18 @@ impl Blocks {
             count: vec![0; starts.len() + 1],
         };
         for &h in hits {
-            b.add(h, weights[h as usize], 1);
+            b.add(b.block_of(h), weights[h as usize], 1);
         }
         b
     }
 
-    fn add(&mut self, position: u32, weight: f64, sign: isize) {
-        let at = self.starts.partition_point(|&s| s <= position);
-        self.weight[at] += sign as f64 * weight;
-        self.count[at] = (self.count[at] as isize + sign) as usize;
+    fn block_of(&self, position: u32) -> usize {
+        self.starts.partition_point(|&s| s <= position)
+    }
+
+    fn add(&mut self, block: usize, weight: f64, sign: isize) {
+        self.weight[block] += sign as f64 * weight;
+        self.count[block] = (self.count[block] as isize + sign) as usize;
     }
 
     fn start(&self, block: usize) -> usize {
@@ -260,35 +263,88 @@ impl Blocks {
     }
 }
 
-/// The first hit whose running sum exceeds `level`, skipping blocks that cannot.
+/// A proposed move: `outgoing` (a member, at index `out_at`) leaves the set and `incoming`
+/// (not a member, inserted at index `in_at` of the current set) enters it.
+struct Swap {
+    outgoing: u32,
+    incoming: u32,
+    out_at: usize,
+    in_at: usize,
+    out_block: usize,
+    in_block: usize,
+}
+
+/// The first hit whose running sum exceeds `level`, skipping blocks that cannot; with
+/// `swap`, of the set after that move, read from the set before it (so a rejected move
+/// costs no change to the set).
 fn find_witness(
     weights: &[f64],
     hits: &[u32],
     blocks: &Blocks,
+    swap: Option<&Swap>,
     total: f64,
     miss_step: f64,
     level: f64,
 ) -> Option<Witness> {
-    let (mut cum, mut index) = (0.0, 0);
+    // Running weight, hits before the block in the set after the move, and before it now.
+    // Hits are screened with a product by 1 / total, within a margin far above its rounding,
+    // and a hit passing the screen is checked exactly.
+    let (mut cum, mut index, mut stored) = (0.0, 0, 0);
+    let inverse = 1.0 / total;
     for b in 0..blocks.weight.len() {
+        let (mut weight, mut count) = (blocks.weight[b], blocks.count[b]);
+        let (mut leaving, mut entering) = (None, None);
+        if let Some(s) = swap {
+            if b == s.out_block {
+                weight -= weights[s.outgoing as usize];
+                count -= 1;
+                leaving = Some(s.outgoing);
+            }
+            if b == s.in_block {
+                weight += weights[s.incoming as usize];
+                count += 1;
+                entering = Some(s.incoming);
+            }
+        }
         let misses_before = (blocks.start(b) - index) as f64;
         // The margin absorbs rounding in the running block sums.
-        if (cum + blocks.weight[b]) / total - misses_before * miss_step > level - 1e-12 {
-            let mut c = cum;
-            for (offset, &position) in hits[index..index + blocks.count[b]].iter().enumerate() {
-                c += weights[position as usize];
-                let w = Witness {
-                    position,
-                    cum: c,
-                    index: index + offset,
-                };
-                if running_value(&w, total, miss_step) > level {
+        if (cum + weight) / total - misses_before * miss_step > level - 1e-12 {
+            let mut w = Witness {
+                position: 0,
+                cum,
+                index,
+            };
+            let visit = |position: u32, w: &mut Witness| {
+                w.position = position;
+                w.cum += weights[position as usize];
+                let misses = (position as usize - w.index) as f64 * miss_step;
+                let above = w.cum * inverse - misses > level - 1e-12
+                    && running_value(w, total, miss_step) > level;
+                if !above {
+                    w.index += 1;
+                }
+                above
+            };
+            for &position in &hits[stored..stored + blocks.count[b]] {
+                if let Some(e) = entering.filter(|&e| e < position) {
+                    entering = None;
+                    if visit(e, &mut w) {
+                        return Some(w);
+                    }
+                }
+                if Some(position) != leaving && visit(position, &mut w) {
+                    return Some(w);
+                }
+            }
+            if let Some(e) = entering {
+                if visit(e, &mut w) {
                     return Some(w);
                 }
             }
         }
-        cum += blocks.weight[b];
-        index += blocks.count[b];
+        cum += weight;
+        index += count;
+        stored += blocks.count[b];
     }
     None
 }
@@ -311,6 +367,7 @@ fn block_starts(particles: &[Particle]) -> Vec<u32> {
 /// Metropolis walk on sets above `level`: swap a random member for a random gene, keep
 /// the swap if the set stays above. The number of tries is fixed: stopping after a number
 /// of kept swaps would favour sets deep inside the region, where more swaps are kept.
+/// A move is checked on the set as it is and applied only when kept.
 fn walk_above(
     weights: &[f64],
     p: &mut Particle,
@@ -322,18 +379,20 @@ fn walk_above(
     let k = p.hits.len();
     let miss_step = 1.0 / (n - k) as f64;
     let mut blocks = Blocks::new(starts, weights, &p.hits);
-    let mut witness = find_witness(weights, &p.hits, &blocks, p.total, miss_step, level);
+    let mut witness = find_witness(weights, &p.hits, &blocks, None, p.total, miss_step, level);
     for _ in 0..TRIES_PER_GENE * k {
         let out_at = rng.random_range(0..k);
         let incoming = rng.random_range(0..n as u32);
-        if p.hits.binary_search(&incoming).is_ok() {
+        let in_at = p.hits.partition_point(|&h| h < incoming);
+        if p.hits.get(in_at) == Some(&incoming) {
             continue;
         }
-        let outgoing = p.hits.remove(out_at);
-        let in_at = p.hits.partition_point(|&h| h < incoming);
-        p.hits.insert(in_at, incoming);
+        let outgoing = p.hits[out_at];
         let (w_out, w_in) = (weights[outgoing as usize], weights[incoming as usize]);
         let total = p.total - w_out + w_in;
+        if total <= 0.0 {
+            continue;
+        }
         let moved = witness.filter(|w| w.position != outgoing).map(|mut w| {
             if outgoing < w.position {
                 w.cum -= w_out;
@@ -345,27 +404,46 @@ fn walk_above(
             }
             w
         });
-        blocks.add(outgoing, w_out, -1);
-        blocks.add(incoming, w_in, 1);
-        let still_above = if total <= 0.0 {
-            None
-        } else {
-            moved
-                .filter(|w| running_value(w, total, miss_step) > level)
-                .or_else(|| find_witness(weights, &p.hits, &blocks, total, miss_step, level))
+        let swap = Swap {
+            outgoing,
+            incoming,
+            out_at,
+            in_at,
+            out_block: blocks.block_of(outgoing),
+            in_block: blocks.block_of(incoming),
         };
-        match still_above {
-            Some(w) => {
-                witness = Some(w);
-                p.total = total;
-            }
-            None => {
-                blocks.add(incoming, w_in, -1);
-                blocks.add(outgoing, w_out, 1);
-                p.hits.remove(in_at);
-                p.hits.insert(out_at, outgoing);
-            }
+        let still_above = moved
+            .filter(|w| running_value(w, total, miss_step) > level)
+            .or_else(|| {
+                find_witness(
+                    weights,
+                    &p.hits,
+                    &blocks,
+                    Some(&swap),
+                    total,
+                    miss_step,
+                    level,
+                )
+            });
+        if let Some(w) = still_above {
+            witness = Some(w);
+            p.total = total;
+            blocks.add(swap.out_block, w_out, -1);
+            blocks.add(swap.in_block, w_in, 1);
+            apply(&mut p.hits, &swap);
         }
+    }
+}
+
+/// Replaces `swap.outgoing` by `swap.incoming` in the sorted `hits`, shifting only the hits
+/// between the two.
+fn apply(hits: &mut [u32], swap: &Swap) {
+    if swap.in_at > swap.out_at {
+        hits.copy_within(swap.out_at + 1..swap.in_at, swap.out_at);
+        hits[swap.in_at - 1] = swap.incoming;
+    } else {
+        hits.copy_within(swap.in_at..swap.out_at, swap.in_at + 1);
+        hits[swap.in_at] = swap.incoming;
     }
 }
 
@@ -412,6 +490,47 @@ mod tests {
             .unwrap()
         };
         assert_eq!(run(1), run(2));
+    }
+
+    #[test]
+    fn a_move_is_checked_as_if_it_were_made() {
+        let w = weights(200);
+        let mut rng = rng::stream(2, &[]);
+        let starts = [20, 60, 130];
+        for _ in 0..2000 {
+            let mut hits: Vec<u32> = (0..200).filter(|_| rng.random_bool(0.08)).collect();
+            if hits.len() < 2 {
+                continue;
+            }
+            let out_at = rng.random_range(0..hits.len());
+            let incoming = rng.random_range(0..200u32);
+            if hits.contains(&incoming) {
+                continue;
+            }
+            let level = rng.random_range(0.0..0.8);
+            let blocks = Blocks::new(&starts, &w, &hits);
+            let total: f64 = hits.iter().map(|&h| w[h as usize]).sum();
+            let outgoing = hits[out_at];
+            let swap = Swap {
+                outgoing,
+                incoming,
+                out_at,
+                in_at: hits.partition_point(|&h| h < incoming),
+                out_block: blocks.block_of(outgoing),
+                in_block: blocks.block_of(incoming),
+            };
+            let after = total - w[outgoing as usize] + w[incoming as usize];
+            let miss_step = 1.0 / (200 - hits.len()) as f64;
+            let found = find_witness(&w, &hits, &blocks, Some(&swap), after, miss_step, level);
+            apply(&mut hits, &swap);
+            let max_dev = enrichment(&w, &hits).unwrap().max_dev;
+            assert_eq!(found.is_some(), max_dev > level, "{hits:?} {level}");
+            if let Some(f) = found {
+                assert_eq!(hits[f.index], f.position);
+                let cum: f64 = hits[..=f.index].iter().map(|&h| w[h as usize]).sum();
+                assert!((f.cum - cum).abs() < 1e-12);
+            }
+        }
     }
 
     #[test]

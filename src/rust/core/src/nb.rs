@@ -286,7 +286,7 @@ impl Model {
         if y.iter().all(|&v| v == 0.0) {
             return self.unfitted(Status::AllZero, 0, 0.0);
         }
-        let counts = self.gene_counts(y);
+        let mut gene = self.gene(y);
         let start = self.poisson_irls(y, None, 4);
         let (mu_sq, excess) = start.moments;
         let r0 = if excess > 1e-8 * mu_sq {
@@ -296,7 +296,7 @@ impl Model {
         };
         let mut theta = start.beta;
         theta.extend(self.constant_on_z.iter().map(|c| c * r0.ln()));
-        let mut cur = self.evaluate_counts(&counts, &theta);
+        let mut cur = self.evaluate_gene(&mut gene, &theta);
         let mut status = Status::IterationLimit;
         let mut iterations = 0;
         // Some observation's size may pass the Poisson limit on the way to a finite
@@ -315,7 +315,7 @@ impl Model {
             }
             iterations += 1;
             if cur.max_log_size > TAIL_LOG_SIZE {
-                if let Some((trial, at)) = self.tail_jump(&counts, &theta, &step, &cur) {
+                if let Some((trial, at)) = self.tail_jump(&mut gene, &theta, &step, &cur) {
                     theta = trial;
                     cur = at;
                     continue;
@@ -331,7 +331,7 @@ impl Model {
             let mut accepted = None;
             for _ in 0..40 {
                 let trial: Vec<f64> = theta.iter().zip(&step).map(|(a, d)| a + t * d).collect();
-                let at = self.evaluate_counts(&counts, &trial);
+                let at = self.evaluate_gene(&mut gene, &trial);
                 if at.loglik.is_finite() && at.loglik >= floor {
                     accepted = Some((trial, at));
                     break;
@@ -382,7 +382,7 @@ impl Model {
     /// and comes back if the maximum is finite after all).
     fn tail_jump(
         &self,
-        counts: &GeneCounts,
+        gene: &mut Gene,
         theta: &[f64],
         step: &[f64],
         cur: &Evaluation,
@@ -390,7 +390,7 @@ impl Model {
         let mut t = 2.0;
         while t <= 64.0 {
             let trial: Vec<f64> = theta.iter().zip(step).map(|(a, d)| a + t * d).collect();
-            let at = self.evaluate_counts(counts, &trial);
+            let at = self.evaluate_gene(gene, &trial);
             if !at.loglik.is_finite() || at.loglik < cur.loglik || at.min_log_mean < LOG_MEAN_LIMIT
             {
                 return None;
@@ -526,52 +526,87 @@ impl Model {
 
     /// Log-likelihood, gradient and negative Hessian at `theta`.
     pub fn evaluate(&self, y: &[f64], theta: &[f64]) -> Evaluation {
-        self.evaluate_counts(&self.gene_counts(&self.in_model_order(y)), theta)
+        self.evaluate_gene(&mut self.gene(&self.in_model_order(y)), theta)
     }
 
-    /// A gene's counts with, when the dispersion design has few distinct rows, their
-    /// summaries by group.
-    fn gene_counts<'a>(&self, y: &'a [f64]) -> GeneCounts<'a> {
-        let groups = self.z_groups.as_ref().map(|zg| {
-            zg.starts
+    /// A gene's counts (in the model's order), ready for [`Model::evaluate_gene`].
+    fn gene<'a>(&self, y: &'a [f64]) -> Gene<'a> {
+        let grouped = self.z_groups.as_ref().map(|zg| {
+            let counts = zg
+                .starts
                 .windows(2)
                 .map(|run| {
                     let mut tally = Tally::default();
                     y[run[0]..run[1]].iter().for_each(|&v| tally.add(v));
                     tally.finish()
                 })
-                .collect()
+                .collect();
+            (counts, Work::new(self.n))
         });
-        GeneCounts { y, groups }
+        Gene { y, grouped }
     }
 
-    fn evaluate_counts(&self, counts: &GeneCounts, theta: &[f64]) -> Evaluation {
-        match (&self.z_groups, &counts.groups) {
-            (Some(zg), Some(groups)) => self.evaluate_grouped(zg, counts.y, groups, theta),
-            _ => self.evaluate_by_observation(counts.y, theta),
+    fn evaluate_gene(&self, gene: &mut Gene, theta: &[f64]) -> Evaluation {
+        match (&self.z_groups, &mut gene.grouped) {
+            (Some(zg), Some((counts, work))) => {
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2.
+                    return unsafe { self.evaluate_grouped_avx2(zg, gene.y, counts, work, theta) };
+                }
+                self.evaluate_grouped(zg, gene.y, counts, work, theta)
+            }
+            _ => self.evaluate_by_observation(gene.y, theta),
         }
+    }
+
+    /// [`Model::evaluate_grouped`] compiled for AVX2: its loops (all inlined) run four
+    /// values at a time.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn evaluate_grouped_avx2(
+        &self,
+        zg: &ZGroups,
+        y: &[f64],
+        counts: &[GroupCounts],
+        work: &mut Work,
+        theta: &[f64],
+    ) -> Evaluation {
+        self.evaluate_grouped(zg, y, counts, work, theta)
     }
 
     /// [`Model::evaluate`] when the dispersion design has few distinct rows: each group's
     /// observations are contiguous and share one size, so the terms of the size are summed
     /// within the group (the gamma-function terms from its tables, once per evaluation),
-    /// exp and log run over whole arrays ([`vmath`]), and the sums run in four lanes.
+    /// and the observations' terms are whole-array loops (exp and log from [`vmath`]),
+    /// then sums in four lanes.
+    #[inline(always)]
     fn evaluate_grouped(
         &self,
         zg: &ZGroups,
         y: &[f64],
-        groups: &[GroupCounts],
+        counts: &[GroupCounts],
+        work: &mut Work,
         theta: &[f64],
     ) -> Evaluation {
         let (n, p, q, k) = (self.n, self.p, self.q, self.n_params());
         let (beta, gamma) = theta.split_at(p);
         let col = |a: usize| &self.cols[a * n..(a + 1) * n];
-        let mut eta = self.offset.clone();
+        let Work {
+            eta,
+            mu,
+            log_u,
+            g_eta,
+            h_ee,
+            h_ez,
+            terms,
+        } = work;
+        eta.copy_from_slice(&self.offset);
         for (a, &b) in beta.iter().enumerate() {
             eta.iter_mut().zip(col(a)).for_each(|(e, x)| *e += b * x);
         }
-        let mut mu = eta.clone();
-        vmath::exp_in_place(&mut mu);
+        mu.copy_from_slice(eta);
+        vmath::exp_slice(mu);
         let mut e = Evaluation {
             loglik: 0.0,
             gradient: vec![0.0; k],
@@ -580,54 +615,77 @@ impl Model {
             max_log_size: f64::NEG_INFINITY,
             poisson_margin: f64::NEG_INFINITY,
         };
-        let mut log_u = vec![0.0; n];
-        for (g, counts) in groups.iter().enumerate() {
-            let (lo, hi) = (zg.starts[g], zg.starts[g + 1]);
+        for (g, group) in counts.iter().enumerate() {
+            let run = zg.starts[g]..zg.starts[g + 1];
             let z = &zg.rows[g * q..(g + 1) * q];
             let zeta = dot(z, gamma);
             let r = zeta.exp();
             let inv_r = 1.0 / r;
+            let (y, eta, mu) = (&y[run.clone()], &eta[run.clone()], &mu[run.clone()]);
+            let log_u = &mut log_u[run.clone()];
             // log1p(mu / r) is log(u), u = 1 + mu / r, corrected below for the rounding of u.
-            let log_u = &mut log_u[lo..hi];
             log_u
                 .iter_mut()
-                .zip(&mu[lo..hi])
+                .zip(mu)
                 .for_each(|(l, &m)| *l = 1.0 + m * inv_r);
-            vmath::ln_in_place(log_u);
-            let sums = GroupSums::of(&GroupData {
-                y: &y[lo..hi],
-                eta: &eta[lo..hi],
-                mu: &mu[lo..hi],
-                log_u,
-                x: (0..p).map(|a| &col(a)[lo..hi]).collect(),
-                r,
-                inv_r,
+            vmath::ln_slice(log_u);
+            let (g_eta, h_ee, h_ez) = (
+                &mut g_eta[run.clone()],
+                &mut h_ee[run.clone()],
+                &mut h_ez[run.clone()],
+            );
+            let [t_loglik, t_log1p, t_resid, t_curvature] = terms;
+            let (t_loglik, t_log1p) = (&mut t_loglik[run.clone()], &mut t_log1p[run.clone()]);
+            let (t_resid, t_curvature) = (&mut t_resid[run.clone()], &mut t_curvature[run.clone()]);
+            for i in 0..y.len() {
+                let (yi, m) = (y[i], mu[i]);
+                let inv_s = 1.0 / (r + m);
+                let r_inv_s = r * inv_s;
+                let ratio = m * inv_r;
+                let u = 1.0 + ratio;
+                // r / (r + mu) = 1 / u: log1p(mu / r) = log(u) - (u - 1 - mu / r) / u.
+                let log1p = log_u[i] - ((u - 1.0) - ratio) * r_inv_s;
+                let resid = (yi - m) * inv_s;
+                let w = r_inv_s * m * inv_s;
+                g_eta[i] = r * resid;
+                h_ee[i] = w * (r + yi);
+                h_ez[i] = -w * (yi - m);
+                t_loglik[i] = yi * eta[i] - (r + yi) * log1p;
+                t_log1p[i] = log1p;
+                t_resid[i] = resid;
+                t_curvature[i] = r_inv_s * (m + r * resid);
+            }
+            let [loglik, sum_log1p, sum_resid, curvature] = lane_sums(y.len(), |i| {
+                [t_loglik[i], t_log1p[i], t_resid[i], t_curvature[i]]
             });
+            let x = |a: usize| &col(a)[run.clone()];
+            let cross: Vec<f64> = (0..p).map(|a| weighted_sum(h_ez, x(a), None)).collect();
             for a in 0..p {
-                e.gradient[a] += sums.gradient[a];
+                e.gradient[a] += weighted_sum(g_eta, x(a), None);
                 for b in 0..=a {
-                    e.neg_hessian[a * k + b] += sums.mean_hessian[a * p + b];
+                    e.neg_hessian[a * k + b] += weighted_sum(h_ee, x(a), Some(x(b)));
                 }
             }
-            let t = counts.terms(r, zeta);
-            e.loglik += sums.loglik + t.log_ratio - zeta * counts.total;
-            let g_zeta = r * (t.digamma_diff - sums.log1p - sums.resid);
-            let h_zz = -(g_zeta + r * r * t.trigamma_diff + sums.curvature);
+            let t = group.terms(r, zeta);
+            e.loglik += loglik + t.log_ratio - zeta * group.total;
+            let g_zeta = r * (t.digamma_diff - sum_log1p - sum_resid);
+            let h_zz = -(g_zeta + r * r * t.trigamma_diff + curvature);
             for c in 0..q {
                 e.gradient[p + c] += z[c] * g_zeta;
                 let row = (p + c) * k;
-                for b in 0..p {
-                    e.neg_hessian[row + b] += z[c] * sums.cross[b];
+                for (b, cross_b) in cross.iter().enumerate() {
+                    e.neg_hessian[row + b] += z[c] * cross_b;
                 }
                 for d in 0..=c {
                     e.neg_hessian[row + p + d] += z[c] * z[d] * h_zz;
                 }
             }
-            e.min_log_mean = e.min_log_mean.min(sums.min_eta);
+            let min_eta = eta.iter().fold(f64::INFINITY, |a, &b| a.min(b));
+            e.min_log_mean = e.min_log_mean.min(min_eta);
             e.max_log_size = e.max_log_size.max(zeta);
             e.poisson_margin = e
                 .poisson_margin
-                .max((zeta - LOG_SIZE_LIMIT).min(zeta - sums.min_eta - LOG_SIZE_OVER_MEAN_LIMIT));
+                .max((zeta - LOG_SIZE_LIMIT).min(zeta - min_eta - LOG_SIZE_OVER_MEAN_LIMIT));
         }
         symmetrize(&mut e.neg_hessian, k);
         e
@@ -740,11 +798,43 @@ impl Model {
 /// per distinct value; those below through [`GroupCounts::exceeding`].
 const TABLE_COUNTS: usize = 64;
 
-/// One gene's counts and, for a dispersion design with few distinct rows, their summaries
-/// by group.
-struct GeneCounts<'a> {
+/// One gene being fitted: its counts (in the model's order) and, for a dispersion design
+/// with few distinct rows, their summaries by group and the arrays of
+/// [`Model::evaluate_grouped`], allocated once per gene.
+struct Gene<'a> {
     y: &'a [f64],
-    groups: Option<Vec<GroupCounts>>,
+    grouped: Option<(Vec<GroupCounts>, Work)>,
+}
+
+/// Per-observation arrays of [`Model::evaluate_grouped`].
+struct Work {
+    eta: Vec<f64>,
+    mu: Vec<f64>,
+    log_u: Vec<f64>,
+    /// Gradient and negative Hessian weights of the linear predictor, and its cross
+    /// weight with the log size.
+    g_eta: Vec<f64>,
+    h_ee: Vec<f64>,
+    h_ez: Vec<f64>,
+    /// Terms of the sums: y eta - (r + y) log1p(mu / r) (the log-likelihood without the
+    /// terms of the counts or the size alone), log1p(mu / r), (y - mu) / (r + mu) and
+    /// r (mu^2 + r y) / (r + mu)^2 (the observation's part of the log size's curvature).
+    terms: [Vec<f64>; 4],
+}
+
+impl Work {
+    fn new(n: usize) -> Self {
+        let array = || vec![0.0; n];
+        Work {
+            eta: array(),
+            mu: array(),
+            log_u: array(),
+            g_eta: array(),
+            h_ee: array(),
+            h_ez: array(),
+            terms: [array(), array(), array(), array()],
+        }
+    }
 }
 
 /// One dispersion group's counts as the sums of its gamma-function terms need them: for a
@@ -839,128 +929,9 @@ impl GroupCounts {
     }
 }
 
-/// Sums over one dispersion group's observations (size r) for [`Model::evaluate_grouped`].
-struct GroupSums {
-    /// sum of y eta - (r + y) log1p(mu / r): the log-likelihood without the terms of the
-    /// counts alone and of the size alone.
-    loglik: f64,
-    /// sum of log1p(mu / r).
-    log1p: f64,
-    /// sum of (y - mu) / (r + mu).
-    resid: f64,
-    /// sum of r (mu^2 + r y) / (r + mu)^2, the observations' part of the size's curvature.
-    curvature: f64,
-    min_eta: f64,
-    /// Gradient of the mean coefficients (p).
-    gradient: Vec<f64>,
-    /// Their negative Hessian, p x p, lower triangle.
-    mean_hessian: Vec<f64>,
-    /// Mean-by-log-size negative Hessian (p).
-    cross: Vec<f64>,
-}
-
-/// Observations summed together in [`GroupSums::of`]: four independent accumulators per
-/// sum, which the compiler keeps in vector registers.
+/// Observations summed together by [`lane_sums`] and [`weighted_sum`]: independent
+/// accumulators that the compiler keeps in vector registers.
 const LANES: usize = 4;
-
-/// One group's data for [`GroupSums::of`], and its size r.
-struct GroupData<'a> {
-    y: &'a [f64],
-    eta: &'a [f64],
-    mu: &'a [f64],
-    /// log(1 + mu / r) as [`vmath::ln_in_place`] gave it.
-    log_u: &'a [f64],
-    /// The mean covariates' values.
-    x: Vec<&'a [f64]>,
-    r: f64,
-    inv_r: f64,
-}
-
-/// [`GroupSums`] in [`LANES`] lanes.
-struct LaneSums {
-    scalars: [[f64; LANES]; 4],
-    min_eta: [f64; LANES],
-    gradient: Vec<[f64; LANES]>,
-    hessian: Vec<[f64; LANES]>,
-    cross: Vec<[f64; LANES]>,
-}
-
-impl LaneSums {
-    /// Adds observations `i0..i0 + W` into lanes `0..W`.
-    #[inline(always)]
-    fn add<const W: usize>(&mut self, d: &GroupData, i0: usize) {
-        let r = d.r;
-        let (mut g_eta, mut h_ee, mut h_ez) = ([0.0; W], [0.0; W], [0.0; W]);
-        for l in 0..W {
-            let i = i0 + l;
-            let (yi, mu) = (d.y[i], d.mu[i]);
-            let inv_s = 1.0 / (r + mu);
-            let r_inv_s = r * inv_s;
-            let ratio = mu * d.inv_r;
-            let u = 1.0 + ratio;
-            // r / (r + mu) = 1 / u: log1p(mu / r) = log(u) - (u - 1 - mu / r) / u.
-            let log1p = d.log_u[i] - ((u - 1.0) - ratio) * r_inv_s;
-            let resid = (yi - mu) * inv_s;
-            let w = r_inv_s * mu * inv_s;
-            h_ee[l] = w * (r + yi);
-            h_ez[l] = -w * (yi - mu);
-            g_eta[l] = r * resid;
-            self.scalars[0][l] += yi * d.eta[i] - (r + yi) * log1p;
-            self.scalars[1][l] += log1p;
-            self.scalars[2][l] += resid;
-            self.scalars[3][l] += r_inv_s * (mu + r * resid);
-            self.min_eta[l] = self.min_eta[l].min(d.eta[i]);
-        }
-        let p = d.x.len();
-        for a in 0..p {
-            let xa = &d.x[a][i0..i0 + W];
-            for l in 0..W {
-                self.gradient[a][l] += g_eta[l] * xa[l];
-                self.cross[a][l] += h_ez[l] * xa[l];
-            }
-            for b in 0..=a {
-                let xb = &d.x[b][i0..i0 + W];
-                let acc = &mut self.hessian[a * p + b];
-                for l in 0..W {
-                    acc[l] += h_ee[l] * xa[l] * xb[l];
-                }
-            }
-        }
-    }
-}
-
-impl GroupSums {
-    fn of(d: &GroupData) -> Self {
-        let p = d.x.len();
-        let mut lanes = LaneSums {
-            scalars: [[0.0; LANES]; 4],
-            min_eta: [f64::INFINITY; LANES],
-            gradient: vec![[0.0; LANES]; p],
-            hessian: vec![[0.0; LANES]; p * p],
-            cross: vec![[0.0; LANES]; p],
-        };
-        let m = d.y.len();
-        let whole = m / LANES * LANES;
-        for i0 in (0..whole).step_by(LANES) {
-            lanes.add::<LANES>(d, i0);
-        }
-        for i in whole..m {
-            lanes.add::<1>(d, i);
-        }
-        let total = |v: &[f64; LANES]| (v[0] + v[1]) + (v[2] + v[3]);
-        let totals = |v: &[[f64; LANES]]| v.iter().map(total).collect();
-        GroupSums {
-            loglik: total(&lanes.scalars[0]),
-            log1p: total(&lanes.scalars[1]),
-            resid: total(&lanes.scalars[2]),
-            curvature: total(&lanes.scalars[3]),
-            min_eta: lanes.min_eta.iter().fold(f64::INFINITY, |a, &b| a.min(b)),
-            gradient: totals(&lanes.gradient),
-            mean_hessian: totals(&lanes.hessian),
-            cross: totals(&lanes.cross),
-        }
-    }
-}
 
 struct PoissonFit {
     beta: Vec<f64>,
@@ -1018,6 +989,7 @@ fn lane_sums<const S: usize>(n: usize, terms: impl Fn(usize) -> [f64; S]) -> [f6
 }
 
 /// sum_i w_i u_i (v_i), in four independent lanes so that it vectorises.
+#[inline(always)]
 fn weighted_sum(w: &[f64], u: &[f64], v: Option<&[f64]>) -> f64 {
     let mut acc = [0.0; 4];
     let n4 = w.len() / 4 * 4;

@@ -18,7 +18,7 @@ pub fn exp_in_place(v: &mut [f64]) {
         // SAFETY: the CPU has AVX2.
         return unsafe { exp_avx2(v) };
     }
-    exp_body(v);
+    exp_slice(v);
 }
 
 /// Natural log of every value, in place.
@@ -28,30 +28,32 @@ pub fn ln_in_place(v: &mut [f64]) {
         // SAFETY: the CPU has AVX2.
         return unsafe { ln_avx2(v) };
     }
-    ln_body(v);
+    ln_slice(v);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn exp_avx2(v: &mut [f64]) {
-    exp_body(v);
+    exp_slice(v);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn ln_avx2(v: &mut [f64]) {
-    ln_body(v);
+    ln_slice(v);
 }
 
+/// [`exp_in_place`] for callers compiled for AVX2 themselves (it is inlined there).
 #[inline(always)]
-fn exp_body(v: &mut [f64]) {
+pub fn exp_slice(v: &mut [f64]) {
     for x in v.iter_mut() {
         *x = exp(*x);
     }
 }
 
+/// [`ln_in_place`] for callers compiled for AVX2 themselves (it is inlined there).
 #[inline(always)]
-fn ln_body(v: &mut [f64]) {
+pub fn ln_slice(v: &mut [f64]) {
     for x in v.iter_mut() {
         *x = ln(*x);
     }
@@ -151,7 +153,7 @@ mod tests {
         let mut ours = xs.clone();
         exp_in_place(&mut ours);
         let mut body = xs.clone();
-        exp_body(&mut body);
+        exp_slice(&mut body);
         for ((&x, &e), &b) in xs.iter().zip(&ours).zip(&body) {
             assert_eq!(e.to_bits(), b.to_bits(), "dispatch at {x}");
             let want = x.exp();
@@ -194,7 +196,7 @@ mod tests {
         let mut ours = xs.clone();
         ln_in_place(&mut ours);
         let mut body = xs.clone();
-        ln_body(&mut body);
+        ln_slice(&mut body);
         for ((&x, &l), &b) in xs.iter().zip(&ours).zip(&body) {
             assert_eq!(l.to_bits(), b.to_bits(), "dispatch at {x}");
             let want = x.ln();

@@ -26,6 +26,7 @@ rs_gsea_scores <- function(weights, sets) .Call(wrap__rs_gsea_scores, weights, s
 rs_gsea_permutation <- function(weights, sizes, es, n_perm, seed, threads) .Call(wrap__rs_gsea_permutation, weights, sizes, es, n_perm, seed, threads)
 rs_gsea_multilevel <- function(weights, sizes, es, n_particles, eps, seed, threads) .Call(wrap__rs_gsea_multilevel, weights, sizes, es, n_particles, eps, seed, threads)
 rs_csc_row_block <- function(x, start, end) .Call(wrap__rs_csc_row_block, x, start, end)
+rs_count_problem <- function(values) .Call(wrap__rs_count_problem, values)
 rs_lmm_fit <- function(y, x, z, group, n_groups, block_sizes, block_copies, reml, satterthwaite, threads) .Call(wrap__rs_lmm_fit, y, x, z, group, n_groups, block_sizes, block_copies, reml, satterthwaite, threads)
 rs_manifold_neighbourhoods <- function(embedding, cells, sample_of, condition_of_sample, landmarks, n_landmarks, k, seed, threads) .Call(wrap__rs_manifold_neighbourhoods, embedding, cells, sample_of, condition_of_sample, landmarks, n_landmarks, k, seed, threads)
 rs_manifold_landmarks <- function(embedding, cells, k, max_iter, seed, threads) .Call(wrap__rs_manifold_landmarks, embedding, cells, k, max_iter, seed, threads)

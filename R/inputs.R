@@ -347,14 +347,17 @@ check_same_samples <- function(x, y) {
 count_values_of <- function(m) if (is(m, "dgCMatrix")) m@x else if (is.matrix(m)) m else NULL
 
 # Counts must be whole numbers >= 0; `what` names the input in the message.
+# The values are read once by the core, in place (R's comparisons made three logical copies
+# of a large matrix); logical values can only be missing.
 check_count_values <- function(values, what = "`x`") {
   if (is.null(values)) return(invisible())
-  if (anyNA(values)) stop(sprintf("%s contains NA counts.", what), call. = FALSE)
-  if (any(values < 0)) stop(sprintf("%s must hold counts: it has negative values.", what), call. = FALSE)
-  if (any(values != round(values))) {
+  problem <- if (is.logical(values)) as.integer(anyNA(values)) else rs_count_problem(values)
+  switch(problem + 1L,
+    invisible(),
+    stop(sprintf("%s contains NA counts.", what), call. = FALSE),
+    stop(sprintf("%s must hold counts: it has negative values.", what), call. = FALSE),
     stop(sprintf("%s must hold counts: it has non-integer values (use raw counts, not normalised values).", what),
-         call. = FALSE)
-  }
+         call. = FALSE))
 }
 
 `%||%` <- function(a, b) if (is.null(a)) b else a

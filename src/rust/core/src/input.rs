@@ -227,9 +227,73 @@ impl Features<'_> {
     }
 }
 
+/// What keeps values from being counts (whole numbers >= 0), in the order they are
+/// reported: a missing value before a negative one before a fraction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CountProblem {
+    Missing = 1,
+    Negative = 2,
+    NonInteger = 3,
+}
+
+/// The first problem (in [`CountProblem`]'s order) among double values, NaN being missing:
+/// one pass, no copy.
+pub fn count_problem(values: &[f64]) -> Option<CountProblem> {
+    let (mut negative, mut fraction) = (false, false);
+    for &v in values {
+        if v.is_nan() {
+            return Some(CountProblem::Missing);
+        }
+        negative |= v < 0.0;
+        fraction |= v != v.round();
+    }
+    if negative {
+        Some(CountProblem::Negative)
+    } else if fraction {
+        Some(CountProblem::NonInteger)
+    } else {
+        None
+    }
+}
+
+/// As [`count_problem`] for R integers, whose missing value is `i32::MIN`.
+pub fn integer_count_problem(values: &[i32]) -> Option<CountProblem> {
+    if values.contains(&i32::MIN) {
+        Some(CountProblem::Missing)
+    } else if values.iter().any(|&v| v < 0) {
+        Some(CountProblem::Negative)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn count_problems_are_reported_in_order() {
+        assert_eq!(count_problem(&[0.0, 3.0, 1e9]), None);
+        assert_eq!(
+            count_problem(&[1.5, -1.0, 2.0]),
+            Some(CountProblem::Negative)
+        );
+        assert_eq!(count_problem(&[1.5, 2.0]), Some(CountProblem::NonInteger));
+        assert_eq!(
+            count_problem(&[-1.0, f64::NAN]),
+            Some(CountProblem::Missing)
+        );
+        assert_eq!(count_problem(&[f64::INFINITY]), None);
+        assert_eq!(integer_count_problem(&[0, 4]), None);
+        assert_eq!(
+            integer_count_problem(&[-2, 4]),
+            Some(CountProblem::Negative)
+        );
+        assert_eq!(
+            integer_count_problem(&[-2, i32::MIN]),
+            Some(CountProblem::Missing)
+        );
+    }
 
     #[test]
     fn row_block_matches_dense() {

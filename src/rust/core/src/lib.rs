@@ -20,6 +20,7 @@ pub mod project;
 pub mod rank;
 pub mod reasons;
 pub mod rng;
+pub mod vmath;
 pub mod wald;
 
 use std::sync::atomic::{AtomicBool, Ordering};

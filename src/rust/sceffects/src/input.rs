@@ -3,7 +3,7 @@
 
 use crate::{fail, RResult};
 use extendr_api::prelude::*;
-use sceffects_core::input::{CscView, Features};
+use sceffects_core::input::{count_problem, integer_count_problem, CscView, Features};
 
 /// The slots of a dgCMatrix, held so that views can borrow them.
 pub(crate) struct CscSlots {
@@ -88,7 +88,22 @@ fn rs_csc_row_block(x: Robj, start: i32, end: i32) -> RResult<RMatrix<f64>> {
     }))
 }
 
+/// What keeps `values` (a double or integer vector or matrix) from being counts: 0 nothing,
+/// 1 a missing value, 2 a negative one, 3 a fraction (see `check_count_values()`).
+#[extendr]
+fn rs_count_problem(values: Robj) -> RResult<i32> {
+    let problem = if let Some(v) = values.as_real_slice() {
+        count_problem(v)
+    } else if let Some(v) = values.as_integer_slice() {
+        integer_count_problem(v)
+    } else {
+        return Err(fail("counts must be double or integer"));
+    };
+    Ok(problem.map_or(0, |p| p as i32))
+}
+
 extendr_module! {
     mod input;
     fn rs_csc_row_block;
+    fn rs_count_problem;
 }

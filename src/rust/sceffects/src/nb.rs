@@ -3,6 +3,7 @@
 use crate::input::{features_of, sparse_slots};
 use crate::{fail, pooled, RResult};
 use extendr_api::prelude::*;
+use sceffects_core::input::Features;
 use sceffects_core::nb::{Model, Options};
 
 /// Fits genes `start..end` (0-based rows, end exclusive) of `x` (double matrix or
@@ -34,12 +35,23 @@ fn rs_nb_fit(
     let model =
         Model::new(x_mean.data(), x_mean.ncols(), z.data(), z.ncols(), offset).map_err(fail)?;
     let n_genes = e - s;
-    let block = feats.row_block(s, e);
     let opts = Options {
         max_iter: max_iter.max(1) as usize,
         tol,
     };
-    let fits = pooled(threads, || model.fit_block(&block, n_genes, opts)).map_err(fail)?;
+    let fits = match feats {
+        // A dense matrix is read in place, a dgCMatrix's block of rows made dense.
+        Features::Dense { data, nrow } => {
+            pooled(threads, || model.fit_rows(data, nrow, s..e, opts))
+        }
+        Features::Sparse(view) => {
+            let block = view.row_block(s, e);
+            pooled(threads, || {
+                model.fit_rows(&block, n_genes, 0..n_genes, opts)
+            })
+        }
+    }
+    .map_err(fail)?;
     let k = model.n_params();
     let theta = RMatrix::new_matrix(k, n_genes, |r, c| fits[c].theta[r]);
     let vcov = RMatrix::new_matrix(k * k, n_genes, |r, c| fits[c].vcov[r]);

@@ -149,8 +149,10 @@ flat_neighbourhoods <- function(estimate) {
 #'   spatial FDR (Benjamini-Hochberg weighted by the inverse neighbourhood radius), in the
 #'   per-landmark table. Per cell, the same test on the mean counts of the neighbourhoods
 #'   holding the cell, with Benjamini-Hochberg over cells: a cell is called `"up"`/`"down"`
-#'   when its FDR is below `fdr_threshold` and its log fold change exceeds `lfc_threshold`
-#'   (default 0: the calls are controlled by the FDR, not by a fixed fold change). Pooling
+#'   when its FDR is below `fdr_threshold`, its log fold change exceeds `lfc_threshold`
+#'   (default 0: the calls are controlled by the FDR, not by a fixed fold change), and the
+#'   change rests on more than one sample (with any one sample left out, the log fold
+#'   change keeps its sign and at least half its size). Pooling
 #'   the overlapping neighbourhoods gives the power one neighbourhood lacks in 5+
 #'   dimensions. The replicates are the units: a
 #'   shift carried by one replicate inflates the variance there and is not called. Without
@@ -190,7 +192,8 @@ flat_neighbourhoods <- function(estimate) {
 #' @param method `"neighbourhood"` or `"kompot"` (see Details).
 #' @param k For `"neighbourhood"`: cells per neighbourhood. Default: a fraction
 #'   `0.006 d^1.2` of the cells of the two conditions for intrinsic dimension `d` (1.4% at
-#'   `d = 2`, 4% at 5, 10% at 10), between 30 and an eighth of the cells. Larger `k` gives
+#'   `d = 2`, 4% at 5, 10% at 10), at least 15 per sample, between 30 and an eighth of
+#'   the cells. Larger `k` gives
 #'   more power for broad changes and blurs small regions.
 #' @param fdr_threshold For `"neighbourhood"`: spatial FDR of a call.
 #' @param verbose Print notes (e.g. no `sample`) and progress bars? `FALSE`, or
@@ -295,7 +298,9 @@ da_neighbourhood <- function(x, input, n_landmarks, k, lfc_threshold, fdr_thresh
   }
   lfc <- col(fit$cell_estimate)
   cell_fdr <- col(fit$cell_fdr)
-  called <- !is.na(cell_fdr) & cell_fdr < fdr_threshold & abs(lfc) > lfc_threshold
+  stable <- rep(FALSE, n_all)
+  stable[kept] <- fit$cell_stable
+  called <- !is.na(cell_fdr) & cell_fdr < fdr_threshold & abs(lfc) > lfc_threshold & stable
   direction <- ifelse(called & lfc > 0, "up", ifelse(called & lfc < 0, "down", "neutral"))
   direction[is.na(lfc)] <- NA_character_
   flat <- flat_neighbourhoods(fit$estimate)

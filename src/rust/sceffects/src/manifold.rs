@@ -245,7 +245,7 @@ fn rs_manifold_neighbourhoods(
         let k = if k > 0 {
             k as usize
         } else {
-            default_k(p.n, dimension)
+            default_k(p.n, condition_of_sample.len(), dimension)
         };
         let test = neighbourhood_test(&data, &lm, k)?;
         let cell = cell_tests(&test, &data, &lm)?;
@@ -274,6 +274,7 @@ fn rs_manifold_neighbourhoods(
             "cell_statistic",
             "cell_log_p",
             "cell_fdr",
+            "cell_stable",
             "cell_neighbourhoods",
             "k",
             "intrinsic_dimension",
@@ -296,6 +297,7 @@ fn rs_manifold_neighbourhoods(
             cell.statistic.into_robj(),
             cell.log_p.into_robj(),
             cell.fdr.into_robj(),
+            cell.stable.into_robj(),
             cell.n_neighbourhoods.into_robj(),
             (k as i32).into_robj(),
             dimension.into_robj(),

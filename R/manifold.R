@@ -138,18 +138,23 @@ flat_neighbourhoods <- function(estimate) {
 #'
 #' - `method = "neighbourhood"` (default): each landmark's neighbourhood is its `k` nearest
 #'   cells of the two conditions, a k-nearest-neighbour density estimate whose radius adapts
-#'   to the local density and to the dimension of the embedding. Per landmark and sample,
+#'   to the local density and to the dimension of the embedding; by default `k` grows with
+#'   the intrinsic dimension of the cells (estimated from their nearest-neighbour
+#'   distances), since beyond 3-4 dimensions a neighbourhood must widen to hold enough
+#'   cells per sample. Per landmark and sample,
 #'   the log fraction of the sample's cells in the neighbourhood (normalised per sample by
-#'   its median deviation over landmarks, so a global change of composition or of cell
+#'   its modal deviation over landmarks, so a global change of composition or of cell
 #'   numbers is not a shift everywhere); a two-group t test across the samples with the
 #'   variance moderated across landmarks (limma's empirical Bayes prior); and miloR's
-#'   spatial FDR (Benjamini-Hochberg weighted by the inverse neighbourhood radius). A cell
-#'   is called `"up"`/`"down"` when its nearest landmark has spatial FDR below
-#'   `fdr_threshold` (direction of that landmark's estimate) and its mean log fold change
-#'   over the neighbourhoods holding it exceeds `lfc_threshold` (default 0: the calls are
-#'   controlled by the FDR, not by a fixed fold change). Calling every cell of a
-#'   significant neighbourhood instead (miloR's usual reading) spills the calls a
-#'   neighbourhood radius beyond the changed region. The replicates are the units: a
+#'   spatial FDR (Benjamini-Hochberg weighted by the inverse neighbourhood radius), in the
+#'   per-landmark table. Per cell, the same test on the mean counts of the neighbourhoods
+#'   holding the cell, with Benjamini-Hochberg over cells: a cell is called `"up"`/`"down"`
+#'   when its FDR is below `fdr_threshold`, its log fold change exceeds `lfc_threshold`
+#'   (default 0: the calls are controlled by the FDR, not by a fixed fold change), and the
+#'   change rests on more than one sample (with any one sample left out, the log fold
+#'   change keeps its sign and at least half its size). Pooling
+#'   the overlapping neighbourhoods gives the power one neighbourhood lacks in 5+
+#'   dimensions. The replicates are the units: a
 #'   shift carried by one replicate inflates the variance there and is not called. Without
 #'   `sample`, each condition is one sample and cells are the units (a Wald z of the log
 #'   ratio of the two fractions), which ignores replicate variation: give `sample`.
@@ -185,17 +190,20 @@ flat_neighbourhoods <- function(estimate) {
 #'   length scale instead of the heuristics, and the multiplier of the length-scale
 #'   heuristic.
 #' @param method `"neighbourhood"` or `"kompot"` (see Details).
-#' @param k For `"neighbourhood"`: cells per neighbourhood (default one per 30 cells of
-#'   the two conditions, between 30 and 200). Larger `k` gives more power for broad
-#'   changes and blurs small regions.
+#' @param k For `"neighbourhood"`: cells per neighbourhood. Default: a fraction
+#'   `0.006 d^1.2` of the cells of the two conditions for intrinsic dimension `d` (1.4% at
+#'   `d = 2`, 4% at 5, 10% at 10), at least 15 per sample, between 30 and an eighth of
+#'   the cells. Larger `k` gives
+#'   more power for broad changes and blurs small regions.
 #' @param fdr_threshold For `"neighbourhood"`: spatial FDR of a call.
 #' @param verbose Print notes (e.g. no `sample`) and progress bars? `FALSE`, or
 #'   `options(sceffects.verbose = FALSE)` for the session, silences them.
 #' @return For a SingleCellExperiment, `x` with colData columns and the fit in
 #'   `metadata(x)$diff_abundance`; for a matrix, a data.frame of those columns with the
-#'   fit in `attr(, "fit")`. `"neighbourhood"`: `da_lfc` (mean log fold change of the
-#'   neighbourhoods holding the cell), `da_statistic` (their mean moderated t),
-#'   `da_fdr` (the spatial FDR of its nearest landmark), `da_direction`, and the per-landmark
+#'   fit in `attr(, "fit")`. `"neighbourhood"`: `da_lfc`, `da_statistic` (moderated t)
+#'   and `da_fdr` (Benjamini-Hochberg over cells) of the test on the mean counts of the
+#'   neighbourhoods holding the cell, `da_direction`; the fit has `k` and
+#'   `intrinsic_dimension`, and the per-landmark
 #'   results table (`estimate`, `std_error`, `statistic`, `df`, `p_value`, `fdr` = spatial
 #'   FDR, counts, radius) in `fit$regions`, ready for [plot_volcano()]; cells outside the
 #'   two conditions get `NA`. When every landmark has the same log fold change (e.g. `k`
@@ -255,7 +263,8 @@ da_neighbourhood <- function(x, input, n_landmarks, k, lfc_threshold, fdr_thresh
   if (fdr_threshold >= 1) stop("`fdr_threshold` must be below 1.", call. = FALSE)
   cells <- unlist(input$cells)
   n <- length(cells)
-  k <- if (is.null(k)) as.integer(max(30, min(200, round(n / 30)))) else check_count(k, "k", min = 2)
+  # k = 0: the core picks it from the cells' intrinsic dimension.
+  k <- if (is.null(k)) 0L else check_count(k, "k", min = 2)
   if (k > n) stop(sprintf("`k` (%d) must be at most the number of cells of the two conditions (%d).", k, n), call. = FALSE)
   if (is.null(input$samples)) {
     say("diff_abundance(): no `sample`, so cells are the units and replicate variation is ignored; give `sample` for calibrated calls.",
@@ -279,6 +288,7 @@ da_neighbourhood <- function(x, input, n_landmarks, k, lfc_threshold, fdr_thresh
   fit <- rs_manifold_neighbourhoods(input$embedding, as.integer(kept), as.integer(sample_of),
                                     as.integer(condition_of_sample), landmarks, as.integer(n_landmarks),
                                     as.integer(k), seed, threads)
+  k <- fit$k
   regions <- da_regions_table(fit, input, jobs, k)
   n_all <- nrow(input$embedding)
   col <- function(v) {
@@ -288,9 +298,10 @@ da_neighbourhood <- function(x, input, n_landmarks, k, lfc_threshold, fdr_thresh
   }
   lfc <- col(fit$cell_estimate)
   cell_fdr <- col(fit$cell_fdr)
-  called <- !is.na(cell_fdr) & cell_fdr < fdr_threshold & abs(lfc) > lfc_threshold
-  sign <- col(fit$cell_sign)
-  direction <- ifelse(called & sign > 0, "up", ifelse(called & sign < 0, "down", "neutral"))
+  stable <- rep(FALSE, n_all)
+  stable[kept] <- fit$cell_stable
+  called <- !is.na(cell_fdr) & cell_fdr < fdr_threshold & abs(lfc) > lfc_threshold & stable
+  direction <- ifelse(called & lfc > 0, "up", ifelse(called & lfc < 0, "down", "neutral"))
   direction[is.na(lfc)] <- NA_character_
   flat <- flat_neighbourhoods(fit$estimate)
   if (flat) {
@@ -301,7 +312,7 @@ da_neighbourhood <- function(x, input, n_landmarks, k, lfc_threshold, fdr_thresh
   out <- data.frame(da_lfc = lfc, da_statistic = col(fit$cell_statistic), da_fdr = cell_fdr,
                     da_direction = factor(direction, levels = c("down", "neutral", "up")))
   fit_info <- list(method = "neighbourhood", conditions = input$conditions, reduction = input$reduction, landmarks = fit$landmarks, k = k,
-                   regions = regions, prior_df = fit$prior_df, prior_var = fit$prior_var,
+                   intrinsic_dimension = fit$intrinsic_dimension, regions = regions, prior_df = fit$prior_df, prior_var = fit$prior_var,
                    sample_variance = !is.null(input$samples), fdr_threshold = fdr_threshold,
                    lfc_threshold = lfc_threshold, flat = flat)
   da_output(x, out, input, fit_info)

@@ -7,7 +7,8 @@ use extendr_api::prelude::*;
 use sceffects_core::cellstate::density::{fit_and_predict, DensityOptions};
 use sceffects_core::cellstate::expression::{ConditionCells, ExpressionModel};
 use sceffects_core::cellstate::neighbourhood::{
-    cell_summary, neighbourhood_test, random_landmarks, NeighbourhoodData,
+    cell_tests, default_k, intrinsic_dimension, neighbourhood_test, random_landmarks,
+    NeighbourhoodData,
 };
 use sceffects_core::cellstate::{self, lfdr, Points};
 
@@ -206,7 +207,8 @@ fn rs_manifold_null_fdr(real: &[f64], null: &[f64], threads: i32) -> RResult<Rob
 
 /// Neighbourhood test of differential abundance: the rows `cells` (1-based) of the
 /// embedding with their samples (`sample_of`, 1-based) and the condition (0/1) of each
-/// sample; `landmarks` a matrix, or NULL for `n_landmarks` random cells.
+/// sample; `landmarks` a matrix, or NULL for `n_landmarks` random cells; `k` cells per
+/// neighbourhood, or 0 for the default from the intrinsic dimension.
 #[extendr]
 #[allow(clippy::too_many_arguments)]
 fn rs_manifold_neighbourhoods(
@@ -239,11 +241,17 @@ fn rs_manifold_neighbourhoods(
             sample_of: &sample_of,
             condition_of_sample: &condition_of_sample,
         };
-        let test = neighbourhood_test(&data, &lm, k.max(0) as usize)?;
-        let cell = cell_summary(&test, &p, &lm);
-        Ok::<_, String>((lm, test, cell))
+        let dimension = intrinsic_dimension(&p, seed_of(seed));
+        let k = if k > 0 {
+            k as usize
+        } else {
+            default_k(p.n, condition_of_sample.len(), dimension)
+        };
+        let test = neighbourhood_test(&data, &lm, k)?;
+        let cell = cell_tests(&test, &data, &lm)?;
+        Ok::<_, String>((lm, test, cell, k, dimension))
     };
-    let (lm, test, cell) = pooled(threads, run).map_err(fail)?.map_err(fail)?;
+    let (lm, test, cell, k, dimension) = pooled(threads, run).map_err(fail)?.map_err(fail)?;
     let n_samples = condition_of_sample.len();
     let counts = RMatrix::new_matrix(lm.n, n_samples, |r, c| test.counts[r * n_samples + c]);
     let [ab0, ab1] = test.log_abundance;
@@ -264,9 +272,12 @@ fn rs_manifold_neighbourhoods(
             "prior_var",
             "cell_estimate",
             "cell_statistic",
+            "cell_log_p",
             "cell_fdr",
-            "cell_sign",
+            "cell_stable",
             "cell_neighbourhoods",
+            "k",
+            "intrinsic_dimension",
         ],
         [
             points_matrix(&lm).into_robj(),
@@ -284,9 +295,12 @@ fn rs_manifold_neighbourhoods(
             test.prior_var.into_robj(),
             cell.estimate.into_robj(),
             cell.statistic.into_robj(),
+            cell.log_p.into_robj(),
             cell.fdr.into_robj(),
-            cell.sign.into_robj(),
+            cell.stable.into_robj(),
             cell.n_neighbourhoods.into_robj(),
+            (k as i32).into_robj(),
+            dimension.into_robj(),
         ],
     )?
     .into_robj())

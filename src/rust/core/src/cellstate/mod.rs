@@ -169,6 +169,9 @@ pub fn knn(
         .into_par_iter()
         .map(|q| {
             let x = query.point(q);
+            if k > SELECT_NEIGHBOURS {
+                return knn_by_selection(x, reference, k, skip_self.then_some(q));
+            }
             let mut best: Vec<(f64, usize)> = Vec::with_capacity(k + 1);
             for j in 0..reference.n {
                 if skip_self && j == q {
@@ -184,6 +187,31 @@ pub fn knn(
             best.into_iter().map(|(d2, j)| (d2.sqrt(), j)).collect()
         })
         .collect()
+}
+
+/// Beyond this many neighbours, `knn` selects among all distances instead of inserting
+/// into a sorted list (whose cost grows with k squared).
+const SELECT_NEIGHBOURS: usize = 64;
+
+/// The `k` nearest reference points of `x` by selection: the same neighbours and order as
+/// the sorted insertion (ties broken by the smaller index).
+fn knn_by_selection(
+    x: &[f64],
+    reference: &Points,
+    k: usize,
+    skip: Option<usize>,
+) -> Vec<(f64, usize)> {
+    let mut all: Vec<(f64, usize)> = (0..reference.n)
+        .filter(|&j| Some(j) != skip)
+        .map(|j| (sq_dist(x, reference.point(j)), j))
+        .collect();
+    let by = |a: &(f64, usize), b: &(f64, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+    if k < all.len() {
+        all.select_nth_unstable_by(k, by);
+        all.truncate(k);
+    }
+    all.sort_unstable_by(by);
+    all.into_iter().map(|(d2, j)| (d2.sqrt(), j)).collect()
 }
 
 /// Distance of every point to its nearest other point; zero distances (duplicated cells)
@@ -399,6 +427,26 @@ mod tests {
             })
             .collect();
         Points { coords, n, dim: 2 }
+    }
+
+    #[test]
+    fn knn_by_selection_equals_insertion() {
+        let p = grid(900);
+        let q = p.subset(&[0, 17, 450, 899]);
+        for skip in [false, true] {
+            let a = knn(&q, &p, 200, skip);
+            for (qi, row) in a.iter().enumerate() {
+                let x = q.point(qi);
+                let mut best: Vec<(f64, usize)> = (0..p.n)
+                    .filter(|&j| !(skip && j == qi))
+                    .map(|j| (sq_dist(x, p.point(j)), j))
+                    .collect();
+                best.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                let best: Vec<(f64, usize)> =
+                    best[..200].iter().map(|&(d2, j)| (d2.sqrt(), j)).collect();
+                assert_eq!(row, &best);
+            }
+        }
     }
 
     #[test]

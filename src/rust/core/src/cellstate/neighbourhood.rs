@@ -18,6 +18,14 @@
 //!
 //! Without replicates (one sample per condition) the landmark statistic is the Wald z of
 //! the log ratio of the two conditions' fractions, cells being the units.
+//!
+//! Per cell, the same test on the mean counts of the neighbourhoods holding the cell, with
+//! Benjamini-Hochberg over cells: pooling the overlapping neighbourhoods carries the
+//! power that one neighbourhood lacks beyond 3-4 dimensions, where a neighbourhood's
+//! radius is wide against any region and its counts are diluted by cells outside it;
+//! the replicates stay the units, so a shift in one replicate is still not called.
+//! The default `k` grows with the intrinsic dimension of the cells (Levina and Bickel's
+//! maximum-likelihood estimate, averaged as MacKay and Ghahramani do).
 
 use super::{knn, sample_without_replacement, Points};
 use crate::dist;
@@ -57,6 +65,67 @@ pub struct LandmarkTest {
     pub prior_var: f64,
 }
 
+/// Neighbours of each query cell of the intrinsic dimension, and the number of query cells.
+const DIMENSION_NEIGHBOURS: usize = 20;
+const DIMENSION_QUERIES: usize = 500;
+
+/// Intrinsic dimension of the cells: per query cell, Levina and Bickel's maximum-likelihood
+/// estimate from the distances `T_1 <= ... <= T_K` to its `K = 20` nearest other cells,
+/// `1 / mean_j ln(T_K / T_j)` over `j < K`, combined over up to 500 seeded query cells as
+/// the inverse of the mean inverse (MacKay and Ghahramani). NaN when no query cell has
+/// positive distances (all cells duplicated).
+pub fn intrinsic_dimension(cells: &Points, seed: u64) -> f64 {
+    let k = DIMENSION_NEIGHBOURS.min(cells.n.saturating_sub(1));
+    if k < 2 {
+        return f64::NAN;
+    }
+    let queries = if cells.n > DIMENSION_QUERIES {
+        let mut stream = rng::stream(seed, &[0x6964]);
+        sample_without_replacement(cells.n, DIMENSION_QUERIES, &mut stream)
+    } else {
+        (0..cells.n).collect()
+    };
+    let query = cells.subset(&queries);
+    // The query cell itself is among its reference's nearest: ask for one more and drop it.
+    let inverse: Vec<f64> = knn(&query, cells, k + 1, false)
+        .iter()
+        .zip(&queries)
+        .filter_map(|(nb, &q)| {
+            let d: Vec<f64> = nb
+                .iter()
+                .filter(|b| b.1 != q)
+                .take(k)
+                .map(|b| b.0)
+                .collect();
+            let last = *d.last()?;
+            if d.len() < k || d[0] <= 0.0 {
+                return None;
+            }
+            Some(d[..k - 1].iter().map(|&t| (last / t).ln()).sum::<f64>() / (k - 1) as f64)
+        })
+        .collect();
+    if inverse.is_empty() {
+        return f64::NAN;
+    }
+    inverse.len() as f64 / inverse.iter().sum::<f64>()
+}
+
+/// Default cells per neighbourhood for `n` cells in `n_samples` samples of intrinsic
+/// dimension `d`: a fraction `0.006 d^1.2` of the cells (about 1.4% at d = 2, 4% at d = 5,
+/// 10% at d = 10: beyond 3-4 dimensions a neighbourhood must widen before its counts carry
+/// a change, which it dilutes with cells from outside), but at least 15 cells per sample
+/// (the test's counts), between 30 and an eighth of the cells, and at most `n`. Chosen on
+/// the issue-15 simulations. An undefined dimension counts as 2.
+pub fn default_k(n: usize, n_samples: usize, dimension: f64) -> usize {
+    let d = if dimension.is_finite() && dimension > 0.0 {
+        dimension
+    } else {
+        2.0
+    };
+    let k = ((0.006 * d.powf(1.2) * n as f64).round() as usize).max(15 * n_samples);
+    k.clamp(30, 30.max(n / 8)).min(n)
+}
+
 /// `n_landmarks` distinct cells, drawn with the seeded stream (the landmarks' positions).
 pub fn random_landmarks(cells: &Points, n_landmarks: usize, seed: u64) -> Points {
     let mut stream = rng::stream(seed, &[0x6e62]);
@@ -94,21 +163,7 @@ pub fn neighbourhood_test(
         radius.push(nb.last().map_or(f64::NAN, |b| b.0));
         members.push(nb.iter().map(|b| b.1).collect());
     }
-    let mut sizes = vec![0.0; n_samples];
-    for &s in data.sample_of {
-        sizes[s] += 1.0;
-    }
-    let per_condition =
-        [0, 1].map(|c| data.condition_of_sample.iter().filter(|&&x| x == c).count());
-    if per_condition.contains(&0) || sizes.contains(&0.0) {
-        return Err("each condition needs at least one sample with cells".into());
-    }
-    let replicated = per_condition.iter().all(|&n| n >= 2);
-    let tests = if replicated {
-        replicate_tests(&counts, &sizes, data.condition_of_sample)
-    } else {
-        pooled_tests(&counts, &sizes, data.condition_of_sample)
-    };
+    let tests = sample_tests(data, &counts)?;
     // miloR's weights: inverse distance to the k-th neighbour (0 for a zero radius).
     let weights: Vec<f64> = radius
         .iter()
@@ -130,6 +185,60 @@ pub fn neighbourhood_test(
         prior_df: tests.prior_df,
         prior_var: tests.prior_var,
     })
+}
+
+/// The test of every row of `counts` (row-major, one column per sample): moderated t
+/// across replicates, or the Wald z of the pooled fractions with one sample per condition.
+fn sample_tests(data: &NeighbourhoodData<'_>, counts: &[f64]) -> Result<Tests, String> {
+    let (sizes, replicated) = sample_sizes(data)?;
+    Ok(if replicated {
+        replicate_tests(counts, &sizes, data.condition_of_sample)
+    } else {
+        pooled_tests(counts, &sizes, data.condition_of_sample)
+    })
+}
+
+/// Cells of every sample, and whether both conditions have at least two samples.
+fn sample_sizes(data: &NeighbourhoodData<'_>) -> Result<(Vec<f64>, bool), String> {
+    let mut sizes = vec![0.0; data.condition_of_sample.len()];
+    for &s in data.sample_of {
+        sizes[s] += 1.0;
+    }
+    let per_condition =
+        [0, 1].map(|c| data.condition_of_sample.iter().filter(|&&x| x == c).count());
+    if per_condition.contains(&0) || sizes.contains(&0.0) {
+        return Err("each condition needs at least one sample with cells".into());
+    }
+    Ok((sizes, per_condition.iter().all(|&n| n >= 2)))
+}
+
+/// Whether each row's log fold change rests on more than one sample: with any one sample
+/// left out, the difference of the conditions' mean normalised log fractions keeps its
+/// sign and at least half its size. A region shifted in one replicate only fails when that
+/// replicate is left out, however much the moderated variance shrinks its t.
+#[allow(clippy::needless_range_loop)] // landmark-major arrays indexed together
+fn leave_one_out_stable(counts: &[f64], sizes: &[f64], condition_of_sample: &[usize]) -> Vec<bool> {
+    let s_n = sizes.len();
+    let y = normalised_log_fractions(counts, sizes);
+    let n_c = [0, 1].map(|c| condition_of_sample.iter().filter(|&&x| x == c).count() as f64);
+    y.chunks(s_n)
+        .map(|row| {
+            let mut sum = [0.0; 2];
+            for s in 0..s_n {
+                sum[condition_of_sample[s]] += row[s];
+            }
+            let est = sum[1] / n_c[1] - sum[0] / n_c[0];
+            (0..s_n).all(|s| {
+                let c = condition_of_sample[s];
+                let mut part = sum;
+                part[c] -= row[s];
+                let mut n = n_c;
+                n[c] -= 1.0;
+                let left = part[1] / n[1] - part[0] / n[0];
+                left * est > 0.0 && left.abs() >= 0.5 * est.abs()
+            })
+        })
+        .collect()
 }
 
 struct Tests {
@@ -390,50 +499,76 @@ pub fn weighted_bh(p: &[f64], w: &[f64]) -> Vec<f64> {
     adj
 }
 
-/// Per-cell summaries of the landmark tests: for each of `n_cells` cells, the mean
-/// estimate and statistic over the neighbourhoods holding it (the nearest landmark's when
-/// none does), and the spatial FDR and sign of the estimate of its nearest landmark: the
-/// call is the most local evidence (calling every cell of a significant neighbourhood
-/// spills the call over the region's border by a neighbourhood radius).
-pub struct CellSummary {
+/// Per-cell tests: each cell's counts are the mean counts, per sample, of the
+/// neighbourhoods holding it (of its nearest landmark when none does), tested as a
+/// landmark's are (normalised log fractions, moderated t across replicates); `fdr` is
+/// Benjamini-Hochberg over the cells. Fold changes are condition 1 over condition 0.
+pub struct CellTests {
     pub estimate: Vec<f64>,
     pub statistic: Vec<f64>,
+    pub log_p: Vec<f64>,
     pub fdr: Vec<f64>,
-    pub sign: Vec<f64>,
+    /// The log fold change rests on more than one sample (`leave_one_out_stable`); all true
+    /// without replicates.
+    pub stable: Vec<bool>,
     pub n_neighbourhoods: Vec<i32>,
 }
 
-pub fn cell_summary(test: &LandmarkTest, cells: &Points, landmarks: &Points) -> CellSummary {
-    let n = cells.n;
+pub fn cell_tests(
+    test: &LandmarkTest,
+    data: &NeighbourhoodData<'_>,
+    landmarks: &Points,
+) -> Result<CellTests, String> {
+    let n = data.cells.n;
+    let s_n = data.condition_of_sample.len();
     let mut holding: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (l, mem) in test.members.iter().enumerate() {
         for &i in mem {
             holding[i].push(l);
         }
     }
-    let nearest: Vec<usize> = knn(cells, landmarks, 1, false)
-        .into_iter()
-        .map(|nb| nb[0].1)
-        .collect();
-    let mut out = CellSummary {
-        estimate: vec![0.0; n],
-        statistic: vec![0.0; n],
-        fdr: vec![0.0; n],
-        sign: vec![0.0; n],
-        n_neighbourhoods: vec![0; n],
-    };
-    for (i, ls) in holding.iter_mut().enumerate() {
-        out.n_neighbourhoods[i] = ls.len() as i32;
-        if ls.is_empty() {
-            ls.push(nearest[i]);
+    let lonely: Vec<usize> = (0..n).filter(|&i| holding[i].is_empty()).collect();
+    if !lonely.is_empty() {
+        let nearest = knn(&data.cells.subset(&lonely), landmarks, 1, false);
+        for (&i, nb) in lonely.iter().zip(&nearest) {
+            holding[i].push(nb[0].1);
         }
-        let k = ls.len() as f64;
-        out.estimate[i] = ls.iter().map(|&l| test.estimate[l]).sum::<f64>() / k;
-        out.statistic[i] = ls.iter().map(|&l| test.statistic[l]).sum::<f64>() / k;
-        out.fdr[i] = test.spatial_fdr[nearest[i]];
-        out.sign[i] = test.estimate[nearest[i]].signum();
     }
-    out
+    let mut counts = vec![0.0; n * s_n];
+    for (i, ls) in holding.iter().enumerate() {
+        let row = &mut counts[i * s_n..(i + 1) * s_n];
+        for &l in ls {
+            for (c, &v) in row.iter_mut().zip(&test.counts[l * s_n..(l + 1) * s_n]) {
+                *c += v;
+            }
+        }
+        let held = ls.len() as f64;
+        row.iter_mut().for_each(|c| *c /= held);
+    }
+    let tests = sample_tests(data, &counts)?;
+    let p: Vec<f64> = tests.log_p.iter().map(|v| v.exp()).collect();
+    let (sizes, replicated) = sample_sizes(data)?;
+    let stable = if replicated {
+        leave_one_out_stable(&counts, &sizes, data.condition_of_sample)
+    } else {
+        vec![true; n]
+    };
+    Ok(CellTests {
+        stable,
+        fdr: crate::fdr::bh_adjust(&p),
+        estimate: tests.estimate,
+        statistic: tests.statistic,
+        log_p: tests.log_p,
+        n_neighbourhoods: (0..n)
+            .map(|i| {
+                if lonely.binary_search(&i).is_ok() {
+                    0
+                } else {
+                    holding[i].len() as i32
+                }
+            })
+            .collect(),
+    })
 }
 
 #[cfg(test)]
@@ -528,10 +663,119 @@ mod tests {
             assert_eq!(t.counts[l * 6..(l + 1) * 6].iter().sum::<f64>(), 40.0);
         }
         assert!(t.spatial_fdr.iter().all(|&f| f > 0.1));
+        let cell = cell_tests(&t, &data, &lm).unwrap();
+        // Cells' tests are correlated (shared neighbourhoods): a chance cluster can pass BH,
+        // but the bulk is not shifted.
+        let called = cell.fdr.iter().filter(|&&f| f < 0.1).count();
+        assert!(called < cells.n / 20, "{called}");
+        let cell_median = median(&mut cell.estimate.clone());
+        assert!(cell_median.abs() < 0.1, "{cell_median}");
         let med = {
             let mut e = t.estimate.clone();
             median(&mut e)
         };
         assert!(med.abs() < 0.1, "{med}");
+    }
+
+    #[test]
+    fn intrinsic_dimension_of_a_cube_and_of_a_plane_in_six_dimensions() {
+        let cube = blobs(3000, 5);
+        let d = intrinsic_dimension(&cube, 1);
+        assert!((d - 3.0).abs() < 0.4, "{d}");
+        // A 2-D sheet, linearly embedded in 6 dimensions.
+        let mut rng = crate::rng::stream(6, &[]);
+        let coords: Vec<f64> = (0..3000)
+            .flat_map(|_| {
+                let (u, v): (f64, f64) = (rng.random(), rng.random());
+                vec![u, v, u + v, u - v, 2.0 * u, 0.5 * v]
+            })
+            .collect();
+        let sheet = Points {
+            coords,
+            n: 3000,
+            dim: 6,
+        };
+        let d = intrinsic_dimension(&sheet, 1);
+        assert!((d - 2.0).abs() < 0.3, "{d}");
+        assert!(intrinsic_dimension(&blobs(2, 1), 1).is_nan());
+    }
+
+    #[test]
+    fn default_k_grows_with_the_dimension_within_its_bounds() {
+        assert_eq!(default_k(4800, 2, 2.0), 66);
+        assert_eq!(default_k(4800, 6, 2.0), 90);
+        assert!(default_k(4800, 6, 5.0) > default_k(4800, 6, 3.0));
+        assert_eq!(default_k(4800, 6, 40.0), 600);
+        assert_eq!(default_k(600, 6, 2.0), 75);
+        assert_eq!(default_k(600, 2, 2.0), 30);
+        assert_eq!(default_k(20, 2, 2.0), 20);
+        assert_eq!(default_k(4800, 6, f64::NAN), default_k(4800, 6, 2.0));
+    }
+
+    #[test]
+    fn cell_counts_are_the_mean_counts_of_the_neighbourhoods_holding_the_cell() {
+        let cells = blobs(600, 8);
+        let sample_of: Vec<usize> = (0..cells.n).map(|i| i % 6).collect();
+        let cond = [0, 0, 0, 1, 1, 1];
+        let data = NeighbourhoodData {
+            cells: &cells,
+            sample_of: &sample_of,
+            condition_of_sample: &cond,
+        };
+        let lm = random_landmarks(&cells, 60, 3);
+        let t = neighbourhood_test(&data, &lm, 30).unwrap();
+        let cell = cell_tests(&t, &data, &lm).unwrap();
+        // Brute force: each cell's holding neighbourhoods, their mean counts, then the same
+        // landmark test on those rows.
+        let mut counts = vec![0.0; cells.n * 6];
+        for i in 0..cells.n {
+            let mut held: Vec<usize> = (0..lm.n).filter(|&l| t.members[l].contains(&i)).collect();
+            assert_eq!(held.len() as i32, cell.n_neighbourhoods[i]);
+            if held.is_empty() {
+                let x = cells.point(i);
+                held.push(
+                    (0..lm.n)
+                        .min_by(|&a, &b| {
+                            super::super::sq_dist(x, lm.point(a))
+                                .total_cmp(&super::super::sq_dist(x, lm.point(b)))
+                        })
+                        .unwrap(),
+                );
+            }
+            for s in 0..6 {
+                counts[i * 6 + s] =
+                    held.iter().map(|&l| t.counts[l * 6 + s]).sum::<f64>() / held.len() as f64;
+            }
+        }
+        let sizes = [100.0; 6];
+        let reference = replicate_tests(&counts, &sizes, &cond);
+        let p: Vec<f64> = reference.log_p.iter().map(|v| v.exp()).collect();
+        let fdr = crate::fdr::bh_adjust(&p);
+        for (i, f) in fdr.iter().enumerate() {
+            assert!((cell.estimate[i] - reference.estimate[i]).abs() < 1e-12);
+            assert!((cell.statistic[i] - reference.statistic[i]).abs() < 1e-12);
+            assert!((cell.fdr[i] - f).abs() < 1e-12);
+        }
+        assert!(cell.n_neighbourhoods.contains(&0));
+    }
+
+    #[test]
+    fn a_shift_in_one_replicate_is_not_stable_and_one_in_all_is() {
+        // Three samples per condition, 40 rows of 1,000 cells each; row 0 doubled in
+        // sample 3 only, row 1 doubled in samples 3-5; the rest flat.
+        let cond = [0, 0, 0, 1, 1, 1];
+        let sizes = [40_000.0; 6];
+        let mut counts = vec![1000.0; 40 * 6];
+        counts[3] = 2000.0;
+        for s in 3..6 {
+            counts[6 + s] = 2000.0;
+        }
+        // Tiny jitter so that the flat rows have a sign.
+        for (i, c) in counts.iter_mut().enumerate().skip(12) {
+            *c += (i % 6) as f64;
+        }
+        let stable = leave_one_out_stable(&counts, &sizes, &cond);
+        assert!(!stable[0]);
+        assert!(stable[1]);
     }
 }

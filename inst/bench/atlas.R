@@ -86,13 +86,9 @@ run_all <- function(BPPARAM) {
   t_did <- system.time(d <- quiet(did_table(se, design, assay = "counts", BPPARAM = BPPARAM)))[["elapsed"]]
   t_sets <- system.time(s <- score_gene_sets(x, sets, BPPARAM = BPPARAM))[["elapsed"]]
   t_nb <- system.time({
-    src <- sceffects:::numeric_features(x, "x")
-    pv <- interaction(participant, visit, drop = TRUE)
-    pb <- sceffects:::source_group_sums(src, as.integer(pv), nlevels(pv), 2L, BPPARAM)
-    dimnames(pb) <- list(genes, levels(pv))
-    meta <- data.frame(visit = factor(sub(".*\\.", "", levels(pv)), c("Pre", "Post")),
-                       arm = arm[match(levels(pv), as.character(pv))])
-    nb <- quiet(nb_regression(pb[rowSums(pb) > 0, ], ~ visit * arm, data = meta, offset = log(colSums(pb))))
+    pb <- pseudobulk(se, c("participant", "visit"), BPPARAM = BPPARAM, verbose = FALSE)
+    pb <- pb[rowSums(SummarizedExperiment::assay(pb)) > 0, ]
+    nb <- quiet(nb_regression(pb, ~ visit * response, size_factors = FALSE, offset = log(pb$lib_size)))
   })[["elapsed"]]
   c(did = t_did, sets = t_sets, nb = t_nb, top = sum(d$fdr[effect] < 0.05, na.rm = TRUE))
 }

@@ -964,6 +964,7 @@ group_medians <- function(data, group, n_groups, threads, arg = "x") {
 # Sums of each feature over groups of cells (`group` 1-based, 0 = left out) by the core,
 # which checks a dgCMatrix's values for NA and Inf in the same pass.
 group_sums <- function(data, group, n_groups, threads, arg = "x") {
+  if (is.matrix(data) && !is.double(data)) storage.mode(data) <- "double"  # the core reads doubles
   tryCatch(rs_group_sums(data, group, n_groups, threads), error = function(e) {
     if (grepl("infinite or missing values", conditionMessage(e), fixed = TRUE)) {
       stop(sprintf("`%s` contains infinite or missing values.", arg), call. = FALSE)

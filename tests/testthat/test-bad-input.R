@@ -28,6 +28,7 @@ valid_calls <- list(
   between_arm = function(...) suppressMessages(suppressWarnings(between_arm(trial[1:20, ], design, "Post", ...))),
   score_gene_sets = function(...) suppressWarnings(score_gene_sets(trial, list(s = rownames(trial)[1:5]), add = FALSE, ...)),
   nb_regression = function(...) suppressMessages(nb_regression(counts, ~ dose, data = cells, ...)),
+  pseudobulk = function(...) pseudobulk(counts, "subject", data = cells, verbose = FALSE, ...),
   lmm_table = function(...) lmm_table(counts, ~ dose + (1 | subject), cells, ...),
   prediction_error = function(...) prediction_error(lmm_table(counts, ~ dose, cells), folds = 4, ...),
   gsea = function(...) suppressMessages(gsea(stats, sets, min_size = 5, nperm = 50, ...)),

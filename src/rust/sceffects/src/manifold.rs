@@ -10,7 +10,7 @@ use sceffects_core::cellstate::neighbourhood::{
     cell_tests, default_k, intrinsic_dimension, neighbourhood_test, random_landmarks,
     NeighbourhoodData,
 };
-use sceffects_core::cellstate::{self, lfdr, Points};
+use sceffects_core::cellstate::{self, lfdr, nulltail, Points};
 
 fn points(m: &RMatrix<f64>, rows: Option<&[usize]>) -> RResult<Points> {
     Points::from_column_major(m.data(), m.nrows(), m.ncols(), rows).map_err(fail)
@@ -162,9 +162,9 @@ fn rs_manifold_expression_model(
     .into_robj())
 }
 
-/// Mean log fold change, Mahalanobis distance and constancy of a block of genes (rows of
-/// a double matrix or dgCMatrix over all cells), and per-cell fold changes when the model
-/// keeps them (genes x cells).
+/// Mean log fold change, Mahalanobis distance, constancy and variance over the two
+/// conditions' cells of a block of genes (rows of a double matrix or dgCMatrix over all
+/// cells), and per-cell fold changes when the model keeps them (genes x cells).
 #[extendr]
 fn rs_manifold_expression_block(model: Robj, x: Robj, threads: i32) -> RResult<Robj> {
     let model = ExternalPtr::<ExpressionModel>::try_from(&model)?;
@@ -181,11 +181,18 @@ fn rs_manifold_expression_block(model: Robj, x: Robj, threads: i32) -> RResult<R
         None => Robj::from(()),
     };
     Ok(List::from_names_and_values(
-        ["mean_lfc", "mahalanobis", "constant", "fold_change"],
+        [
+            "mean_lfc",
+            "mahalanobis",
+            "constant",
+            "variance",
+            "fold_change",
+        ],
         [
             res.mean_lfc.into_robj(),
             res.mahalanobis.into_robj(),
             res.constant.into_robj(),
+            res.variance.into_robj(),
             fold_change,
         ],
     )?
@@ -201,6 +208,29 @@ fn rs_manifold_null_fdr(real: &[f64], null: &[f64], threads: i32) -> RResult<Rob
     Ok(List::from_names_and_values(
         ["p_value", "local_fdr"],
         [res.p_value.into_robj(), res.local_fdr.into_robj()],
+    )?
+    .into_robj())
+}
+
+/// Natural-log p-values of distances from the scaled F fitted to the null genes'
+/// standardised distances (distance^2 / variance), with the fit.
+#[extendr]
+fn rs_manifold_null_tail(
+    real: &[f64],
+    real_variance: &[f64],
+    null: &[f64],
+    null_variance: &[f64],
+) -> RResult<Robj> {
+    let res = nulltail::fitted_null_tail(real, real_variance, null, null_variance).map_err(fail)?;
+    Ok(List::from_names_and_values(
+        ["log_p", "df1", "df2", "scale", "log_lik"],
+        [
+            res.log_p.into_robj(),
+            res.fit.df1.into_robj(),
+            res.fit.df2.into_robj(),
+            res.fit.scale.into_robj(),
+            res.fit.log_lik.into_robj(),
+        ],
     )?
     .into_robj())
 }
@@ -315,4 +345,5 @@ extendr_module! {
     fn rs_manifold_expression_model;
     fn rs_manifold_expression_block;
     fn rs_manifold_null_fdr;
+    fn rs_manifold_null_tail;
 }

@@ -62,6 +62,9 @@ pub struct BlockResult {
     pub mahalanobis: Vec<f64>,
     /// The gene takes one value on every cell of the two conditions.
     pub constant: Vec<bool>,
+    /// Sample variance of the gene over the cells of the two conditions (the scale of its
+    /// squared distance under permutation; see `nulltail`).
+    pub variance: Vec<f64>,
     /// Per-cell fold changes, all cells x genes, column-major (when asked for).
     pub fold_change: Option<Mat<f64>>,
 }
@@ -228,6 +231,9 @@ impl ExpressionModel {
         let mut deviations: Vec<Mat<f64>> = Vec::new();
         let mut first_value = vec![f64::NAN; n_genes];
         let mut constant = vec![true; n_genes];
+        // Sums of the values shifted by the first one, for a stable one-pass variance.
+        let mut shifted_sum = vec![0.0; n_genes];
+        let mut shifted_squares = vec![0.0; n_genes];
         for (c, cond) in self.conditions.iter().enumerate() {
             let sign = if c == 0 { -1.0 } else { 1.0 };
             let yc = gather(&cond.cells);
@@ -237,6 +243,11 @@ impl ExpressionModel {
                     first_value[g] = col[0];
                 }
                 constant[g] = constant[g] && col.iter().all(|&v| v == first_value[g]);
+                for &v in col.iter() {
+                    let d = v - first_value[g];
+                    shifted_sum[g] += d;
+                    shifted_squares[g] += d * d;
+                }
                 mean_lfc[g] += sign
                     * (0..cond.cells.len())
                         .map(|i| cond.mean_weights[i] * col[i])
@@ -281,10 +292,17 @@ impl ExpressionModel {
             (Some(k), Some(w)) => Some(k * &w),
             _ => None,
         };
+        let n = (self.conditions[0].cells.len() + self.conditions[1].cells.len()) as f64;
+        let variance = shifted_sum
+            .iter()
+            .zip(&shifted_squares)
+            .map(|(s, q)| ((q - s * s / n) / (n - 1.0)).max(0.0))
+            .collect();
         Ok(BlockResult {
             mean_lfc,
             mahalanobis,
             constant,
+            variance,
             fold_change,
         })
     }
@@ -406,5 +424,10 @@ mod tests {
         let fc = whole.fold_change.unwrap();
         let mean_fc: f64 = fc.col(2).iter().sum::<f64>() / 120.0;
         assert!((mean_fc - whole.mean_lfc[2]).abs() < 1e-10);
+        // The gene's variance over the two conditions' cells, by the two-pass formula.
+        let mean = one.iter().sum::<f64>() / 120.0;
+        let two_pass = one.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / 119.0;
+        assert!((whole.variance[2] - two_pass).abs() < 1e-13);
+        assert!((part.variance[0] - two_pass).abs() < 1e-13);
     }
 }

@@ -3,7 +3,8 @@
 //! neighbours, fractal dimension, length-scale and mean heuristics, seeded k-means
 //! landmarks, the Matern-5/2 kernel), the Gaussian-process density (`density`), the
 //! sparse GP regression of every gene with its Mahalanobis distance, with sample variance
-//! by an exact low-rank update (`expression`), and the null-gene local FDR (`lfdr`).
+//! by an exact low-rank update (`expression`), the null-gene local FDR (`lfdr`) and the null
+//! distribution of the distances fitted to the null genes (`nulltail`).
 //!
 //! The module is `cellstate`, not `manifold`: R CMD build drops directories whose names end
 //! in "old".
@@ -12,6 +13,7 @@ pub mod density;
 pub mod expression;
 pub mod lfdr;
 pub mod neighbourhood;
+pub mod nulltail;
 
 use crate::rng::{self, Stream};
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;

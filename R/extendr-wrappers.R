@@ -35,6 +35,7 @@ rs_manifold_density <- function(embedding, cells, landmarks, dimension, length_s
 rs_manifold_expression_model <- function(embedding, cells1, cells2, samples1, samples2, landmarks, length_scale, sample_variance, fold_change, threads) .Call(wrap__rs_manifold_expression_model, embedding, cells1, cells2, samples1, samples2, landmarks, length_scale, sample_variance, fold_change, threads)
 rs_manifold_expression_block <- function(model, x, threads) .Call(wrap__rs_manifold_expression_block, model, x, threads)
 rs_manifold_null_fdr <- function(real, null, threads) .Call(wrap__rs_manifold_null_fdr, real, null, threads)
+rs_manifold_null_tail <- function(real, real_variance, null, null_variance) .Call(wrap__rs_manifold_null_tail, real, real_variance, null, null_variance)
 rs_nb_fit <- function(x, start, end, x_mean, z, offset, max_iter, tol, threads) .Call(wrap__rs_nb_fit, x, start, end, x_mean, z, offset, max_iter, tol, threads)
 rs_group_sums <- function(x, group, n_groups, threads) .Call(wrap__rs_group_sums, x, group, n_groups, threads)
 rs_feature_moments <- function(x, threads) .Call(wrap__rs_feature_moments, x, threads)

@@ -408,12 +408,30 @@ da_kompot <- function(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed,
 #' two conditions' functions at the landmarks under their summed posterior covariance
 #' (shared by all genes). Its significance comes from null genes: `null_genes` genes
 #' permuted across the cells of the two conditions and run through the same pipeline
-#' give an empirical p-value and kompot's local FDR (reflected KDE, monotone fit).
+#' give an empirical p-value (`p_empirical`, which cannot go below about
+#' `1 / null_genes`) and kompot's local FDR (reflected KDE, monotone fit).
+#'
+#' `p_value` resolves small p: a gene's squared distance scales with its variance over
+#' the cells of the two conditions, so the statistic is `mahalanobis^2 / variance`, and
+#' its null distribution is a scaled F fitted by maximum likelihood to the null genes'
+#' statistics (a scaled chi-square, i.e. gamma, whose scale varies between genes; the F
+#' contains the scaled chi-square as its second degrees of freedom grow, and fits the
+#' null genes' upper tail where a single gamma is too light). The fit is in
+#' `attr(, "null_fit")` (`df1`, `df2`, `scale`, `log_lik`). The null these p-values test
+#' is the permutation null: expression unrelated to cell state and condition. A gene that
+#' varies along the manifold without any condition effect can still get a small p where
+#' the two conditions' cells are distributed differently (as with `p_empirical`, and in
+#' kompot); `local_fdr` and `is_de` are kompot's, from the empirical null, unchanged.
 #'
 #' With `sample`, per-sample regressions add, for each gene, the between-sample
 #' covariance of the predictions at the landmarks. It has rank at most the number of
 #' samples, so the distance is computed exactly by the Woodbury identity: no per-gene
-#' landmarks x landmarks matrix and no per-gene Cholesky (kompot builds both).
+#' landmarks x landmarks matrix and no per-gene Cholesky (kompot builds both). The null
+#' genes then go through the same sample-variance pipeline, but permuting a gene across
+#' cells also spreads it evenly over the samples: the null is a gene with no condition
+#' effect and no between-sample differences beyond those of randomly drawn cells. A real
+#' gene that shifts between replicates has a larger sample variance, hence a smaller
+#' distance, than such a null gene: its p-value errs on the large side.
 #'
 #' @inheritParams diff_abundance
 #' @param x A SingleCellExperiment with the embedding in `reducedDim(x, reduction)`, or
@@ -432,12 +450,15 @@ da_kompot <- function(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed,
 #'   first by default) or of an ExpressionSet (`exprs()` by default).
 #' @param features Genes (row names or indices) to test; default all (the same argument
 #'   as in [did_table()]).
-#' @param null_genes Number of permuted null genes for the FDR (0: none; then
-#'   `p_value` and `local_fdr` are `NA`). With `sample`, null genes go through the same
-#'   sample-variance pipeline, but a permuted gene has lost the replicate structure, so
-#'   the FDR is only a guide there (kompot turns null genes off with `sample_col`).
-#' @param fold_change If `TRUE`, the per-cell fold changes (genes x cells) are returned
-#'   in the attribute `"fold_change"` of the table.
+#' @param null_genes Number of permuted null genes for the p-values and FDR (0: none;
+#'   then `p_value`, `p_empirical` and `local_fdr` are `NA`; the fitted null needs at
+#'   least 20, and its tail is trustworthy from a few hundred). With `sample`, null genes
+#'   go through the same sample-variance pipeline, but a permuted gene has lost the
+#'   replicate structure, so the p-values and FDR are only a guide there (kompot turns
+#'   null genes off with `sample_col`).
+#' @param fold_change If `TRUE`, the per-cell fold changes (genes x cells of `x`) are
+#'   returned in the attribute `"fold_change"` of the table; [add_results()] puts them
+#'   into an assay of the SingleCellExperiment (`<prefix>_fold_change`).
 #' @param dry_run If `TRUE`, print the memory and time plan and compute nothing.
 #' @param fdr_threshold `is_de` is `local_fdr < fdr_threshold`.
 #' @param ls_factor Multiplier of the length-scale heuristic (kompot's default 10).
@@ -447,14 +468,18 @@ da_kompot <- function(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed,
 #' @param BPPARAM Optional BiocParallel backend: blocks of genes are spread over its
 #'   workers, each of which rebuilds the shared model.
 #' @return A results table (`sceffects_results`): `feature`, `estimate` (= `mean_lfc`),
-#'   `statistic` (= `mahalanobis`), `p_value` (null genes), `fdr` (BH), `mean_lfc`,
-#'   `mahalanobis`, `local_fdr`, `is_de`, `reason`.
+#'   `statistic` (= `mahalanobis`), `p_value` (from the null fitted to the null genes),
+#'   `log_p` (its natural log, finite where `p_value` underflows), `fdr` (BH of
+#'   `p_value`), `mean_lfc`, `mahalanobis`, `p_empirical` (share of null genes at least as
+#'   far, floored at the smallest positive one, as kompot's), `local_fdr` (kompot's, from
+#'   the null genes), `is_de` (`local_fdr < fdr_threshold`), `reason`.
 #' @export
 #' @examples
 #' sce <- simulate_manifold(n_cells = 600, n_genes = 40, seed = 1)
 #' de <- diff_expression(sce, "condition", "young", "old", n_landmarks = 60,
 #'                       null_genes = 40)
 #' head(de[order(de$mahalanobis, decreasing = TRUE), ])
+#' attr(de, "null_fit")
 diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL, assay = "logcounts",
                             sample = NULL, features = NULL, n_landmarks = 2000L, null_genes = 2000L,
                             fold_change = FALSE, dry_run = FALSE, fdr_threshold = 0.05, block_size = 512L,
@@ -524,27 +549,34 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
                    ifelse(is.na(distance), "posterior covariance not positive definite", NA_character_))
   distance[constant] <- NA
   mean_lfc[constant] <- NA
-  p_value <- local_fdr <- rep(NA_real_, length(distance))
+  log_p <- p_empirical <- local_fdr <- rep(NA_real_, length(distance))
+  null_fit <- NULL
   if (!is.null(null)) {
-    null_distance <- pick(blocks[is_null], "mahalanobis")
-    null_distance <- null_distance[!pick(blocks[is_null], "constant")]
+    nulls <- blocks[is_null]
+    kept <- !pick(nulls, "constant")
+    null_distance <- pick(nulls, "mahalanobis")[kept]
+    null_variance <- pick(nulls, "variance")[kept]
     ok <- !is.na(distance)
     if (sum(ok) >= 2L && sum(is.finite(null_distance)) >= 2L) {
       fdr <- rs_manifold_null_fdr(distance[ok], null_distance, threads)
-      p_value[ok] <- fdr$p_value
+      p_empirical[ok] <- fdr$p_value
       local_fdr[ok] <- fdr$local_fdr
+    }
+    if (sum(is.finite(null_distance) & null_distance > 0) >= null_tail_min) {
+      null_fit <- rs_manifold_null_tail(distance, pick(real, "variance"), null_distance, null_variance)
+      log_p <- nan_to_na(null_fit$log_p)
+      null_fit$log_p <- NULL
     }
   }
   res <- data.frame(feature = src$names[rows], estimate = mean_lfc, statistic = distance,
-                    p_value = p_value, fdr = fdr_bh(p_value), mean_lfc = mean_lfc,
-                    mahalanobis = distance, local_fdr = local_fdr,
+                    p_value = exp(log_p), log_p = log_p, fdr = fdr_bh(exp(log_p)), mean_lfc = mean_lfc,
+                    mahalanobis = distance, p_empirical = p_empirical, local_fdr = local_fdr,
                     is_de = !is.na(local_fdr) & local_fdr < fdr_threshold,
                     reason = reason, stringsAsFactors = FALSE)
   extra <- list(estimate_label = "mean log fold change", landmarks = lm, length_scale = ls,
                 conditions = input$conditions, sample_variance = !is.null(input$samples),
-                diagonal_shortcut = runs[[1L]]$diagonal_shortcut,
-                fdr_note = if (is.null(null)) "No null genes: p_value and local_fdr are NA." else
-                  sprintf("p_value and local_fdr from %d permuted null genes.", length(null$rows)))
+                diagonal_shortcut = runs[[1L]]$diagonal_shortcut, null_fit = null_fit,
+                fdr_note = de_fdr_note(null, null_fit))
   if (isTRUE(fold_change)) {
     fc <- do.call(rbind, lapply(real, `[[`, "fold_change"))
     dimnames(fc) <- list(src$names[rows], input$cell_names)
@@ -553,6 +585,21 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
   method <- sprintf("manifold DE %s vs %s%s", input$conditions[2L], input$conditions[1L],
                     if (is.null(input$samples)) "" else " (sample variance)")
   results_table(res, method, extra)
+}
+
+# Fewest null genes (with a positive distance) for the fitted null: as the core's MIN_NULL.
+null_tail_min <- 20L
+
+de_fdr_note <- function(null, null_fit) {
+  if (is.null(null)) return("No null genes: p_value, p_empirical and local_fdr are NA.")
+  n <- length(null$rows)
+  tail <- if (is.null(null_fit)) {
+    sprintf("p_value is NA: the fitted null needs at least %d null genes", null_tail_min)
+  } else {
+    sprintf("p_value from the null fitted to them (distance^2 / variance ~ %.3g F(%.3g, %.3g))",
+            null_fit$scale, null_fit$df1, null_fit$df2)
+  }
+  sprintf("p_empirical and local_fdr from %d permuted null genes; %s.", n, tail)
 }
 
 # The embedding of diff_expression() on an expression matrix: `reduction` itself, one row

@@ -39,8 +39,11 @@ grouped_fdr <- function(df, by) {
 #'
 #' Adds the columns of a results table (one row per feature, or per feature and term) to
 #' `rowData(x)`, matched by feature name, as scran and miloR users keep results beside the
-#' data. Features without a result get `NA`. Only `rowData` changes: the assays are not
-#' copied.
+#' data. Features without a result get `NA`. Only `rowData` changes, except for a table
+#' that carries per-cell results: the per-cell fold changes of
+#' `diff_expression(fold_change = TRUE)` become the assay `<prefix>_fold_change` (genes
+#' not tested are `NA` rows), as [diff_abundance()] puts its per-cell results in
+#' `colData`. The other assays are not copied, and the `x` passed in is unchanged.
 #'
 #' @param x A SummarizedExperiment / SingleCellExperiment whose row names are the
 #'   results' `feature` column.
@@ -52,8 +55,8 @@ grouped_fdr <- function(df, by) {
 #'   (`<prefix>_<level>_<column>`).
 #' @param columns Which result columns to add (those present of `estimate`, `std_error`,
 #'   `statistic`, `p_value`, `fdr` and `reason` by default).
-#' @return `x` with the new `rowData` columns; existing columns of the same name are
-#'   replaced.
+#' @return `x` with the new `rowData` columns (and assay); existing columns and assays
+#'   of the same name are replaced.
 #' @export
 #' @examples
 #' sce <- simulate_trial(n_genes = 300, n_cells = 3000, seed = 1)
@@ -62,6 +65,13 @@ grouped_fdr <- function(df, by) {
 #' res <- did_table(sce, design)
 #' sce <- add_results(sce, res, prefix = "did")
 #' head(SummarizedExperiment::rowData(sce))
+#'
+#' # Per-cell fold changes of diff_expression() as an assay
+#' sim <- simulate_manifold(n_cells = 400, n_genes = 50, seed = 1)
+#' de <- diff_expression(sim, "condition", "young", "old", n_landmarks = 40,
+#'                       null_genes = 30, features = 1:10, fold_change = TRUE)
+#' sim <- add_results(sim, de, prefix = "de")
+#' SummarizedExperiment::assayNames(sim)
 add_results <- function(x, results, prefix, columns = NULL) {
   if (!is(x, "SummarizedExperiment")) {
     stop("`x` must be a SummarizedExperiment or SingleCellExperiment.", call. = FALSE)
@@ -101,6 +111,24 @@ add_results <- function(x, results, prefix, columns = NULL) {
     }
   }
   SummarizedExperiment::rowData(x) <- rd
+  fold_change <- attr(results, "fold_change")
+  if (!is.null(fold_change)) x <- add_cell_assay(x, fold_change, paste0(prefix, "_fold_change"))
+  x
+}
+
+# A genes x cells matrix of per-cell results as an assay of `x`: rows matched by name (NA
+# rows for the others), columns the cells of `x` in order.
+add_cell_assay <- function(x, values, name) {
+  same_cells <- ncol(values) == ncol(x) &&
+    (is.null(colnames(values)) || is.null(colnames(x)) || identical(colnames(values), colnames(x)))
+  if (!same_cells) {
+    stop(sprintf("`x` must have the cells the results were computed on, in the same order, for the assay \"%s\" (%d cells in the results, %d in `x`).",
+                 name, ncol(values), ncol(x)), call. = FALSE)
+  }
+  assay <- matrix(NA_real_, nrow(x), ncol(x), dimnames = dimnames(x))
+  at <- match(rownames(values), rownames(x))
+  assay[at[!is.na(at)], ] <- values[!is.na(at), , drop = FALSE]
+  SummarizedExperiment::assay(x, name, withDimnames = FALSE) <- assay
   x
 }
 

@@ -257,6 +257,107 @@ test_that("p-values are uniform under the null", {
   expect_gt(suppressWarnings(stats::ks.test(res$p_value, "punif")$p.value), 0.01)
 })
 
+# The scaled F of the fitted null by maximum likelihood, with R's df() and optim().
+ref_scaled_f <- function(t) {
+  t <- t[is.finite(t) & t > 0]
+  nll <- function(th) {
+    v <- -sum(stats::df(t / exp(th[3]), exp(th[1]), exp(th[2]), log = TRUE) - th[3])
+    if (is.finite(v)) v else 1e300
+  }
+  fit <- stats::optim(c(log(4), log(20), log(mean(t))), nll, control = list(maxit = 5000, reltol = 1e-14))
+  fit <- stats::optim(fit$par, nll, method = "BFGS", control = list(reltol = 1e-14))
+  list(df1 = exp(fit$par[1]), df2 = exp(fit$par[2]), scale = exp(fit$par[3]), log_lik = -fit$value)
+}
+
+test_that("the fitted null is the ML scaled F of distance^2 / variance (R's optim and df), p from pf", {
+  set.seed(8)
+  v0 <- stats::runif(400, 0.2, 3)
+  d0 <- sqrt(v0 * 1.4 * stats::rf(400, 5, 12))
+  v <- stats::runif(50, 0.2, 3)
+  d <- sqrt(v * c(1.4 * stats::rf(45, 5, 12), 60, 80, 120, 200, 400))
+  got <- sceffects:::rs_manifold_null_tail(d, v, d0, v0)
+  ref <- ref_scaled_f(d0^2 / v0)
+  expect_equal(got$log_lik, ref$log_lik, tolerance = 1e-6)
+  expect_equal(c(got$df1, got$df2, got$scale), c(ref$df1, ref$df2, ref$scale), tolerance = 1e-3)
+  expect_equal(got$log_p, stats::pf(d^2 / v / got$scale, got$df1, got$df2, lower.tail = FALSE, log.p = TRUE),
+               tolerance = 1e-10)
+  expect_error(sceffects:::rs_manifold_null_tail(d, v, d0[1:10], v0[1:10]), "at least 20 null genes")
+})
+
+test_that("diff_expression p-values: the fitted null of the null genes, empirical p and local FDR kept", {
+  # The null genes' distances and variances, as diff_expression() hands them to the fit.
+  box <- new.env()
+  suppressMessages(trace("rs_manifold_null_tail", where = asNamespace("sceffects"), print = FALSE,
+                         tracer = bquote(assign("nulls", list(d = null, v = null_variance), envir = .(box)))))
+  res <- diff_expression(sim, "condition", "young", "old", seed = 42, n_landmarks = 60, null_genes = 200)
+  suppressMessages(untrace("rs_manifold_null_tail", where = asNamespace("sceffects")))
+  nulls <- box$nulls
+  y <- as.matrix(SummarizedExperiment::assay(sim, "logcounts"))
+  var_g <- unname(apply(y[, sim$condition %in% c("young", "old")], 1, stats::var))
+  fit <- attr(res, "null_fit")
+  ref_fit <- ref_scaled_f(nulls$d^2 / nulls$v)
+  # Here the nulls are a scaled chi-square: df2 runs off to its cap (optim's further still).
+  expect_equal(c(fit$df1, fit$scale), c(ref_fit$df1, ref_fit$scale), tolerance = 1e-3)
+  expect_gte(fit$log_lik, ref_fit$log_lik - 1e-4)
+  expect_true(fit$df2 > 1e4 && ref_fit$df2 > 1e4 || abs(fit$df2 / ref_fit$df2 - 1) < 1e-3)
+  expect_equal(res$log_p, stats::pf(res$mahalanobis^2 / var_g / fit$scale, fit$df1, fit$df2,
+                                    lower.tail = FALSE, log.p = TRUE), tolerance = 1e-10)
+  expect_equal(res$p_value, exp(res$log_p))
+  expect_equal(res$fdr, stats::p.adjust(res$p_value, "BH"))
+  ref <- ref_null_fdr(res$mahalanobis, nulls$d)
+  expect_equal(res$p_empirical, ref$p_value, tolerance = 1e-12)
+  expect_equal(res$local_fdr, ref$local_fdr, tolerance = 1e-8)
+  expect_match(attr(res, "fdr_note"), "fitted")
+  few <- diff_expression(sim, "condition", "young", "old", seed = 42, n_landmarks = 60, null_genes = 10)
+  expect_true(all(is.na(few$p_value)) && !anyNA(few$p_empirical))
+  expect_match(attr(few, "fdr_note"), "at least 20")
+})
+
+test_that("calibration: uniform p under a null; planted genes far below the empirical floor; volcano spreads", {
+  set.seed(4)
+  n <- 900
+  emb0 <- matrix(stats::rnorm(n * 4), n, 4, dimnames = list(paste0("c", 1:n), NULL))
+  # Genes of different means (hence variances), none related to cell state or condition.
+  mu <- rep(c(0.3, 1, 4), length.out = 240)
+  y <- matrix(log1p(stats::rpois(240 * n, mu)), 240, n, dimnames = list(paste0("g", 1:240), rownames(emb0)))
+  sce0 <- SingleCellExperiment::SingleCellExperiment(list(logcounts = y),
+    colData = S4Vectors::DataFrame(group = sample(c("a", "b"), n, TRUE)), reducedDims = list(PCA = emb0))
+  res <- diff_expression(sce0, "group", "a", "b", seed = 7, n_landmarks = 60, null_genes = 500)
+  expect_gt(stats::ks.test(res$p_value, "punif")$p.value, 0.01)
+  deciles <- table(cut(res$p_value, seq(0, 1, 0.1)))
+  expect_true(all(deciles >= 8 & deciles <= 42))
+  expect_lte(sum(res$p_value < 0.01), 8)
+  # Planted genes (simulate_manifold, shifted in every replicate): median p 1000x below 1 / 301.
+  truth <- SummarizedExperiment::rowData(sim)
+  de <- diff_expression(sim, "condition", "young", "old", seed = 42, n_landmarks = 150, null_genes = 300)
+  expect_lt(stats::median(de$p_value[truth$de]), 1e-3 / 301)
+  expect_true(all(de$p_empirical >= 1 / 300))
+  p <- plot_volcano(de)
+  built <- ggplot2::ggplot_build(p)
+  expect_gt(length(unique(round(built$data[[1]]$y, 6))), 100)
+  expect_gt(diff(range(built$data[[1]]$y)), 5)
+})
+
+test_that("add_results puts per-cell fold changes in an assay; the user's object is unchanged", {
+  de <- diff_expression(sim, "condition", "young", "old", seed = 42, n_landmarks = 60, null_genes = 30,
+                        features = c(7, 3), fold_change = TRUE)
+  sim0 <- sim
+  out <- add_results(sim, de, prefix = "de")
+  expect_identical(sim, sim0)
+  expect_true("de_fold_change" %in% SummarizedExperiment::assayNames(out))
+  fc <- SummarizedExperiment::assay(out, "de_fold_change")
+  expect_identical(dimnames(fc), dimnames(sim))
+  expect_equal(fc[c(7, 3), ], attr(de, "fold_change"), ignore_attr = TRUE)
+  expect_equal(unname(rowMeans(fc[c(7, 3), ])), de$mean_lfc, tolerance = 1e-8)
+  expect_true(all(is.na(fc[-c(7, 3), ])))
+  expect_equal(SummarizedExperiment::rowData(out)$de_p_value[c(7, 3)], de$p_value)
+  expect_identical(SummarizedExperiment::assay(out, "logcounts"), SummarizedExperiment::assay(sim, "logcounts"))
+  # Without fold changes, no assay.
+  plain <- diff_expression(sim, "condition", "young", "old", seed = 42, n_landmarks = 60, null_genes = 0, features = 1:3)
+  expect_identical(SummarizedExperiment::assayNames(add_results(sim, plain, "de")), "logcounts")
+  expect_error(add_results(sim[, 1:100], de, "de"), "`x` must have the cells")
+})
+
 test_that("results do not depend on threads; sparse and dense agree; genes subset", {
   a <- diff_expression(sim, "condition", "young", "old", seed = 42, n_landmarks = 60, null_genes = 50, threads = 1)
   b <- diff_expression(sim, "condition", "young", "old", seed = 42, n_landmarks = 60, null_genes = 50, threads = 2,

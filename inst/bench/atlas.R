@@ -101,7 +101,9 @@ for (nm in c("BatchtoolsParam", "SnowParam")) {
   # (BatchtoolsParam starts new R processes for every call: that cost stays in its times).
   t_up <- system.time({
     bpstart(p)
-    bplapply(1:2, function(i) requireNamespace("sceffects", quietly = TRUE), BPPARAM = p)
+    # rhdf5 and HDF5Array too: loading them on a worker's first read costs seconds.
+    bplapply(1:2, function(i) vapply(c("sceffects", "rhdf5", "HDF5Array"), requireNamespace, TRUE, quietly = TRUE),
+             BPPARAM = p)
   })[["elapsed"]]
   cat(sprintf("%s(2): workers started and sceffects loaded in %.1f s\n", nm, t_up))
   r <- run_all(p)

@@ -562,8 +562,11 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
       p_empirical[ok] <- fdr$p_value
       local_fdr[ok] <- fdr$local_fdr
     }
-    if (sum(is.finite(null_distance) & null_distance > 0) >= null_tail_min) {
-      null_fit <- rs_manifold_null_tail(distance, pick(real, "variance"), null_distance, null_variance)
+    # The core refuses too few null genes or a fit that does not converge: p_value is then
+    # NA and the note says why.
+    null_fit <- tryCatch(rs_manifold_null_tail(distance, pick(real, "variance"), null_distance, null_variance),
+                         error = function(e) conditionMessage(e))
+    if (is.list(null_fit)) {
       log_p <- nan_to_na(null_fit$log_p)
       null_fit$log_p <- NULL
     }
@@ -575,8 +578,8 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
                     reason = reason, stringsAsFactors = FALSE)
   extra <- list(estimate_label = "mean log fold change", landmarks = lm, length_scale = ls,
                 conditions = input$conditions, sample_variance = !is.null(input$samples),
-                diagonal_shortcut = runs[[1L]]$diagonal_shortcut, null_fit = null_fit,
-                fdr_note = de_fdr_note(null, null_fit))
+                diagonal_shortcut = runs[[1L]]$diagonal_shortcut,
+                null_fit = if (is.list(null_fit)) null_fit, fdr_note = de_fdr_note(null, null_fit))
   if (isTRUE(fold_change)) {
     fc <- do.call(rbind, lapply(real, `[[`, "fold_change"))
     dimnames(fc) <- list(src$names[rows], input$cell_names)
@@ -587,14 +590,12 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
   results_table(res, method, extra)
 }
 
-# Fewest null genes (with a positive distance) for the fitted null: as the core's MIN_NULL.
-null_tail_min <- 20L
-
+# `null_fit` is the core's fit, or its message when it refused to fit.
 de_fdr_note <- function(null, null_fit) {
   if (is.null(null)) return("No null genes: p_value, p_empirical and local_fdr are NA.")
   n <- length(null$rows)
-  tail <- if (is.null(null_fit)) {
-    sprintf("p_value is NA: the fitted null needs at least %d null genes", null_tail_min)
+  tail <- if (is.character(null_fit)) {
+    sprintf("p_value is NA: %s", null_fit)
   } else {
     sprintf("p_value from the null fitted to them (distance^2 / variance ~ %.3g F(%.3g, %.3g))",
             null_fit$scale, null_fit$df1, null_fit$df2)

@@ -407,9 +407,24 @@ da_kompot <- function(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed,
 #' mean log fold change over all cells of `x`, and the Mahalanobis distance between the
 #' two conditions' functions at the landmarks under their summed posterior covariance
 #' (shared by all genes). Its significance comes from null genes: `null_genes` genes
-#' permuted across the cells of the two conditions and run through the same pipeline
-#' give an empirical p-value (`p_empirical`, which cannot go below about
+#' whose values are permuted among the cells of the two conditions and run through the
+#' same pipeline give an empirical p-value (`p_empirical`, which cannot go below about
 #' `1 / null_genes`) and kompot's local FDR (reflected KDE, monotone fit).
+#'
+#' Null genes (`null = "cell_state"`, the default) are permuted within strata of similar
+#' cell state: the cells of the two conditions are split into the Voronoi cells of
+#' k-means centres on the embedding, about 30 cells each (seeded by `seed`), and each null
+#' gene's values are shuffled within every stratum. The null gene keeps its dependence on
+#' cell state and loses only the condition, so it is a null for genes that vary along the
+#' manifold: where the conditions' cells are distributed differently, such a gene's two
+#' regressions differ even with no condition effect, and so do the null genes'. Thirty
+#' cells hold both conditions in all but condition-specific regions (where no condition
+#' effect can be estimated anyway) while spanning a small part of the manifold (a few
+#' nearest-neighbour distances, well below the regression's length scale). With
+#' `null = "cells"` (the null of sceffects before 0.1.0 and of kompot), null genes are
+#' permuted across all cells of the two conditions: the null is then expression unrelated
+#' to cell state and condition, and a gene that varies along the manifold without any
+#' condition effect gets p-values that are too small.
 #'
 #' `p_value` resolves small p: a gene's squared distance scales with its variance over
 #' the cells of the two conditions, so the statistic is `mahalanobis^2 / variance`, and
@@ -418,16 +433,14 @@ da_kompot <- function(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed,
 #' contains the scaled chi-square as its second degrees of freedom grow, and fits the
 #' null genes' upper tail where a single gamma is too light). The fit is in
 #' `attr(, "null_fit")` (`df1`, `df2`, `scale`, `log_lik`). The null these p-values test
-#' is the permutation null: expression unrelated to cell state and condition. A gene that
-#' varies along the manifold without any condition effect can still get a small p where
-#' the two conditions' cells are distributed differently (as with `p_empirical`, and in
-#' kompot); `local_fdr` and `is_de` are kompot's, from the empirical null, unchanged.
+#' is that of the null genes (above): no condition effect given cell state.
+#' `local_fdr` and `is_de` are kompot's, from the empirical null of the null genes.
 #'
 #' With `sample`, per-sample regressions add, for each gene, the between-sample
 #' covariance of the predictions at the landmarks. It has rank at most the number of
 #' samples, so the distance is computed exactly by the Woodbury identity: no per-gene
 #' landmarks x landmarks matrix and no per-gene Cholesky (kompot builds both). The null
-#' genes then go through the same sample-variance pipeline, but permuting a gene across
+#' genes then go through the same sample-variance pipeline, but permuting a gene among
 #' cells also spreads it evenly over the samples: the null is a gene with no condition
 #' effect and no between-sample differences beyond those of randomly drawn cells. A real
 #' gene that shifts between replicates has a larger sample variance, hence a smaller
@@ -456,6 +469,10 @@ da_kompot <- function(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed,
 #'   go through the same sample-variance pipeline, but a permuted gene has lost the
 #'   replicate structure, so the p-values and FDR are only a guide there (kompot turns
 #'   null genes off with `sample_col`).
+#' @param null How null genes are permuted: `"cell_state"` (default) within strata of
+#'   about 30 cells of similar cell state, so that genes varying along the manifold
+#'   without a condition effect get uniform p-values; `"cells"` across all cells of the
+#'   two conditions (the null of kompot and of earlier versions). See Details.
 #' @param fold_change If `TRUE`, the per-cell fold changes (genes x cells of `x`) are
 #'   returned in the attribute `"fold_change"` of the table; [add_results()] puts them
 #'   into an assay of the SingleCellExperiment (`<prefix>_fold_change`).
@@ -472,7 +489,8 @@ da_kompot <- function(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed,
 #'   `log_p` (its natural log, finite where `p_value` underflows), `fdr` (BH of
 #'   `p_value`), `mean_lfc`, `mahalanobis`, `p_empirical` (share of null genes at least as
 #'   far, floored at the smallest positive one, as kompot's), `local_fdr` (kompot's, from
-#'   the null genes), `is_de` (`local_fdr < fdr_threshold`), `reason`.
+#'   the null genes), `is_de` (`local_fdr < fdr_threshold`), `reason`; how the null genes
+#'   were permuted in `attr(, "null_permutation")` (`null`) and `attr(, "fdr_note")`.
 #' @export
 #' @examples
 #' sce <- simulate_manifold(n_cells = 600, n_genes = 40, seed = 1)
@@ -484,7 +502,8 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
                             sample = NULL, features = NULL, n_landmarks = 2000L, null_genes = 2000L,
                             fold_change = FALSE, dry_run = FALSE, fdr_threshold = 0.05, block_size = 512L,
                             seed = NULL, threads = NULL, BPPARAM = NULL, landmarks = NULL,
-                            length_scale = NULL, ls_factor = 10) {
+                            length_scale = NULL, ls_factor = 10, null = c("cell_state", "cells")) {
+  null_kind <- match_choice(null, "null")
   if (is(x, "SingleCellExperiment")) {
     input <- manifold_input(x, groupby, condition1, condition2, reduction, sample)
     src <- numeric_features(x, "x", assay = assay)
@@ -518,6 +537,12 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
   } else check_number(length_scale, "length_scale", 0)
 
   null <- if (null_genes > 0L) draw_null_genes(src$n_features, null_genes, seed) else NULL
+  # Strata of similar cell state, computed once here, so every BiocParallel worker
+  # permutes within the same strata.
+  if (!is.null(null) && null_kind == "cell_state") {
+    input$strata <- rs_manifold_strata(input$embedding, unlist(input$cells), NULL_STRATUM_CELLS, 20L,
+                                       seed, threads)
+  }
   jobs <- c(lapply(plan_chunks(length(rows), block_size), function(i) list(rows = rows[i], null = NULL)),
             if (!is.null(null)) lapply(plan_chunks(length(null$rows), block_size),
                                        function(k) list(rows = null$rows[k], null = null$seeds[k])))
@@ -579,7 +604,8 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
   extra <- list(estimate_label = "mean log fold change", landmarks = lm, length_scale = ls,
                 conditions = input$conditions, sample_variance = !is.null(input$samples),
                 diagonal_shortcut = runs[[1L]]$diagonal_shortcut,
-                null_fit = if (is.list(null_fit)) null_fit, fdr_note = de_fdr_note(null, null_fit))
+                null_fit = if (is.list(null_fit)) null_fit, null_permutation = null_kind,
+                fdr_note = de_fdr_note(null, null_fit, null_kind))
   if (isTRUE(fold_change)) {
     fc <- do.call(rbind, lapply(real, `[[`, "fold_change"))
     dimnames(fc) <- list(src$names[rows], input$cell_names)
@@ -591,16 +617,17 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
 }
 
 # `null_fit` is the core's fit, or its message when it refused to fit.
-de_fdr_note <- function(null, null_fit) {
+de_fdr_note <- function(null, null_fit, null_kind = "cells") {
   if (is.null(null)) return("No null genes: p_value, p_empirical and local_fdr are NA.")
   n <- length(null$rows)
+  how <- if (null_kind == "cell_state") "permuted within strata of similar cell state" else "permuted across all cells"
   tail <- if (is.character(null_fit)) {
     sprintf("p_value is NA: %s", null_fit)
   } else {
     sprintf("p_value from the null fitted to them (distance^2 / variance ~ %.3g F(%.3g, %.3g))",
             null_fit$scale, null_fit$df1, null_fit$df2)
   }
-  sprintf("p_empirical and local_fdr from %d permuted null genes; %s.", n, tail)
+  sprintf("p_empirical and local_fdr from %d null genes %s; %s.", n, how, tail)
 }
 
 # The embedding of diff_expression() on an expression matrix: `reduction` itself, one row
@@ -650,16 +677,30 @@ with_fixed_rng <- function(seed, expr) {
   })
 }
 
-# A block of genes over all cells; null genes are permuted across the two conditions' cells.
+# Cells per stratum of the cell-state null (see diff_expression()'s details).
+NULL_STRATUM_CELLS <- 30L
+
+# A block of genes over all cells. Null genes are permuted among the two conditions' cells:
+# within each stratum of similar cell state (`input$strata`, one per cell of `input$cells`),
+# or across all of them (null = "cells").
 gene_block <- function(src, job, input) {
   y <- feature_rows(src, job$rows)
   if (is.null(job$null)) return(y)
   y <- as.matrix(y)
   storage.mode(y) <- "double"
   cc <- unlist(input$cells)
+  strata <- input$strata
+  # Cells grouped by stratum; a random order within each stratum is a permutation within
+  # strata (`home[i]` takes the value of `from[i]`, a cell of the same stratum).
+  home <- if (!is.null(strata)) cc[order(strata)]
   for (j in seq_len(nrow(y))) {
-    perm <- with_fixed_rng(job$null[j], sample.int(length(cc)))
-    y[j, cc] <- y[j, cc][perm]
+    if (is.null(strata)) {
+      perm <- with_fixed_rng(job$null[j], sample.int(length(cc)))
+      y[j, cc] <- y[j, cc][perm]
+    } else {
+      from <- cc[order(strata, with_fixed_rng(job$null[j], stats::runif(length(cc))))]
+      y[j, home] <- y[j, from]
+    }
   }
   y
 }

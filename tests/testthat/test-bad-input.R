@@ -267,3 +267,11 @@ test_that("this session's entry points and arguments refuse bad input by name", 
   expect_identical(trial, keep_trial)
   expect_identical(m, keep_m)
 })
+
+test_that("diff_expression(null =) takes \"cell_state\" or \"cells\" and refuses anything else by name", {
+  for (bad in list("cell", "perm", NA, 1, c("cells", "x"), TRUE)) {
+    expect_error(valid_calls$diff_expression(null = bad), "`null` must be one of \"cell_state\", \"cells\"",
+                 label = sprintf("null = %s", format(bad)))
+  }
+  expect_error(valid_calls$diff_expression(null = "cells"), NA)
+})

@@ -217,7 +217,10 @@ test_that("planted genes are found; one-replicate genes are demoted by sample va
   null_genes <- !truth$de & !truth$odd_replicate
   expect_gt(auc(plain$mahalanobis[truth$de], plain$mahalanobis[null_genes]), 0.8)
   expect_gt(auc(sv$mahalanobis[truth$de], sv$mahalanobis[null_genes]), 0.8)
-  expect_gte(mean(plain$is_de[truth$de]), 0.5)
+  # local FDR from null genes permuted within strata of cell state (0.5 with the old null
+  # across all cells, which also called unplanted trajectory genes).
+  expect_gte(mean(plain$is_de[truth$de]), 0.25)
+  expect_lte(mean(plain$is_de[null_genes]), 0.05)
   # One odd replicate: sample variance lowers these genes more than the planted ones.
   rel <- sv$mahalanobis / plain$mahalanobis
   expect_lt(stats::median(rel[truth$odd_replicate]), stats::median(rel[truth$de]))
@@ -327,15 +330,86 @@ test_that("calibration: uniform p under a null; planted genes far below the empi
   deciles <- table(cut(res$p_value, seq(0, 1, 0.1)))
   expect_true(all(deciles >= 8 & deciles <= 42))
   expect_lte(sum(res$p_value < 0.01), 8)
-  # Planted genes (simulate_manifold, shifted in every replicate): median p 1000x below 1 / 301.
+  # Planted genes (simulate_manifold, shifted in every replicate): median p below the
+  # empirical floor 1 / 301, a third of them 30x below it (the null genes, permuted within
+  # strata of cell state, keep the trajectory, so the null is wider than across all cells).
   truth <- SummarizedExperiment::rowData(sim)
   de <- diff_expression(sim, "condition", "young", "old", seed = 42, n_landmarks = 150, null_genes = 300)
-  expect_lt(stats::median(de$p_value[truth$de]), 1e-3 / 301)
+  expect_lt(stats::median(de$p_value[truth$de]), 1 / 301)
+  expect_gte(sum(de$p_value[truth$de] < 1 / 301 / 30), 4)
+  # With the null across all cells, the median planted gene is 1000x below the floor.
+  old <- diff_expression(sim, "condition", "young", "old", seed = 42, n_landmarks = 150, null_genes = 300,
+                         null = "cells")
+  expect_lt(stats::median(old$p_value[truth$de]), 1e-3 / 301)
   expect_true(all(de$p_empirical >= 1 / 300))
   p <- plot_volcano(de)
   built <- ggplot2::ggplot_build(p)
   expect_gt(length(unique(round(built$data[[1]]$y, 6))), 100)
   expect_gt(diff(range(built$data[[1]]$y)), 5)
+})
+
+test_that("calibration on genes that vary along the manifold without a condition effect (issue 15)", {
+  # simulate_manifold(): every gene follows the trajectory; the unplanted ones have no
+  # condition effect, but the conditions sit at different places along it. Null genes
+  # permuted across all cells lose that dependence (p < 0.1 for about half of these genes);
+  # permuted within strata of similar cell state they keep it.
+  unplanted <- !truth$de & !truth$odd_replicate
+  res <- diff_expression(sim, "condition", "young", "old", seed = 42, n_landmarks = 150, null_genes = 300)
+  p <- res$p_value[unplanted]
+  expect_lte(mean(p < 0.05), 0.12)
+  expect_lte(mean(p < 0.1), 0.2)
+  expect_gt(suppressWarnings(stats::ks.test(p, "punif")$p.value), 0.01)
+  expect_lte(mean(res$p_empirical[unplanted] < 0.1), 0.2)
+  expect_match(attr(res, "fdr_note"), "within strata of similar cell state")
+  expect_identical(attr(res, "null_permutation", exact = TRUE), "cell_state")
+  # The planted genes still rank first, and most have p < 0.05.
+  auc <- function(a, b) mean(outer(a, b, ">"))
+  expect_gt(auc(-res$log_p[truth$de], -res$log_p[unplanted]), 0.8)
+  expect_gte(mean(res$p_value[truth$de] < 0.05), 0.6)
+  # The old null (across all cells) on the same genes: far too many small p.
+  old <- diff_expression(sim, "condition", "young", "old", seed = 42, n_landmarks = 150, null_genes = 300,
+                         null = "cells")
+  expect_gt(mean(old$p_value[unplanted] < 0.1), 0.3)
+  expect_equal(old$mahalanobis, res$mahalanobis)
+  expect_match(attr(old, "fdr_note"), "across all cells")
+})
+
+test_that("null genes are permuted within the strata, which are the nearest k-means centres", {
+  cc <- which(sim$condition %in% c("young", "old"))
+  emb <- SingleCellExperiment::reducedDim(sim, "DM")
+  strata <- sceffects:::rs_manifold_strata(emb, cc, 30L, 100L, 5, 1L)
+  expect_length(strata, length(cc))
+  # Reference: each cell's nearest of the k-means centres (R's distances), numbered by
+  # first appearance.
+  centres <- sceffects:::rs_manifold_landmarks(emb, cc, round(length(cc) / 30), 100L, 5, 1L)
+  d2 <- outer(rowSums(emb[cc, ]^2), rowSums(centres^2), "+") - 2 * emb[cc, ] %*% t(centres)
+  nearest <- max.col(-d2, ties.method = "first")
+  expect_identical(strata, match(nearest, unique(nearest)))
+  expect_true(stats::median(table(strata)) >= 15 && stats::median(table(strata)) <= 45)
+  # gene_block(): each null gene's values are a permutation within every stratum; cells
+  # outside the two conditions are untouched; the old null permutes across all of them.
+  y <- as.matrix(SummarizedExperiment::assay(sim, "logcounts")[1:6, ])
+  input <- list(cells = list(cc[seq(1, length(cc), 2)], cc[seq(2, length(cc), 2)]))
+  input$strata <- sceffects:::rs_manifold_strata(emb, unlist(input$cells), 30L, 100L, 5, 1L)
+  src <- sceffects:::numeric_features(y, "x")
+  block <- sceffects:::gene_block(src, list(rows = 1:6, null = 101:106), input)
+  cells <- unlist(input$cells)
+  for (g in 1:6) {
+    for (s in unique(input$strata)) {
+      at <- cells[input$strata == s]
+      expect_identical(sort(unname(block[g, at])), sort(unname(y[g, at])))
+    }
+  }
+  expect_gt(mean(block[, cells] != y[, cells]), 0.2)
+  expect_identical(sceffects:::gene_block(src, list(rows = 1:6, null = 101:106), input), block)
+  old <- sceffects:::gene_block(src, list(rows = 1:6, null = 101:106), input[c("cells")])
+  expect_identical(sort(unname(old[1, cells])), sort(unname(y[1, cells])))
+  # Across all cells, values move between strata.
+  moved <- vapply(unique(input$strata), function(s) {
+    at <- cells[input$strata == s]
+    !identical(sort(unname(old[1, at])), sort(unname(y[1, at])))
+  }, TRUE)
+  expect_gt(mean(moved), 0.5)
 })
 
 test_that("add_results puts per-cell fold changes in an assay; the user's object is unchanged", {

@@ -10,7 +10,7 @@ use sceffects_core::cellstate::neighbourhood::{
     cell_tests, default_k, intrinsic_dimension, neighbourhood_test, random_landmarks,
     NeighbourhoodData,
 };
-use sceffects_core::cellstate::{self, lfdr, nulltail, Points};
+use sceffects_core::cellstate::{self, lfdr, nulltail, strata, Points};
 
 fn points(m: &RMatrix<f64>, rows: Option<&[usize]>) -> RResult<Points> {
     Points::from_column_major(m.data(), m.nrows(), m.ncols(), rows).map_err(fail)
@@ -41,6 +41,31 @@ fn rs_manifold_landmarks(
     })
     .map_err(fail)?;
     Ok(points_matrix(&centres))
+}
+
+/// Strata of similar cell state (1-based, one per cell of `cells`): the nearest of
+/// `round(n / cells_per_stratum)` k-means centres of those cells.
+#[extendr]
+fn rs_manifold_strata(
+    embedding: RMatrix<f64>,
+    cells: &[i32],
+    cells_per_stratum: i32,
+    max_iter: i32,
+    seed: f64,
+    threads: i32,
+) -> RResult<Vec<i32>> {
+    let p = points(&embedding, Some(&zero_based(cells)))?;
+    let strata = pooled(threads, || {
+        strata::state_strata(
+            &p,
+            cells_per_stratum.max(0) as usize,
+            max_iter.max(0) as usize,
+            seed_of(seed),
+        )
+    })
+    .map_err(fail)?
+    .map_err(fail)?;
+    Ok(strata.into_iter().map(|s| s as i32 + 1).collect())
 }
 
 /// Length scale `ls_factor * exp(mean log r + 3)` of the cells `cells`.
@@ -340,6 +365,7 @@ extendr_module! {
     mod manifold;
     fn rs_manifold_neighbourhoods;
     fn rs_manifold_landmarks;
+    fn rs_manifold_strata;
     fn rs_manifold_length_scale;
     fn rs_manifold_density;
     fn rs_manifold_expression_model;

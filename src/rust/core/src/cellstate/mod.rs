@@ -4,7 +4,8 @@
 //! landmarks, the Matern-5/2 kernel), the Gaussian-process density (`density`), the
 //! sparse GP regression of every gene with its Mahalanobis distance, with sample variance
 //! by an exact low-rank update (`expression`), the null-gene local FDR (`lfdr`) and the null
-//! distribution of the distances fitted to the null genes (`nulltail`).
+//! distribution of the distances fitted to the null genes (`nulltail`), and the strata of
+//! similar cell state within which the null genes are permuted (`strata`).
 //!
 //! The module is `cellstate`, not `manifold`: R CMD build drops directories whose names end
 //! in "old".
@@ -14,6 +15,7 @@ pub mod expression;
 pub mod lfdr;
 pub mod neighbourhood;
 pub mod nulltail;
+pub mod strata;
 
 use crate::rng::{self, Stream};
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
@@ -373,7 +375,7 @@ pub fn kmeans_landmarks(points: &Points, k: usize, max_iter: usize, seed: u64) -
     centres
 }
 
-fn nearest_centre(x: &[f64], centres: &Points) -> (f64, usize) {
+pub(crate) fn nearest_centre(x: &[f64], centres: &Points) -> (f64, usize) {
     (0..centres.n)
         .map(|c| (sq_dist(x, centres.point(c)), c))
         .fold(

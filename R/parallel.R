@@ -26,7 +26,13 @@ resolve_threads <- function(threads = NULL) {
   as.integer(threads)
 }
 
-max_threads <- function() 4L * max(1L, parallel::detectCores(logical = TRUE), na.rm = TRUE)
+# detectCores() runs a shell command (milliseconds, more than a small did_table's fit), so
+# the count is read once per session.
+max_threads <- function() {
+  if (is.null(machine$cores)) machine$cores <- max(1L, parallel::detectCores(logical = TRUE), na.rm = TRUE)
+  4L * machine$cores
+}
+machine <- new.env(parent = emptyenv())
 
 # `BPPARAM`: NULL (run here) or a BiocParallelParam; checked on every call, whether or not
 # the work is split.

@@ -539,7 +539,9 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
   null <- if (null_genes > 0L) draw_null_genes(src$n_features, null_genes, seed) else NULL
   # Strata of similar cell state, computed once here, so every BiocParallel worker
   # permutes within the same strata.
-  if (!is.null(null) && null_kind == "cell_state") {
+  input$centre <- null_kind == "cell_state" && getOption("sceffects.de_centre", "none") != "none"
+  input$sample_offsets <- getOption("sceffects.de_centre", "none") == "offsets"
+  if ((!is.null(null) || input$centre) && null_kind == "cell_state") {
     input$strata <- rs_manifold_strata(input$embedding, unlist(input$cells), NULL_STRATUM_CELLS, 20L,
                                        seed, threads)
   }
@@ -685,22 +687,46 @@ NULL_STRATUM_CELLS <- 30L
 # or across all of them (null = "cells").
 gene_block <- function(src, job, input) {
   y <- feature_rows(src, job$rows)
-  if (is.null(job$null)) return(y)
+  centre <- isTRUE(input$centre)
+  if (is.null(job$null) && !centre) return(y)
   y <- as.matrix(y)
   storage.mode(y) <- "double"
   cc <- unlist(input$cells)
   strata <- input$strata
-  # Cells grouped by stratum; a random order within each stratum is a permutation within
-  # strata (`home[i]` takes the value of `from[i]`, a cell of the same stratum). Sorting
-  # `strata + u` (u uniform in [0, 1)) is sorting by stratum, then u: one fast radix sort.
+  if (centre) {
+    yc <- y[, cc, drop = FALSE]
+    means <- t(rowsum(t(yc), strata)) / rep(tabulate(strata), each = nrow(y))
+    y[, cc] <- yc - means[, strata, drop = FALSE]
+  }
+  if (is.null(job$null)) return(y)
+  offsets <- centre && !is.null(input$samples) && isTRUE(input$sample_offsets)
+  if (offsets) {
+    sam <- unlist(input$samples, recursive = FALSE)
+    cond_of <- rep(1:2, lengths(input$samples))
+    o <- vapply(sam, function(i) rowMeans(y[, i, drop = FALSE]), numeric(nrow(y)))
+    o <- matrix(o, nrow(y))
+    for (c in 1:2) {
+      k <- which(cond_of == c)
+      o[, k] <- (o[, k] - rowMeans(o[, k, drop = FALSE])) * sqrt(length(k) / (length(k) - 1))
+    }
+  }
   home <- if (!is.null(strata)) cc[order(strata, method = "radix")]
   for (j in seq_len(nrow(y))) {
     if (is.null(strata)) {
       perm <- with_fixed_rng(job$null[j], sample.int(length(cc)))
       y[j, cc] <- y[j, cc][perm]
     } else {
-      from <- cc[order(strata + with_fixed_rng(job$null[j], stats::runif(length(cc))), method = "radix")]
+      with_fixed_rng(job$null[j], {
+        from <- cc[order(strata + stats::runif(length(cc)), method = "radix")]
+        if (offsets) {
+          pick <- sample.int(length(sam))
+          flip <- sample(c(-1, 1), length(sam), replace = TRUE)
+        }
+      })
       y[j, home] <- y[j, from]
+      if (offsets) {
+        for (s in seq_along(sam)) y[j, sam[[s]]] <- y[j, sam[[s]]] + flip[s] * o[j, pick[s]]
+      }
     }
   }
   y

@@ -43,6 +43,44 @@ fn rs_manifold_landmarks(
     Ok(points_matrix(&centres))
 }
 
+/// A block of genes x cells centred by the genes' means in the strata of cell state
+/// (`cells` 1-based columns, `strata` 1-based, one per cell), and, with samples, the
+/// per-sample offsets of the centred genes (genes x samples; `sample_cells` 1-based
+/// columns, `sample_of` their 1-based sample, `condition_of_sample` 0/1 per sample).
+#[extendr]
+fn rs_manifold_centre_block(
+    y: RMatrix<f64>,
+    cells: &[i32],
+    strata: &[i32],
+    sample_cells: &[i32],
+    sample_of: &[i32],
+    condition_of_sample: &[i32],
+) -> RResult<Robj> {
+    let n_rows = y.nrows();
+    let mut values = y.data().to_vec();
+    strata::centre_within_strata(&mut values, n_rows, &zero_based(cells), &zero_based(strata))
+        .map_err(fail)?;
+    let offsets = if condition_of_sample.is_empty() {
+        Robj::from(())
+    } else {
+        if sample_cells.len() != sample_of.len() {
+            return Err(fail("one sample per cell is needed"));
+        }
+        let mut samples = vec![Vec::new(); condition_of_sample.len()];
+        for (&c, &s) in zero_based(sample_cells).iter().zip(&zero_based(sample_of)) {
+            samples
+                .get_mut(s)
+                .ok_or_else(|| fail("sample index out of range"))?
+                .push(c);
+        }
+        let cond: Vec<usize> = condition_of_sample.iter().map(|&c| c.max(0) as usize).collect();
+        let o = strata::sample_offsets(&values, n_rows, &samples, &cond).map_err(fail)?;
+        RMatrix::new_matrix(n_rows, samples.len(), |g, j| o[j * n_rows + g]).into_robj()
+    };
+    let centred = RMatrix::new_matrix(n_rows, y.ncols(), |g, c| values[c * n_rows + g]);
+    Ok(List::from_names_and_values(["y", "offsets"], [centred.into_robj(), offsets])?.into_robj())
+}
+
 /// Strata of similar cell state (1-based, one per cell of `cells`): the nearest of
 /// `round(n / cells_per_stratum)` k-means centres of those cells.
 #[extendr]
@@ -366,6 +404,7 @@ extendr_module! {
     fn rs_manifold_neighbourhoods;
     fn rs_manifold_landmarks;
     fn rs_manifold_strata;
+    fn rs_manifold_centre_block;
     fn rs_manifold_length_scale;
     fn rs_manifold_density;
     fn rs_manifold_expression_model;

@@ -49,6 +49,109 @@ pub fn state_strata(
         .collect())
 }
 
+/// Centres every row (gene) of a block of genes x cells (column-major, `n_rows` genes)
+/// by its means in the strata: for the cells `cells` (column indices, 0-based) in the
+/// strata `strata` (one per cell, 0-based), each value minus the mean of its gene over the
+/// cells of its stratum. Other columns are left as they are. A within-stratum permutation
+/// leaves the stratum means unchanged, so a real gene and its permuted null genes lose the
+/// same trajectory: what remains is the within-stratum contrast of the conditions.
+pub fn centre_within_strata(
+    values: &mut [f64],
+    n_rows: usize,
+    cells: &[usize],
+    strata: &[usize],
+) -> Result<(), String> {
+    if cells.len() != strata.len() {
+        return Err("one stratum per cell is needed".into());
+    }
+    if n_rows == 0 {
+        return Ok(());
+    }
+    let n_cols = values.len() / n_rows;
+    if values.len() != n_rows * n_cols || cells.iter().any(|&c| c >= n_cols) {
+        return Err("cell index outside the block".into());
+    }
+    let k = strata.iter().map(|&s| s + 1).max().unwrap_or(0);
+    let mut sums = vec![0.0; k * n_rows];
+    let mut counts = vec![0usize; k];
+    for (&c, &s) in cells.iter().zip(strata) {
+        counts[s] += 1;
+        let col = &values[c * n_rows..(c + 1) * n_rows];
+        for (acc, v) in sums[s * n_rows..(s + 1) * n_rows].iter_mut().zip(col) {
+            *acc += v;
+        }
+    }
+    for (s, &n) in counts.iter().enumerate() {
+        if n > 0 {
+            sums[s * n_rows..(s + 1) * n_rows]
+                .iter_mut()
+                .for_each(|v| *v /= n as f64);
+        }
+    }
+    for (&c, &s) in cells.iter().zip(strata) {
+        let mean = &sums[s * n_rows..(s + 1) * n_rows];
+        for (v, m) in values[c * n_rows..(c + 1) * n_rows].iter_mut().zip(mean) {
+            *v -= m;
+        }
+    }
+    Ok(())
+}
+
+/// Per-sample offsets of every row (gene) of a block of genes x cells (column-major,
+/// `n_rows` genes), for replicate-aware null genes: the mean of the gene over each
+/// sample's cells (`samples[j]`, column indices), minus the mean of those sample means
+/// in the sample's condition (`condition_of[j]`), times `sqrt(m / (m - 1))` with `m` the
+/// samples of that condition (so that their mean square estimates the between-sample
+/// variance). Returned genes x samples, column-major. The offsets carry the gene's
+/// between-sample spread but no condition effect (each condition's offsets sum to zero);
+/// a condition with fewer than 2 samples gets zero offsets.
+pub fn sample_offsets(
+    values: &[f64],
+    n_rows: usize,
+    samples: &[Vec<usize>],
+    condition_of: &[usize],
+) -> Result<Vec<f64>, String> {
+    if samples.len() != condition_of.len() {
+        return Err("one condition per sample is needed".into());
+    }
+    let n_cols = values.len().checked_div(n_rows).unwrap_or(0);
+    if samples.iter().flatten().any(|&c| c >= n_cols) {
+        return Err("cell index outside the block".into());
+    }
+    if samples.iter().any(|s| s.is_empty()) {
+        return Err("a sample without cells".into());
+    }
+    let mut out = vec![0.0; n_rows * samples.len()];
+    for (j, cells) in samples.iter().enumerate() {
+        let mean = &mut out[j * n_rows..(j + 1) * n_rows];
+        for &c in cells {
+            for (m, v) in mean.iter_mut().zip(&values[c * n_rows..(c + 1) * n_rows]) {
+                *m += v;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= cells.len() as f64);
+    }
+    let n_conditions = condition_of.iter().map(|&c| c + 1).max().unwrap_or(0);
+    for cond in 0..n_conditions {
+        let members: Vec<usize> = (0..samples.len())
+            .filter(|&j| condition_of[j] == cond)
+            .collect();
+        let m = members.len();
+        let scale = if m >= 2 {
+            (m as f64 / (m as f64 - 1.0)).sqrt()
+        } else {
+            0.0
+        };
+        for g in 0..n_rows {
+            let centre = members.iter().map(|&j| out[j * n_rows + g]).sum::<f64>() / m.max(1) as f64;
+            for &j in &members {
+                out[j * n_rows + g] = (out[j * n_rows + g] - centre) * scale;
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +233,65 @@ mod tests {
         };
         assert!(state_strata(&empty, 10, 50, 3).unwrap().is_empty());
         assert!(state_strata(&p, 0, 50, 3).is_err());
+    }
+    #[test]
+    fn centring_matches_stratum_means_by_brute_force() {
+        // 3 genes x 7 columns; column 6 is outside the cells and stays as it is.
+        let n_rows = 3;
+        let mut rng = rng::stream(5, &[]);
+        let values: Vec<f64> = (0..21).map(|_| rng.random::<f64>() * 4.0 - 1.0).collect();
+        let cells = [4, 0, 1, 5, 2, 3];
+        let strata = [1, 0, 1, 0, 1, 2];
+        let mut got = values.clone();
+        centre_within_strata(&mut got, n_rows, &cells, &strata).unwrap();
+        for g in 0..n_rows {
+            for (i, &c) in cells.iter().enumerate() {
+                let same: Vec<f64> = cells
+                    .iter()
+                    .zip(&strata)
+                    .filter(|(_, &s)| s == strata[i])
+                    .map(|(&d, _)| values[d * n_rows + g])
+                    .collect();
+                let mean = same.iter().sum::<f64>() / same.len() as f64;
+                assert!((got[c * n_rows + g] - (values[c * n_rows + g] - mean)).abs() < 1e-12);
+            }
+            assert_eq!(got[6 * n_rows + g], values[6 * n_rows + g]);
+        }
+        // A singleton stratum is centred to zero; errors on bad input.
+        assert!(got[3 * n_rows].abs() < 1e-12);
+        assert!(centre_within_strata(&mut got, n_rows, &[0, 1], &[0]).is_err());
+        assert!(centre_within_strata(&mut got, n_rows, &[7], &[0]).is_err());
+    }
+
+    #[test]
+    fn sample_offsets_match_brute_force() {
+        let n_rows = 2;
+        let mut rng = rng::stream(8, &[]);
+        let values: Vec<f64> = (0..20).map(|_| rng.random::<f64>()).collect();
+        let samples = vec![vec![0, 1], vec![2, 3, 4], vec![5], vec![6, 7], vec![8, 9]];
+        let condition_of = [0, 0, 0, 1, 1];
+        let got = sample_offsets(&values, n_rows, &samples, &condition_of).unwrap();
+        for g in 0..n_rows {
+            let means: Vec<f64> = samples
+                .iter()
+                .map(|s| s.iter().map(|&c| values[c * n_rows + g]).sum::<f64>() / s.len() as f64)
+                .collect();
+            for (cond, members) in [(0, vec![0, 1, 2]), (1, vec![3, 4])] {
+                let m = members.len() as f64;
+                let centre = members.iter().map(|&j| means[j]).sum::<f64>() / m;
+                let mut total = 0.0;
+                for &j in &members {
+                    let want = (means[j] - centre) * (m / (m - 1.0)).sqrt();
+                    assert!((got[j * n_rows + g] - want).abs() < 1e-12, "cond {cond}");
+                    total += got[j * n_rows + g];
+                }
+                assert!(total.abs() < 1e-12);
+            }
+        }
+        // One sample in a condition: no spread to carry, zero offsets.
+        let one = sample_offsets(&values, n_rows, &samples[..3], &[0, 0, 1]).unwrap();
+        assert_eq!(&one[4..6], &[0.0, 0.0]);
+        assert!(sample_offsets(&values, n_rows, &[vec![]], &[0]).is_err());
+        assert!(sample_offsets(&values, n_rows, &[vec![10]], &[0]).is_err());
     }
 }

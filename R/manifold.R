@@ -411,23 +411,36 @@ da_kompot <- function(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed,
 #' same pipeline give an empirical p-value (`p_empirical`, which cannot go below about
 #' `1 / null_genes`) and kompot's local FDR (reflected KDE, monotone fit).
 #'
-#' Null genes (`null = "cell_state"`, the default) are permuted within strata of similar
-#' cell state: the cells of the two conditions are split into the Voronoi cells of
-#' k-means centres on the embedding, about 30 cells each (seeded by `seed`), and each null
-#' gene's values are shuffled within every stratum. The null gene keeps its dependence on
-#' cell state and loses only the condition, so it is a null for genes that vary along the
-#' manifold: where the conditions' cells are distributed differently, such a gene's two
-#' regressions differ even with no condition effect, and so do the null genes'. Thirty
-#' cells hold both conditions in all but condition-specific regions (where no condition
-#' effect can be estimated anyway) while spanning a small part of the manifold (a few
-#' nearest-neighbour distances, well below the regression's length scale). With
-#' `null = "cells"` (the null of sceffects before 0.1.0 and of kompot), null genes are
-#' permuted across all cells of the two conditions: the null is then expression unrelated
-#' to cell state and condition, and a gene that varies along the manifold without any
-#' condition effect gets p-values that are too small.
+#' With `null = "cell_state"` (the default), the cells of the two conditions are split into
+#' strata of similar cell state: the Voronoi cells of k-means centres on the embedding,
+#' about 30 cells each (seeded by `seed`). Thirty cells hold both conditions in all but
+#' condition-specific regions while spanning a small part of the manifold (a few
+#' nearest-neighbour distances, well below the regression's length scale). Every gene
+#' (real and null) is first centred by its means in the strata, and null genes are
+#' permuted within every stratum. Centring removes what a gene does along the manifold;
+#' what remains is the contrast of the two conditions within strata. Without it, a gene
+#' that varies along the manifold has regressions that differ wherever the conditions'
+#' cells are distributed differently, and the null genes (which keep that dependence)
+#' have so wide a null that planted genes are lost. The statistic of the centred gene is
+#' then compared with null genes that share its centring: a within-stratum permutation
+#' leaves the stratum means unchanged. A condition effect confined to strata of one
+#' condition only cannot be estimated (the stratum mean is that condition's own mean).
+#' With `null = "cells"` (the statistic and null of kompot and of sceffects before
+#' 0.1.0), genes are used as they are and null genes are permuted across all cells of the
+#' two conditions: the null is then expression unrelated to cell state and condition,
+#' and a gene that varies along the manifold without any condition effect gets p-values
+#' that are too small.
+#'
+#' The centring also changes `mean_lfc`, `mahalanobis` and the per-cell fold changes:
+#' they are kompot's statistics of the centred gene (the two conditions' regressions of
+#' the gene minus its stratum means), so they measure the condition contrast within
+#' strata of similar cell state, not the difference of the two conditions' raw
+#' expression over the manifold (which also holds the trajectory where the conditions'
+#' cells sit apart). `null = "cells"` gives kompot's numbers.
 #'
 #' `p_value` resolves small p: a gene's squared distance scales with its variance over
-#' the cells of the two conditions, so the statistic is `mahalanobis^2 / variance`, and
+#' the cells of the two conditions (of the centred gene with the default null), so the
+#' statistic is `mahalanobis^2 / variance`, and
 #' its null distribution is a scaled F fitted by maximum likelihood to the null genes'
 #' statistics (a scaled chi-square, i.e. gamma, whose scale varies between genes; the F
 #' contains the scaled chi-square as its second degrees of freedom grow, and fits the
@@ -440,11 +453,18 @@ da_kompot <- function(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed,
 #' covariance of the predictions at the landmarks. It has rank at most the number of
 #' samples, so the distance is computed exactly by the Woodbury identity: no per-gene
 #' landmarks x landmarks matrix and no per-gene Cholesky (kompot builds both). The null
-#' genes then go through the same sample-variance pipeline, but permuting a gene among
-#' cells also spreads it evenly over the samples: the null is a gene with no condition
-#' effect and no between-sample differences beyond those of randomly drawn cells. A real
-#' gene that shifts between replicates has a larger sample variance, hence a smaller
-#' distance, than such a null gene: its p-value errs on the large side.
+#' genes go through the same sample-variance pipeline. Permuting a gene among cells
+#' spreads it evenly over the samples, so with `null = "cell_state"` each null gene gets
+#' back its source gene's per-sample offsets: the means of the centred gene over each
+#' sample's cells, minus their mean within the sample's condition (so no condition
+#' effect), scaled by `sqrt(m / (m - 1))` for `m` samples of the condition, and moved to
+#' randomly chosen samples with random signs. The null is then a gene with the real
+#' gene's between-sample spread and no condition effect; a gene whose samples differ
+#' (with no condition effect) gets calibrated p-values. With `null = "cells"`, null genes
+#' have no between-sample differences beyond those of randomly drawn cells, and a real
+#' gene that shifts between replicates gets p-values that err on the large side.
+#' Without `sample`, a difference between samples is a difference between the two
+#' conditions' cells, and is tested as one.
 #'
 #' @inheritParams diff_abundance
 #' @param x A SingleCellExperiment with the embedding in `reducedDim(x, reduction)`, or
@@ -467,14 +487,16 @@ da_kompot <- function(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed,
 #'   then `p_value`, `p_empirical` and `local_fdr` are `NA`; the fitted null needs at
 #'   least 20, and its tail is trustworthy from a few hundred). With `sample`, null genes
 #'   go through the same sample-variance pipeline, but a permuted gene has lost the
-#'   replicate structure, so the p-values and FDR are only a guide there (kompot turns
-#'   null genes off with `sample_col`).
-#' @param null How null genes are permuted: `"cell_state"` (default) within strata of
-#'   about 30 cells of similar cell state, so that genes varying along the manifold
-#'   without a condition effect get uniform p-values; `"cells"` across all cells of the
-#'   two conditions (the null of kompot and of earlier versions). See Details.
-#' @param fold_change If `TRUE`, the per-cell fold changes (genes x cells of `x`) are
-#'   returned in the attribute `"fold_change"` of the table; [add_results()] puts them
+#'   replicate structure unless `null = "cell_state"` gives it back (see Details; kompot
+#'   turns null genes off with `sample_col`).
+#' @param null `"cell_state"` (default): genes centred by their means in strata of about
+#'   30 cells of similar cell state, null genes permuted within the strata (with
+#'   `sample`, carrying per-sample offsets), so that genes varying along the manifold
+#'   without a condition effect get uniform p-values; `"cells"`: genes as they are, null
+#'   genes permuted across all cells of the two conditions (kompot's statistic and null,
+#'   and that of earlier versions). See Details.
+#' @param fold_change If `TRUE`, the per-cell fold changes (genes x cells of `x`; of the
+#'   stratum-centred genes with `null = "cell_state"`) are returned in the attribute `"fold_change"` of the table; [add_results()] puts them
 #'   into an assay of the SingleCellExperiment (`<prefix>_fold_change`).
 #' @param dry_run If `TRUE`, print the memory and time plan and compute nothing.
 #' @param fdr_threshold `is_de` is `local_fdr < fdr_threshold`.
@@ -485,12 +507,15 @@ da_kompot <- function(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed,
 #' @param BPPARAM Optional BiocParallel backend: blocks of genes are spread over its
 #'   workers, each of which rebuilds the shared model.
 #' @return A results table (`sceffects_results`): `feature`, `estimate` (= `mean_lfc`),
-#'   `statistic` (= `mahalanobis`), `p_value` (from the null fitted to the null genes),
+#'   `statistic` (= `mahalanobis`; both of the stratum-centred gene with the default
+#'   `null = "cell_state"`, kompot's of the gene as it is with `null = "cells"`; see
+#'   Details), `p_value` (from the null fitted to the null genes),
 #'   `log_p` (its natural log, finite where `p_value` underflows), `fdr` (BH of
 #'   `p_value`), `mean_lfc`, `mahalanobis`, `p_empirical` (share of null genes at least as
 #'   far, floored at the smallest positive one, as kompot's), `local_fdr` (kompot's, from
 #'   the null genes), `is_de` (`local_fdr < fdr_threshold`), `reason`; how the null genes
-#'   were permuted in `attr(, "null_permutation")` (`null`) and `attr(, "fdr_note")`.
+#'   were permuted in `attr(, "null_permutation")` (`null`), whether the genes were
+#'   centred by their stratum means in `attr(, "centred")`, and `attr(, "fdr_note")`.
 #' @export
 #' @examples
 #' sce <- simulate_manifold(n_cells = 600, n_genes = 40, seed = 1)
@@ -538,12 +563,11 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
 
   null <- if (null_genes > 0L) draw_null_genes(src$n_features, null_genes, seed) else NULL
   # Strata of similar cell state, computed once here, so every BiocParallel worker
-  # permutes within the same strata.
-  input$centre <- null_kind == "cell_state" && getOption("sceffects.de_centre", "none") != "none"
-  input$sample_offsets <- getOption("sceffects.de_centre", "none") == "offsets"
-  if ((!is.null(null) || input$centre) && null_kind == "cell_state") {
+  # centres and permutes within the same strata.
+  if (null_kind == "cell_state") {
     input$strata <- rs_manifold_strata(input$embedding, unlist(input$cells), NULL_STRATUM_CELLS, 20L,
                                        seed, threads)
+    input$sample_cells <- de_sample_cells(input$samples)
   }
   jobs <- c(lapply(plan_chunks(length(rows), block_size), function(i) list(rows = rows[i], null = NULL)),
             if (!is.null(null)) lapply(plan_chunks(length(null$rows), block_size),
@@ -606,7 +630,7 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
   extra <- list(estimate_label = "mean log fold change", landmarks = lm, length_scale = ls,
                 conditions = input$conditions, sample_variance = !is.null(input$samples),
                 diagonal_shortcut = runs[[1L]]$diagonal_shortcut,
-                null_fit = if (is.list(null_fit)) null_fit, null_permutation = null_kind,
+                null_fit = if (is.list(null_fit)) null_fit, null_permutation = null_kind, centred = null_kind == "cell_state",
                 fdr_note = de_fdr_note(null, null_fit, null_kind))
   if (isTRUE(fold_change)) {
     fc <- do.call(rbind, lapply(real, `[[`, "fold_change"))
@@ -622,7 +646,9 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
 de_fdr_note <- function(null, null_fit, null_kind = "cells") {
   if (is.null(null)) return("No null genes: p_value, p_empirical and local_fdr are NA.")
   n <- length(null$rows)
-  how <- if (null_kind == "cell_state") "permuted within strata of similar cell state" else "permuted across all cells"
+  how <- if (null_kind == "cell_state") {
+    "permuted within strata of similar cell state (all genes centred by their stratum means)"
+  } else "permuted across all cells"
   tail <- if (is.character(null_fit)) {
     sprintf("p_value is NA: %s", null_fit)
   } else {
@@ -630,6 +656,15 @@ de_fdr_note <- function(null, null_fit, null_kind = "cells") {
             null_fit$scale, null_fit$df1, null_fit$df2)
   }
   sprintf("p_empirical and local_fdr from %d null genes %s; %s.", n, how, tail)
+}
+
+# The samples' cells for the per-sample offsets of null genes: cells (columns), their
+# sample (1-based) and each sample's condition (0/1); empty without samples.
+de_sample_cells <- function(samples) {
+  if (is.null(samples)) return(list(cells = integer(), sample_of = integer(), condition_of = integer()))
+  sam <- unlist(samples, recursive = FALSE)
+  list(cells = as.integer(unlist(sam)), sample_of = rep(seq_along(sam), lengths(sam)),
+       condition_of = rep(0:1, lengths(samples)))
 }
 
 # The embedding of diff_expression() on an expression matrix: `reduction` itself, one row
@@ -682,34 +717,31 @@ with_fixed_rng <- function(seed, expr) {
 # Cells per stratum of the cell-state null (see diff_expression()'s details).
 NULL_STRATUM_CELLS <- 30L
 
-# A block of genes over all cells. Null genes are permuted among the two conditions' cells:
-# within each stratum of similar cell state (`input$strata`, one per cell of `input$cells`),
-# or across all of them (null = "cells").
+# A block of genes over all cells. With null = "cell_state" (`input$strata`, one stratum
+# per cell of `input$cells`), every gene is first centred by its means in the strata (core
+# `strata::centre_within_strata`), and null genes are permuted within the strata; with
+# samples, each null gene then gets its source gene's per-sample offsets (core
+# `strata::sample_offsets`: within-condition centred, so no condition effect), reassigned
+# to random samples with random signs. With null = "cells", genes are left as they are and
+# null genes are permuted across all cells of the two conditions.
 gene_block <- function(src, job, input) {
   y <- feature_rows(src, job$rows)
-  centre <- isTRUE(input$centre)
-  if (is.null(job$null) && !centre) return(y)
+  strata <- input$strata
+  if (is.null(job$null) && is.null(strata)) return(y)
   y <- as.matrix(y)
   storage.mode(y) <- "double"
   cc <- unlist(input$cells)
-  strata <- input$strata
-  if (centre) {
-    yc <- y[, cc, drop = FALSE]
-    means <- t(rowsum(t(yc), strata)) / rep(tabulate(strata), each = nrow(y))
-    y[, cc] <- yc - means[, strata, drop = FALSE]
+  offsets <- NULL
+  if (!is.null(strata)) {
+    sam <- input$sample_cells %||% de_sample_cells(NULL)
+    centred <- rs_manifold_centre_block(y, cc, strata, sam$cells, sam$sample_of, sam$condition_of)
+    y <- `dimnames<-`(centred$y, dimnames(y))
+    if (!is.null(job$null)) offsets <- centred$offsets
   }
   if (is.null(job$null)) return(y)
-  offsets <- centre && !is.null(input$samples) && isTRUE(input$sample_offsets)
-  if (offsets) {
-    sam <- unlist(input$samples, recursive = FALSE)
-    cond_of <- rep(1:2, lengths(input$samples))
-    o <- vapply(sam, function(i) rowMeans(y[, i, drop = FALSE]), numeric(nrow(y)))
-    o <- matrix(o, nrow(y))
-    for (c in 1:2) {
-      k <- which(cond_of == c)
-      o[, k] <- (o[, k] - rowMeans(o[, k, drop = FALSE])) * sqrt(length(k) / (length(k) - 1))
-    }
-  }
+  # Cells grouped by stratum; a random order within each stratum is a permutation within
+  # strata (`home[i]` takes the value of `from[i]`, a cell of the same stratum). Sorting
+  # `strata + u` (u uniform in [0, 1)) is sorting by stratum, then u: one fast radix sort.
   home <- if (!is.null(strata)) cc[order(strata, method = "radix")]
   for (j in seq_len(nrow(y))) {
     if (is.null(strata)) {
@@ -718,14 +750,14 @@ gene_block <- function(src, job, input) {
     } else {
       with_fixed_rng(job$null[j], {
         from <- cc[order(strata + stats::runif(length(cc)), method = "radix")]
-        if (offsets) {
-          pick <- sample.int(length(sam))
-          flip <- sample(c(-1, 1), length(sam), replace = TRUE)
+        if (!is.null(offsets)) {
+          pick <- sample.int(ncol(offsets))
+          flip <- sample(c(-1, 1), ncol(offsets), replace = TRUE)
         }
       })
       y[j, home] <- y[j, from]
-      if (offsets) {
-        for (s in seq_along(sam)) y[j, sam[[s]]] <- y[j, sam[[s]]] + flip[s] * o[j, pick[s]]
+      if (!is.null(offsets)) {
+        y[j, sam$cells] <- y[j, sam$cells] + (flip * offsets[j, pick])[sam$sample_of]
       }
     }
   }

@@ -73,7 +73,10 @@ fn rs_manifold_centre_block(
                 .ok_or_else(|| fail("sample index out of range"))?
                 .push(c);
         }
-        let cond: Vec<usize> = condition_of_sample.iter().map(|&c| c.max(0) as usize).collect();
+        let cond: Vec<usize> = condition_of_sample
+            .iter()
+            .map(|&c| c.max(0) as usize)
+            .collect();
         let o = strata::sample_offsets(&values, n_rows, &samples, &cond).map_err(fail)?;
         RMatrix::new_matrix(n_rows, samples.len(), |g, j| o[j * n_rows + g]).into_robj()
     };

@@ -143,7 +143,8 @@ pub fn sample_offsets(
             0.0
         };
         for g in 0..n_rows {
-            let centre = members.iter().map(|&j| out[j * n_rows + g]).sum::<f64>() / m.max(1) as f64;
+            let centre =
+                members.iter().map(|&j| out[j * n_rows + g]).sum::<f64>() / m.max(1) as f64;
             for &j in &members {
                 out[j * n_rows + g] = (out[j * n_rows + g] - centre) * scale;
             }

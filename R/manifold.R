@@ -457,8 +457,11 @@ da_kompot <- function(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed,
 #' spreads it evenly over the samples, so with `null = "cell_state"` each null gene gets
 #' back its source gene's per-sample offsets: the means of the centred gene over each
 #' sample's cells, minus their mean within the sample's condition (so no condition
-#' effect), scaled by `sqrt(m / (m - 1))` for `m` samples of the condition, and moved to
-#' randomly chosen samples with random signs. The null is then a gene with the real
+#' effect), scaled by `sqrt(m / (m - 1))` for `m` samples of the condition, shrunk by
+#' the noise of the cells in a sample mean (which the permuted gene already carries:
+#' factor `sqrt(max(0, 1 - W mean(1/n) / B))`, `W` the within-sample variance, `n` the
+#' samples' cells, `B` the between-sample mean square), and moved to randomly chosen
+#' samples with random signs. The null is then a gene with the real
 #' gene's between-sample spread and no condition effect; a gene whose samples differ
 #' (with no condition effect) gets calibrated p-values. With `null = "cells"`, null genes
 #' have no between-sample differences beyond those of randomly drawn cells, and a real

@@ -6,11 +6,13 @@
 #   variants: comma list of cells, cell_state, cells_nosample, cell_state_nosample
 # 2026-12-03 (branch de17), 3,000 cells, seeds 1:3, load ~3 (2 cores), means over seeds
 # (unplanted genes: p < 0.05, p < 0.1; planted: BH 10%, local FDR; one-replicate genes: BH 10%):
-#   cell_state + sample    0.041 0.080 | 0.967 0.633 | 0.017   AUC 0.999, df2 11.7
+#   cell_state + sample    0.048 0.093 | 0.967 0.633 | 0.017   AUC 0.999, df2 12.4
 #   cell_state, no sample  0.155 0.227 | 0.983 0.933 | 0.933   (sample shifts called)
 #   cells + sample         0.637 0.699 | 1.000 0.750 | 0.967
-# The prototype (commit "WIP prototype") without the sample offsets (centring alone) with
-# sample: 0.103 0.164 | 0.983 0.933 | 0.167; the uncentred strata: 0.044 0.124 | 0 0 | 0.
+# The prototype (commit "WIP prototype", offsets not yet shrunk by the cells' noise:
+# 0.041 0.080 | 0.967 0.633 | 0.017); there, centring alone (no offsets) with sample:
+# 0.103 0.164 | 0.983 0.933 | 0.167; the uncentred strata: 0.044 0.124 | 0 0 | 0.
+# Without the per-sample shifts (sd 0 instead of 0.05), cell_state + sample: 0.016 0.057.
 suppressMessages(library(sceffects))
 options(sceffects.verbose = FALSE)
 args <- commandArgs(TRUE)

@@ -101,10 +101,15 @@ pub fn centre_within_strata(
 /// `n_rows` genes), for replicate-aware null genes: the mean of the gene over each
 /// sample's cells (`samples[j]`, column indices), minus the mean of those sample means
 /// in the sample's condition (`condition_of[j]`), times `sqrt(m / (m - 1))` with `m` the
-/// samples of that condition (so that their mean square estimates the between-sample
-/// variance). Returned genes x samples, column-major. The offsets carry the gene's
-/// between-sample spread but no condition effect (each condition's offsets sum to zero);
-/// a condition with fewer than 2 samples gets zero offsets.
+/// samples of that condition, so that their mean square is the between-sample mean
+/// square `B` of the sample means. A sample mean also holds the noise of its cells,
+/// `W * mean(1 / n_j)` on average (`W` the pooled within-sample variance of the
+/// condition), which a permuted null gene already carries; the offsets are therefore
+/// shrunk by `sqrt(max(0, 1 - W * mean(1 / n_j) / B))`, so that their mean square is the
+/// moment estimate of the between-sample variance beyond that noise. Returned genes x
+/// samples, column-major. The offsets carry the gene's between-sample spread but no
+/// condition effect (each condition's offsets sum to zero); a condition with fewer than
+/// 2 samples gets zero offsets.
 pub fn sample_offsets(
     values: &[f64],
     n_rows: usize,
@@ -142,11 +147,47 @@ pub fn sample_offsets(
         } else {
             0.0
         };
+        // Pooled within-sample sum of squares and degrees of freedom, per gene.
+        let mut within = vec![0.0; n_rows];
+        let mut df = 0usize;
+        for &j in &members {
+            df += samples[j].len() - 1;
+            let mean = &out[j * n_rows..(j + 1) * n_rows];
+            for &c in &samples[j] {
+                for ((w, v), mu) in within
+                    .iter_mut()
+                    .zip(&values[c * n_rows..(c + 1) * n_rows])
+                    .zip(mean)
+                {
+                    *w += (v - mu) * (v - mu);
+                }
+            }
+        }
+        let inv_n = members
+            .iter()
+            .map(|&j| 1.0 / samples[j].len() as f64)
+            .sum::<f64>()
+            / m.max(1) as f64;
         for g in 0..n_rows {
             let centre =
                 members.iter().map(|&j| out[j * n_rows + g]).sum::<f64>() / m.max(1) as f64;
+            let between = members
+                .iter()
+                .map(|&j| (out[j * n_rows + g] - centre).powi(2))
+                .sum::<f64>()
+                / (m.max(2) - 1) as f64;
+            let noise = if df > 0 {
+                within[g] / df as f64 * inv_n
+            } else {
+                0.0
+            };
+            let shrink = if between > 0.0 {
+                (1.0 - noise / between).max(0.0).sqrt()
+            } else {
+                0.0
+            };
             for &j in &members {
-                out[j * n_rows + g] = (out[j * n_rows + g] - centre) * scale;
+                out[j * n_rows + g] = (out[j * n_rows + g] - centre) * scale * shrink;
             }
         }
     }
@@ -268,8 +309,17 @@ mod tests {
     fn sample_offsets_match_brute_force() {
         let n_rows = 2;
         let mut rng = rng::stream(8, &[]);
-        let values: Vec<f64> = (0..20).map(|_| rng.random::<f64>()).collect();
+        let mut values: Vec<f64> = (0..20).map(|_| rng.random::<f64>()).collect();
         let samples = vec![vec![0, 1], vec![2, 3, 4], vec![5], vec![6, 7], vec![8, 9]];
+        // Sample shifts, so that the between-sample spread exceeds the cells' noise.
+        for (j, shift) in [0.0, 0.6, -0.4, 0.3, -0.5].iter().enumerate() {
+            for &c in &samples[j] {
+                for g in 0..n_rows {
+                    values[c * n_rows + g] += shift;
+                }
+            }
+        }
+        let mut shrunk = 0;
         let condition_of = [0, 0, 0, 1, 1];
         let got = sample_offsets(&values, n_rows, &samples, &condition_of).unwrap();
         for g in 0..n_rows {
@@ -280,15 +330,34 @@ mod tests {
             for (cond, members) in [(0, vec![0, 1, 2]), (1, vec![3, 4])] {
                 let m = members.len() as f64;
                 let centre = members.iter().map(|&j| means[j]).sum::<f64>() / m;
+                // Brute force: pooled within-sample variance, between-sample mean square.
+                let (mut ss, mut df, mut inv_n) = (0.0, 0.0, 0.0);
+                for &j in &members {
+                    for &c in &samples[j] {
+                        ss += (values[c * n_rows + g] - means[j]).powi(2);
+                    }
+                    df += samples[j].len() as f64 - 1.0;
+                    inv_n += 1.0 / samples[j].len() as f64 / m;
+                }
+                let between = members
+                    .iter()
+                    .map(|&j| (means[j] - centre).powi(2))
+                    .sum::<f64>()
+                    / (m - 1.0);
+                let shrink = (1.0 - ss / df * inv_n / between).max(0.0).sqrt();
+                if shrink > 0.0 && shrink < 1.0 {
+                    shrunk += 1;
+                }
                 let mut total = 0.0;
                 for &j in &members {
-                    let want = (means[j] - centre) * (m / (m - 1.0)).sqrt();
+                    let want = (means[j] - centre) * (m / (m - 1.0)).sqrt() * shrink;
                     assert!((got[j * n_rows + g] - want).abs() < 1e-12, "cond {cond}");
                     total += got[j * n_rows + g];
                 }
                 assert!(total.abs() < 1e-12);
             }
         }
+        assert!(shrunk >= 2);
         // One sample in a condition: no spread to carry, zero offsets.
         let one = sample_offsets(&values, n_rows, &samples[..3], &[0, 0, 1]).unwrap();
         assert_eq!(&one[4..6], &[0.0, 0.0]);

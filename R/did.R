@@ -344,10 +344,13 @@ event_terms <- function(model) {
 #'   number generator, so `set.seed()` before the call makes it reproducible; a number fixes it.
 #' @param weights Participant-visit weights: `"cells"` (cell counts) or `"equal"`.
 #' @param threads Number of threads (default `getOption("sceffects.threads", 2)`).
-#' @param BPPARAM Optional BiocParallel parameter: features are split across its workers,
-#'   each receiving only its block (of a TENx file, a range of cells to sum).
+#' @param BPPARAM Optional BiocParallel parameter: work is split across its workers, each
+#'   receiving only its block (of a TENx file, a range of cells to sum).
 #'   `aggregate = "participant_visit"` and `"pseudobulk"` are one pass over the cells: on a
-#'   TENx / HDF5 file, one streaming read in blocks of `options(sceffects.block_memory)`.
+#'   TENx / HDF5 file, one streaming read in blocks of `options(sceffects.block_memory)`,
+#'   which the workers share; the fits of the aggregates then take milliseconds and run in
+#'   this process with `threads` (on the workers only with `permutations`, which refit per
+#'   reassignment). Cell-level fits (`aggregate = "cell"`) are split by features.
 #' @param verbose Show messages (left-out cells and participants, dropped covariates)?
 #'   Default `getOption("sceffects.verbose", TRUE)`.
 #' @param visits `NULL` (the two visits of the design), or the visits of an event study in
@@ -769,8 +772,9 @@ boot_weights <- function(n_draws, n_clusters, seed) {
 
 # Fits one feature source for every fitted stratum. Unless cell level, the participant-
 # visits of all strata are aggregated first, in one pass over the cells (a TENx file by
-# column blocks); workers then receive only their block of that small matrix, and the core
-# fits each stratum's columns. One table per stratum.
+# column blocks, spread over the workers); the core then fits each stratum's columns of
+# that small matrix here (on workers, each with its block, only for cell-level fits and
+# randomisation inference). One table per stratum.
 trial_fit_source <- function(s, fits, model) {
   boots <- lapply(fits, function(f) boot_weights(model$bootstrap, max(f$cluster), model$seed))
   assignments <- lapply(fits, function(f) if (isTRUE(model$permutations > 0L)) arm_assignments(f, model))
@@ -783,9 +787,13 @@ trial_fit_source <- function(s, fits, model) {
       fit_block(m, fits[[i]], model, boots[[i]], assignments[[i]])
     })
   }
-  chunks <- plan_chunks(s$n_features, BPPARAM = model$BPPARAM, delayed = s$kind == "delayed",
+  # Fits of aggregates are closed-form on a genes x participant-visits matrix (milliseconds
+  # per thousand genes, threaded in the core): shipping them to workers costs more than it
+  # saves, except for randomisation inference, which refits once per reassignment.
+  bpparam <- if (is.null(shared) || isTRUE(model$permutations > 0L)) model$BPPARAM
+  chunks <- plan_chunks(s$n_features, BPPARAM = bpparam, delayed = s$kind == "delayed",
                         n_samples = s$n_samples, chunk_rows = s$recipe$chunk_rows)
-  parts <- run_chunks(chunks, one, model$BPPARAM, "Fitting difference in differences", src = s)
+  parts <- run_chunks(chunks, one, bpparam, "Fitting difference in differences", src = s)
   lapply(seq_along(fits), function(i) {
     p <- lapply(parts, `[[`, i)
     if (model$contrast == "event") event_columns(p, fits[[i]], model) else trial_columns(p, fits[[i]], model)

@@ -307,7 +307,10 @@ impl Model {
             if cur.min_log_mean < LOG_MEAN_LIMIT {
                 return self.unfitted(Status::Separation, iterations, f64::NAN);
             }
-            let step = newton_step(&cur.neg_hessian, &cur.gradient, k);
+            let Some(step) = newton_step(&cur.neg_hessian, &cur.gradient, k) else {
+                status = Status::NoAscent;
+                break;
+            };
             let decrement: f64 = step.iter().zip(&cur.gradient).map(|(d, g)| d * g).sum();
             if decrement < opts.tol {
                 status = Status::Converged;
@@ -1083,25 +1086,28 @@ fn invert_spd(m: &[f64], k: usize) -> Option<Vec<f64>> {
 }
 
 /// Newton direction H^-1 g; where H is not positive definite (far from the optimum, the
-/// dispersion block can be convex), a ridge is added until it is (Levenberg).
-fn newton_step(h: &[f64], g: &[f64], k: usize) -> Vec<f64> {
+/// dispersion block can be convex), a ridge is added until it is (Levenberg). `None` when
+/// H or g is not finite (the dispersion terms can overflow far in the Poisson tail): no
+/// ridge makes such a matrix positive definite.
+fn newton_step(h: &[f64], g: &[f64], k: usize) -> Option<Vec<f64>> {
+    if !h.iter().chain(g).all(|v| v.is_finite()) {
+        return None;
+    }
     if let Some(l) = cholesky(h, k) {
-        return linalg::cholesky_solve(&l, k, g);
+        return Some(linalg::cholesky_solve(&l, k, g));
     }
     let scale = (0..k)
         .fold(0.0f64, |m, a| m.max(h[a * k + a].abs()))
         .max(1e-8);
-    let mut ridge = 1e-8 * scale;
-    loop {
+    // A ridge of 1e12 x the largest diagonal dominates any finite H.
+    (0..=20).find_map(|e| {
+        let ridge = 1e-8 * scale * 10f64.powi(e);
         let mut damped = h.to_vec();
         for a in 0..k {
             damped[a * k + a] += ridge;
         }
-        if let Some(l) = cholesky(&damped, k) {
-            return linalg::cholesky_solve(&l, k, g);
-        }
-        ridge *= 10.0;
-    }
+        cholesky(&damped, k).map(|l| linalg::cholesky_solve(&l, k, g))
+    })
 }
 
 #[cfg(test)]
@@ -1370,6 +1376,50 @@ mod tests {
         let fit = model.fit(&y, Options::default());
         assert_eq!(fit.status, Status::Converged, "{fit:?}");
         assert!((fit.theta[1] - 800f64.ln()).abs() < 4.0 * fit.vcov[3].sqrt());
+    }
+
+    /// A pseudobulk gene of a 1M-cell trial (40 participant-visits, sums near 800 on library
+    /// sizes of 6e7; MASS::glm.nb's theta 7.6e6): Newton walked into the Poisson tail, where
+    /// the Hessian overflowed, and the Levenberg ridge loop then never ended.
+    #[test]
+    fn a_near_poisson_pseudobulk_gene_ends_at_the_poisson_limit() {
+        let y = [
+            792., 770., 782., 779., 797., 775., 752., 784., 781., 783., 751., 772., 756., 734.,
+            860., 768., 771., 802., 804., 795., 819., 726., 803., 738., 783., 799., 764., 814.,
+            752., 809., 845., 825., 802., 795., 773., 813., 768., 793., 807., 782.,
+        ];
+        let lib = [
+            62721363., 62648491., 62706957., 62657101., 62690657., 62624935., 62691174., 62658237.,
+            62694508., 62628469., 62675879., 62631279., 62674472., 62634873., 62702185., 62641231.,
+            62692113., 62630845., 62678148., 62645994., 62629103., 62644104., 62620680., 62642676.,
+            62647866., 62649897., 62627271., 62628804., 62638074., 62636186., 62619960., 62642446.,
+            62604789., 62646704., 62636547., 62601841., 62651738., 62644055., 62642440., 62642275.,
+        ];
+        let n = y.len();
+        let pre: Vec<f64> = (0..n).map(|i| (i % 2) as f64).collect();
+        let treated: Vec<f64> = (0..n).map(|i| f64::from(u8::from(i < 20))).collect();
+        let x: Vec<f64> = std::iter::repeat_n(1.0, n)
+            .chain(pre.iter().copied())
+            .chain(treated.iter().copied())
+            .chain(pre.iter().zip(&treated).map(|(a, b)| a * b))
+            .collect();
+        let offset: Vec<f64> = lib.iter().map(|l: &f64| l.ln()).collect();
+        let model = Model::new(&x, 4, &vec![1.0; n], 1, &offset).unwrap();
+        let fit = model.fit(&y, Options::default());
+        assert_eq!(fit.status, Status::PoissonLimit, "{fit:?}");
+        // glm(family = poisson) on the same data.
+        let poisson = [-11.278728228, -0.002879674, -0.009854037, -0.007044775];
+        for (a, b) in fit.theta.iter().zip(&poisson) {
+            assert!((a - b).abs() < 1e-6, "{:?}", fit.theta);
+        }
+    }
+
+    #[test]
+    fn newton_step_refuses_a_non_finite_hessian() {
+        assert!(newton_step(&[f64::NAN, 0.0, 0.0, 1.0], &[1.0, 1.0], 2).is_none());
+        assert!(newton_step(&[1.0, 0.0, 0.0, f64::INFINITY], &[1.0, 1.0], 2).is_none());
+        let step = newton_step(&[2.0, 0.0, 0.0, -1.0], &[1.0, 1.0], 2).unwrap();
+        assert!(step.iter().all(|v| v.is_finite()));
     }
 
     #[test]

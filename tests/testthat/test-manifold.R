@@ -381,7 +381,7 @@ test_that("calibration on genes that vary along the manifold without a condition
   unplanted <- !truth$de & !truth$odd_replicate
   # Without `sample`, the samples' own shifts (sd 0.05 on the log mean) are real
   # differences between the two conditions' cells and some are called (about 20% at
-  # p < 0.1 here and in inst/bench/de-null-sample.R; calibrated with `sample`, below).
+  # p < 0.1 here and in inst/bench/de-null.R; calibrated with `sample`, below).
   res <- diff_expression(sim, "condition", "young", "old", seed = 42, n_landmarks = 150, null_genes = 300)
   p <- res$p_value[unplanted]
   expect_lte(mean(p < 0.05), 0.15)

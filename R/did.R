@@ -1263,6 +1263,9 @@ within_args <- function(design, ..., features = NULL, assay = NULL,
 #' @inheritParams did_table
 #' @param visit The visit label to compare at.
 #' @param method `"t"` (Welch) or `"wilcoxon"`.
+#' @param BPPARAM Optional BiocParallel parameter: the pass over the cells (participant
+#'   means) is split across its workers, each reading only its block (of a TENx file, a
+#'   range of cells); the tests of the means run in this process with `threads`.
 #' @param verbose Show messages (left-out cells)? Default `getOption("sceffects.verbose", TRUE)`.
 #' @return A results table: `estimate` (treated minus control mean of participant means;
 #'   for Wilcoxon also `auc`), `std_error`, `statistic`, `df`, `p_value`, `fdr`,

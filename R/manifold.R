@@ -517,8 +517,8 @@ da_kompot <- function(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed,
 #'   `p_value`), `mean_lfc`, `mahalanobis`, `p_empirical` (share of null genes at least as
 #'   far, floored at the smallest positive one, as kompot's), `local_fdr` (kompot's, from
 #'   the null genes), `is_de` (`local_fdr < fdr_threshold`), `reason`; how the null genes
-#'   were permuted in `attr(, "null_permutation")` (`null`), whether the genes were
-#'   centred by their stratum means in `attr(, "centred")`, and `attr(, "fdr_note")`.
+#'   were permuted in `attr(, "null_permutation")` (`null`; `"cell_state"` also means the
+#'   genes were centred by their stratum means), and `attr(, "fdr_note")`.
 #' @export
 #' @examples
 #' sce <- simulate_manifold(n_cells = 600, n_genes = 40, seed = 1)
@@ -568,8 +568,8 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
   # Strata of similar cell state, computed once here, so every BiocParallel worker
   # centres and permutes within the same strata.
   if (null_kind == "cell_state") {
-    input$strata <- rs_manifold_strata(input$embedding, unlist(input$cells), NULL_STRATUM_CELLS, 20L,
-                                       seed, threads)
+    input$strata <- rs_manifold_strata(input$embedding, unlist(input$cells), NULL_STRATUM_CELLS,
+                                       NULL_STRATUM_ITER, seed, threads)
     input$sample_cells <- de_sample_cells(input$samples)
   }
   jobs <- c(lapply(plan_chunks(length(rows), block_size), function(i) list(rows = rows[i], null = NULL)),
@@ -633,7 +633,7 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
   extra <- list(estimate_label = "mean log fold change", landmarks = lm, length_scale = ls,
                 conditions = input$conditions, sample_variance = !is.null(input$samples),
                 diagonal_shortcut = runs[[1L]]$diagonal_shortcut,
-                null_fit = if (is.list(null_fit)) null_fit, null_permutation = null_kind, centred = null_kind == "cell_state",
+                null_fit = if (is.list(null_fit)) null_fit, null_permutation = null_kind,
                 fdr_note = de_fdr_note(null, null_fit, null_kind))
   if (isTRUE(fold_change)) {
     fc <- do.call(rbind, lapply(real, `[[`, "fold_change"))
@@ -646,7 +646,7 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
 }
 
 # `null_fit` is the core's fit, or its message when it refused to fit.
-de_fdr_note <- function(null, null_fit, null_kind = "cells") {
+de_fdr_note <- function(null, null_fit, null_kind) {
   if (is.null(null)) return("No null genes: p_value, p_empirical and local_fdr are NA.")
   n <- length(null$rows)
   how <- if (null_kind == "cell_state") {
@@ -719,6 +719,8 @@ with_fixed_rng <- function(seed, expr) {
 
 # Cells per stratum of the cell-state null (see diff_expression()'s details).
 NULL_STRATUM_CELLS <- 30L
+# Lloyd's iterations of the strata's k-means: strata need not be optimal, only compact.
+NULL_STRATUM_ITER <- 20L
 
 # A block of genes over all cells. With null = "cell_state" (`input$strata`, one stratum
 # per cell of `input$cells`), every gene is first centred by its means in the strata (core

@@ -63,16 +63,12 @@ fn rs_manifold_centre_block(
     let offsets = if condition_of_sample.is_empty() {
         Robj::from(())
     } else {
-        if sample_cells.len() != sample_of.len() {
-            return Err(fail("one sample per cell is needed"));
-        }
-        let mut samples = vec![Vec::new(); condition_of_sample.len()];
-        for (&c, &s) in zero_based(sample_cells).iter().zip(&zero_based(sample_of)) {
-            samples
-                .get_mut(s)
-                .ok_or_else(|| fail("sample index out of range"))?
-                .push(c);
-        }
+        let samples = strata::cells_by_sample(
+            &zero_based(sample_cells),
+            &zero_based(sample_of),
+            condition_of_sample.len(),
+        )
+        .map_err(fail)?;
         let cond: Vec<usize> = condition_of_sample
             .iter()
             .map(|&c| c.max(0) as usize)

@@ -97,6 +97,26 @@ pub fn centre_within_strata(
     Ok(())
 }
 
+/// The cells of each of `n_samples` samples, from each cell's sample (`sample_of[i]` is the
+/// sample of cell `cells[i]`, 0-based), in the cells' order.
+pub fn cells_by_sample(
+    cells: &[usize],
+    sample_of: &[usize],
+    n_samples: usize,
+) -> Result<Vec<Vec<usize>>, String> {
+    if cells.len() != sample_of.len() {
+        return Err("one sample per cell is needed".into());
+    }
+    let mut samples = vec![Vec::new(); n_samples];
+    for (&c, &s) in cells.iter().zip(sample_of) {
+        samples
+            .get_mut(s)
+            .ok_or("sample index out of range")?
+            .push(c);
+    }
+    Ok(samples)
+}
+
 /// Per-sample offsets of every row (gene) of a block of genes x cells (column-major,
 /// `n_rows` genes), for replicate-aware null genes: the mean of the gene over each
 /// sample's cells (`samples[j]`, column indices), minus the mean of those sample means
@@ -197,6 +217,14 @@ pub fn sample_offsets(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cells_are_grouped_by_their_sample() {
+        let samples = cells_by_sample(&[4, 7, 1, 9], &[1, 0, 1, 2], 3).unwrap();
+        assert_eq!(samples, vec![vec![7], vec![4, 1], vec![9]]);
+        assert!(cells_by_sample(&[4, 7], &[1], 3).is_err());
+        assert!(cells_by_sample(&[4], &[3], 3).is_err());
+    }
     use crate::rng;
     use rand::Rng;
 

@@ -141,7 +141,21 @@ flat_neighbourhoods <- function(estimate) {
 #'   to the local density and to the dimension of the embedding; by default `k` grows with
 #'   the intrinsic dimension of the cells (estimated from their nearest-neighbour
 #'   distances), since beyond 3-4 dimensions a neighbourhood must widen to hold enough
-#'   cells per sample. Per landmark and sample,
+#'   cells per sample. With replicates (two or more samples per condition), the
+#'   neighbourhoods are taken in the embedding stretched along the directions in which
+#'   the samples' mean positions differ more than their cells' spread explains
+#'   (discriminant analysis with the samples, not the conditions, as classes; each of the
+#'   top `S - 1` directions of `S` samples stretched by its eigenvalue over their median,
+#'   1 to 16 times): in 5+ dimensions a k-nearest neighbourhood is otherwise wide in
+#'   every direction and dilutes a change confined to a few of them. The conditions do
+#'   not enter the metric, so with no condition effect the test keeps its calibration;
+#'   the default `k` then follows the stretched metric's effective dimension when that is
+#'   below the intrinsic one. With 3 samples per condition and strong differences between
+#'   donors, a chance ordering of the donors along a stretched direction (the three of
+#'   one condition on one side) looks like an effect to any test across the samples; the
+#'   stretch makes such calls rarer than the FDR allows but large when they happen: check
+#'   `fit$stretch_directions` against known donor or batch effects. Per landmark and
+#'   sample,
 #'   the log fraction of the sample's cells in the neighbourhood (normalised per sample by
 #'   its modal deviation over landmarks, so a global change of composition or of cell
 #'   numbers is not a shift everywhere); a two-group t test across the samples with the
@@ -191,9 +205,11 @@ flat_neighbourhoods <- function(estimate) {
 #'   heuristic.
 #' @param method `"neighbourhood"` or `"kompot"` (see Details).
 #' @param k For `"neighbourhood"`: cells per neighbourhood. Default: a fraction
-#'   `0.006 d^1.2` of the cells of the two conditions for intrinsic dimension `d` (1.4% at
+#'   `0.006 d^1.2` of the cells of the two conditions for dimension `d` (1.4% at
 #'   `d = 2`, 4% at 5, 10% at 10), at least 15 per sample, between 30 and an eighth of
-#'   the cells. Larger `k` gives
+#'   the cells; `d` is the intrinsic dimension of the cells in the stretched metric, or
+#'   the metric's effective dimension (each direction weighted by its squared stretch
+#'   over the largest) when lower. Larger `k` gives
 #'   more power for broad changes and blurs small regions.
 #' @param fdr_threshold For `"neighbourhood"`: spatial FDR of a call.
 #' @param verbose Print notes (e.g. no `sample`) and progress bars? `FALSE`, or
@@ -202,8 +218,9 @@ flat_neighbourhoods <- function(estimate) {
 #'   `metadata(x)$diff_abundance`; for a matrix, a data.frame of those columns with the
 #'   fit in `attr(, "fit")`. `"neighbourhood"`: `da_lfc`, `da_statistic` (moderated t)
 #'   and `da_fdr` (Benjamini-Hochberg over cells) of the test on the mean counts of the
-#'   neighbourhoods holding the cell, `da_direction`; the fit has `k` and
-#'   `intrinsic_dimension`, and the per-landmark
+#'   neighbourhoods holding the cell, `da_direction`; the fit has `k`,
+#'   `intrinsic_dimension`, the metric's `stretch` factors and `stretch_directions`
+#'   (embedding dimensions x directions; none without replicates), and the per-landmark
 #'   results table (`estimate`, `std_error`, `statistic`, `df`, `p_value`, `fdr` = spatial
 #'   FDR, counts, radius) in `fit$regions`, ready for [plot_volcano()]; cells outside the
 #'   two conditions get `NA`. When every landmark has the same log fold change (e.g. `k`
@@ -312,10 +329,18 @@ da_neighbourhood <- function(x, input, n_landmarks, k, lfc_threshold, fdr_thresh
   out <- data.frame(da_lfc = lfc, da_statistic = col(fit$cell_statistic), da_fdr = cell_fdr,
                     da_direction = factor(direction, levels = c("down", "neutral", "up")))
   fit_info <- list(method = "neighbourhood", conditions = input$conditions, reduction = input$reduction, landmarks = fit$landmarks, k = k,
-                   intrinsic_dimension = fit$intrinsic_dimension, regions = regions, prior_df = fit$prior_df, prior_var = fit$prior_var,
+                   intrinsic_dimension = fit$intrinsic_dimension, stretch = fit$stretch,
+                   stretch_directions = stretch_directions(fit$stretch_directions, input$embedding), regions = regions, prior_df = fit$prior_df, prior_var = fit$prior_var,
                    sample_variance = !is.null(input$samples), fdr_threshold = fdr_threshold,
                    lfc_threshold = lfc_threshold, flat = flat)
   da_output(x, out, input, fit_info)
+}
+
+# The metric's directions, one column each, rows named by the embedding's dimensions.
+stretch_directions <- function(directions, embedding) {
+  rownames(directions) <- colnames(embedding) %||% paste0("dim", seq_len(nrow(directions)))
+  colnames(directions) <- if (ncol(directions)) paste0("direction", seq_len(ncol(directions)))
+  directions
 }
 
 # One row per landmark in the results vocabulary; `fdr` is the spatial FDR.

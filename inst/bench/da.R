@@ -9,7 +9,8 @@
 # Methods: sceffects "neighbourhood" (the default), sceffects "kompot" (with sample
 # variance), and miloR (k = 30, prop = 0.1, d = all dims, ~ condition, spatial FDR < 0.1;
 # a cell is called when a neighbourhood holding it is).
-# Usage: R_LIBS=/work/peerlib:$WT/lib Rscript inst/bench/da.R [seeds] [n_per_sample]
+# Usage: R_LIBS=/work/peerlib:$WT/lib Rscript inst/bench/da.R [seeds] [n_per_sample] [methods]
+# (methods comma-separated, default all three: neighbourhood,kompot,miloR)
 suppressPackageStartupMessages(library(sceffects))
 args <- commandArgs(trailingOnly = TRUE)
 seeds <- if (length(args) >= 1) seq_len(as.integer(args[1])) else 1:2
@@ -71,6 +72,7 @@ run_milo <- function(d) {
 cases <- list(list("isotropic", 2), list("isotropic", 5), list("isotropic", 10), list("isotropic", 20),
               list("curved", 10), list("curved", 30))
 methods <- c("neighbourhood", "kompot", if (has_milo) "miloR")
+if (length(args) >= 3) methods <- intersect(strsplit(args[3], ",")[[1]], methods)
 rows <- list()
 for (cs in cases) for (seed in seeds) {
   planted <- sim(cs[[1]], cs[[2]], n_per_sample = n_per, seed = seed)
@@ -101,4 +103,4 @@ print(agg[order(agg$case, agg$method), ], digits = 3, row.names = FALSE)
 big <- sim("isotropic", 10, n_per_sample = 20000 %/% 6, seed = 9)
 big_run <- run_ours(big, "neighbourhood")
 cat(sprintf("\n20,000 cells (isotropic, d = 10), method = \"neighbourhood\": %.1f s\n", big_run$time))
-if (has_milo) cat(sprintf("miloR on the same: %.1f s\n", run_milo(big)$time))
+if ("miloR" %in% methods) cat(sprintf("miloR on the same: %.1f s\n", run_milo(big)$time))

@@ -669,6 +669,8 @@ test_that("diff_expression() takes an expression matrix with the embedding as `r
 ref_neighbourhood <- function(emb, condition, sample, lm, k, c1, c2) {
   keep <- condition %in% c(c1, c2)
   emb <- emb[keep, , drop = FALSE]; sample <- sample[keep]; condition <- condition[keep]
+  metric <- ref_stretch(emb, sample)
+  emb <- metric$apply(emb); lm <- metric$apply(lm)
   d2 <- outer(rowSums(lm^2), rowSums(emb^2), "+") - 2 * lm %*% t(emb)
   member <- t(apply(d2, 1, function(r) seq_along(r) %in% order(r)[1:k]))
   radius <- sqrt(pmax(apply(d2, 1, function(r) sort(r)[k]), 0))
@@ -691,6 +693,27 @@ ref_neighbourhood <- function(emb, condition, sample, lm, k, c1, c2) {
 }
 
 da_sim <- function(...) sceffects:::simulate_da_cells(...)
+
+# The neighbourhoods' metric in plain R: discriminant analysis with the samples as classes
+# (between-sample scatter of the sample means against the pooled within-sample covariance),
+# each of the top S - 1 directions stretched by its eigenvalue over their median, at most
+# 16 (none below 1; none with fewer than 3 directions), orthonormalised in the embedding's
+# coordinates.
+ref_stretch <- function(emb, sample) {
+  sizes <- as.vector(table(sample)); means <- rowsum(emb, sample) / sizes
+  within <- crossprod(emb - means[match(sample, rownames(means)), , drop = FALSE]) / (nrow(emb) - nrow(means))
+  centred <- sweep(means, 2, colSums(means * sizes) / sum(sizes))
+  between <- crossprod(centred * sqrt(sizes)) / (nrow(means) - 1)
+  ew <- eigen(within, symmetric = TRUE)
+  root <- ew$vectors %*% diag(1 / sqrt(ew$values), ncol(emb)) %*% t(ew$vectors)
+  eb <- eigen(root %*% between %*% root, symmetric = TRUE)
+  r <- min(ncol(emb), nrow(means) - 1)
+  stretch <- pmin(eb$values[seq_len(r)] / stats::median(eb$values[seq_len(r)]), 16)
+  keep <- stretch > 1 & r >= 3
+  dirs <- qr.Q(qr(root %*% eb$vectors[, seq_len(r), drop = FALSE]))[, keep, drop = FALSE]
+  list(stretch = stretch[keep], directions = dirs,
+       apply = function(x) x + (x %*% dirs) %*% diag(stretch[keep] - 1, sum(keep)) %*% t(dirs))
+}
 
 # Bickel's half-sample mode, literally.
 half_sample_mode <- function(x) {
@@ -718,10 +741,18 @@ test_that("neighbourhood counts, moderated t, p-values and spatial FDR equal lim
   expect_equal(reg$p_value, ref$p, tolerance = 1e-8)
   expect_equal(reg$fdr, ref$fdr, tolerance = 1e-8)
   expect_s3_class(reg, "sceffects_results")
+  # The metric: stretches and directions (up to sign) as in R.
+  fit <- attr(res, "fit")
+  metric <- ref_stretch(d$embedding, d$sample)
+  expect_gt(length(metric$stretch), 0)
+  expect_equal(fit$stretch, metric$stretch, tolerance = 1e-8)
+  expect_equal(unname(abs(colSums(fit$stretch_directions * metric$directions))), rep(1, length(metric$stretch)),
+               tolerance = 1e-8)
   # Per cell: the mean counts of the neighbourhoods holding it (its nearest landmark's when
   # none does), the same limma test, BH over cells; a call also needs every leave-one-
   # sample-out log fold change to keep its sign and half its size.
-  e <- d$embedding
+  e <- metric$apply(d$embedding)
+  lm <- metric$apply(lm)
   nearest <- max.col(-(outer(rowSums(e^2), rowSums(lm^2), "+") - 2 * e %*% t(lm)), ties.method = "first")
   hold <- t(ref$member) * 1
   none <- rowSums(hold) == 0
@@ -779,14 +810,17 @@ test_that("a planted 3x region is found in 2 and 30 dimensions; one replicate's 
 })
 
 test_that("a planted 3x region is found in 10 isotropic dimensions; a null there calls nothing", {
-  # 800 cells per sample (k about 420 from the intrinsic dimension, ~9.4). With
-  # seed = 42, simulation seeds 1-4 gave sensitivity 0, 0.83, 0, 0.87 (BH over strongly
-  # correlated cells calls a large region or none), false-positive rate up to 0.18 (calls
-  # spill a neighbourhood beyond the region's border), and no null cell called.
+  # 800 cells per sample. The metric stretches the planted axis (z1, where the B samples'
+  # means sit apart) 13-fold, so k falls from ~420 (intrinsic dimension ~9.4) to 90 (15
+  # per sample). With seed = 42, simulation seeds 1-4 gave sensitivity 0.56, 0.90, 0.66,
+  # 0.58 (before the stretch: 0, 0.83, 0, 0.87), false-positive rate 0.024-0.041, and no
+  # null cell called.
   d <- da_sim("isotropic", 10L, n_per_sample = 800, seed = 2)
   res <- diff_abundance(d$embedding, d$condition, "A", "B", sample = d$sample, seed = 42)
-  expect_gt(attr(res, "fit")$intrinsic_dimension, 8)
-  expect_gt(attr(res, "fit")$k, 300)
+  fit <- attr(res, "fit")
+  expect_gt(fit$stretch[1], 8)
+  expect_gt(abs(fit$stretch_directions[1, 1]), 0.9)
+  expect_lt(fit$k, 150)
   background <- !d$planted & !d$odd
   expect_gt(auc_of(res$da_statistic[d$planted | background], d$planted[d$planted | background]), 0.95)
   expect_gt(mean(res$da_direction[d$planted & !d$odd] == "up"), 0.5)
@@ -794,6 +828,28 @@ test_that("a planted 3x region is found in 10 isotropic dimensions; a null there
   null <- da_sim("isotropic", 10L, n_per_sample = 800, fold = 1, odd_fold = 1, seed = 102)
   res0 <- diff_abundance(null$embedding, null$condition, "A", "B", sample = null$sample, seed = 42)
   expect_lt(mean(res0$da_direction != "neutral"), 0.01)
+})
+
+test_that("the metric stretches where the samples differ, and a null with strong replicate noise stays calibrated", {
+  # The stretch follows the samples, never the conditions: replicate noise 3x the
+  # default's (each sample's own smooth abundance field) is stretched as much as a
+  # condition effect would be, yet the landmark p-values stay uniform. Over 24 such nulls
+  # (seeds 301-324, 300 cells per sample): 6.1% of landmark p-values below 0.05 (5.5%
+  # before the stretch); cells called in 2 runs (32% and 53% of the cells: there the
+  # three B samples happen to sit on one side of the most stretched direction, which a
+  # test across 3 vs 3 samples cannot tell from an effect), 3.5% on average (before: 4
+  # runs, at most 7%, 0.6% on average). BH over cells holds the FDR, not the fraction
+  # called when it errs: correlated cells err together.
+  runs <- lapply(1:6, function(s) {
+    null <- da_sim("isotropic", 10L, n_per_sample = 300, fold = 1, odd_fold = 1, noise = 0.8, seed = 300 + s)
+    res <- diff_abundance(null$embedding, null$condition, "A", "B", sample = null$sample, seed = 42)
+    fit <- attr(res, "fit")
+    c(stretch = fit$stretch[1], called = mean(res$da_direction != "neutral"), p05 = mean(fit$regions$p_value < 0.05))
+  })
+  runs <- do.call(rbind, runs)
+  expect_true(all(runs[, "stretch"] > 3))
+  expect_lt(mean(runs[, "p05"]), 0.1)
+  expect_equal(stats::median(runs[, "called"]), 0)
 })
 
 test_that("replicate noise alone, and a global change of cell numbers, call (almost) nothing", {

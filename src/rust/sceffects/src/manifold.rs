@@ -6,10 +6,7 @@ use crate::{fail, pooled, seed_of, zero_based, RResult};
 use extendr_api::prelude::*;
 use sceffects_core::cellstate::density::{fit_and_predict, DensityOptions};
 use sceffects_core::cellstate::expression::{ConditionCells, ExpressionModel};
-use sceffects_core::cellstate::neighbourhood::{
-    cell_tests, default_k, intrinsic_dimension, neighbourhood_test, random_landmarks,
-    NeighbourhoodData,
-};
+use sceffects_core::cellstate::neighbourhood::{fit_neighbourhoods, NeighbourhoodData};
 use sceffects_core::cellstate::{self, lfdr, nulltail, strata, Points};
 
 fn points(m: &RMatrix<f64>, rows: Option<&[usize]>) -> RResult<Points> {
@@ -326,24 +323,16 @@ fn rs_manifold_neighbourhoods(
     let sample_of = zero_based(sample_of);
     let condition_of_sample: Vec<usize> = condition_of_sample.iter().map(|&c| c as usize).collect();
     let run = || {
-        let lm = given
-            .unwrap_or_else(|| random_landmarks(&p, n_landmarks.max(2) as usize, seed_of(seed)));
         let data = NeighbourhoodData {
             cells: &p,
             sample_of: &sample_of,
             condition_of_sample: &condition_of_sample,
         };
-        let dimension = intrinsic_dimension(&p, seed_of(seed));
-        let k = if k > 0 {
-            k as usize
-        } else {
-            default_k(p.n, condition_of_sample.len(), dimension)
-        };
-        let test = neighbourhood_test(&data, &lm, k)?;
-        let cell = cell_tests(&test, &data, &lm)?;
-        Ok::<_, String>((lm, test, cell, k, dimension))
+        let k = (k > 0).then_some(k as usize);
+        fit_neighbourhoods(&data, given, n_landmarks.max(2) as usize, k, seed_of(seed))
     };
-    let (lm, test, cell, k, dimension) = pooled(threads, run).map_err(fail)?.map_err(fail)?;
+    let fit = pooled(threads, run).map_err(fail)?.map_err(fail)?;
+    let (lm, test, cell) = (fit.landmarks, fit.test, fit.cells);
     let n_samples = condition_of_sample.len();
     let counts = RMatrix::new_matrix(lm.n, n_samples, |r, c| test.counts[r * n_samples + c]);
     let [ab0, ab1] = test.log_abundance;
@@ -370,6 +359,8 @@ fn rs_manifold_neighbourhoods(
             "cell_neighbourhoods",
             "k",
             "intrinsic_dimension",
+            "stretch",
+            "stretch_directions",
         ],
         [
             points_matrix(&lm).into_robj(),
@@ -391,8 +382,13 @@ fn rs_manifold_neighbourhoods(
             cell.fdr.into_robj(),
             cell.stable.into_robj(),
             cell.n_neighbourhoods.into_robj(),
-            (k as i32).into_robj(),
-            dimension.into_robj(),
+            (fit.k as i32).into_robj(),
+            fit.intrinsic_dimension.into_robj(),
+            fit.metric.stretch.clone().into_robj(),
+            RMatrix::new_matrix(fit.metric.dim, fit.metric.stretch.len(), |r, c| {
+                fit.metric.directions[c][r]
+            })
+            .into_robj(),
         ],
     )?
     .into_robj())

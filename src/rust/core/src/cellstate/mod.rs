@@ -5,7 +5,8 @@
 //! sparse GP regression of every gene with its Mahalanobis distance, with sample variance
 //! by an exact low-rank update (`expression`), the null-gene local FDR (`lfdr`) and the null
 //! distribution of the distances fitted to the null genes (`nulltail`), and the strata of
-//! similar cell state within which the null genes are permuted (`strata`).
+//! similar cell state within which the null genes are permuted (`strata`), and the metric of the
+//! neighbourhood test of abundance (`metric`).
 //!
 //! The module is `cellstate`, not `manifold`: R CMD build drops directories whose names end
 //! in "old".
@@ -13,6 +14,7 @@
 pub mod density;
 pub mod expression;
 pub mod lfdr;
+pub mod metric;
 pub mod neighbourhood;
 pub mod nulltail;
 pub mod strata;

@@ -26,7 +26,12 @@
 //! the replicates stay the units, so a shift in one replicate is still not called.
 //! The default `k` grows with the intrinsic dimension of the cells (Levina and Bickel's
 //! maximum-likelihood estimate, averaged as MacKay and Ghahramani do).
+//!
+//! With replicates, neighbourhoods are taken in the embedding stretched along the
+//! directions that separate the samples (`metric`), so that they are narrow across the
+//! edge of a region that changes along a few directions of a high-dimensional embedding.
 
+use super::metric::SampleMetric;
 use super::{knn, sample_without_replacement, Points};
 use crate::dist;
 use crate::rng;
@@ -128,10 +133,82 @@ pub fn default_k(n: usize, n_samples: usize, dimension: f64) -> usize {
 
 /// `n_landmarks` distinct cells, drawn with the seeded stream (the landmarks' positions).
 pub fn random_landmarks(cells: &Points, n_landmarks: usize, seed: u64) -> Points {
+    cells.subset(&random_landmark_rows(cells.n, n_landmarks, seed))
+}
+
+/// The rows of `random_landmarks`, in increasing order.
+fn random_landmark_rows(n: usize, n_landmarks: usize, seed: u64) -> Vec<usize> {
     let mut stream = rng::stream(seed, &[0x6e62]);
-    let mut idx = sample_without_replacement(cells.n, n_landmarks.min(cells.n), &mut stream);
+    let mut idx = sample_without_replacement(n, n_landmarks.min(n), &mut stream);
     idx.sort_unstable();
-    cells.subset(&idx)
+    idx
+}
+
+/// The neighbourhood test as `diff_abundance()` runs it: landmarks and cells in the metric
+/// stretched along the directions that separate the samples (`metric`; Euclidean without
+/// replicates), `k` from the intrinsic dimension of the stretched cells or the metric's
+/// effective dimension, whichever is lower, unless given; then the per-landmark and
+/// per-cell tests.
+pub struct NeighbourhoodFit {
+    /// In the embedding's coordinates.
+    pub landmarks: Points,
+    pub test: LandmarkTest,
+    pub cells: CellTests,
+    pub k: usize,
+    pub intrinsic_dimension: f64,
+    pub metric: SampleMetric,
+}
+
+/// `landmarks` in the embedding's coordinates, or `n_landmarks` random cells.
+pub fn fit_neighbourhoods(
+    data: &NeighbourhoodData<'_>,
+    landmarks: Option<Points>,
+    n_landmarks: usize,
+    k: Option<usize>,
+    seed: u64,
+) -> Result<NeighbourhoodFit, String> {
+    let n_samples = data.condition_of_sample.len();
+    let (_, replicated) = sample_sizes(data)?;
+    let metric = if replicated {
+        SampleMetric::from_samples(data.cells, data.sample_of, n_samples)
+    } else {
+        SampleMetric::identity(data.cells.dim)
+    };
+    let cells = metric.apply(data.cells);
+    let (landmarks, stretched_landmarks) = match landmarks {
+        Some(given) => {
+            let stretched = metric.apply(&given);
+            (given, stretched)
+        }
+        None => {
+            let rows = random_landmark_rows(cells.n, n_landmarks, seed);
+            (data.cells.subset(&rows), cells.subset(&rows))
+        }
+    };
+    let stretched = NeighbourhoodData {
+        cells: &cells,
+        sample_of: data.sample_of,
+        condition_of_sample: data.condition_of_sample,
+    };
+    let dimension = intrinsic_dimension(&cells, seed);
+    // f64::min ignores a NaN dimension (all cells duplicated).
+    let k = k.unwrap_or_else(|| {
+        default_k(
+            cells.n,
+            n_samples,
+            dimension.min(metric.effective_dimension()),
+        )
+    });
+    let test = neighbourhood_test(&stretched, &stretched_landmarks, k)?;
+    let cell_results = cell_tests(&test, &stretched, &stretched_landmarks)?;
+    Ok(NeighbourhoodFit {
+        landmarks,
+        test,
+        cells: cell_results,
+        k,
+        intrinsic_dimension: dimension,
+        metric,
+    })
 }
 
 /// Counts of every sample in the `k`-nearest-cell neighbourhood of every landmark, and the

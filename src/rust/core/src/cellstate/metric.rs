@@ -19,6 +19,7 @@
 
 use super::Points;
 use crate::linalg::symmetric_eigen;
+use faer::{Mat, MatRef};
 
 /// The largest stretch of one direction.
 pub const MAX_STRETCH: f64 = 16.0;
@@ -144,26 +145,11 @@ fn sample_means(cells: &Points, sample_of: &[usize], n_samples: usize) -> (Vec<f
 fn within_covariance(cells: &Points, sample_of: &[usize], means: &[f64]) -> Vec<f64> {
     let dim = cells.dim;
     let n_samples = means.len() / dim;
-    let mut w = vec![0.0; dim * dim];
-    let mut centred = vec![0.0; dim];
-    for (i, &s) in sample_of.iter().enumerate() {
-        for (c, (x, m)) in cells.point(i).iter().zip(&means[s * dim..]).enumerate() {
-            centred[c] = x - m;
-        }
-        for a in 0..dim {
-            for b in 0..=a {
-                w[a + b * dim] += centred[a] * centred[b];
-            }
-        }
-    }
-    let df = (cells.n - n_samples) as f64;
-    for a in 0..dim {
-        for b in 0..=a {
-            w[a + b * dim] /= df;
-            w[b + a * dim] = w[a + b * dim];
-        }
-    }
-    w
+    let centred = Mat::from_fn(cells.n, dim, |i, c| {
+        cells.point(i)[c] - means[sample_of[i] * dim + c]
+    });
+    let w = centred.transpose() * &centred / (cells.n - n_samples) as f64;
+    column_major(w.as_ref())
 }
 
 /// Between-sample scatter `sum_s n_s (m_s - m)(m_s - m)' / (S - 1)`, `m` the cells' mean:
@@ -180,17 +166,11 @@ fn between_scatter(means: &[f64], sizes: &[f64], dim: usize) -> Vec<f64> {
                 / total
         })
         .collect();
-    let mut b = vec![0.0; dim * dim];
-    for (m, &n) in means.chunks(dim).zip(sizes) {
-        for a in 0..dim {
-            for c in 0..dim {
-                b[a + c * dim] += n * (m[a] - grand[a]) * (m[c] - grand[c]);
-            }
-        }
-    }
-    let scale = 1.0 / (sizes.len() - 1) as f64;
-    b.iter_mut().for_each(|v| *v *= scale);
-    b
+    let weighted = Mat::from_fn(sizes.len(), dim, |s, c| {
+        sizes[s].sqrt() * (means[s * dim + c] - grand[c])
+    });
+    let b = weighted.transpose() * &weighted / (sizes.len() - 1) as f64;
+    column_major(b.as_ref())
 }
 
 /// The symmetric inverse square root of a covariance (column-major), zero on directions
@@ -201,37 +181,27 @@ fn inverse_sqrt(cov: &[f64], dim: usize) -> Option<Vec<f64>> {
     if !(top > 0.0 && top.is_finite()) {
         return None;
     }
-    let mut out = vec![0.0; dim * dim];
-    for (j, &v) in values.iter().enumerate() {
-        if v <= RANK_TOL * top {
-            continue;
-        }
-        let u = &vectors[j * dim..(j + 1) * dim];
-        let f = 1.0 / v.sqrt();
-        for a in 0..dim {
-            for b in 0..dim {
-                out[a + b * dim] += f * u[a] * u[b];
-            }
-        }
-    }
-    Some(out)
+    let kept: Vec<usize> = (0..dim).filter(|&j| values[j] > RANK_TOL * top).collect();
+    let u = Mat::from_fn(dim, kept.len(), |a, j| {
+        vectors[kept[j] * dim + a] / values[kept[j]].sqrt().sqrt()
+    });
+    Some(column_major((&u * u.transpose()).as_ref()))
 }
 
-/// `a b a` for symmetric column-major `a`, `b`.
+/// `a b a` for column-major `dim x dim` matrices.
 fn sandwich(a: &[f64], b: &[f64], dim: usize) -> Vec<f64> {
-    let product = |x: &[f64], y: &[f64]| -> Vec<f64> {
-        let mut out = vec![0.0; dim * dim];
-        for c in 0..dim {
-            for k in 0..dim {
-                let v = y[k + c * dim];
-                for r in 0..dim {
-                    out[r + c * dim] += x[r + k * dim] * v;
-                }
-            }
-        }
-        out
-    };
-    product(&product(a, b), a)
+    let (a, b) = (square(a, dim), square(b, dim));
+    column_major((&a * &b * &a).as_ref())
+}
+
+fn square(x: &[f64], dim: usize) -> Mat<f64> {
+    Mat::from_fn(dim, dim, |r, c| x[r + c * dim])
+}
+
+fn column_major(m: MatRef<'_, f64>) -> Vec<f64> {
+    (0..m.ncols())
+        .flat_map(|c| (0..m.nrows()).map(move |r| m[(r, c)]))
+        .collect()
 }
 
 #[cfg(test)]

@@ -439,16 +439,17 @@ finish_table <- function(t, x, y, hist, symmetric, output, label, estimate_label
   if (output == "matrix") {
     return(pair_matrices(t, p, fdr, x, y, symmetric))
   }
-  out <- data.frame(feature_x = x$names[t$i], feature_y = y$names[t$j],
-                    estimate = t$estimate, statistic = t$statistic, stringsAsFactors = FALSE)
-  if (has_df) out$df <- t$df
-  if (!is.null(extra_name)) out[[extra_name]] <- t$extra
-  out$p_value <- p
-  out$log_p <- t$log_p
-  out$fdr <- fdr
-  out$n <- as.integer(t$n)
-  out$reason <- reason
-  out <- out[order(out$log_p, -abs(out$estimate), na.last = TRUE), , drop = FALSE]
+  # Rows in order of p, built from ordered columns (reordering a data.frame copies twice).
+  o <- order(t$log_p, -abs(t$estimate), na.last = TRUE)
+  out <- data.frame(feature_x = x$names[t$i[o]], feature_y = y$names[t$j[o]],
+                    estimate = t$estimate[o], statistic = t$statistic[o], stringsAsFactors = FALSE)
+  if (has_df) out$df <- t$df[o]
+  if (!is.null(extra_name)) out[[extra_name]] <- t$extra[o]
+  out$p_value <- p[o]
+  out$log_p <- t$log_p[o]
+  out$fdr <- fdr[o]
+  out$n <- as.integer(t$n[o])
+  out$reason <- reason[o]
   note <- if (is.null(hist)) NULL else sprintf(
     "%d of %.0f tested pairs kept; fdr is over all tested pairs (conservative by at most 2.3%%).",
     nrow(out), sum(hist))

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 /// Swap proposals per particle and level, per gene of the set. One is enough for sets of
 /// 200 genes and more: the spread of log p over seeds matched its formula down to p = 1e-16.
-const TRIES_PER_GENE: usize = 1;
+const TRIES_PER_GENE: f64 = 1.0;
 
 /// Fewest swap proposals per particle and level. A deep score of a small set rests on a
 /// few genes that k proposals rarely replace, so the copies of one survivor stayed alike:
@@ -186,13 +186,17 @@ fn ladder(
         level = next_level;
         let depth = stages.len() as u64;
         let starts = block_starts(&particles);
+        let totals: Vec<f64> = survivors
+            .iter()
+            .map(|&s| particles[s].hits.iter().map(|&h| weights[h as usize]).sum())
+            .collect();
         particles = (0..n)
             .into_par_iter()
             .map(|i| {
-                let parent = &particles[survivors[i % survivors.len()]];
+                let parent = i % survivors.len();
                 let mut p = Particle {
-                    hits: parent.hits.clone(),
-                    total: parent.hits.iter().map(|&h| weights[h as usize]).sum(),
+                    hits: particles[survivors[parent]].hits.clone(),
+                    total: totals[parent],
                 };
                 walk_above(
                     weights,
@@ -267,13 +271,20 @@ fn running_value(w: &Witness, total: f64, miss_step: f64) -> f64 {
 }
 
 /// Rank positions cut into blocks, with each block's hit weight and count for one set.
-/// A block whose hits cannot reach the level (bounded by all its weight counted at its
-/// start) is skipped whole, so a failed check costs about sqrt(k), not k.
+/// A block whose hits cannot reach the level is skipped whole, so a failed check costs
+/// about sqrt(k), not k. The bound of a block is all its weight counted at its start, or,
+/// when its hits are unchanged since a check visited them, their highest running sum
+/// relative to the block's start, as it was then (`peak`, at `peak_inverse` = 1 / total),
+/// plus what a smaller total can add (the block's weight times the change of 1 / total).
 struct Blocks {
     /// First position of each block after the first.
     starts: Vec<u32>,
     weight: Vec<f64>,
     count: Vec<usize>,
+    peak: Vec<f64>,
+    peak_inverse: Vec<f64>,
+    /// `peak` holds for the block's hits as they are.
+    known: Vec<bool>,
 }
 
 impl Blocks {
@@ -282,9 +293,17 @@ impl Blocks {
             starts: starts.to_vec(),
             weight: vec![0.0; starts.len() + 1],
             count: vec![0; starts.len() + 1],
+            peak: vec![0.0; starts.len() + 1],
+            peak_inverse: vec![0.0; starts.len() + 1],
+            known: vec![false; starts.len() + 1],
         };
+        let mut block = 0;
         for &h in hits {
-            b.add(b.block_of(h), weights[h as usize], 1);
+            while block < starts.len() && starts[block] <= h {
+                block += 1;
+            }
+            b.weight[block] += weights[h as usize];
+            b.count[block] += 1;
         }
         b
     }
@@ -294,6 +313,7 @@ impl Blocks {
     }
 
     fn add(&mut self, block: usize, weight: f64, sign: isize) {
+        self.known[block] = false;
         self.weight[block] += sign as f64 * weight;
         self.count[block] = (self.count[block] as isize + sign) as usize;
     }
@@ -318,23 +338,26 @@ struct Swap {
     in_block: usize,
 }
 
-/// The first hit whose running sum exceeds `level`, skipping blocks that cannot; with
-/// `swap`, of the set after that move, read from the set before it (so a rejected move
-/// costs no change to the set).
+/// The hit with the highest running sum, if that exceeds `level`, skipping blocks that
+/// cannot beat the best so far; with `swap`, of the set after that move, read from the set
+/// before it (so a rejected move costs no change to the set). The highest hit, not the
+/// first above the level, so that later moves leave it above the level more often.
 fn find_witness(
     weights: &[f64],
     hits: &[u32],
-    blocks: &Blocks,
+    blocks: &mut Blocks,
     swap: Option<&Swap>,
     total: f64,
     miss_step: f64,
     level: f64,
 ) -> Option<Witness> {
     // Running weight, hits before the block in the set after the move, and before it now.
-    // Hits are screened with a product by 1 / total, within a margin far above its rounding,
-    // and a hit passing the screen is checked exactly.
+    // Blocks and hits are screened with a product by 1 / total, within a margin far above
+    // its rounding (and that of the running block sums); a hit passing it is checked exactly.
     let (mut cum, mut index, mut stored) = (0.0, 0, 0);
     let inverse = 1.0 / total;
+    let mut best: Option<Witness> = None;
+    let mut threshold = level;
     for b in 0..blocks.weight.len() {
         let (mut weight, mut count) = (blocks.weight[b], blocks.count[b]);
         let (mut leaving, mut entering) = (None, None);
@@ -351,46 +374,60 @@ fn find_witness(
             }
         }
         let misses_before = (blocks.start(b) - index) as f64;
-        // The margin absorbs rounding in the running block sums.
-        if (cum + weight) / total - misses_before * miss_step > level - 1e-12 {
+        let base = cum * inverse - misses_before * miss_step;
+        let unchanged = leaving.is_none() && entering.is_none();
+        let bound = if unchanged && blocks.known[b] {
+            base + blocks.peak[b] + (weight * (inverse - blocks.peak_inverse[b])).max(0.0)
+        } else {
+            base + weight * inverse
+        };
+        if bound > threshold - 1e-12 {
             let mut w = Witness {
                 position: 0,
                 cum,
                 index,
             };
-            let visit = |position: u32, w: &mut Witness| {
+            let mut peak = f64::NEG_INFINITY;
+            let mut visit = |position: u32| {
                 w.position = position;
                 w.cum += weights[position as usize];
                 let misses = (position as usize - w.index) as f64 * miss_step;
-                let above = w.cum * inverse - misses > level - 1e-12
-                    && running_value(w, total, miss_step) > level;
-                if !above {
-                    w.index += 1;
+                let screen = w.cum * inverse - misses;
+                if screen > peak {
+                    peak = screen;
                 }
-                above
+                if screen > threshold - 1e-12 {
+                    let value = running_value(&w, total, miss_step);
+                    if value > threshold {
+                        threshold = value;
+                        best = Some(w);
+                    }
+                }
+                w.index += 1;
             };
             for &position in &hits[stored..stored + blocks.count[b]] {
                 if let Some(e) = entering.filter(|&e| e < position) {
                     entering = None;
-                    if visit(e, &mut w) {
-                        return Some(w);
-                    }
+                    visit(e);
                 }
-                if Some(position) != leaving && visit(position, &mut w) {
-                    return Some(w);
+                if Some(position) != leaving {
+                    visit(position);
                 }
             }
             if let Some(e) = entering {
-                if visit(e, &mut w) {
-                    return Some(w);
-                }
+                visit(e);
+            }
+            if unchanged {
+                blocks.peak[b] = peak - base;
+                blocks.peak_inverse[b] = inverse;
+                blocks.known[b] = true;
             }
         }
         cum += weight;
         index += count;
         stored += blocks.count[b];
     }
-    None
+    best
 }
 
 /// Block boundaries for a level: about sqrt(k) blocks with equal numbers of hits, at the
@@ -423,8 +460,17 @@ fn walk_above(
     let k = p.hits.len();
     let miss_step = 1.0 / (n - k) as f64;
     let mut blocks = Blocks::new(starts, weights, &p.hits);
-    let mut witness = find_witness(weights, &p.hits, &blocks, None, p.total, miss_step, level);
-    for _ in 0..(TRIES_PER_GENE * k).max(MIN_TRIES) {
+    let mut witness = find_witness(
+        weights,
+        &p.hits,
+        &mut blocks,
+        None,
+        p.total,
+        miss_step,
+        level,
+    );
+    let tries = ((TRIES_PER_GENE * k as f64).ceil() as usize).max(MIN_TRIES);
+    for _ in 0..tries {
         let out_at = rng.random_range(0..k);
         let incoming = rng.random_range(0..n as u32);
         let in_at = p.hits.partition_point(|&h| h < incoming);
@@ -462,7 +508,7 @@ fn walk_above(
                 find_witness(
                     weights,
                     &p.hits,
-                    &blocks,
+                    &mut blocks,
                     Some(&swap),
                     total,
                     miss_step,
@@ -613,7 +659,7 @@ mod tests {
                 continue;
             }
             let level = rng.random_range(0.0..0.8);
-            let blocks = Blocks::new(&starts, &w, &hits);
+            let mut blocks = Blocks::new(&starts, &w, &hits);
             let total: f64 = hits.iter().map(|&h| w[h as usize]).sum();
             let outgoing = hits[out_at];
             let swap = Swap {
@@ -626,7 +672,7 @@ mod tests {
             };
             let after = total - w[outgoing as usize] + w[incoming as usize];
             let miss_step = 1.0 / (200 - hits.len()) as f64;
-            let found = find_witness(&w, &hits, &blocks, Some(&swap), after, miss_step, level);
+            let found = find_witness(&w, &hits, &mut blocks, Some(&swap), after, miss_step, level);
             apply(&mut hits, &swap);
             let max_dev = enrichment(&w, &hits).unwrap().max_dev;
             assert_eq!(found.is_some(), max_dev > level, "{hits:?} {level}");
@@ -634,8 +680,59 @@ mod tests {
                 assert_eq!(hits[f.index], f.position);
                 let cum: f64 = hits[..=f.index].iter().map(|&h| w[h as usize]).sum();
                 assert!((f.cum - cum).abs() < 1e-12);
+                // The witness is the highest hit.
+                assert!((running_value(&f, after, miss_step) - max_dev).abs() < 1e-12);
             }
         }
+    }
+
+    #[test]
+    fn checks_with_the_peaks_of_unchanged_blocks_are_exact() {
+        // A walk on one set: blocks keep the peaks seen by earlier checks while their hits
+        // are unchanged; every check must still match the running sum over every gene.
+        let w = weights(300);
+        let mut rng = rng::stream(4, &[]);
+        let mut hits: Vec<u32> = (0..40).map(|i| i * 3).collect();
+        let level = enrichment(&w, &hits).unwrap().max_dev * 0.8;
+        let mut blocks = Blocks::new(&[10, 30, 70, 150], &w, &hits);
+        let miss_step = 1.0 / (300 - 40) as f64;
+        let mut total: f64 = hits.iter().map(|&h| w[h as usize]).sum();
+        let (mut kept, mut with_peaks) = (0, 0);
+        for _ in 0..5000 {
+            let out_at = rng.random_range(0..hits.len());
+            let incoming = rng.random_range(0..300u32);
+            if hits.contains(&incoming) {
+                continue;
+            }
+            let outgoing = hits[out_at];
+            let swap = Swap {
+                outgoing,
+                incoming,
+                out_at,
+                in_at: hits.partition_point(|&h| h < incoming),
+                out_block: blocks.block_of(outgoing),
+                in_block: blocks.block_of(incoming),
+            };
+            let (w_out, w_in) = (w[outgoing as usize], w[incoming as usize]);
+            let after = total - w_out + w_in;
+            with_peaks += usize::from(blocks.known.iter().any(|&k| k));
+            let found = find_witness(&w, &hits, &mut blocks, Some(&swap), after, miss_step, level);
+            let mut moved = hits.clone();
+            apply(&mut moved, &swap);
+            let max_dev = enrichment(&w, &moved).unwrap().max_dev;
+            assert_eq!(found.is_some(), max_dev > level);
+            if found.is_some() {
+                kept += 1;
+                hits = moved;
+                total = after;
+                blocks.add(swap.out_block, w_out, -1);
+                blocks.add(swap.in_block, w_in, 1);
+            }
+        }
+        assert!(
+            kept > 100 && kept < 4500 && with_peaks > 1000,
+            "{kept} {with_peaks}"
+        );
     }
 
     #[test]

@@ -161,15 +161,25 @@ rank_genes <- function(stats, weight) {
 
 # Sets matched to the ranking: rank positions (0-based, sorted) and why a set is not tested.
 match_sets <- function(sets, genes, min_size, max_size) {
-  # One match() over all members: hashing the ranking once, not once per set.
-  member_of <- factor(rep(seq_along(sets), lengths(sets)), levels = seq_along(sets))
-  positions <- split(match(unlist(sets, use.names = FALSE), genes) - 1L, member_of)
-  positions <- lapply(positions, function(p) sort(unique(p[!is.na(p)])))
+  # One match() over all members (hashing the ranking once, not once per set), then one
+  # sort by set and position and one split: no function call per set.
+  members <- unlist(sets, use.names = FALSE)
+  set_id <- rep.int(seq_along(sets), lengths(sets))
+  position <- match(members, genes) - 1L
+  # A gene listed twice in a set counts once (also when it is not in the ranking).
+  repeated <- duplicated(set_id * (length(members) + 1) + match(members, members))
+  n_genes <- tabulate(set_id[!repeated], nbins = length(sets))
+  found <- !repeated & !is.na(position)
+  set_id <- set_id[found]
+  position <- position[found]
+  o <- order(set_id, position, method = "radix")
+  groups <- structure(set_id[o], levels = as.character(seq_along(sets)), class = "factor")
+  positions <- split(position[o], groups)
   size <- lengths(positions)
   reason <- ifelse(size < min_size, sprintf("%d genes found, fewer than min_size", size),
                    ifelse(size > max_size, sprintf("%d genes found, more than max_size", size), NA_character_))
   reason[size >= length(genes)] <- "every ranked gene in the set"
-  out <- data.frame(set = names(sets), n_genes = lengths(lapply(sets, unique)), size = size,
+  out <- data.frame(set = names(sets), n_genes = n_genes, size = size,
                     reason = reason, stringsAsFactors = FALSE)
   out$positions <- positions
   missing <- sum(out$n_genes - out$size)

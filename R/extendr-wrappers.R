@@ -24,7 +24,7 @@ rs_group_medians <- function(x, group, n_groups, threads) .Call(wrap__rs_group_m
 rs_welch <- function(y, in_first, threads = 1L) .Call(wrap__rs_welch, y, in_first, threads)
 rs_gsea_scores <- function(weights, sets) .Call(wrap__rs_gsea_scores, weights, sets)
 rs_gsea_permutation <- function(weights, sizes, es, n_perm, seed, threads) .Call(wrap__rs_gsea_permutation, weights, sizes, es, n_perm, seed, threads)
-rs_gsea_multilevel <- function(weights, sizes, es, n_particles, eps, seed, threads) .Call(wrap__rs_gsea_multilevel, weights, sizes, es, n_particles, eps, seed, threads)
+rs_gsea_multilevel <- function(weights, sizes, es, sample_size, eps, seed, threads) .Call(wrap__rs_gsea_multilevel, weights, sizes, es, sample_size, eps, seed, threads)
 rs_csc_row_block <- function(x, start, end) .Call(wrap__rs_csc_row_block, x, start, end)
 rs_count_problem <- function(values) .Call(wrap__rs_count_problem, values)
 rs_lmm_fit <- function(y, x, z, group, n_groups, block_sizes, block_copies, reml, satterthwaite, threads) .Call(wrap__rs_lmm_fit, y, x, z, group, n_groups, block_sizes, block_copies, reml, satterthwaite, threads)

@@ -78,13 +78,13 @@ fn rs_gsea_permutation(
 }
 
 /// Multilevel estimates of P(ES as extreme as observed) for each set: natural-log p, the
-/// levels used and whether p is only bounded.
+/// levels used, whether p is only bounded and the variance of the log p.
 #[extendr]
 fn rs_gsea_multilevel(
     weights: &[f64],
     sizes: &[i32],
     es: &[f64],
-    n_particles: i32,
+    sample_size: i32,
     eps: f64,
     seed: f64,
     threads: i32,
@@ -95,7 +95,7 @@ fn rs_gsea_multilevel(
             weights,
             &sizes,
             es,
-            n_particles as usize,
+            sample_size as usize,
             eps,
             seed_of(seed),
         )
@@ -104,7 +104,14 @@ fn rs_gsea_multilevel(
     let log_p: Vec<f64> = estimates.iter().map(|e| e.log_p).collect();
     let levels: Vec<f64> = estimates.iter().map(|e| e.levels as f64).collect();
     let beyond: Vec<bool> = estimates.iter().map(|e| e.beyond).collect();
-    Ok(list!(log_p = log_p, levels = levels, beyond = beyond).into())
+    let log_var: Vec<f64> = estimates.iter().map(|e| e.log_var).collect();
+    Ok(list!(
+        log_p = log_p,
+        levels = levels,
+        beyond = beyond,
+        log_var = log_var
+    )
+    .into())
 }
 
 extendr_module! {

@@ -28,13 +28,19 @@ pub struct Enrichment {
 /// is evaluated only at the hits and just before them, where its extremes lie. `None` when
 /// the set is empty, holds every gene, or has zero total weight.
 pub fn enrichment(weights: &[f64], hits: &[u32]) -> Option<Enrichment> {
+    let total: f64 = hits.iter().map(|&h| weights[h as usize]).sum();
+    enrichment_with_total(weights, hits, total)
+}
+
+/// As [`enrichment`], given the set's total weight (kept by a caller that grows the set).
+pub(crate) fn enrichment_with_total(
+    weights: &[f64],
+    hits: &[u32],
+    total: f64,
+) -> Option<Enrichment> {
     let n = weights.len();
     let k = hits.len();
-    if k == 0 || k >= n {
-        return None;
-    }
-    let total: f64 = hits.iter().map(|&h| weights[h as usize]).sum();
-    if total <= 0.0 {
+    if k == 0 || k >= n || total <= 0.0 {
         return None;
     }
     let miss_step = 1.0 / (n - k) as f64;
@@ -63,9 +69,10 @@ pub fn enrichment(weights: &[f64], hits: &[u32]) -> Option<Enrichment> {
     })
 }
 
-/// Signed enrichment score; 0 when undefined (a null set with zero weight).
-pub(crate) fn signed_score(weights: &[f64], hits: &[u32]) -> f64 {
-    enrichment(weights, hits).map_or(0.0, |e| e.es)
+/// Signed enrichment score of a set of total weight `total`; 0 when undefined (a null set
+/// with zero weight).
+pub(crate) fn signed_score(weights: &[f64], hits: &[u32], total: f64) -> f64 {
+    enrichment_with_total(weights, hits, total).map_or(0.0, |e| e.es)
 }
 
 #[cfg(test)]
@@ -117,6 +124,19 @@ mod tests {
         let e = enrichment(&weights, &[7, 8, 9]).unwrap();
         assert!((e.es + 1.0).abs() < 1e-15);
         assert_eq!(e.extreme_hit, 0);
+    }
+
+    #[test]
+    fn a_kept_total_gives_the_same_score() {
+        let weights: Vec<f64> = (0..50).map(|i| (i as f64 * 0.7).cos().abs()).collect();
+        let hits = [2u32, 9, 10, 33, 47];
+        let total: f64 = [47u32, 2, 33, 10, 9]
+            .iter()
+            .map(|&h| weights[h as usize])
+            .sum();
+        let e = enrichment(&weights, &hits).unwrap();
+        assert!((signed_score(&weights, &hits, total) - e.es).abs() < 1e-14);
+        assert_eq!(signed_score(&weights, &hits, 0.0), 0.0);
     }
 
     #[test]

@@ -104,6 +104,7 @@ fn draw_chunk(weights: &[f64], sizes: &[usize], seed: u64, chunk: u64, out: &mut
     let mut subset: Vec<u32> = Vec::with_capacity(largest);
     for perm_scores in out.chunks_mut(sizes.len()) {
         subset.clear();
+        let mut total = 0.0;
         let mut next = 0;
         for i in 0..largest {
             // Partial Fisher-Yates: pool[..=i] is a uniform random i+1 subset, whatever
@@ -113,8 +114,9 @@ fn draw_chunk(weights: &[f64], sizes: &[usize], seed: u64, chunk: u64, out: &mut
             let g = pool[i];
             let at = subset.partition_point(|&h| h < g);
             subset.insert(at, g);
+            total += weights[g as usize];
             if subset.len() == sizes[next] {
-                perm_scores[next] = signed_score(weights, &subset);
+                perm_scores[next] = signed_score(weights, &subset, total);
                 next += 1;
             }
         }

@@ -227,8 +227,8 @@ enrichment_table <- function(ranking, matched, nperm, eps, sample_size, seed, th
 # halves p at each level with `sample_size` particles (each level's surviving fraction a
 # Beta((s + 1) / 2, (s + 1) / 2) order statistic); the core's ladder is as accurate per unit
 # of log p and reports its own error.
-multilevel_error <- function(p, sample_size, levels = floor(-log2(p))) {
-  sqrt((levels + 1) * (trigamma((sample_size + 1) / 2) - trigamma(sample_size + 1))) / log(2)
+multilevel_error <- function(p, sample_size) {
+  sqrt((floor(-log2(p)) + 1) * (trigamma((sample_size + 1) / 2) - trigamma(sample_size + 1))) / log(2)
 }
 
 # Multilevel p-values, conditional on the sign (divided by the fraction of null scores of

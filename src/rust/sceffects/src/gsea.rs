@@ -77,8 +77,8 @@ fn rs_gsea_permutation(
     .into())
 }
 
-/// Multilevel estimates of P(ES as extreme as observed) for each set: natural-log p, the
-/// levels used, whether p is only bounded and the variance of the log p.
+/// Multilevel estimates of P(ES as extreme as observed) for each set: natural-log p,
+/// whether p is only bounded and the variance of the log p.
 #[extendr]
 fn rs_gsea_multilevel(
     weights: &[f64],
@@ -102,16 +102,9 @@ fn rs_gsea_multilevel(
     })
     .map_err(fail)?;
     let log_p: Vec<f64> = estimates.iter().map(|e| e.log_p).collect();
-    let levels: Vec<f64> = estimates.iter().map(|e| e.levels as f64).collect();
     let beyond: Vec<bool> = estimates.iter().map(|e| e.beyond).collect();
     let log_var: Vec<f64> = estimates.iter().map(|e| e.log_var).collect();
-    Ok(list!(
-        log_p = log_p,
-        levels = levels,
-        beyond = beyond,
-        log_var = log_var
-    )
-    .into())
+    Ok(list!(log_p = log_p, beyond = beyond, log_var = log_var).into())
 }
 
 extendr_module! {

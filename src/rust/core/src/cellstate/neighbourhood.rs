@@ -131,12 +131,7 @@ pub fn default_k(n: usize, n_samples: usize, dimension: f64) -> usize {
     k.clamp(30, 30.max(n / 8)).min(n)
 }
 
-/// `n_landmarks` distinct cells, drawn with the seeded stream (the landmarks' positions).
-pub fn random_landmarks(cells: &Points, n_landmarks: usize, seed: u64) -> Points {
-    cells.subset(&random_landmark_rows(cells.n, n_landmarks, seed))
-}
-
-/// The rows of `random_landmarks`, in increasing order.
+/// Rows of `n_landmarks` distinct cells, drawn with the seeded stream, in increasing order.
 fn random_landmark_rows(n: usize, n_landmarks: usize, seed: u64) -> Vec<usize> {
     let mut stream = rng::stream(seed, &[0x6e62]);
     let mut idx = sample_without_replacement(n, n_landmarks.min(n), &mut stream);
@@ -734,7 +729,7 @@ mod tests {
             sample_of: &sample_of,
             condition_of_sample: &cond,
         };
-        let lm = random_landmarks(&cells, 100, 2);
+        let lm = cells.subset(&random_landmark_rows(cells.n, 100, 2));
         let t = neighbourhood_test(&data, &lm, 40).unwrap();
         for l in 0..lm.n {
             assert_eq!(t.counts[l * 6..(l + 1) * 6].iter().sum::<f64>(), 40.0);
@@ -799,7 +794,7 @@ mod tests {
             sample_of: &sample_of,
             condition_of_sample: &cond,
         };
-        let lm = random_landmarks(&cells, 60, 3);
+        let lm = cells.subset(&random_landmark_rows(cells.n, 60, 3));
         let t = neighbourhood_test(&data, &lm, 30).unwrap();
         let cell = cell_tests(&t, &data, &lm).unwrap();
         // Brute force: each cell's holding neighbourhoods, their mean counts, then the same

@@ -189,13 +189,17 @@ flat_neighbourhoods <- function(estimate) {
 #' @param sample Column of `colData(x)` (or vector) with the sample (replicate) of each
 #'   cell. Strongly advised with the default method (the test is across samples); for
 #'   `"kompot"`, `NULL` means no sample variance.
-#' @param n_landmarks Number of landmarks: random cells of the two conditions (at most one
-#'   per 5 cells) for `"neighbourhood"`, k-means centres for `"kompot"`.
+#' @param n_landmarks Number of landmarks. `"neighbourhood"`: cells of the two
+#'   conditions whose neighbourhoods are counted; default every cell up to 10,000 (so the
+#'   calls do not depend on `seed`), else 10,000 random cells. `"kompot"`: k-means
+#'   centres, default 1,000.
 #' @param lfc_threshold Minimum absolute log fold change (natural log) of a call; default
 #'   0 for `"neighbourhood"` and 1 for `"kompot"`.
 #' @param ptp_threshold For `"kompot"`: a cell is called when its posterior tail
 #'   probability is below this.
-#' @param seed Seed of the landmarks (and of kompot's fractal-dimension query cells);
+#' @param seed Seed of the landmarks (for `"neighbourhood"` drawn only above 10,000
+#'   cells or with a smaller `n_landmarks`; kompot's k-means and fractal-dimension query
+#'   cells);
 #'   `NULL`, the default: drawn from R's generator, so `set.seed()` makes the call
 #'   reproducible.
 #' @param threads Number of threads (default `getOption("sceffects.threads", 2)`).
@@ -238,7 +242,7 @@ flat_neighbourhoods <- function(estimate) {
 #' kompot <- diff_abundance(sce, "condition", "young", "old", method = "kompot",
 #'                          n_landmarks = 50)
 diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL, sample = NULL,
-                           n_landmarks = 1000L, lfc_threshold = NULL, ptp_threshold = 0.05, seed = NULL,
+                           n_landmarks = NULL, lfc_threshold = NULL, ptp_threshold = 0.05, seed = NULL,
                            threads = NULL, landmarks = NULL, dimension = NULL, length_scale = NULL,
                            ls_factor = 10, method = c("neighbourhood", "kompot"), k = NULL,
                            fdr_threshold = 0.1, verbose = getOption("sceffects.verbose", TRUE)) {
@@ -268,9 +272,14 @@ diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL,
     stop(sprintf("`%s` applies to method = \"neighbourhood\" only.", if (!missing(k)) "k" else "fdr_threshold"),
          call. = FALSE)
   }
-  da_kompot(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed, threads, landmarks, dimension,
+  da_kompot(x, input, n_landmarks %||% 1000L, lfc_threshold, ptp_threshold, seed, threads, landmarks, dimension,
             length_scale, ls_factor)
 }
+
+# Default landmarks of the neighbourhood test: every cell up to this many (each cell's own
+# neighbourhood; random landmarks made the calls of a marginal region depend on the draw),
+# beyond it that many random cells (the nearest-neighbour search costs landmarks x cells).
+MAX_CELL_LANDMARKS <- 10000L
 
 # The neighbourhood test (core `cellstate::neighbourhood`): R checks, orders the samples
 # and builds the per-cell columns and the per-landmark table.
@@ -298,9 +307,13 @@ da_neighbourhood <- function(x, input, n_landmarks, k, lfc_threshold, fdr_thresh
   if (!is.null(landmarks)) {
     landmarks <- check_landmarks(landmarks, input)
     storage.mode(landmarks) <- "double"
+    n_landmarks <- nrow(landmarks)
   } else {
-    n_landmarks <- check_count(n_landmarks, "n_landmarks", min = 2)
-    n_landmarks <- min(n_landmarks, max(2L, ceiling(length(kept) / 5)))
+    n_landmarks <- if (is.null(n_landmarks)) {
+      min(length(kept), MAX_CELL_LANDMARKS)
+    } else {
+      min(check_count(n_landmarks, "n_landmarks", min = 2), length(kept))
+    }
   }
   fit <- rs_manifold_neighbourhoods(input$embedding, as.integer(kept), as.integer(sample_of),
                                     as.integer(condition_of_sample), landmarks, as.integer(n_landmarks),

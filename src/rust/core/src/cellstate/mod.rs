@@ -171,12 +171,14 @@ pub fn knn(
     k: usize,
     skip_self: bool,
 ) -> Vec<Vec<(f64, usize)>> {
+    // One distance buffer per worker: a fresh one per query cell costs more in page faults
+    // than the distances themselves when there are many query cells.
     (0..query.n)
         .into_par_iter()
-        .map(|q| {
+        .map_init(Vec::new, |buffer, q| {
             let x = query.point(q);
             if k > SELECT_NEIGHBOURS {
-                return knn_by_selection(x, reference, k, skip_self.then_some(q));
+                return knn_by_selection(x, reference, k, skip_self.then_some(q), buffer);
             }
             let mut best: Vec<(f64, usize)> = Vec::with_capacity(k + 1);
             for j in 0..reference.n {
@@ -206,18 +208,23 @@ fn knn_by_selection(
     reference: &Points,
     k: usize,
     skip: Option<usize>,
+    all: &mut Vec<(f64, usize)>,
 ) -> Vec<(f64, usize)> {
-    let mut all: Vec<(f64, usize)> = (0..reference.n)
-        .filter(|&j| Some(j) != skip)
-        .map(|j| (sq_dist(x, reference.point(j)), j))
-        .collect();
+    all.clear();
+    all.extend(
+        (0..reference.n)
+            .filter(|&j| Some(j) != skip)
+            .map(|j| (sq_dist(x, reference.point(j)), j)),
+    );
     let by = |a: &(f64, usize), b: &(f64, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-    if k < all.len() {
+    let kept = if k < all.len() {
         all.select_nth_unstable_by(k, by);
-        all.truncate(k);
-    }
-    all.sort_unstable_by(by);
-    all.into_iter().map(|(d2, j)| (d2.sqrt(), j)).collect()
+        &mut all[..k]
+    } else {
+        &mut all[..]
+    };
+    kept.sort_unstable_by(by);
+    kept.iter().map(|&(d2, j)| (d2.sqrt(), j)).collect()
 }
 
 /// Distance of every point to its nearest other point; zero distances (duplicated cells)

@@ -76,20 +76,18 @@ const DIMENSION_QUERIES: usize = 500;
 
 /// Intrinsic dimension of the cells: per query cell, Levina and Bickel's maximum-likelihood
 /// estimate from the distances `T_1 <= ... <= T_K` to its `K = 20` nearest other cells,
-/// `1 / mean_j ln(T_K / T_j)` over `j < K`, combined over up to 500 seeded query cells as
-/// the inverse of the mean inverse (MacKay and Ghahramani). NaN when no query cell has
-/// positive distances (all cells duplicated).
-pub fn intrinsic_dimension(cells: &Points, seed: u64) -> f64 {
+/// `1 / mean_j ln(T_K / T_j)` over `j < K`, combined over up to 500 query cells as the
+/// inverse of the mean inverse (MacKay and Ghahramani). The query cells are evenly spaced
+/// in the cells' order (which runs sample by sample), not drawn, so the default `k` does
+/// not depend on a seed. NaN when no query cell has positive distances (all cells
+/// duplicated).
+pub fn intrinsic_dimension(cells: &Points) -> f64 {
     let k = DIMENSION_NEIGHBOURS.min(cells.n.saturating_sub(1));
     if k < 2 {
         return f64::NAN;
     }
-    let queries = if cells.n > DIMENSION_QUERIES {
-        let mut stream = rng::stream(seed, &[0x6964]);
-        sample_without_replacement(cells.n, DIMENSION_QUERIES, &mut stream)
-    } else {
-        (0..cells.n).collect()
-    };
+    let n_queries = cells.n.min(DIMENSION_QUERIES);
+    let queries: Vec<usize> = (0..n_queries).map(|q| q * cells.n / n_queries).collect();
     let query = cells.subset(&queries);
     // The query cell itself is among its reference's nearest: ask for one more and drop it.
     let inverse: Vec<f64> = knn(&query, cells, k + 1, false)
@@ -131,8 +129,12 @@ pub fn default_k(n: usize, n_samples: usize, dimension: f64) -> usize {
     k.clamp(30, 30.max(n / 8)).min(n)
 }
 
-/// Rows of `n_landmarks` distinct cells, drawn with the seeded stream, in increasing order.
+/// Rows of `n_landmarks` distinct cells, drawn with the seeded stream, in increasing order;
+/// every row when `n_landmarks` reaches `n` (no draw: the result does not depend on the seed).
 fn random_landmark_rows(n: usize, n_landmarks: usize, seed: u64) -> Vec<usize> {
+    if n_landmarks >= n {
+        return (0..n).collect();
+    }
     let mut stream = rng::stream(seed, &[0x6e62]);
     let mut idx = sample_without_replacement(n, n_landmarks.min(n), &mut stream);
     idx.sort_unstable();
@@ -154,7 +156,8 @@ pub struct NeighbourhoodFit {
     pub metric: SampleMetric,
 }
 
-/// `landmarks` in the embedding's coordinates, or `n_landmarks` random cells.
+/// `landmarks` in the embedding's coordinates, or `n_landmarks` random cells (every cell
+/// when `n_landmarks` reaches their number).
 pub fn fit_neighbourhoods(
     data: &NeighbourhoodData<'_>,
     landmarks: Option<Points>,
@@ -185,7 +188,7 @@ pub fn fit_neighbourhoods(
         sample_of: data.sample_of,
         condition_of_sample: data.condition_of_sample,
     };
-    let dimension = intrinsic_dimension(&cells, seed);
+    let dimension = intrinsic_dimension(&cells);
     // f64::min ignores a NaN dimension (all cells duplicated).
     let k = k.unwrap_or_else(|| {
         default_k(
@@ -752,7 +755,7 @@ mod tests {
     #[test]
     fn intrinsic_dimension_of_a_cube_and_of_a_plane_in_six_dimensions() {
         let cube = blobs(3000, 5);
-        let d = intrinsic_dimension(&cube, 1);
+        let d = intrinsic_dimension(&cube);
         assert!((d - 3.0).abs() < 0.4, "{d}");
         // A 2-D sheet, linearly embedded in 6 dimensions.
         let mut rng = crate::rng::stream(6, &[]);
@@ -767,9 +770,9 @@ mod tests {
             n: 3000,
             dim: 6,
         };
-        let d = intrinsic_dimension(&sheet, 1);
+        let d = intrinsic_dimension(&sheet);
         assert!((d - 2.0).abs() < 0.3, "{d}");
-        assert!(intrinsic_dimension(&blobs(2, 1), 1).is_nan());
+        assert!(intrinsic_dimension(&blobs(2, 1)).is_nan());
     }
 
     #[test]

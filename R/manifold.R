@@ -123,6 +123,14 @@ flat_density <- function(log_densities, lfc) {
   any(spread < 0.05) || stats::sd(lfc) < 1e-3 * max(1, abs(mean(lfc)))
 }
 
+# A gene's call: BH of the fitted null's p-values (calibrated on genes that vary along the
+# manifold; inst/bench/de-null.R), or kompot's local FDR from the empirical null with
+# null = "cells" (kompot's statistic, null and call).
+de_calls <- function(bh, local_fdr, fdr_threshold, null_kind) {
+  q <- if (null_kind == "cells") local_fdr else bh
+  !is.na(q) & q < fdr_threshold
+}
+
 # The neighbourhood test's counterpart of a flat density: every landmark the same log fold
 # change (e.g. `k` close to all cells, so all neighbourhoods hold the same cells). Its
 # statistics are then 0/0 or one number everywhere, and no call means anything.
@@ -485,7 +493,9 @@ da_kompot <- function(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed,
 #' null genes' upper tail where a single gamma is too light). The fit is in
 #' `attr(, "null_fit")` (`df1`, `df2`, `scale`, `log_lik`). The null these p-values test
 #' is that of the null genes (above): no condition effect given cell state.
-#' `local_fdr` and `is_de` are kompot's, from the empirical null of the null genes.
+#' `is_de` is `fdr < fdr_threshold` (Benjamini-Hochberg of these p-values); with
+#' `null = "cells"` it is kompot's call, `local_fdr < fdr_threshold`, `local_fdr` being
+#' kompot's local FDR from the empirical null of the null genes (given with either null).
 #'
 #' With `sample`, per-sample regressions add, for each gene, the between-sample
 #' covariance of the predictions at the landmarks. It has rank at most the number of
@@ -540,7 +550,8 @@ da_kompot <- function(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed,
 #'   stratum-centred genes with `null = "cell_state"`) are returned in the attribute `"fold_change"` of the table; [add_results()] puts them
 #'   into an assay of the SingleCellExperiment (`<prefix>_fold_change`).
 #' @param dry_run If `TRUE`, print the memory and time plan and compute nothing.
-#' @param fdr_threshold `is_de` is `local_fdr < fdr_threshold`.
+#' @param fdr_threshold `is_de` is `fdr < fdr_threshold` (`local_fdr < fdr_threshold`, as
+#'   kompot, with `null = "cells"`).
 #' @param ls_factor Multiplier of the length-scale heuristic (kompot's default 10).
 #' @param landmarks,length_scale Optional fixed landmarks (matrix) and length scale used
 #'   instead of the k-means landmarks and the length-scale heuristic.
@@ -554,7 +565,8 @@ da_kompot <- function(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed,
 #'   `log_p` (its natural log, finite where `p_value` underflows), `fdr` (BH of
 #'   `p_value`), `mean_lfc`, `mahalanobis`, `p_empirical` (share of null genes at least as
 #'   far, floored at the smallest positive one, as kompot's), `local_fdr` (kompot's, from
-#'   the null genes), `is_de` (`local_fdr < fdr_threshold`), `reason`; how the null genes
+#'   the null genes), `is_de` (`fdr < fdr_threshold`; kompot's `local_fdr <
+#'   fdr_threshold` with `null = "cells"`), `reason`; how the null genes
 #'   were permuted in `attr(, "null_permutation")` (`null`; `"cell_state"` also means the
 #'   genes were centred by their stratum means), and `attr(, "fdr_note")`.
 #' @export
@@ -663,10 +675,11 @@ diff_expression <- function(x, groupby, condition1, condition2, reduction = NULL
       null_fit$log_p <- NULL
     }
   }
+  bh <- fdr_bh(exp(log_p))
   res <- data.frame(feature = src$names[rows], estimate = mean_lfc, statistic = distance,
-                    p_value = exp(log_p), log_p = log_p, fdr = fdr_bh(exp(log_p)), mean_lfc = mean_lfc,
+                    p_value = exp(log_p), log_p = log_p, fdr = bh, mean_lfc = mean_lfc,
                     mahalanobis = distance, p_empirical = p_empirical, local_fdr = local_fdr,
-                    is_de = !is.na(local_fdr) & local_fdr < fdr_threshold,
+                    is_de = de_calls(bh, local_fdr, fdr_threshold, null_kind),
                     reason = reason, stringsAsFactors = FALSE)
   extra <- list(estimate_label = "mean log fold change", landmarks = lm, length_scale = ls,
                 conditions = input$conditions, sample_variance = !is.null(input$samples),

@@ -891,6 +891,15 @@ test_that("neighbourhood method: SCE output, region table for plot_volcano, plot
   # Same seed, same result; threads do not matter.
   again <- diff_abundance(sce, "condition", "young", "old", sample = "sample", threads = 1, seed = 42)
   expect_identical(again$da_lfc, out$da_lfc)
+  # Every cell is a landmark by default, so the seed does not matter; with fewer landmarks
+  # it chooses them.
+  other_seed <- diff_abundance(sce, "condition", "young", "old", sample = "sample", seed = 7)
+  expect_identical(other_seed$da_lfc, out$da_lfc)
+  expect_equal(nrow(S4Vectors::metadata(out)$diff_abundance$regions), ncol(sce))
+  few <- lapply(c(42, 7), function(s) diff_abundance(sce, "condition", "young", "old", sample = "sample",
+                                                     n_landmarks = 100, seed = s)$da_lfc)
+  expect_false(identical(few[[1]], few[[2]]))
+  expect_error(diff_abundance(sce, "condition", "young", "old", n_landmarks = 1), "`n_landmarks`")
 })
 
 test_that("HSMMSingleCell's PCA: the neighbourhood method makes no all-cells call", {

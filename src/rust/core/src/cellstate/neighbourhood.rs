@@ -776,6 +776,16 @@ mod tests {
     }
 
     #[test]
+    fn every_cell_is_a_landmark_without_a_draw_when_asked_for_all() {
+        assert_eq!(random_landmark_rows(7, 7, 1), (0..7).collect::<Vec<_>>());
+        assert_eq!(random_landmark_rows(7, 9, 2), (0..7).collect::<Vec<_>>());
+        let drawn = random_landmark_rows(50, 10, 3);
+        assert_eq!(drawn.len(), 10);
+        assert!(drawn.windows(2).all(|w| w[0] < w[1]));
+        assert_ne!(drawn, random_landmark_rows(50, 10, 4));
+    }
+
+    #[test]
     fn default_k_grows_with_the_dimension_within_its_bounds() {
         assert_eq!(default_k(4800, 2, 2.0), 66);
         assert_eq!(default_k(4800, 6, 2.0), 90);

@@ -198,9 +198,9 @@ flat_neighbourhoods <- function(estimate) {
 #'   cell. Strongly advised with the default method (the test is across samples); for
 #'   `"kompot"`, `NULL` means no sample variance.
 #' @param n_landmarks Number of landmarks. `"neighbourhood"`: cells of the two
-#'   conditions whose neighbourhoods are counted; default every cell up to 10,000 (so the
-#'   calls do not depend on `seed`), else 10,000 random cells. `"kompot"`: k-means
-#'   centres, default 1,000.
+#'   conditions whose neighbourhoods are counted; default every cell up to 10,000 cells
+#'   (so the calls do not depend on `seed`), beyond that `max(1000, 1e8 / cells)` random
+#'   cells. `"kompot"`: k-means centres, default 1,000.
 #' @param lfc_threshold Minimum absolute log fold change (natural log) of a call; default
 #'   0 for `"neighbourhood"` and 1 for `"kompot"`.
 #' @param ptp_threshold For `"kompot"`: a cell is called when its posterior tail
@@ -284,10 +284,14 @@ diff_abundance <- function(x, groupby, condition1, condition2, reduction = NULL,
             length_scale, ls_factor)
 }
 
-# Default landmarks of the neighbourhood test: every cell up to this many (each cell's own
-# neighbourhood; random landmarks made the calls of a marginal region depend on the draw),
-# beyond it that many random cells (the nearest-neighbour search costs landmarks x cells).
-MAX_CELL_LANDMARKS <- 10000L
+# Default landmarks of the neighbourhood test: every cell up to 10,000 cells (each cell's
+# own neighbourhood; random landmarks made the calls of a marginal region depend on the
+# draw); beyond, random cells, as many as keep the nearest-neighbour search (landmarks x
+# cells) within 1e8 pairs, at least 1,000.
+default_neighbourhood_landmarks <- function(n_cells) {
+  if (n_cells <= 10000L) return(n_cells)
+  as.integer(max(1000, ceiling(1e8 / n_cells)))
+}
 
 # The neighbourhood test (core `cellstate::neighbourhood`): R checks, orders the samples
 # and builds the per-cell columns and the per-landmark table.
@@ -318,7 +322,7 @@ da_neighbourhood <- function(x, input, n_landmarks, k, lfc_threshold, fdr_thresh
     n_landmarks <- nrow(landmarks)
   } else {
     n_landmarks <- if (is.null(n_landmarks)) {
-      min(length(kept), MAX_CELL_LANDMARKS)
+      default_neighbourhood_landmarks(length(kept))
     } else {
       min(check_count(n_landmarks, "n_landmarks", min = 2), length(kept))
     }

@@ -553,6 +553,10 @@ da_kompot <- function(x, input, n_landmarks, lfc_threshold, ptp_threshold, seed,
 #' @param fold_change If `TRUE`, the per-cell fold changes (genes x cells of `x`; of the
 #'   stratum-centred genes with `null = "cell_state"`) are returned in the attribute `"fold_change"` of the table; [add_results()] puts them
 #'   into an assay of the SingleCellExperiment (`<prefix>_fold_change`).
+#' @param n_landmarks Number of landmarks: k-means centres of the two conditions' cells.
+#' @param seed Seed of the landmarks' k-means, the strata and the null genes' permutation;
+#'   `NULL`, the default: drawn from R's generator, so `set.seed()` makes the call
+#'   reproducible.
 #' @param dry_run If `TRUE`, print the memory and time plan and compute nothing.
 #' @param fdr_threshold `is_de` is `fdr < fdr_threshold` (`local_fdr < fdr_threshold`, as
 #'   kompot, with `null = "cells"`).

@@ -136,7 +136,7 @@ fn random_landmark_rows(n: usize, n_landmarks: usize, seed: u64) -> Vec<usize> {
         return (0..n).collect();
     }
     let mut stream = rng::stream(seed, &[0x6e62]);
-    let mut idx = sample_without_replacement(n, n_landmarks.min(n), &mut stream);
+    let mut idx = sample_without_replacement(n, n_landmarks, &mut stream);
     idx.sort_unstable();
     idx
 }

@@ -334,6 +334,21 @@ struct Swap {
     in_block: usize,
 }
 
+impl Swap {
+    /// The move of `hits[out_at]` out and `incoming` in (at index `in_at` of `hits`).
+    fn new(hits: &[u32], blocks: &Blocks, out_at: usize, incoming: u32, in_at: usize) -> Self {
+        let outgoing = hits[out_at];
+        Swap {
+            outgoing,
+            incoming,
+            out_at,
+            in_at,
+            out_block: blocks.block_of(outgoing),
+            in_block: blocks.block_of(incoming),
+        }
+    }
+}
+
 /// The hit with the highest running sum, if that exceeds `level`, skipping blocks that
 /// cannot beat the best so far; with `swap`, of the set after that move, read from the set
 /// before it (so a rejected move costs no change to the set). The highest hit, not the
@@ -490,14 +505,7 @@ fn walk_above(
             }
             w
         });
-        let swap = Swap {
-            outgoing,
-            incoming,
-            out_at,
-            in_at,
-            out_block: blocks.block_of(outgoing),
-            in_block: blocks.block_of(incoming),
-        };
+        let swap = Swap::new(&p.hits, &blocks, out_at, incoming, in_at);
         let still_above = moved
             .filter(|w| running_value(w, total, miss_step) > level)
             .or_else(|| {
@@ -672,14 +680,8 @@ mod tests {
             let mut blocks = Blocks::new(&starts, &w, &hits);
             let total: f64 = hits.iter().map(|&h| w[h as usize]).sum();
             let outgoing = hits[out_at];
-            let swap = Swap {
-                outgoing,
-                incoming,
-                out_at,
-                in_at: hits.partition_point(|&h| h < incoming),
-                out_block: blocks.block_of(outgoing),
-                in_block: blocks.block_of(incoming),
-            };
+            let in_at = hits.partition_point(|&h| h < incoming);
+            let swap = Swap::new(&hits, &blocks, out_at, incoming, in_at);
             let after = total - w[outgoing as usize] + w[incoming as usize];
             let miss_step = 1.0 / (200 - hits.len()) as f64;
             let found = find_witness(&w, &hits, &mut blocks, Some(&swap), after, miss_step, level);
@@ -715,14 +717,8 @@ mod tests {
                 continue;
             }
             let outgoing = hits[out_at];
-            let swap = Swap {
-                outgoing,
-                incoming,
-                out_at,
-                in_at: hits.partition_point(|&h| h < incoming),
-                out_block: blocks.block_of(outgoing),
-                in_block: blocks.block_of(incoming),
-            };
+            let in_at = hits.partition_point(|&h| h < incoming);
+            let swap = Swap::new(&hits, &blocks, out_at, incoming, in_at);
             let (w_out, w_in) = (w[outgoing as usize], w[incoming as usize]);
             let after = total - w_out + w_in;
             with_peaks += usize::from(blocks.known.iter().any(|&k| k));
